@@ -1,0 +1,20 @@
+.PHONY: run test bench openapi fmt
+
+# Install the service and run it with embedded defaults (SQLite under var/, demo data, sandbox gateway).
+run:
+	scripts/bootstrap
+	.venv/bin/lephi serve
+
+# Install dev dependencies and run the whole check and test suite.
+test:
+	scripts/test
+
+bench:
+	scripts/bootstrap --dev
+	.venv/bin/python -m bench.payments_create
+
+openapi:
+	.venv/bin/lephi openapi > openapi/openapi.json
+
+fmt:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -1,0 +1,186 @@
+"""The one contract every payment gateway adapter implements, in gateway-neutral terms.
+
+Adapters import nothing from ``payments`` or ``invoices``: they take and return the small dataclasses below, so
+a gateway can be added, replaced or tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+
+class GatewayStatus(StrEnum):
+    """What the gateway says happened. ``unknown`` means it may or may not have happened: ask again later."""
+
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    unknown = "unknown"
+
+
+class RefundOutcome(StrEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class CallbackOutcome(StrEnum):
+    """How the service handled a verified callback; each gateway turns it into the reply it expects."""
+
+    accepted = "accepted"
+    duplicate = "duplicate"
+    already_final = "already_final"
+    unknown_order = "unknown_order"
+    amount_mismatch = "amount_mismatch"
+    invalid_signature = "invalid_signature"
+    error = "error"
+
+
+class GatewayError(Exception):
+    """Base of adapter errors."""
+
+
+class GatewayTechnicalError(GatewayError):
+    """Timeouts, 5xx, network errors: the outcome is unknown and the call may be retried with the same token."""
+
+
+class GatewayDeclinedError(GatewayError):
+    """A final refusal (declined, invalid merchant, refund not allowed): retrying will not help."""
+
+
+class InvalidCallback(GatewayError):
+    """The callback's signature, timestamp or format is not acceptable; nothing in it may be trusted."""
+
+
+@dataclass(frozen=True)
+class StartPayment:
+    merchant_reference: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    description: str
+    return_url: str
+    callback_url: str
+    expires_at: datetime
+    locale: str = "vi"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    gateway_reference: str
+    next_url: str
+    status: GatewayStatus = GatewayStatus.pending
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """The raw request exactly as received: signatures are checked over these bytes, never a re-serialisation."""
+
+    method: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    event_id: str
+    merchant_reference: str
+    gateway_reference: str
+    status: GatewayStatus
+    amount: int
+    currency: str
+    raw_code: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackReply:
+    status_code: int
+    body: bytes = b""
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    merchant_reference: str
+    gateway_reference: str | None
+    idempotency_key: str
+    amount: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    status: GatewayStatus
+    gateway_reference: str | None = None
+    amount: int | None = None
+    raw_code: str = ""
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    merchant_reference: str
+    gateway_reference: str
+    idempotency_key: str
+    amount: int
+    payment_amount: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    outcome: RefundOutcome
+    gateway_reference: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    """What the service gives an adapter when it builds one."""
+
+    name: str
+    public_url: str
+    callback_url: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    http: httpx.Client | None = None
+    store: Any = None
+
+
+@runtime_checkable
+class PaymentGateway(Protocol):
+    name: str
+
+    def start_payment(self, request: StartPayment) -> StartResult:
+        """Create the payment at the gateway; the same idempotency key must give the same payment."""
+        ...
+
+    def parse_callback(self, request: CallbackRequest) -> CallbackEvent:
+        """Verify the callback over its raw bytes and parse it; raise InvalidCallback if it cannot be trusted."""
+        ...
+
+    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+        """The exact reply the gateway expects for this outcome."""
+        ...
+
+    def query_status(self, query: StatusQuery) -> StatusResult:
+        """Ask the gateway what became of a payment."""
+        ...
+
+    def cancel(self, query: StatusQuery) -> StatusResult:
+        """Cancel a payment not yet completed; the result says the status the gateway now reports."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund part or all of a succeeded payment; the same idempotency key must give the same refund."""
+        ...
+
+
+class GatewayFactory(Protocol):
+    def __call__(self, context: GatewayContext) -> PaymentGateway: ...

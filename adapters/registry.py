@@ -1,0 +1,55 @@
+"""Finds gateway adapters by name: the built-in ones and third-party ones declared in the ``lephi.gateways``
+entry-point group (``[project.entry-points."lephi.gateways"] mygateway = "pkg.module:Factory"``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from adapters.base import GatewayContext, PaymentGateway
+
+ENTRY_POINT_GROUP = "lephi.gateways"
+
+Factory = Callable[[GatewayContext], PaymentGateway]
+
+
+def _builtin() -> dict[str, Factory]:
+    from adapters.sandbox import SandboxGateway
+
+    return {"sandbox": SandboxGateway}
+
+
+def discover() -> dict[str, Factory]:
+    """Built-in adapters, then installed entry points; a name is taken by the first that declares it."""
+    found: dict[str, Factory] = dict(_builtin())
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in found:
+            found[ep.name] = ep.load()
+    return found
+
+
+class GatewayRegistry:
+    """Builds each adapter once, on first use, with the context the service supplies."""
+
+    def __init__(self, factories: dict[str, Factory], context_for: Callable[[str], GatewayContext]) -> None:
+        self._factories = factories
+        self._context_for = context_for
+        self._built: dict[str, PaymentGateway] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._factories
+
+    def get(self, name: str) -> PaymentGateway:
+        if name not in self._built:
+            if name not in self._factories:
+                raise KeyError(name)
+            self._built[name] = self._factories[name](self._context_for(name))
+        return self._built[name]
+
+    def override(self, name: str, gateway: PaymentGateway) -> None:
+        """Replace an adapter instance (used by tests to inject faults at the Protocol boundary)."""
+        self._factories.setdefault(name, lambda _ctx: gateway)
+        self._built[name] = gateway

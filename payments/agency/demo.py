@@ -1,0 +1,101 @@
+"""Demo data for a first run: one agency, its procedures, an unpaid dossier and an API key.
+
+The agency, codes and tax number are fictitious; the fee amounts are typical of such procedures, not a legal
+schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
+from payments.auth.models import Scope
+from payments.auth.service import authenticate, create_key
+from payments.core.errors import Unauthenticated
+from payments.dossier.models import Dossier
+from payments.dossier.schemas import DossierIn, PayerIn
+from payments.dossier.service import upsert_dossier
+
+DEMO_AGENCY = "DEMO-STP"
+DEMO_DOSSIER = "HS-DEMO-0001"
+
+PROCEDURES = [
+    (
+        "2.000488",
+        "Cấp Phiếu lý lịch tư pháp cho công dân Việt Nam",
+        [
+            ("LE_PHI_LLTP", FeeKind.phi, "Phí cung cấp thông tin lý lịch tư pháp", 200_000, 1, 1),
+            ("BAN_THEM", FeeKind.phi, "Phiếu lý lịch tư pháp cấp thêm (từ phiếu thứ 3)", 5_000, 0, 20),
+        ],
+    ),
+    (
+        "2.000815",
+        "Chứng thực bản sao từ bản chính giấy tờ, văn bản",
+        [
+            ("TRANG", FeeKind.le_phi, "Lệ phí chứng thực bản sao (mỗi trang)", 2_000, 1, 200),
+            ("GUI_KQ", FeeKind.service, "Dịch vụ chuyển phát kết quả", 25_000, 0, 1),
+        ],
+    ),
+]
+
+
+def seed_demo(session: Session, data_dir: Path) -> tuple[Dossier, str]:
+    """Idempotent: returns the demo dossier and the demo API key, kept in ``<data_dir>/demo-api-key.txt``.
+
+    Keeping a key in a file is for a development machine only; ``lephi serve`` seeds nothing in production."""
+    agency = session.exec(select(Agency).where(Agency.code == DEMO_AGENCY)).first()
+    if agency is None:
+        agency = Agency(
+            code=DEMO_AGENCY,
+            name="Sở Tư pháp tỉnh Demo (dữ liệu mẫu)",
+            tax_code="0100000000",
+            address="01 Đường Mẫu, Phường Demo, Tỉnh Demo",
+            bank_account="0011001234567",
+            bank_name="Ngân hàng Demo",
+            payment_methods=["sandbox"],
+        )
+        session.add(agency)
+        session.flush()
+        for position, (code, name, lines) in enumerate(PROCEDURES):
+            procedure = Procedure(agency_id=agency.id, code=code, name=name)
+            session.add(procedure)
+            session.flush()
+            for i, (fee_code, kind, fee_name, unit, qty, max_qty) in enumerate(lines):
+                session.add(
+                    FeeScheduleLine(
+                        procedure_id=procedure.id,
+                        code=fee_code,
+                        kind=kind,
+                        name=fee_name,
+                        unit_amount=unit,
+                        default_quantity=qty,
+                        max_quantity=max_qty,
+                        position=position * 10 + i,
+                    )
+                )
+        session.flush()
+    dossier = session.exec(select(Dossier).where(Dossier.code == DEMO_DOSSIER, Dossier.agency_id == agency.id)).first()
+    if dossier is None:
+        dossier, _ = upsert_dossier(
+            session,
+            agency.id,
+            DossierIn(
+                code=DEMO_DOSSIER,
+                procedure_code="2.000488",
+                payer=PayerIn(name="Nguyễn Thị Minh Khai", email="demo@example.com"),
+            ),
+        )
+    key_file = data_dir / "demo-api-key.txt"
+    if key_file.exists():
+        raw = key_file.read_text().strip()
+        try:
+            authenticate(session, raw)
+            return dossier, raw
+        except Unauthenticated:
+            pass  # the database was reset since; make a new key
+    _, raw = create_key(session, DEMO_AGENCY, "demo", [s.value for s in Scope])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(raw + "\n")
+    key_file.chmod(0o600)
+    return dossier, raw

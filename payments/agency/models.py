@@ -1,0 +1,56 @@
+"""Agencies (the fee collectors) and their procedures' fee schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
+
+
+class FeeKind(StrEnum):
+    """Lệ phí (a charge, state-budget revenue), phí (a fee), or a service charge such as copying or posting."""
+
+    le_phi = "le_phi"
+    phi = "phi"
+    service = "service"
+
+
+class Agency(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("agc"), primary_key=True, max_length=40)
+    code: str = Field(unique=True, max_length=40)
+    name: str = Field(max_length=400)
+    tax_code: str = Field(max_length=14)
+    address: str = Field(max_length=400)
+    bank_account: str = Field(default="", max_length=40)
+    bank_name: str = Field(default="", max_length=200)
+    payment_methods: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Procedure(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("agency_id", "code"),)
+
+    id: str = Field(default_factory=lambda: new_id("prc"), primary_key=True, max_length=40)
+    agency_id: str = Field(foreign_key="agency.id", index=True, max_length=40)
+    code: str = Field(max_length=40)
+    name: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class FeeScheduleLine(SQLModel, table=True):
+    __tablename__ = "fee_schedule_line"
+    __table_args__ = (UniqueConstraint("procedure_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    procedure_id: str = Field(foreign_key="procedure.id", index=True, max_length=40)
+    code: str = Field(max_length=40)
+    kind: FeeKind = Field(sa_type=str_enum(FeeKind))
+    name: str = Field(max_length=500)
+    unit_amount: int
+    default_quantity: int = 1
+    max_quantity: int = 1
+    position: int = 0

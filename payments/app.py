@@ -1,0 +1,64 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from payments.core.config import Settings, get_settings
+from payments.core.context import AppContext, build_context
+from payments.core.http import BodyLimitMiddleware, install_error_handlers
+from payments.core.logging import configure_logging
+
+DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
+
+Client systems push dossier fee orders, create payments and send the payer to `next_url`; gateways confirm payments
+server to server. Every POST takes an `Idempotency-Key`. Errors are RFC 9457 problem+json with a stable `code`.
+Amounts are whole VND."""
+
+
+def create_app(settings: Settings | None = None, ctx: AppContext | None = None) -> FastAPI:
+    settings = settings or (ctx.settings if ctx else get_settings())
+    configure_logging(settings.log_level, settings.log_json)
+    context = ctx or build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.run_worker:
+            from payments.outbox.worker import Worker
+            from payments.payment.jobs import HANDLERS
+
+            worker = Worker(context, HANDLERS)
+            threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
+        yield
+        if worker:
+            worker.stop()
+
+    app = FastAPI(
+        title="Lephi",
+        version="1.0.0",
+        summary="Cashless fee collection for public administrative procedures",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = context
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+
+    from payments.dossier.endpoints import router as dossiers
+    from payments.gateway.endpoints import pages as sandbox_pages
+    from payments.gateway.endpoints import router as gateways
+    from payments.health import router as health
+    from payments.pages.endpoints import router as payer_pages
+    from payments.payment.endpoints import router as payments
+
+    for router in (dossiers, payments, gateways, health, sandbox_pages, payer_pages):
+        app.include_router(router)
+    return app

@@ -1,0 +1,53 @@
+"""FastAPI dependencies: the app context, the authenticated client, and scope checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from payments.auth.models import Scope
+from payments.auth.service import Principal, authenticate
+from payments.core.context import AppContext
+from payments.core.errors import Forbidden, Unauthenticated
+from payments.core.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+
+
+def get_principal(request: Request, ctx: CtxDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        err = Unauthenticated("send the API key as 'Authorization: Bearer <key>'")
+        err.headers["WWW-Authenticate"] = "Bearer"
+        raise err
+    with ctx.db.read() as s:
+        try:
+            return authenticate(s, token.strip())
+        except Unauthenticated as err:
+            err.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            log.info("auth.rejected", path=request.url.path)
+            raise
+
+
+def require(scope: Scope) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if scope.value not in principal.scopes:
+            raise Forbidden(f"this API key lacks the scope {scope.value!r}", required_scope=scope.value)
+        return principal
+
+    return check
+
+
+def actor_of(principal: Principal) -> str:
+    return f"api_key:{principal.key_id}"

@@ -1,0 +1,171 @@
+"""The ``lephi`` command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from payments.core.config import Environment, get_settings
+
+if TYPE_CHECKING:
+    from payments.core.context import AppContext
+
+app = typer.Typer(
+    help="Lephi: cashless collection of administrative procedure fees.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+apikey = typer.Typer(help="Manage API keys of client systems.", no_args_is_help=True)
+app.add_typer(apikey, name="apikey")
+
+
+def _ctx() -> AppContext:
+    from payments.core.context import build_context
+    from payments.core.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return build_context(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest."""
+    from payments.migrate import upgrade
+
+    upgrade(get_settings().effective_database_url)
+    typer.echo("database is at the latest migration")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo agency, procedures, an unpaid dossier and an API key (idempotent)."""
+    _print_demo(_seed())
+
+
+def _seed() -> tuple[str, str]:
+    from payments.agency.demo import seed_demo
+    from payments.dossier.service import to_out
+
+    ctx = _ctx()
+    with ctx.db.write() as s:
+        dossier, key = seed_demo(s, ctx.settings.data_dir)
+        url = to_out(s, dossier, ctx.settings.public_url).pay_url
+    ctx.close()
+    return url, key
+
+
+def _print_demo(info: tuple[str, str]) -> None:
+    url, key = info
+    typer.echo("")
+    typer.echo("  Lephi is running with demo data (development mode, sandbox gateway: no real money).")
+    typer.echo(f"  Pay the demo dossier HS-DEMO-0001 here:  {url}")
+    typer.echo(f"  API docs:                                {get_settings().public_url}/docs")
+    typer.echo(f"  Demo API key (agency DEMO-STP):          {key}")
+    typer.echo("")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[bool, typer.Option(help="Run the outbox worker in this process.")] = True,
+) -> None:
+    """Migrate, seed demo data in development, and serve the API and pages."""
+    import os
+
+    import uvicorn
+
+    os.environ["LEPHI_RUN_WORKER"] = "true" if worker else "false"
+    os.environ.setdefault("LEPHI_PUBLIC_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate()
+    if settings.env is Environment.development:
+        _print_demo(_seed())
+    from payments.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Run the outbox worker (payment expiry, status re-queries, refund retries) until stopped."""
+    from payments.outbox.worker import Worker
+    from payments.payment.jobs import HANDLERS
+
+    ctx = _ctx()
+    w = Worker(ctx, HANDLERS)
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        w.stop()
+
+
+@apikey.command("create")
+def apikey_create(
+    agency: Annotated[str, typer.Option(help="Agency code, e.g. DEMO-STP.")],
+    scopes: Annotated[
+        str,
+        typer.Option(help="Comma-separated: dossiers:write,dossiers:read,payments:write,payments:read,refunds:write"),
+    ],
+    name: Annotated[str, typer.Option(help="Which client system uses it.")] = "client",
+) -> None:
+    """Create an API key; it is printed once, as the last line, and stored only as a hash."""
+    from payments.auth.service import create_key
+    from payments.core.errors import LephiError
+
+    ctx = _ctx()
+    try:
+        with ctx.db.write() as s:
+            key, raw = create_key(s, agency, name, [x.strip() for x in scopes.split(",") if x.strip()])
+    except LephiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"created {key.id} for {agency} with scopes {','.join(key.scopes)}; store it now, it is not shown again:"
+    )
+    typer.echo(raw)
+
+
+@apikey.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke an API key by its id (key_...)."""
+    from payments.auth.service import revoke_key
+    from payments.core.errors import LephiError
+
+    ctx = _ctx()
+    try:
+        with ctx.db.write() as s:
+            revoke_key(s, key_id)
+    except LephiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"revoked {key_id}")
+
+
+@apikey.command("list")
+def apikey_list(agency: Annotated[str | None, typer.Option(help="Only this agency.")] = None) -> None:
+    """List API keys (never the keys themselves)."""
+    from payments.auth.service import list_keys
+
+    ctx = _ctx()
+    with ctx.db.read() as s:
+        rows = list_keys(s, agency)
+    for key, code in rows:
+        state = "revoked" if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{code}\t{key.prefix}…\t{state}\t{','.join(key.scopes)}\t{key.name}")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document (the committed copy is openapi/openapi.json)."""
+    from payments.openapi import export
+
+    sys.stdout.write(export())
+
+
+if __name__ == "__main__":
+    app()

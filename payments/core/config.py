@@ -1,0 +1,80 @@
+"""Service settings, read from the environment with the prefix ``LEPHI_``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Built-in secrets make the service start with nothing configured on a developer's machine; outside development
+# they are refused so that a production deployment cannot run with a value published in this repository.
+DEV_SANDBOX_SECRET = "dev-only-sandbox-secret-do-not-use-in-production"  # noqa: S105
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEPHI_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=100)
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    page_size_default: int = 20
+    page_size_max: int = 100
+
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    # A request that crashed mid-way holds its key this long before a retry may take it over.
+    idempotency_lease_seconds: int = Field(default=60, ge=1)
+
+    payment_expiry_seconds: int = Field(default=90 * 60, ge=60)
+    requery_schedule_seconds: list[int] = Field(default=[300, 3600, 86400])
+
+    run_worker: bool = True
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    worker_batch_size: int = Field(default=20, ge=1)
+    worker_lease_seconds: int = Field(default=120, ge=5)
+
+    sandbox_enabled: bool | None = None
+    sandbox_secret: str = DEV_SANDBOX_SECRET
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults(self) -> Settings:
+        if self.env is Environment.production:
+            if self.sandbox_on and self.sandbox_secret == DEV_SANDBOX_SECRET:
+                raise ValueError("LEPHI_SANDBOX_SECRET must be set to a secret of your own outside development")
+            if not self.database_url:
+                raise ValueError("LEPHI_DATABASE_URL must be set outside development")
+        return self
+
+    @property
+    def sandbox_on(self) -> bool:
+        """The sandbox gateway takes no real money, so it is off in production unless explicitly enabled."""
+        if self.sandbox_enabled is None:
+            return self.env is not Environment.production
+        return self.sandbox_enabled
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'lephi.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,130 @@
+"""HTTP edge: problem+json rendering for every error, and the request body size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payments.core.errors import (
+    PROBLEM_TYPE_BASE,
+    LephiError,
+    MalformedRequest,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from payments.core.logging import get_logger
+
+log = get_logger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def problem_response(err: LephiError, instance: str | None = None) -> JSONResponse:
+    return JSONResponse(err.problem(instance), status_code=err.status, media_type=PROBLEM_JSON, headers=err.headers)
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    # Never echo the rejected input back: it may hold personal data.
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LephiError)
+    async def _lephi(request: Request, exc: LephiError) -> JSONResponse:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _clean_errors(exc.errors())
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(MalformedRequest("the body is not valid JSON", errors=errors), request.url.path)
+        return problem_response(ValidationFailed("the request has invalid fields", errors=errors), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        body = {
+            "type": PROBLEM_TYPE_BASE + code,
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+            "instance": request.url.path,
+        }
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("http.unhandled", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+        body = {
+            "type": PROBLEM_TYPE_BASE + "internal_error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "An unexpected error occurred; it has been logged.",
+            "code": "internal_error",
+        }
+        return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+
+
+class BodyLimitMiddleware:
+    """Buffers the body up to ``limit`` bytes and answers 413 beyond it, before any handler reads it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._reject(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        err = PayloadTooLarge(f"the body is larger than {self.limit} bytes")
+        await problem_response(err, scope.get("path"))(scope, receive, send)

@@ -1,0 +1,73 @@
+"""/v1/dossiers"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from payments.auth.deps import CtxDep, require
+from payments.auth.models import Scope
+from payments.auth.service import Principal
+from payments.core.pagination import Page
+from payments.core.responses import IdempotencyKey, problems, respond
+from payments.dossier.models import DossierStatus
+from payments.dossier.schemas import DossierIn, DossierOut
+from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out, upsert_dossier
+from payments.idempotency.service import Claim, fingerprint
+
+router = APIRouter(prefix="/v1/dossiers", tags=["dossiers"])
+Writer = Annotated[Principal, Depends(require(Scope.dossiers_write))]
+Reader = Annotated[Principal, Depends(require(Scope.dossiers_read))]
+
+
+@router.post(
+    "",
+    response_model=DossierOut,
+    status_code=201,
+    responses={
+        200: {"model": DossierOut, "description": "Updated"},
+        **problems(400, 401, 403, 409, 413, 422),
+    },
+)
+def put_dossier(
+    data: DossierIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Create a dossier's fee order, or update it by code while nothing is paid; the fee comes from the schedule."""
+
+    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
+        with ctx.db.write() as s:
+            dossier, created = upsert_dossier(s, principal.agency_id, data)
+            body = to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
+            claim.finish(s, 201 if created else 200, body)
+            return (201 if created else 200), body
+
+    fp = fingerprint("POST", "/v1/dossiers", data.model_dump(mode="json"))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+
+
+@router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))
+def get_dossier(code: str, ctx: CtxDep, principal: Reader) -> DossierOut:
+    """Read one dossier of the caller's agency by its code."""
+    with ctx.db.read() as s:
+        return to_out(s, find_dossier(s, principal.agency_id, code), ctx.settings.public_url)
+
+
+@router.get("", response_model=Page[DossierOut], responses=problems(401, 403, 422))
+def get_dossiers(
+    ctx: CtxDep,
+    principal: Reader,
+    status: DossierStatus | None = None,
+    procedure_code: Annotated[str | None, Query(max_length=40)] = None,
+    created_from: AwareDatetime | None = None,
+    created_to: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[DossierOut]:
+    """List the agency's dossiers, newest first, with filters and cursor pagination."""
+    flt = DossierFilter(status, procedure_code, created_from, created_to)
+    with ctx.db.read() as s:
+        rows, next_cursor = list_dossiers(s, principal.agency_id, flt, limit, cursor)
+        return Page[DossierOut](data=[to_out(s, d, ctx.settings.public_url) for d in rows], next_cursor=next_cursor)

@@ -1,0 +1,76 @@
+"""Gateway callbacks (server to server) and the sandbox gateway's payer pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from adapters.base import CallbackOutcome, CallbackRequest, InvalidCallback
+from adapters.sandbox import OUTCOMES, SandboxGateway
+from payments.auth.deps import CtxDep
+from payments.core.context import AppContext
+from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
+from payments.core.logging import get_logger
+from payments.pages.render import render
+from payments.payment.service import handle_callback
+
+log = get_logger(__name__)
+router = APIRouter(tags=["gateways"])
+pages = APIRouter(include_in_schema=False)
+
+
+@router.get("/v1/gateways/{gateway}/callback", response_class=Response, include_in_schema=False)
+@router.post(
+    "/v1/gateways/{gateway}/callback",
+    response_class=Response,
+    responses={404: {"description": "No such gateway"}},
+)
+async def gateway_callback(gateway: str, request: Request) -> Response:
+    """Receive a gateway's server-to-server notification; verified by the adapter and answered as it expects."""
+    ctx: AppContext = request.app.state.ctx
+    if gateway not in ctx.gateways:
+        raise UnknownGateway(f"no payment gateway named {gateway!r}")
+    adapter = ctx.gateways.get(gateway)
+    raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
+    try:
+        event = adapter.parse_callback(raw)
+    except InvalidCallback as exc:
+        log.warning("gateway.callback.rejected", gateway=gateway, reason=str(exc))
+        outcome = CallbackOutcome.invalid_signature
+    else:
+        outcome = await run_in_threadpool(handle_callback, ctx, adapter, event)
+        log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
+    reply = adapter.callback_reply(outcome)
+    return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
+
+
+def _sandbox(ctx: AppContext) -> SandboxGateway:
+    if "sandbox" not in ctx.gateways:
+        raise NotFound("the sandbox gateway is not enabled")
+    gateway = ctx.gateways.get("sandbox")
+    assert isinstance(gateway, SandboxGateway)
+    return gateway
+
+
+@pages.get("/sandbox/pay/{txn_id}", response_class=HTMLResponse)
+def sandbox_page(txn_id: str, request: Request, ctx: CtxDep) -> HTMLResponse:
+    record = _sandbox(ctx).get(txn_id)
+    if record is None:
+        raise NotFound("no such sandbox transaction")
+    return render(request, "sandbox_pay.html", record=record)
+
+
+@pages.post("/sandbox/pay/{txn_id}", response_class=RedirectResponse)
+def sandbox_submit(txn_id: str, outcome: Annotated[str, Form(max_length=20)], ctx: CtxDep) -> RedirectResponse:
+    gateway = _sandbox(ctx)
+    record = gateway.get(txn_id)
+    if record is None:
+        raise NotFound("no such sandbox transaction")
+    if outcome not in (*OUTCOMES, "pending"):
+        raise ValidationFailed("outcome must be success, decline, cancel or pending")
+    if outcome != "pending":
+        gateway.complete(txn_id, outcome)
+    return RedirectResponse(record.return_url, status_code=303)

@@ -1,0 +1,186 @@
+"""Idempotency-Key handling with Stripe's semantics (see docs/api.md).
+
+A key is claimed in its own committed transaction before any work, so a concurrent request with the same key sees
+it and gets 409. The operation may attach the resource it created (a recovery point) in its own transaction: if the
+process dies mid-way, a retry after the lease resumes with that resource instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from payments.core.config import Settings
+from payments.core.db import Database
+from payments.core.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    LephiError,
+)
+from payments.core.types import utcnow
+from payments.idempotency.models import IdempotencyRecord, IdempotencyState
+
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Claim:
+    record_id: int
+    resource_id: str | None
+    finished: bool = False
+
+    def attach(self, session: Session, resource_id: str) -> None:
+        """Record the resource created so far, in the caller's transaction."""
+        session.execute(
+            update(IdempotencyRecord).where(col(IdempotencyRecord.id) == self.record_id).values(resource_id=resource_id)
+        )
+        self.resource_id = resource_id
+
+    def finish(self, session: Session, status: int, body: dict[str, Any]) -> None:
+        """Store the response in the caller's transaction, so the result and its record commit together."""
+        session.execute(
+            update(IdempotencyRecord)
+            .where(col(IdempotencyRecord.id) == self.record_id)
+            .values(state=IdempotencyState.completed, response_status=status, response_body=json.dumps(body))
+        )
+        self.finished = True
+
+
+def fingerprint(method: str, path: str, payload: Any) -> str:
+    canonical = json.dumps([method, path, payload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str | None) -> str:
+    if key is None:
+        raise IdempotencyKeyMissing("send an Idempotency-Key header (a unique string such as a UUID) with this request")
+    if not _KEY_RE.match(key):
+        raise IdempotencyKeyInvalid("the Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+class Idempotency:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    def run(
+        self,
+        client_id: str,
+        key: str | None,
+        fp: str,
+        operation: Callable[[Claim], tuple[int, dict[str, Any]]],
+    ) -> Outcome:
+        claim_or_replay = self._claim(client_id, check_key(key), fp)
+        if isinstance(claim_or_replay, Outcome):
+            return claim_or_replay
+        claim = claim_or_replay
+        try:
+            status, body = operation(claim)
+        except LephiError as exc:
+            if exc.transient and claim.resource_id is None:
+                self._release(claim)
+            elif exc.transient:
+                self._expire_lease(claim)  # the retry resumes with the resource already created
+            else:
+                self._store(claim, exc.status, exc.problem())
+            raise
+        except BaseException:
+            # Unknown outcome: let a retry take over at once, from the recovery point if one was attached.
+            self._expire_lease(claim)
+            raise
+        if not claim.finished:
+            self._store(claim, status, body)
+        return Outcome(status, body)
+
+    def _claim(self, client_id: str, key: str, fp: str) -> Claim | Outcome:
+        for _ in range(3):
+            try:
+                return self._try_claim(client_id, key, fp)
+            except IntegrityError:
+                continue  # a concurrent request inserted the same key first; read what it stored
+        err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
+        err.headers["Retry-After"] = "1"
+        raise err
+
+    def _try_claim(self, client_id: str, key: str, fp: str) -> Claim | Outcome:
+        now = utcnow()
+        lease = now + timedelta(seconds=self._settings.idempotency_lease_seconds)
+        with self._db.write() as s:
+            rec = s.exec(
+                select(IdempotencyRecord).where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
+            ).first()
+            if rec is not None and rec.expires_at <= now:
+                s.delete(rec)
+                s.flush()
+                rec = None
+            if rec is None:
+                rec = IdempotencyRecord(
+                    client_id=client_id,
+                    key=key,
+                    fingerprint=fp,
+                    locked_until=lease,
+                    expires_at=now + timedelta(hours=self._settings.idempotency_ttl_hours),
+                )
+                s.add(rec)
+                s.flush()
+                assert rec.id is not None
+                return Claim(rec.id, None)
+            if rec.fingerprint != fp:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was first used with a different request; use a new key for a new request"
+                )
+            if rec.state is IdempotencyState.completed:
+                assert rec.response_status is not None and rec.response_body is not None
+                return Outcome(rec.response_status, json.loads(rec.response_body), replayed=True)
+            if rec.locked_until > now:
+                err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
+                err.headers["Retry-After"] = "1"
+                raise err
+            rec.locked_until = lease
+            s.add(rec)
+            assert rec.id is not None
+            return Claim(rec.id, rec.resource_id)
+
+    def _store(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
+        with self._db.write() as s:
+            claim.finish(s, status, body)
+
+    def _release(self, claim: Claim) -> None:
+        with self._db.write() as s:
+            s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == claim.record_id))
+
+    def _expire_lease(self, claim: Claim) -> None:
+        try:
+            with self._db.write() as s:
+                s.execute(
+                    update(IdempotencyRecord)
+                    .where(col(IdempotencyRecord.id) == claim.record_id)
+                    .values(locked_until=utcnow())
+                )
+        except Exception:  # noqa: S110 - the lease then simply runs out on its own
+            pass
+
+    def purge_expired(self) -> int:
+        with self._db.write() as s:
+            result = s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) <= utcnow()))
+            return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,30 @@
+"""Imports every table so that the metadata (and Alembic) sees them all."""
+
+from sqlmodel import SQLModel
+
+from payments.agency.models import Agency, FeeScheduleLine, Procedure
+from payments.auth.models import ApiKey
+from payments.dossier.models import Dossier, DossierFeeLine
+from payments.gateway.models import SandboxTransaction
+from payments.idempotency.models import IdempotencyRecord
+from payments.outbox.models import OutboxJob
+from payments.payment.models import GatewayInbox, Payment, PaymentEvent, Refund
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Agency",
+    "ApiKey",
+    "Dossier",
+    "DossierFeeLine",
+    "FeeScheduleLine",
+    "GatewayInbox",
+    "IdempotencyRecord",
+    "OutboxJob",
+    "Payment",
+    "PaymentEvent",
+    "Procedure",
+    "Refund",
+    "SandboxTransaction",
+    "metadata",
+]

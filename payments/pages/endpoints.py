@@ -1,0 +1,89 @@
+"""The payer's page for a dossier: what is owed and why, how to pay, and the outcome."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session, col, select
+
+from payments.agency.models import Agency, Procedure
+from payments.auth.deps import CtxDep
+from payments.auth.service import Principal
+from payments.core.errors import NotFound, PaymentInProgress
+from payments.dossier.models import Dossier, DossierFeeLine
+from payments.idempotency.service import Claim, fingerprint
+from payments.pages.render import render
+from payments.payment.models import Payment
+from payments.payment.schemas import PaymentIn
+from payments.payment.service import create_payment
+
+router = APIRouter(include_in_schema=False)
+
+
+def _dossier(s: Session, token: str) -> Dossier:
+    dossier = s.exec(select(Dossier).where(Dossier.pay_token == token)).first()
+    if dossier is None:
+        raise NotFound("no dossier behind this link")
+    return dossier
+
+
+@router.get("/pay/{token}", response_class=HTMLResponse)
+def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
+    with ctx.db.read() as s:
+        dossier = _dossier(s, token)
+        agency = s.get(Agency, dossier.agency_id)
+        assert agency is not None
+        lines = s.exec(
+            select(DossierFeeLine).where(DossierFeeLine.dossier_id == dossier.id).order_by(col(DossierFeeLine.position))
+        ).all()
+        payment = s.exec(
+            select(Payment).where(Payment.dossier_id == dossier.id).order_by(col(Payment.created_at).desc())
+        ).first()
+        methods = [m for m in agency.payment_methods if m in ctx.gateways]
+        return render(
+            request,
+            "dossier_pay.html",
+            dossier=dossier,
+            agency=agency,
+            lines=lines,
+            payment=payment,
+            procedure=s.get(Procedure, dossier.procedure_id),
+            methods=methods,
+            token=token,
+            form_key=secrets.token_urlsafe(16),
+        )
+
+
+@router.post("/pay/{token}", response_class=RedirectResponse)
+def pay_submit(
+    token: str,
+    request: Request,
+    ctx: CtxDep,
+    method: Annotated[str, Form(max_length=40)],
+    form_key: Annotated[str, Form(min_length=8, max_length=64)],
+) -> RedirectResponse:
+    with ctx.db.read() as s:
+        dossier = _dossier(s, token)
+    here = f"/pay/{token}?lang={request.query_params.get('lang', 'vi')}"
+    principal = Principal(key_id=f"payer:{dossier.id}", agency_id=dossier.agency_id, scopes=frozenset())
+    data = PaymentIn(
+        dossier_code=dossier.code, method=method, return_url=f"{ctx.settings.public_url.rstrip('/')}{here}"
+    )
+
+    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
+        return 201, create_payment(ctx, principal, data, claim, "payer").model_dump(mode="json")
+
+    try:
+        # The form carries its own key, so a double click or a browser resubmit never starts a second payment.
+        outcome = ctx.idempotency.run(
+            principal.key_id, form_key, fingerprint("POST", "/pay", data.model_dump()), operation
+        )
+    except PaymentInProgress as exc:
+        with ctx.db.read() as s:
+            live = s.get(Payment, str(exc.extra.get("payment_id", "")))
+        return RedirectResponse(live.next_url if live and live.next_url else here, status_code=303)
+    next_url = outcome.body.get("next_url") if outcome.status == 201 else None
+    return RedirectResponse(str(next_url) if next_url else here, status_code=303)

@@ -1,0 +1,32 @@
+"""Server-rendered pages (no JavaScript needed), in Vietnamese by default and English with ``?lang=en``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from payments.pages.i18n import MESSAGES, format_vnd
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+_env.filters["vnd"] = format_vnd
+
+
+def language(request: Request) -> str:
+    lang = request.query_params.get("lang")
+    if lang in MESSAGES:
+        return lang
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else "vi"
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    lang = language(request)
+    html = _env.get_template(template).render(t=MESSAGES[lang], lang=lang, path=request.url.path, **context)
+    return HTMLResponse(html, status_code=status_code)

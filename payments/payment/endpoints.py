@@ -1,0 +1,111 @@
+"""/v1/payments and their refunds"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
+
+from payments.auth.deps import CtxDep, actor_of, require
+from payments.auth.models import Scope
+from payments.auth.service import Principal
+from payments.core.pagination import Page
+from payments.core.responses import IdempotencyKey, problems, respond
+from payments.idempotency.service import Claim, fingerprint
+from payments.payment.refunds import create_refund, list_refunds
+from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
+from payments.payment.service import (
+    PaymentFilter,
+    cancel_payment,
+    create_payment,
+    get_for_agency,
+    list_payments,
+    to_out,
+)
+from payments.payment.states import PaymentStatus
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+Writer = Annotated[Principal, Depends(require(Scope.payments_write))]
+Reader = Annotated[Principal, Depends(require(Scope.payments_read))]
+Refunder = Annotated[Principal, Depends(require(Scope.refunds_write))]
+
+
+@router.post("", response_model=PaymentOut, status_code=201, responses=problems(400, 401, 403, 404, 409, 413, 422, 503))
+def post_payment(
+    data: PaymentIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Start paying a dossier's fee; send the payer to ``next_url``. One live attempt per dossier."""
+
+    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
+        out = create_payment(ctx, principal, data, claim, actor_of(principal))
+        return 201, out.model_dump(mode="json")
+
+    fp = fingerprint("POST", "/v1/payments", data.model_dump(mode="json"))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+
+
+@router.get("/{payment_id}", response_model=PaymentOut, responses=problems(401, 403, 404))
+def get_payment(payment_id: str, ctx: CtxDep, principal: Reader) -> PaymentOut:
+    """Read one payment with its full event history."""
+    with ctx.db.read() as s:
+        return to_out(s, get_for_agency(s, principal.agency_id, payment_id), with_events=True)
+
+
+@router.get("", response_model=Page[PaymentOut], responses=problems(401, 403, 422))
+def get_payments(
+    ctx: CtxDep,
+    principal: Reader,
+    status: PaymentStatus | None = None,
+    dossier_code: Annotated[str | None, Query(max_length=20)] = None,
+    method: Annotated[str | None, Query(max_length=40)] = None,
+    created_from: AwareDatetime | None = None,
+    created_to: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[PaymentOut]:
+    """List the agency's payments, newest first, with filters and cursor pagination."""
+    flt = PaymentFilter(status, dossier_code, method, created_from, created_to)
+    with ctx.db.read() as s:
+        rows, next_cursor = list_payments(s, principal.agency_id, flt, limit, cursor)
+    return Page[PaymentOut](data=rows, next_cursor=next_cursor)
+
+
+@router.post("/{payment_id}/cancel", response_model=PaymentOut, responses=problems(400, 401, 403, 404, 409, 503))
+def post_cancel(
+    payment_id: str, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Cancel a payment that has not finished; it is cancelled at the gateway first."""
+
+    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
+        return 200, cancel_payment(ctx, principal, payment_id, actor_of(principal)).model_dump(mode="json")
+
+    fp = fingerprint("POST", f"/v1/payments/{payment_id}/cancel", None)
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+
+
+@router.post(
+    "/{payment_id}/refunds",
+    response_model=RefundOut,
+    status_code=201,
+    responses=problems(400, 401, 403, 404, 409, 413, 422),
+)
+def post_refund(
+    payment_id: str, data: RefundIn, ctx: CtxDep, principal: Refunder, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Refund part or all of a succeeded payment, never more than is still refundable."""
+
+    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
+        out = create_refund(ctx, principal, payment_id, data, claim, actor_of(principal))
+        return 201, out.model_dump(mode="json")
+
+    fp = fingerprint("POST", f"/v1/payments/{payment_id}/refunds", data.model_dump(mode="json"))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+
+
+@router.get("/{payment_id}/refunds", response_model=list[RefundOut], responses=problems(401, 403, 404))
+def get_refunds(payment_id: str, ctx: CtxDep, principal: Reader) -> list[RefundOut]:
+    """List a payment's refunds, oldest first."""
+    with ctx.db.read() as s:
+        return list_refunds(s, principal.agency_id, payment_id)

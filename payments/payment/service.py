@@ -1,0 +1,516 @@
+"""Payments: creation with one live attempt per dossier, the state machine, gateway callbacks and status queries.
+
+Habits kept here: state changes are compare-and-set on the current status; every change writes an event row in the
+same transaction; no database transaction is held open across a gateway call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from adapters.base import (
+    CallbackEvent,
+    CallbackOutcome,
+    GatewayDeclinedError,
+    GatewayStatus,
+    GatewayTechnicalError,
+    PaymentGateway,
+    StartPayment,
+    StatusQuery,
+)
+from payments.agency.models import Agency
+from payments.auth.service import Principal
+from payments.core.context import AppContext
+from payments.core.errors import (
+    DossierNotPayable,
+    GatewayUnavailable,
+    InvalidTransition,
+    MethodNotEnabled,
+    NotFound,
+    PaymentInProgress,
+)
+from payments.core.logging import get_logger
+from payments.core.pagination import after_cursor, encode_cursor
+from payments.core.types import new_id, utcnow
+from payments.dossier.models import Dossier, DossierStatus
+from payments.dossier.service import find_dossier
+from payments.idempotency.service import Claim
+from payments.outbox.service import enqueue
+from payments.payment.models import Payment, PaymentEvent
+from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
+from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
+
+log = get_logger(__name__)
+S = PaymentStatus
+
+_FROM_GATEWAY = {
+    GatewayStatus.succeeded: S.succeeded,
+    GatewayStatus.failed: S.failed,
+    GatewayStatus.cancelled: S.cancelled,
+    GatewayStatus.pending: S.pending,
+}
+
+
+@dataclass(frozen=True)
+class PaymentFilter:
+    status: PaymentStatus | None = None
+    dossier_code: str | None = None
+    method: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+# --- the state machine ------------------------------------------------------------------------------------------
+def transition(
+    s: Session,
+    payment: Payment,
+    to: PaymentStatus,
+    *,
+    actor: str,
+    kind: str,
+    gateway_reference: str | None = None,
+    detail: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``payment`` to ``to`` if the table allows it and nobody moved it first; write the event."""
+    current = payment.status
+    if not can_transition(current, to):
+        return False
+    now = utcnow()
+    changes: dict[str, Any] = {"status": to, "updated_at": now, **(values or {})}
+    if to is S.succeeded:
+        changes["succeeded_at"] = now
+    result = s.execute(
+        update(Payment).where(col(Payment.id) == payment.id, col(Payment.status) == current).values(**changes)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    for key, value in changes.items():
+        setattr(payment, key, value)
+    s.add(
+        PaymentEvent(
+            payment_id=payment.id,
+            kind=kind,
+            from_status=current.value,
+            to_status=to.value,
+            actor=actor,
+            gateway_reference=gateway_reference or payment.gateway_reference,
+            amount=payment.amount,
+            detail=detail or {},
+            created_at=now,
+        )
+    )
+    if to is S.succeeded:
+        s.execute(
+            update(Dossier)
+            .where(col(Dossier.id) == payment.dossier_id, col(Dossier.status) == DossierStatus.unpaid)
+            .values(status=DossierStatus.paid, paid_at=now, updated_at=now)
+        )
+    log.info(
+        "payment.transition",
+        payment_id=payment.id,
+        from_status=current.value,
+        to_status=to.value,
+        actor=actor,
+    )
+    return True
+
+
+def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> None:
+    """An event that records a fact without a status change (a rejected or ignored gateway message)."""
+    s.add(
+        PaymentEvent(
+            payment_id=payment.id,
+            kind=kind,
+            actor=actor,
+            gateway_reference=payment.gateway_reference,
+            detail=detail,
+        )
+    )
+
+
+def apply_gateway_status(
+    s: Session,
+    payment: Payment,
+    status: GatewayStatus,
+    *,
+    actor: str,
+    kind: str,
+    amount: int | None = None,
+    gateway_reference: str | None = None,
+    raw_code: str = "",
+) -> CallbackOutcome:
+    """Apply what the gateway says (by callback or status query) without ever moving a payment backwards."""
+    if gateway_reference and payment.gateway_reference and gateway_reference != payment.gateway_reference:
+        note(s, payment, "gateway.reference_mismatch", actor, got=gateway_reference)
+        log.warning("gateway.reference_mismatch", payment_id=payment.id, got=gateway_reference)
+        return CallbackOutcome.unknown_order
+    if amount is not None and amount != payment.amount:
+        note(
+            s,
+            payment,
+            "gateway.amount_mismatch",
+            actor,
+            expected=payment.amount,
+            got=amount,
+            raw_code=raw_code,
+        )
+        log.error("gateway.amount_mismatch", payment_id=payment.id, expected=payment.amount, got=amount)
+        return CallbackOutcome.amount_mismatch
+    target = _FROM_GATEWAY.get(status)
+    if target is None or target is payment.status:
+        return CallbackOutcome.duplicate if target is not None else CallbackOutcome.accepted
+    if payment.status in PAID or (payment.status not in LIVE and target is not S.succeeded):
+        note(s, payment, "gateway.status_ignored", actor, reported=status.value, raw_code=raw_code)
+        log.warning("gateway.out_of_order", payment_id=payment.id, current=payment.status.value, got=status.value)
+        return CallbackOutcome.already_final
+    if target is S.succeeded and payment.status not in LIVE:
+        # The payer's money was taken after we gave up on the attempt: never drop it silently.
+        note(s, payment, "gateway.late_success", actor, raw_code=raw_code)
+        s.execute(update(Payment).where(col(Payment.id) == payment.id).values(requires_review=True))
+        log.error("gateway.late_success", payment_id=payment.id, status=payment.status.value)
+        return CallbackOutcome.already_final
+    values = {"gateway_reference": gateway_reference} if gateway_reference and not payment.gateway_reference else None
+    moved = transition(
+        s,
+        payment,
+        target,
+        actor=actor,
+        kind=kind,
+        gateway_reference=gateway_reference,
+        detail={"raw_code": raw_code} if raw_code else None,
+        values=values,
+    )
+    return CallbackOutcome.accepted if moved else CallbackOutcome.already_final
+
+
+# --- creating and starting a payment --------------------------------------------------------------------------
+def _gateway_for(ctx: AppContext, agency: Agency, method: str) -> PaymentGateway:
+    if method not in agency.payment_methods or method not in ctx.gateways:
+        enabled = sorted(set(agency.payment_methods) & set(ctx.gateways.names()))
+        raise MethodNotEnabled(f"method {method!r} is not enabled for this agency; enabled: {enabled}")
+    return ctx.gateways.get(method)
+
+
+def create_payment(
+    ctx: AppContext, principal: Principal, data: PaymentIn, claim: Claim | None, actor: str
+) -> PaymentOut:
+    with ctx.db.read() as s:
+        agency = s.get(Agency, principal.agency_id)
+        assert agency is not None
+    gateway = _gateway_for(ctx, agency, data.method)
+    payment_id = claim.resource_id if claim else None
+    if payment_id is None:
+        payment_id = _insert_payment(ctx, principal, data, claim, actor)
+    return start_payment(ctx, payment_id, gateway, claim)
+
+
+def _insert_payment(ctx: AppContext, principal: Principal, data: PaymentIn, claim: Claim | None, actor: str) -> str:
+    try:
+        with ctx.db.write() as s:
+            dossier = find_dossier(s, principal.agency_id, data.dossier_code)
+            if dossier.status is not DossierStatus.unpaid:
+                raise DossierNotPayable(f"dossier {dossier.code!r} is {dossier.status.value}")
+            live = s.exec(
+                select(Payment.id).where(Payment.dossier_id == dossier.id, col(Payment.status).in_(list(LIVE)))
+            ).first()
+            if live is not None:
+                raise PaymentInProgress(f"payment {live} for this dossier is in progress", payment_id=live)
+            now = utcnow()
+            payment = Payment(
+                agency_id=principal.agency_id,
+                dossier_id=dossier.id,
+                gateway=data.method,
+                amount=dossier.total_amount,
+                gateway_token=new_id("gtk"),
+                return_url=str(data.return_url),
+                description=f"Le phi ho so {dossier.code}",
+                expires_at=now + timedelta(seconds=ctx.settings.payment_expiry_seconds),
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(payment)
+            s.flush()
+            s.add(
+                PaymentEvent(
+                    payment_id=payment.id,
+                    kind="payment.created",
+                    to_status=S.created.value,
+                    actor=actor,
+                    amount=payment.amount,
+                    created_at=now,
+                )
+            )
+            enqueue(s, "payment.expire", {"payment_id": payment.id}, run_after=payment.expires_at)
+            first = ctx.settings.requery_schedule_seconds[:1]
+            if first:
+                enqueue(
+                    s,
+                    "payment.requery",
+                    {"payment_id": payment.id, "step": 0},
+                    run_after=now + timedelta(seconds=first[0]),
+                )
+            if claim:
+                claim.attach(s, payment.id)
+            return payment.id
+    except IntegrityError as exc:
+        # Another request created a live attempt between our check and our insert (PostgreSQL, READ COMMITTED).
+        raise PaymentInProgress("another payment for this dossier is in progress") from exc
+
+
+def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, claim: Claim | None) -> PaymentOut:
+    with ctx.db.read() as s:
+        payment = _get(s, payment_id)
+    if payment.status is not S.created:
+        return _finish(ctx, payment_id, claim)
+    request = StartPayment(
+        merchant_reference=payment.id,
+        idempotency_key=payment.gateway_token,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=payment.description,
+        return_url=payment.return_url,
+        callback_url=ctx.callback_url(payment.gateway),
+        expires_at=payment.expires_at,
+    )
+    try:
+        result = gateway.start_payment(request)
+    except GatewayTechnicalError as exc:
+        # The gateway may or may not have created it: leave the attempt for a retry or the status query.
+        log.warning("gateway.start_failed", payment_id=payment.id, gateway=payment.gateway, error=str(exc))
+        raise GatewayUnavailable("the payment gateway did not answer; retry with the same Idempotency-Key") from exc
+    except GatewayDeclinedError as exc:
+        with ctx.db.write() as s:
+            payment = _get(s, payment_id)
+            transition(
+                s,
+                payment,
+                S.failed,
+                actor=f"gateway:{payment.gateway}",
+                kind="gateway.start_declined",
+                detail={"reason": str(exc)[:200]},
+            )
+        return _finish(ctx, payment_id, claim)
+    with ctx.db.write() as s:
+        payment = _get(s, payment_id)
+        transition(
+            s,
+            payment,
+            S.pending,
+            actor=f"gateway:{payment.gateway}",
+            kind="gateway.started",
+            gateway_reference=result.gateway_reference,
+            values={"gateway_reference": result.gateway_reference, "next_url": result.next_url},
+        )
+        out = to_out(s, payment)
+        if claim:
+            claim.finish(s, 201, out.model_dump(mode="json"))
+    return out
+
+
+def _finish(ctx: AppContext, payment_id: str, claim: Claim | None) -> PaymentOut:
+    with ctx.db.write() as s:
+        out = to_out(s, _get(s, payment_id))
+        if claim:
+            claim.finish(s, 201, out.model_dump(mode="json"))
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+def _get(s: Session, payment_id: str) -> Payment:
+    payment = s.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id!r}")
+    return payment
+
+
+def get_for_agency(s: Session, agency_id: str, payment_id: str) -> Payment:
+    payment = s.get(Payment, payment_id)
+    if payment is None or payment.agency_id != agency_id:
+        if payment is not None:
+            log.warning("auth.cross_agency_access", resource="payment", payment_id=payment_id, agency_id=agency_id)
+        raise NotFound(f"no payment {payment_id!r}")
+    return payment
+
+
+def to_out(s: Session, payment: Payment, with_events: bool = False) -> PaymentOut:
+    dossier = s.get(Dossier, payment.dossier_id)
+    assert dossier is not None
+    events = None
+    if with_events:
+        rows = s.exec(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id).order_by(col(PaymentEvent.id)))
+        events = [EventOut.model_validate(e, from_attributes=True) for e in rows]
+    return PaymentOut(
+        id=payment.id,
+        status=payment.status,
+        amount=payment.amount,
+        currency=payment.currency,
+        dossier_code=dossier.code,
+        method=payment.gateway,
+        next_url=payment.next_url if payment.status in LIVE else None,
+        return_url=payment.return_url,
+        gateway_reference=payment.gateway_reference,
+        refunded_amount=payment.refunded_amount,
+        refundable_amount=payment.amount - payment.refund_reserved if payment.status in PAID else 0,
+        requires_review=payment.requires_review,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+        expires_at=payment.expires_at,
+        succeeded_at=payment.succeeded_at,
+        events=events,
+    )
+
+
+def list_payments(
+    s: Session, agency_id: str, flt: PaymentFilter, limit: int, cursor: str | None
+) -> tuple[list[PaymentOut], str | None]:
+    query = select(Payment).where(Payment.agency_id == agency_id)
+    if flt.status:
+        query = query.where(Payment.status == flt.status)
+    if flt.method:
+        query = query.where(Payment.gateway == flt.method)
+    if flt.dossier_code:
+        query = query.join(Dossier, col(Dossier.id) == Payment.dossier_id).where(Dossier.code == flt.dossier_code)
+    if flt.created_from:
+        query = query.where(col(Payment.created_at) >= flt.created_from)
+    if flt.created_to:
+        query = query.where(col(Payment.created_at) < flt.created_to)
+    cond = after_cursor(col(Payment.created_at), col(Payment.id), cursor)
+    if cond is not None:
+        query = query.where(cond)
+    rows = list(s.exec(query.order_by(col(Payment.created_at).desc(), col(Payment.id).desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return [to_out(s, p) for p in rows[:limit]], next_cursor
+
+
+# --- cancelling, and settling by status query ----------------------------------------------------------------
+def status_query(payment: Payment) -> StatusQuery:
+    return StatusQuery(
+        merchant_reference=payment.id,
+        gateway_reference=payment.gateway_reference,
+        idempotency_key=payment.gateway_token,
+        amount=payment.amount,
+        created_at=payment.created_at,
+    )
+
+
+def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor: str) -> PaymentOut:
+    with ctx.db.read() as s:
+        payment = get_for_agency(s, principal.agency_id, payment_id)
+    if payment.status not in LIVE:
+        raise InvalidTransition(f"payment {payment_id} is {payment.status.value} and cannot be cancelled")
+    try:
+        result = ctx.gateways.get(payment.gateway).cancel(status_query(payment))
+    except GatewayTechnicalError as exc:
+        raise GatewayUnavailable("the gateway did not confirm the cancellation; retry later") from exc
+    with ctx.db.write() as s:
+        payment = _get(s, payment_id)
+        if result.status in (GatewayStatus.cancelled, GatewayStatus.unknown):
+            transition(s, payment, S.cancelled, actor=actor, kind="payment.cancelled")
+        else:
+            apply_gateway_status(
+                s,
+                payment,
+                result.status,
+                actor=f"gateway:{payment.gateway}",
+                kind="gateway.status_query",
+                amount=result.amount,
+                raw_code=result.raw_code,
+            )
+        if payment.status is not S.cancelled:
+            raise InvalidTransition(
+                f"payment {payment_id} is {payment.status.value} at the gateway and cannot be cancelled"
+            )
+        return to_out(s, payment)
+
+
+def handle_callback(ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent) -> CallbackOutcome:
+    """Apply a verified callback once, in the order: known order, amount, state."""
+    from payments.payment.models import GatewayInbox
+
+    try:
+        with ctx.db.write() as s:
+            inbox = GatewayInbox(gateway=gateway.name, event_id=event.event_id, outcome="processing")
+            s.add(inbox)
+            s.flush()
+            payment = s.get(Payment, event.merchant_reference)
+            if payment is None or payment.gateway != gateway.name:
+                outcome = CallbackOutcome.unknown_order
+                log.warning("gateway.callback.unknown_order", gateway=gateway.name, reference=event.merchant_reference)
+            elif event.currency != payment.currency:
+                outcome = CallbackOutcome.amount_mismatch
+                note(s, payment, "gateway.currency_mismatch", f"gateway:{gateway.name}", got=event.currency)
+            else:
+                outcome = apply_gateway_status(
+                    s,
+                    payment,
+                    event.status,
+                    actor=f"gateway:{gateway.name}",
+                    kind="gateway.callback",
+                    amount=event.amount,
+                    gateway_reference=event.gateway_reference,
+                    raw_code=event.raw_code,
+                )
+            inbox.payment_id = payment.id if payment else None
+            inbox.outcome = outcome.value
+            s.add(inbox)
+            return outcome
+    except IntegrityError:
+        log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
+        return CallbackOutcome.duplicate
+
+
+def settle_by_query(ctx: AppContext, payment_id: str, actor: str) -> PaymentStatus:
+    """Ask the gateway and apply the answer; raises GatewayTechnicalError when it cannot be asked."""
+    with ctx.db.read() as s:
+        payment = _get(s, payment_id)
+    if payment.status not in LIVE:
+        return payment.status
+    result = ctx.gateways.get(payment.gateway).query_status(status_query(payment))
+    with ctx.db.write() as s:
+        payment = _get(s, payment_id)
+        apply_gateway_status(
+            s,
+            payment,
+            result.status,
+            actor=actor,
+            kind="gateway.status_query",
+            amount=result.amount,
+            gateway_reference=result.gateway_reference,
+            raw_code=result.raw_code,
+        )
+        return payment.status
+
+
+def expire_payment(ctx: AppContext, payment_id: str) -> PaymentStatus:
+    """Expire a payment left unfinished, after asking the gateway and cancelling there first."""
+    actor = "worker:payment.expire"
+    status = settle_by_query(ctx, payment_id, actor)
+    if status not in LIVE:
+        return status
+    with ctx.db.read() as s:
+        payment = _get(s, payment_id)
+    result = ctx.gateways.get(payment.gateway).cancel(status_query(payment))
+    with ctx.db.write() as s:
+        payment = _get(s, payment_id)
+        if result.status in (GatewayStatus.cancelled, GatewayStatus.unknown, GatewayStatus.failed):
+            transition(s, payment, S.expired, actor=actor, kind="payment.expired")
+        else:
+            apply_gateway_status(
+                s,
+                payment,
+                result.status,
+                actor=actor,
+                kind="gateway.status_query",
+                amount=result.amount,
+                raw_code=result.raw_code,
+            )
+        if payment.status in LIVE:
+            raise GatewayTechnicalError("the gateway still reports the payment as pending")
+        return payment.status

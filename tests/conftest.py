@@ -1,0 +1,147 @@
+"""Fixtures: every database test runs on SQLite and, when LEPHI_TEST_POSTGRES_URL is set, on PostgreSQL too.
+
+Tests commit for real (concurrency needs it), so isolation is a fresh SQLite file per test (copied from one migrated
+template) and, on PostgreSQL, one database per run whose tables are truncated before each test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from payments.app import create_app
+from payments.auth.models import Scope
+from payments.auth.service import create_key
+from payments.core.config import Settings
+from payments.core.context import AppContext, build_context
+from payments.core.db import Database, make_engine, normalise_url
+from payments.migrate import upgrade
+from payments.models import metadata
+from tests.factories import seed_agency
+
+PG_URL = os.environ.get("LEPHI_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgres"] if PG_URL else ["sqlite"]
+ALL_SCOPES = [s.value for s in Scope]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of its own for this run, migrated once, dropped at the end."""
+    assert PG_URL, "LEPHI_TEST_POSTGRES_URL is not set"
+    admin_url = make_url(normalise_url(PG_URL))
+    name = f"lephi_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # fails the run, not skips it, when the server is unreachable
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "lephi.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database")
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "data_dir": tmp_path,
+        "public_url": "http://testserver",
+        "run_worker": False,
+        "sandbox_enabled": True,
+        "log_json": True,
+        "log_level": "WARNING",
+        "db_pool_size": 20,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[AppContext]:
+    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    yield context
+    context.close()
+
+
+@dataclass
+class Api:
+    """A test client signed in as one agency's client system."""
+
+    client: TestClient
+    ctx: AppContext
+    key: str
+    agency_id: str
+    agency_code: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def post(self, path: str, json: Any = None, key: str | None = None, **kw: Any) -> Any:
+        headers = {**self.auth, **kw.pop("headers", {})}
+        if key is not False:
+            headers.setdefault("Idempotency-Key", key or secrets.token_hex(8))
+        return self.client.post(path, json=json, headers=headers, **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers={**self.auth, **kw.pop("headers", {})}, **kw)
+
+    def new_key(self, scopes: list[str], agency_code: str | None = None) -> str:
+        with self.ctx.db.write() as s:
+            _, raw = create_key(s, agency_code or self.agency_code, "test", scopes)
+        return raw
+
+
+@pytest.fixture
+def client(ctx: AppContext) -> Iterator[TestClient]:
+    app = create_app(ctx.settings, ctx)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        # The sandbox gateway's callbacks travel over HTTP; in tests they go to this app through the client.
+        ctx.http = c
+        yield c
+
+
+@pytest.fixture
+def api(client: TestClient, ctx: AppContext) -> Api:
+    with ctx.db.write() as s:
+        agency = seed_agency(s, "AGC-A")
+        _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
+    return Api(client, ctx, raw, agency.id, "AGC-A")
