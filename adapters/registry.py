@@ -49,6 +49,9 @@ class GatewayRegistry:
             self._built[name] = self._factories[name](self._context_for(name))
         return self._built[name]
 
+    def context(self, name: str) -> GatewayContext:
+        return self._context_for(name)
+
     def override(self, name: str, gateway: PaymentGateway) -> None:
         """Replace an adapter instance (used by tests to inject faults at the Protocol boundary)."""
         self._factories.setdefault(name, lambda _ctx: gateway)

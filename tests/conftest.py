@@ -145,3 +145,54 @@ def api(client: TestClient, ctx: AppContext) -> Api:
         agency = seed_agency(s, "AGC-A")
         _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
     return Api(client, ctx, raw, agency.id, "AGC-A")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    ctx: AppContext
+    key: str
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """The app on a real HTTP server (uvicorn, one process) in a background thread."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = make_settings(database_url, tmp_path, public_url=url, db_pool_size=20)
+    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    with context.db.write() as s:
+        seed_agency(s, "AGC-A")
+        _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, context), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    yield LiveServer(url, context, raw)
+    server.should_exit = True
+    thread.join(10)
+    context.close()

@@ -13,17 +13,42 @@ PROCEDURE = "1.001234"
 
 
 def seed_agency(s: Session, code: str, methods: list[str] | None = None) -> Agency:
-    agency = Agency(code=code, name=f"Agency {code}", tax_code="0100000001", address="1 Test St",
-                    payment_methods=methods if methods is not None else ["sandbox"])
+    agency = Agency(
+        code=code,
+        name=f"Agency {code}",
+        tax_code="0100000001",
+        address="1 Test St",
+        payment_methods=methods if methods is not None else ["sandbox"],
+    )
     s.add(agency)
     s.flush()
     procedure = Procedure(agency_id=agency.id, code=PROCEDURE, name="Thủ tục thử nghiệm")
     s.add(procedure)
     s.flush()
-    s.add(FeeScheduleLine(procedure_id=procedure.id, code="LE_PHI", kind=FeeKind.le_phi, name="Lệ phí",
-                          unit_amount=100_000, default_quantity=1, max_quantity=1, position=0))
-    s.add(FeeScheduleLine(procedure_id=procedure.id, code="BAN_SAO", kind=FeeKind.phi, name="Bản sao",
-                          unit_amount=5_000, default_quantity=0, max_quantity=50, position=1))
+    s.add(
+        FeeScheduleLine(
+            procedure_id=procedure.id,
+            code="LE_PHI",
+            kind=FeeKind.le_phi,
+            name="Lệ phí",
+            unit_amount=100_000,
+            default_quantity=1,
+            max_quantity=1,
+            position=0,
+        )
+    )
+    s.add(
+        FeeScheduleLine(
+            procedure_id=procedure.id,
+            code="BAN_SAO",
+            kind=FeeKind.phi,
+            name="Bản sao",
+            unit_amount=5_000,
+            default_quantity=0,
+            max_quantity=50,
+            position=1,
+        )
+    )
     return agency
 
 

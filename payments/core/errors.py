@@ -22,7 +22,7 @@ class LephiError(Exception):
         self.extra = extra
         self.headers: dict[str, str] = {}
 
-    def problem(self, instance: str | None = None) -> dict[str, Any]:
+    def problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": PROBLEM_TYPE_BASE + self.code,
             "title": self.title,
@@ -30,8 +30,6 @@ class LephiError(Exception):
             "detail": self.detail,
             "code": self.code,
         }
-        if instance:
-            body["instance"] = instance
         body.update(self.extra)
         return body
 

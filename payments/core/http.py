@@ -37,8 +37,9 @@ _STATUS_CODES = {
 }
 
 
-def problem_response(err: LephiError, instance: str | None = None) -> JSONResponse:
-    return JSONResponse(err.problem(instance), status_code=err.status, media_type=PROBLEM_JSON, headers=err.headers)
+def problem_response(err: LephiError) -> JSONResponse:
+    # No ``instance`` member: a replayed response under an Idempotency-Key must equal the first one byte for byte.
+    return JSONResponse(err.problem(), status_code=err.status, media_type=PROBLEM_JSON, headers=err.headers)
 
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
@@ -49,14 +50,14 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LephiError)
     async def _lephi(request: Request, exc: LephiError) -> JSONResponse:
-        return problem_response(exc, request.url.path)
+        return problem_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean_errors(exc.errors())
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(MalformedRequest("the body is not valid JSON", errors=errors), request.url.path)
-        return problem_response(ValidationFailed("the request has invalid fields", errors=errors), request.url.path)
+            return problem_response(MalformedRequest("the body is not valid JSON", errors=errors))
+        return problem_response(ValidationFailed("the request has invalid fields", errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -67,7 +68,6 @@ def install_error_handlers(app: FastAPI) -> None:
             "status": exc.status_code,
             "detail": str(exc.detail),
             "code": code,
-            "instance": request.url.path,
         }
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers)
 
@@ -127,4 +127,4 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         err = PayloadTooLarge(f"the body is larger than {self.limit} bytes")
-        await problem_response(err, scope.get("path"))(scope, receive, send)
+        await problem_response(err)(scope, receive, send)

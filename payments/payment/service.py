@@ -423,11 +423,11 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
                 amount=result.amount,
                 raw_code=result.raw_code,
             )
-        if payment.status is not S.cancelled:
-            raise InvalidTransition(
-                f"payment {payment_id} is {payment.status.value} at the gateway and cannot be cancelled"
-            )
-        return to_out(s, payment)
+        out = to_out(s, payment)
+    # Raised after the commit: what the gateway reported (e.g. it already took the money) must be kept.
+    if out.status is not S.cancelled:
+        raise InvalidTransition(f"payment {payment_id} is {out.status.value} at the gateway and cannot be cancelled")
+    return out
 
 
 def handle_callback(ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent) -> CallbackOutcome:
@@ -511,6 +511,7 @@ def expire_payment(ctx: AppContext, payment_id: str) -> PaymentStatus:
                 amount=result.amount,
                 raw_code=result.raw_code,
             )
-        if payment.status in LIVE:
-            raise GatewayTechnicalError("the gateway still reports the payment as pending")
-        return payment.status
+        status = payment.status
+    if status in LIVE:
+        raise GatewayTechnicalError("the gateway still reports the payment as pending")
+    return status
