@@ -16,7 +16,7 @@ from adapters.base import (
 )
 
 
-class Crash(Exception):  # noqa: N818
+class Crash(Exception):
     """Stands for the process dying at this point."""
 
 

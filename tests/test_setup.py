@@ -1,0 +1,88 @@
+"""Settings, migrations and the adapter registry."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
+from sqlalchemy import create_engine
+
+from adapters import registry
+from adapters.base import GatewayContext, PaymentGateway
+from adapters.sandbox import SandboxGateway
+from payments.core.config import DEV_SANDBOX_SECRET, Settings
+from payments.core.db import normalise_url
+from payments.migrate import current_revision, head_revision
+from payments.models import metadata
+
+
+def test_production_refuses_built_in_secrets() -> None:
+    with pytest.raises(ValidationError, match="LEPHI_SANDBOX_SECRET"):
+        Settings(env="production", database_url="sqlite:///x.db", sandbox_enabled=True)
+    with pytest.raises(ValidationError, match="LEPHI_DATABASE_URL"):
+        Settings(env="production", sandbox_enabled=False)
+    ok = Settings(env="production", database_url="sqlite:///x.db", sandbox_enabled=True, sandbox_secret="s" * 32)
+    assert ok.sandbox_on
+
+
+def test_sandbox_is_off_in_production_unless_enabled() -> None:
+    assert not Settings(env="production", database_url="sqlite:///x.db").sandbox_on
+    assert Settings().sandbox_on and Settings().sandbox_secret == DEV_SANDBOX_SECRET
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEPHI_DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("LEPHI_PAYMENT_EXPIRY_SECONDS", "600")
+    s = Settings()
+    assert s.effective_database_url == "postgresql://u@h/db" and s.payment_expiry_seconds == 600
+    assert normalise_url(s.effective_database_url) == "postgresql+psycopg://u@h/db"
+    assert Settings(data_dir=Path("/tmp/v"), database_url="").effective_database_url == "sqlite:////tmp/v/lephi.db"
+
+
+def test_migrations_match_the_models(database_url: str) -> None:
+    engine = create_engine(normalise_url(database_url))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+    assert diff == []
+
+
+class _ThirdParty:
+    name = "acme"
+
+    def __init__(self, context: GatewayContext) -> None:
+        self.context = context
+
+
+def test_registry_finds_builtin_and_entry_point_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = EntryPoint(name="acme", value=f"{__name__}:_ThirdParty", group=registry.ENTRY_POINT_GROUP)
+
+    def fake_entry_points(group: str) -> list[EntryPoint]:
+        return [ep] if group == registry.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    found = registry.discover()
+    assert found["sandbox"] is SandboxGateway and found["acme"] is _ThirdParty
+    reg = registry.GatewayRegistry(found, lambda n: GatewayContext(n, "http://x", f"http://x/{n}"))
+    acme: Any = reg.get("acme")
+    assert acme.context.callback_url == "http://x/acme" and reg.get("acme") is acme
+    with pytest.raises(KeyError):
+        reg.get("nope")
+
+
+def test_installed_package_declares_the_sandbox_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    names = {e.name for e in entry_points(group=registry.ENTRY_POINT_GROUP)}
+    assert "sandbox" in names
+
+
+def test_sandbox_satisfies_the_protocol() -> None:
+    gateway = SandboxGateway(GatewayContext("sandbox", "http://x", "http://x/cb", {"secret": "s"}))
+    assert isinstance(gateway, PaymentGateway)
