@@ -157,3 +157,31 @@ def test_refund_timeout_stays_pending_and_the_worker_completes_it(api: Api, faul
     refunds = api.get(f"/v1/payments/{payment['id']}/refunds").json()
     assert refunds[0]["status"] == "succeeded"
     assert api.get(f"/v1/payments/{payment['id']}").json()["status"] == "partially_refunded"
+
+
+def test_timed_out_start_settled_by_requery_still_gives_the_payer_a_page(api: Api, faulty: FaultyGateway) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from payments.core.types import utcnow
+    from payments.outbox.models import OutboxJob
+    from payments.outbox.worker import Worker
+    from payments.payment.jobs import HANDLERS
+
+    code = _dossier(api)
+    faulty.after_call["start_payment"] = [GatewayTechnicalError("answer lost")]
+    assert api.post("/v1/payments", payment_body(code), key="k").status_code == 503
+    with api.ctx.db.write() as s:
+        s.execute(
+            update(OutboxJob)
+            .where(OutboxJob.kind == "payment.requery")
+            .values(run_after=utcnow() - timedelta(seconds=1))
+        )
+    Worker(api.ctx, HANDLERS).run_once()  # the status query finds the attempt at the gateway: pending
+    with api.ctx.db.read() as s:
+        (payment,) = s.exec(select(Payment)).all()
+    assert payment.status == "pending" and payment.next_url is None
+    r = api.post("/v1/payments", payment_body(code), key="k")
+    assert r.status_code == 201 and r.json()["id"] == payment.id and r.json()["next_url"]
+    assert _count(api, SandboxTransaction) == 1

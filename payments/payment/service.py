@@ -267,7 +267,9 @@ def _insert_payment(ctx: AppContext, principal: Principal, data: PaymentIn, clai
 def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, claim: Claim | None) -> PaymentOut:
     with ctx.db.read() as s:
         payment = _get(s, payment_id)
-    if payment.status is not S.created:
+    # A pending attempt without a next_url was settled by a status query after its start timed out: asking the
+    # gateway again with the same token returns the same payment and the page to send the payer to.
+    if payment.status is not S.created and not (payment.status is S.pending and payment.next_url is None):
         return _finish(ctx, payment_id, claim)
     request = StartPayment(
         merchant_reference=payment.id,
@@ -299,15 +301,24 @@ def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, cla
         return _finish(ctx, payment_id, claim)
     with ctx.db.write() as s:
         payment = _get(s, payment_id)
-        transition(
-            s,
-            payment,
-            S.pending,
-            actor=f"gateway:{payment.gateway}",
-            kind="gateway.started",
-            gateway_reference=result.gateway_reference,
-            values={"gateway_reference": result.gateway_reference, "next_url": result.next_url},
-        )
+        values = {"gateway_reference": result.gateway_reference, "next_url": result.next_url}
+        if payment.status is S.created:
+            transition(
+                s,
+                payment,
+                S.pending,
+                actor=f"gateway:{payment.gateway}",
+                kind="gateway.started",
+                gateway_reference=result.gateway_reference,
+                values=values,
+            )
+        elif payment.status is S.pending and payment.next_url is None:
+            s.execute(
+                update(Payment)
+                .where(col(Payment.id) == payment.id, col(Payment.next_url).is_(None))
+                .values(next_url=result.next_url)
+            )
+            payment.next_url = result.next_url
         out = to_out(s, payment)
         if claim:
             claim.finish(s, 201, out.model_dump(mode="json"))
