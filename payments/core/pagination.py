@@ -10,10 +10,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import and_, or_
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 
 from payments.core.errors import ValidationFailed
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Page(BaseModel, Generic[T]):
@@ -35,9 +38,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed("the cursor is not one this API returned", field="cursor") from exc
 
 
-def after_cursor(created_col: Any, id_col: Any, cursor: str | None) -> Any:
-    """Newest first: rows strictly older than the cursor, ties broken by id."""
-    if not cursor:
-        return None
-    created, row_id = decode_cursor(cursor)
-    return or_(created_col < created, and_(created_col == created, id_col < row_id))
+def newest_first_page(
+    session: Session,
+    query: SelectOfScalar[R],
+    model: Any,
+    limit: int,
+    cursor: str | None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> tuple[list[R], str | None]:
+    """One page of ``query`` over ``model`` (which has ``created_at`` and ``id``), newest first, ties by id."""
+    created_col, id_col = col(model.created_at), col(model.id)
+    if created_from:
+        query = query.where(created_col >= created_from)
+    if created_to:
+        query = query.where(created_col < created_to)
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        query = query.where(or_(created_col < created, and_(created_col == created, id_col < row_id)))
+    rows = list(session.exec(query.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at, last.id)  # type: ignore[attr-defined]

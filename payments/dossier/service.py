@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.core.errors import DossierLocked, NotFound, ValidationFailed
 from payments.core.logging import get_logger
-from payments.core.pagination import after_cursor, encode_cursor
+from payments.core.pagination import newest_first_page
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut, FeeLineOut
@@ -167,13 +167,4 @@ def list_dossiers(
         query = query.join(Procedure, col(Procedure.id) == Dossier.procedure_id).where(
             Procedure.code == flt.procedure_code
         )
-    if flt.created_from:
-        query = query.where(col(Dossier.created_at) >= flt.created_from)
-    if flt.created_to:
-        query = query.where(col(Dossier.created_at) < flt.created_to)
-    cond = after_cursor(col(Dossier.created_at), col(Dossier.id), cursor)
-    if cond is not None:
-        query = query.where(cond)
-    rows = list(session.exec(query.order_by(col(Dossier.created_at).desc(), col(Dossier.id).desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return newest_first_page(session, query, Dossier, limit, cursor, flt.created_from, flt.created_to)

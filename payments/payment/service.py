@@ -36,7 +36,7 @@ from payments.core.errors import (
     PaymentInProgress,
 )
 from payments.core.logging import get_logger
-from payments.core.pagination import after_cursor, encode_cursor
+from payments.core.pagination import newest_first_page
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
@@ -388,16 +388,8 @@ def list_payments(
         query = query.where(Payment.gateway == flt.method)
     if flt.dossier_code:
         query = query.join(Dossier, col(Dossier.id) == Payment.dossier_id).where(Dossier.code == flt.dossier_code)
-    if flt.created_from:
-        query = query.where(col(Payment.created_at) >= flt.created_from)
-    if flt.created_to:
-        query = query.where(col(Payment.created_at) < flt.created_to)
-    cond = after_cursor(col(Payment.created_at), col(Payment.id), cursor)
-    if cond is not None:
-        query = query.where(cond)
-    rows = list(s.exec(query.order_by(col(Payment.created_at).desc(), col(Payment.id).desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return [to_out(s, p) for p in rows[:limit]], next_cursor
+    rows, next_cursor = newest_first_page(s, query, Payment, limit, cursor, flt.created_from, flt.created_to)
+    return [to_out(s, p) for p in rows], next_cursor
 
 
 # --- cancelling, and settling by status query ----------------------------------------------------------------
