@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from payments.core.config import Settings, get_settings
 from payments.core.context import AppContext, build_context
-from payments.core.http import BodyLimitMiddleware, install_error_handlers
+from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
 
 DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     )
     app.state.ctx = context
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
 
     from payments.dossier.endpoints import router as dossiers
     from payments.gateway.endpoints import pages as sandbox_pages

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -50,7 +50,7 @@ class FeeScheduleLine(SQLModel, table=True):
     code: str = Field(max_length=40)
     kind: FeeKind = Field(sa_type=str_enum(FeeKind))
     name: str = Field(max_length=500)
-    unit_amount: int
+    unit_amount: int = Field(sa_type=BigInteger)
     default_quantity: int = 1
     max_quantity: int = 1
     position: int = 0

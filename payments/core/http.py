@@ -61,6 +61,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+            # FastAPI's own "error parsing the body" (bytes that are not UTF-8, nesting or numbers beyond the parser):
+            # the same failure as invalid JSON, so the same stable code.
+            return problem_response(MalformedRequest("the body is not valid UTF-8 JSON"))
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         body = {
             "type": PROBLEM_TYPE_BASE + code,
@@ -84,8 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
 
 
-class BodyLimitMiddleware:
-    """Buffers the body up to ``limit`` bytes and answers 413 beyond it, before any handler reads it."""
+class RequestLimitsMiddleware:
+    """Refuses NUL in the path or query, buffers the body up to ``limit`` bytes and answers 413 beyond it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -94,6 +98,10 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            err = ValidationFailed("the request path or query contains a NUL character")
+            await problem_response(err)(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):

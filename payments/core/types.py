@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy import DateTime, Enum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -31,6 +32,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the datetime is out of range once converted to UTC") from exc
+
+
+# An aware datetime from a client, normalised to UTC; one that cannot be expressed in UTC is a validation error.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 def utcnow() -> datetime:

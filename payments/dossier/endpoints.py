@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from payments.auth.deps import CtxDep, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.pagination import Page
 from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.types import UtcDatetime
 from payments.dossier.models import DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut
 from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out, upsert_dossier
@@ -61,8 +61,8 @@ def get_dossiers(
     principal: Reader,
     status: DossierStatus | None = None,
     procedure_code: Annotated[str | None, Query(max_length=40)] = None,
-    created_from: AwareDatetime | None = None,
-    created_to: AwareDatetime | None = None,
+    created_from: UtcDatetime | None = None,
+    created_to: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[DossierOut]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -29,7 +29,7 @@ class Dossier(SQLModel, table=True):
     payer_phone: str | None = Field(default=None, max_length=20)
     payer_tax_code: str | None = Field(default=None, max_length=14)
     payer_address: str | None = Field(default=None, max_length=400)
-    total_amount: int
+    total_amount: int = Field(sa_type=BigInteger)
     status: DossierStatus = Field(default=DossierStatus.unpaid, sa_type=str_enum(DossierStatus), index=True)
     # The payer's link to the payment page: unguessable, so that a dossier code alone reveals nothing.
     pay_token: str = Field(unique=True, max_length=64)
@@ -45,7 +45,7 @@ class DossierFeeLine(SQLModel, table=True):
     fee_code: str = Field(max_length=40)
     kind: str = Field(max_length=10)
     name: str = Field(max_length=500)
-    unit_amount: int
+    unit_amount: int = Field(sa_type=BigInteger)
     quantity: int
-    amount: int
+    amount: int = Field(sa_type=BigInteger)
     position: int = 0

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt
+from pydantic import BaseModel, EmailStr, Field, StrictInt
 
+from payments.core.schemas import StrictModel
 from payments.dossier.models import DossierStatus
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class PayerIn(Strict):
+class PayerIn(StrictModel):
     name: str = Field(min_length=1, max_length=400, examples=["Nguyễn Văn An"])
     email: EmailStr | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", examples=["0912345678"])
@@ -23,12 +20,12 @@ class PayerIn(Strict):
     address: str | None = Field(default=None, max_length=400)
 
 
-class FeeItemIn(Strict):
+class FeeItemIn(StrictModel):
     fee_code: str = Field(min_length=1, max_length=40, examples=["BAN_SAO"])
     quantity: StrictInt = Field(ge=0, le=1000, examples=[2])
 
 
-class DossierIn(Strict):
+class DossierIn(StrictModel):
     code: str = Field(pattern=CODE_PATTERN, examples=["HS-2026-000123"])
     procedure_code: str = Field(min_length=1, max_length=40, examples=["2.000488"])
     payer: PayerIn

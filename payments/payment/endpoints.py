@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.pagination import Page
 from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.types import UtcDatetime
 from payments.idempotency.service import Claim, fingerprint
 from payments.payment.refunds import create_refund, list_refunds
 from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
@@ -60,8 +60,8 @@ def get_payments(
     status: PaymentStatus | None = None,
     dossier_code: Annotated[str | None, Query(max_length=20)] = None,
     method: Annotated[str | None, Query(max_length=40)] = None,
-    created_from: AwareDatetime | None = None,
-    created_to: AwareDatetime | None = None,
+    created_from: UtcDatetime | None = None,
+    created_to: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[PaymentOut]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -43,7 +43,7 @@ class Payment(SQLModel, table=True):
     agency_id: str = Field(foreign_key="agency.id", max_length=40)
     dossier_id: str = Field(foreign_key="dossier.id", index=True, max_length=40)
     gateway: str = Field(max_length=40)
-    amount: int
+    amount: int = Field(sa_type=BigInteger)
     currency: str = Field(default="VND", max_length=3)
     status: PaymentStatus = Field(default=PaymentStatus.created, sa_type=str_enum(PaymentStatus), index=True)
     # Sent to the gateway as its idempotency token; stored before the first gateway call so a retry reuses it.
@@ -52,9 +52,9 @@ class Payment(SQLModel, table=True):
     next_url: str | None = Field(default=None, max_length=2000)
     return_url: str = Field(max_length=2000)
     description: str = Field(max_length=255)
-    refunded_amount: int = 0
+    refunded_amount: int = Field(default=0, sa_type=BigInteger)
     # Money promised to refunds not yet confirmed by the gateway, so two refunds cannot both pass the check.
-    refund_reserved: int = 0
+    refund_reserved: int = Field(default=0, sa_type=BigInteger)
     requires_review: bool = False
     expires_at: datetime = Field(sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -74,7 +74,7 @@ class PaymentEvent(SQLModel, table=True):
     to_status: str | None = Field(default=None, max_length=20)
     actor: str = Field(max_length=100)
     gateway_reference: str | None = Field(default=None, max_length=100)
-    amount: int | None = None
+    amount: int | None = Field(default=None, sa_type=BigInteger)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -88,7 +88,7 @@ class RefundStatus(StrEnum):
 class Refund(SQLModel, table=True):
     id: str = Field(default_factory=lambda: new_id("rfd"), primary_key=True, max_length=40)
     payment_id: str = Field(foreign_key="payment.id", index=True, max_length=40)
-    amount: int
+    amount: int = Field(sa_type=BigInteger)
     reason: str = Field(max_length=500)
     status: RefundStatus = Field(default=RefundStatus.pending, sa_type=str_enum(RefundStatus))
     gateway_token: str = Field(unique=True, max_length=64)

@@ -39,6 +39,12 @@ def create_refund(
             payment = get_for_agency(s, principal.agency_id, payment_id)
             if payment.status not in REFUNDABLE:
                 raise InvalidTransition(f"payment {payment_id} is {payment.status.value} and cannot be refunded")
+            available = payment.amount - payment.refund_reserved
+            if data.amount > available:
+                raise RefundExceedsAvailable(
+                    f"at most {available} VND can be refunded on payment {payment_id}",
+                    refundable_amount=available,
+                )
             reserved = s.execute(
                 update(Payment)
                 .where(col(Payment.id) == payment_id, col(Payment.status).in_(REFUNDABLE))

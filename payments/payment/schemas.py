@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, StrictInt, field_validator
 
+from payments.core.schemas import StrictModel
 from payments.payment.models import RefundStatus
 from payments.payment.states import PaymentStatus
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class PaymentIn(Strict):
+class PaymentIn(StrictModel):
     dossier_code: str = Field(min_length=1, max_length=20, examples=["HS-2026-000123"])
     method: str = Field(min_length=1, max_length=40, examples=["sandbox"])
     return_url: AnyHttpUrl = Field(
@@ -31,7 +28,7 @@ class PaymentIn(Strict):
         return value
 
 
-class RefundIn(Strict):
+class RefundIn(StrictModel):
     amount: StrictInt = Field(gt=0, le=999_999_999_999, examples=[50000], description="Whole VND.")
     reason: str = Field(min_length=1, max_length=500, examples=["Hồ sơ không đủ điều kiện giải quyết"])
 

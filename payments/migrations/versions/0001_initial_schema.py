@@ -2,13 +2,15 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 00:24:39.724362
+Create Date: 2026-11-27 00:51:32.274934
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+
+import payments.core.types
 
 import payments.core.types
 from alembic import op
@@ -85,13 +87,13 @@ def upgrade() -> None:
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('merchant_reference', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('callback_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('return_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
-    sa.Column('refunded_amount', sa.Integer(), nullable=False),
+    sa.Column('refunded_amount', sa.BigInteger(), nullable=False),
     sa.Column('refund_keys', sa.JSON(), nullable=False),
     sa.Column('created_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
@@ -137,7 +139,7 @@ def upgrade() -> None:
     sa.Column('payer_phone', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('payer_tax_code', sqlmodel.sql.sqltypes.AutoString(length=14), nullable=True),
     sa.Column('payer_address', sqlmodel.sql.sqltypes.AutoString(length=400), nullable=True),
-    sa.Column('total_amount', sa.Integer(), nullable=False),
+    sa.Column('total_amount', sa.BigInteger(), nullable=False),
     sa.Column('status', sa.Enum('unpaid', 'paid', 'refunded', name='dossierstatus', native_enum=False, length=20), nullable=False),
     sa.Column('pay_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('created_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
@@ -160,7 +162,7 @@ def upgrade() -> None:
     sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('kind', sa.Enum('le_phi', 'phi', 'service', name='feekind', native_enum=False, length=20), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-    sa.Column('unit_amount', sa.Integer(), nullable=False),
+    sa.Column('unit_amount', sa.BigInteger(), nullable=False),
     sa.Column('default_quantity', sa.Integer(), nullable=False),
     sa.Column('max_quantity', sa.Integer(), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
@@ -177,9 +179,9 @@ def upgrade() -> None:
     sa.Column('fee_code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-    sa.Column('unit_amount', sa.Integer(), nullable=False),
+    sa.Column('unit_amount', sa.BigInteger(), nullable=False),
     sa.Column('quantity', sa.Integer(), nullable=False),
-    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['dossier_id'], ['dossier.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -192,7 +194,7 @@ def upgrade() -> None:
     sa.Column('agency_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('dossier_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('gateway', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
     sa.Column('status', sa.Enum('created', 'pending', 'succeeded', 'failed', 'cancelled', 'expired', 'partially_refunded', 'refunded', name='paymentstatus', native_enum=False, length=20), nullable=False),
     sa.Column('gateway_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -200,8 +202,8 @@ def upgrade() -> None:
     sa.Column('next_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('return_url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-    sa.Column('refunded_amount', sa.Integer(), nullable=False),
-    sa.Column('refund_reserved', sa.Integer(), nullable=False),
+    sa.Column('refunded_amount', sa.BigInteger(), nullable=False),
+    sa.Column('refund_reserved', sa.BigInteger(), nullable=False),
     sa.Column('requires_review', sa.Boolean(), nullable=False),
     sa.Column('expires_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
@@ -228,7 +230,7 @@ def upgrade() -> None:
     sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
     sa.Column('gateway_reference', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('amount', sa.Integer(), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=True),
     sa.Column('detail', sa.JSON(), nullable=False),
     sa.Column('created_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['payment_id'], ['payment.id'], ),
@@ -240,7 +242,7 @@ def upgrade() -> None:
     op.create_table('refund',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('payment_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('status', sa.Enum('pending', 'succeeded', 'failed', name='refundstatus', native_enum=False, length=20), nullable=False),
     sa.Column('gateway_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
