@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from adapters.sandbox import SandboxRecord
-from payments.core.db import Database
+from payments.core.db import Database, affected
 from payments.core.types import utcnow
 from payments.gateway.models import SandboxTransaction
 
@@ -32,10 +32,7 @@ class DbSandboxStore:
         self._db = db
 
     def create(self, record: SandboxRecord) -> SandboxRecord:
-        existing = self.get_by_key(record.idempotency_key)
-        if existing is not None:
-            return existing
-        try:
+        try:  # insert first: a retry with the same key is the rare case
             with self._db.write() as s:
                 s.add(SandboxTransaction(**{k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}))
         except IntegrityError:
@@ -63,7 +60,7 @@ class DbSandboxStore:
                 .where(col(SandboxTransaction.id) == txn_id, col(SandboxTransaction.status) == expected)
                 .values(status=new, updated_at=utcnow())
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if affected(result) != 1:
                 return None
         return self.get(txn_id)
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from payments.core.config import Settings
-from payments.core.db import Database
+from payments.core.db import Database, affected
 from payments.core.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyInvalid,
@@ -78,6 +78,19 @@ def check_key(key: str | None) -> str:
     return key
 
 
+Prepare = Callable[[Session, "Claim"], None]
+
+
+class _KeyTaken(Exception):
+    """A concurrent request inserted the same key first."""
+
+
+class _PrepareFailed(Exception):
+    def __init__(self, error: LephiError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
 class Idempotency:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -89,8 +102,18 @@ class Idempotency:
         key: str | None,
         fp: str,
         operation: Callable[[Claim], tuple[int, dict[str, Any]]],
+        prepare: Prepare | None = None,
     ) -> Outcome:
-        claim_or_replay = self._claim(client_id, check_key(key), fp)
+        """Run ``operation`` once per key. ``prepare`` runs inside the transaction that claims the key, so the first
+        write of the operation (e.g. the payment row and its recovery point) commits together with the claim."""
+        key = check_key(key)
+        try:
+            claim_or_replay = self._claim(client_id, key, fp, prepare)
+        except _PrepareFailed as failed:
+            # Everything prepare wrote, the claim included, was rolled back; a final answer is still kept for replay.
+            if not failed.error.transient:
+                self._store_new(client_id, key, fp, failed.error.status, failed.error.problem())
+            raise failed.error from None
         if isinstance(claim_or_replay, Outcome):
             return claim_or_replay
         claim = claim_or_replay
@@ -112,54 +135,85 @@ class Idempotency:
             self._store(claim, status, body)
         return Outcome(status, body)
 
-    def _claim(self, client_id: str, key: str, fp: str) -> Claim | Outcome:
+    def _claim(self, client_id: str, key: str, fp: str, prepare: Prepare | None) -> Claim | Outcome:
         for _ in range(3):
             try:
-                return self._try_claim(client_id, key, fp)
-            except IntegrityError:
-                continue  # a concurrent request inserted the same key first; read what it stored
+                return self._try_claim(client_id, key, fp, prepare)
+            except _KeyTaken:
+                continue  # read what the concurrent request stored
         err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
         err.headers["Retry-After"] = "1"
         raise err
 
-    def _try_claim(self, client_id: str, key: str, fp: str) -> Claim | Outcome:
+    def _try_claim(self, client_id: str, key: str, fp: str, prepare: Prepare | None) -> Claim | Outcome:
+        with self._db.write() as s:
+            found = self._claim_in(s, client_id, key, fp)
+            if isinstance(found, Claim) and prepare is not None and found.resource_id is None:
+                try:
+                    prepare(s, found)
+                except LephiError as exc:
+                    raise _PrepareFailed(exc) from exc
+            return found
+
+    def _claim_in(self, s: Session, client_id: str, key: str, fp: str) -> Claim | Outcome:
         now = utcnow()
         lease = now + timedelta(seconds=self._settings.idempotency_lease_seconds)
-        with self._db.write() as s:
-            rec = s.exec(
-                select(IdempotencyRecord).where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
-            ).first()
-            if rec is not None and rec.expires_at <= now:
-                s.delete(rec)
-                s.flush()
-                rec = None
-            if rec is None:
-                rec = IdempotencyRecord(
-                    client_id=client_id,
-                    key=key,
-                    fingerprint=fp,
-                    locked_until=lease,
-                    expires_at=now + timedelta(hours=self._settings.idempotency_ttl_hours),
-                )
-                s.add(rec)
-                s.flush()
-                assert rec.id is not None
-                return Claim(rec.id, None)
-            if rec.fingerprint != fp:
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was first used with a different request; use a new key for a new request"
-                )
-            if rec.state is IdempotencyState.completed:
-                assert rec.response_status is not None and rec.response_body is not None
-                return Outcome(rec.response_status, json.loads(rec.response_body), replayed=True)
-            if rec.locked_until > now:
-                err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
-                err.headers["Retry-After"] = "1"
-                raise err
-            rec.locked_until = lease
+        rec = s.exec(
+            select(IdempotencyRecord).where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
+        ).first()
+        if rec is not None and rec.expires_at <= now:
+            s.delete(rec)
+            s.flush()
+            rec = None
+        if rec is None:
+            rec = IdempotencyRecord(
+                client_id=client_id,
+                key=key,
+                fingerprint=fp,
+                locked_until=lease,
+                expires_at=now + timedelta(hours=self._settings.idempotency_ttl_hours),
+            )
             s.add(rec)
+            try:
+                s.flush()
+            except IntegrityError as exc:
+                raise _KeyTaken from exc
             assert rec.id is not None
-            return Claim(rec.id, rec.resource_id)
+            return Claim(rec.id, None)
+        if rec.fingerprint != fp:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was first used with a different request; use a new key for a new request"
+            )
+        if rec.state is IdempotencyState.completed:
+            assert rec.response_status is not None and rec.response_body is not None
+            return Outcome(rec.response_status, json.loads(rec.response_body), replayed=True)
+        if rec.locked_until > now:
+            err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
+            err.headers["Retry-After"] = "1"
+            raise err
+        rec.locked_until = lease
+        s.add(rec)
+        assert rec.id is not None
+        return Claim(rec.id, rec.resource_id)
+
+    def _store_new(self, client_id: str, key: str, fp: str, status: int, body: dict[str, Any]) -> None:
+        now = utcnow()
+        try:
+            with self._db.write() as s:
+                s.add(
+                    IdempotencyRecord(
+                        client_id=client_id,
+                        key=key,
+                        fingerprint=fp,
+                        state=IdempotencyState.completed,
+                        response_status=status,
+                        response_body=json.dumps(body),
+                        locked_until=now,
+                        expires_at=now + timedelta(hours=self._settings.idempotency_ttl_hours),
+                    )
+                )
+        except IntegrityError:
+            pass  # a concurrent request with the same key got there first; its answer stands
 
     def _store(self, claim: Claim, status: int, body: dict[str, Any]) -> None:
         with self._db.write() as s:
@@ -183,4 +237,4 @@ class Idempotency:
     def purge_expired(self) -> int:
         with self._db.write() as s:
             result = s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) <= utcnow()))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return affected(result)

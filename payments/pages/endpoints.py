@@ -15,10 +15,10 @@ from payments.auth.service import Principal
 from payments.core.errors import NotFound, PaymentInProgress
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.idempotency.service import Claim, fingerprint
-from payments.pages.render import render
+from payments.pages.render import language, render
 from payments.payment.models import Payment
 from payments.payment.schemas import PaymentIn
-from payments.payment.service import create_payment
+from payments.payment.service import PaymentCreation
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,19 +67,20 @@ def pay_submit(
 ) -> RedirectResponse:
     with ctx.db.read() as s:
         dossier = _dossier(s, token)
-    here = f"/pay/{token}?lang={request.query_params.get('lang', 'vi')}"
+    here = f"/pay/{token}?lang={language(request)}"
     principal = Principal(key_id=f"payer:{dossier.id}", agency_id=dossier.agency_id, scopes=frozenset())
     data = PaymentIn(
         dossier_code=dossier.code, method=method, return_url=f"{ctx.settings.public_url.rstrip('/')}{here}"
     )
+    creation = PaymentCreation(ctx, principal, data, "payer")
 
     def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        return 201, create_payment(ctx, principal, data, claim, "payer").model_dump(mode="json")
+        return 201, creation.run(claim).model_dump(mode="json")
 
     try:
         # The form carries its own key, so a double click or a browser resubmit never starts a second payment.
         outcome = ctx.idempotency.run(
-            principal.key_id, form_key, fingerprint("POST", "/pay", data.model_dump()), operation
+            principal.key_id, form_key, fingerprint("POST", "/pay", data.model_dump()), operation, creation.prepare
         )
     except PaymentInProgress as exc:
         with ctx.db.read() as s:

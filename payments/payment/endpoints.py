@@ -17,9 +17,9 @@ from payments.idempotency.service import Claim, fingerprint
 from payments.payment.refunds import create_refund, list_refunds
 from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
 from payments.payment.service import (
+    PaymentCreation,
     PaymentFilter,
     cancel_payment,
-    create_payment,
     get_for_agency,
     list_payments,
     to_out,
@@ -38,12 +38,13 @@ def post_payment(
 ) -> JSONResponse:
     """Start paying a dossier's fee; send the payer to ``next_url``. One live attempt per dossier."""
 
+    creation = PaymentCreation(ctx, principal, data, actor_of(principal))
+
     def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        out = create_payment(ctx, principal, data, claim, actor_of(principal))
-        return 201, out.model_dump(mode="json")
+        return 201, creation.run(claim).model_dump(mode="json")
 
     fp = fingerprint("POST", "/v1/payments", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, creation.prepare))
 
 
 @router.get("/{payment_id}", response_model=PaymentOut, responses=problems(401, 403, 404))

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from adapters.base import GatewayDeclinedError, GatewayTechnicalError, RefundOutcome, RefundRequest
 from payments.auth.service import Principal
 from payments.core.context import AppContext
+from payments.core.db import affected
 from payments.core.errors import InvalidTransition, RefundExceedsAvailable
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
@@ -51,7 +52,7 @@ def create_refund(
                 .where(col(Payment.amount) - col(Payment.refund_reserved) >= data.amount)
                 .values(refund_reserved=col(Payment.refund_reserved) + data.amount)
             )
-            if reserved.rowcount != 1:  # type: ignore[attr-defined]
+            if affected(reserved) != 1:
                 available = payment.amount - payment.refund_reserved
                 raise RefundExceedsAvailable(
                     f"at most {available} VND can be refunded on payment {payment_id}",
@@ -135,7 +136,7 @@ def _claim_refund(s: Session, refund_id: str, status: RefundStatus, **values: ob
         .where(col(Refund.id) == refund_id, col(Refund.status) == RefundStatus.pending)
         .values(status=status, completed_at=utcnow(), **values)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if affected(result) != 1:
         return None
     return s.get(Refund, refund_id)
 

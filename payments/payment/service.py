@@ -27,6 +27,7 @@ from adapters.base import (
 from payments.agency.models import Agency
 from payments.auth.service import Principal
 from payments.core.context import AppContext
+from payments.core.db import affected
 from payments.core.errors import (
     DossierNotPayable,
     GatewayUnavailable,
@@ -89,7 +90,7 @@ def transition(
     result = s.execute(
         update(Payment).where(col(Payment.id) == payment.id, col(Payment.status) == current).values(**changes)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if affected(result) != 1:
         return False
     for key, value in changes.items():
         setattr(payment, key, value)
@@ -198,75 +199,92 @@ def _gateway_for(ctx: AppContext, agency: Agency, method: str) -> PaymentGateway
     return ctx.gateways.get(method)
 
 
+class PaymentCreation:
+    """Creating a payment in two steps: ``prepare`` writes the attempt in the transaction that claims the
+    Idempotency-Key; ``run`` then asks the gateway (no transaction open) and records its answer."""
+
+    def __init__(self, ctx: AppContext, principal: Principal, data: PaymentIn, actor: str) -> None:
+        self.ctx, self.principal, self.data, self.actor = ctx, principal, data, actor
+        self.payment: Payment | None = None
+
+    def prepare(self, s: Session, claim: Claim | None) -> None:
+        agency = s.get(Agency, self.principal.agency_id)
+        assert agency is not None
+        _gateway_for(self.ctx, agency, self.data.method)
+        try:
+            self.payment = _insert_payment(s, self.ctx, self.principal, self.data, self.actor)
+        except IntegrityError as exc:
+            # Another request created a live attempt between our check and our insert (PostgreSQL, READ COMMITTED).
+            raise PaymentInProgress("another payment for this dossier is in progress") from exc
+        if claim:
+            claim.attach(s, self.payment.id)
+
+    def run(self, claim: Claim | None) -> PaymentOut:
+        payment = self.payment
+        if payment is None:  # resumed after a crash: the attempt exists, named by the recovery point
+            assert claim is not None and claim.resource_id is not None
+            with self.ctx.db.read() as s:
+                payment = get_for_agency(s, self.principal.agency_id, claim.resource_id)
+        return start_payment(self.ctx, payment, self.ctx.gateways.get(payment.gateway), claim, self.data.dossier_code)
+
+
 def create_payment(
     ctx: AppContext, principal: Principal, data: PaymentIn, claim: Claim | None, actor: str
 ) -> PaymentOut:
-    with ctx.db.read() as s:
-        agency = s.get(Agency, principal.agency_id)
-        assert agency is not None
-    gateway = _gateway_for(ctx, agency, data.method)
-    payment_id = claim.resource_id if claim else None
-    if payment_id is None:
-        payment_id = _insert_payment(ctx, principal, data, claim, actor)
-    return start_payment(ctx, payment_id, gateway, claim)
+    """Create and start a payment outside an Idempotency-Key (the key's own path is PaymentCreation)."""
+    creation = PaymentCreation(ctx, principal, data, actor)
+    with ctx.db.write() as s:
+        creation.prepare(s, claim)
+    return creation.run(claim)
 
 
-def _insert_payment(ctx: AppContext, principal: Principal, data: PaymentIn, claim: Claim | None, actor: str) -> str:
-    try:
-        with ctx.db.write() as s:
-            dossier = find_dossier(s, principal.agency_id, data.dossier_code)
-            if dossier.status is not DossierStatus.unpaid:
-                raise DossierNotPayable(f"dossier {dossier.code!r} is {dossier.status.value}")
-            live = s.exec(
-                select(Payment.id).where(Payment.dossier_id == dossier.id, col(Payment.status).in_(list(LIVE)))
-            ).first()
-            if live is not None:
-                raise PaymentInProgress(f"payment {live} for this dossier is in progress", payment_id=live)
-            now = utcnow()
-            payment = Payment(
-                agency_id=principal.agency_id,
-                dossier_id=dossier.id,
-                gateway=data.method,
-                amount=dossier.total_amount,
-                gateway_token=new_id("gtk"),
-                return_url=str(data.return_url),
-                description=f"Le phi ho so {dossier.code}",
-                expires_at=now + timedelta(seconds=ctx.settings.payment_expiry_seconds),
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(payment)
-            s.flush()
-            s.add(
-                PaymentEvent(
-                    payment_id=payment.id,
-                    kind="payment.created",
-                    to_status=S.created.value,
-                    actor=actor,
-                    amount=payment.amount,
-                    created_at=now,
-                )
-            )
-            enqueue(s, "payment.expire", {"payment_id": payment.id}, run_after=payment.expires_at)
-            first = ctx.settings.requery_schedule_seconds[:1]
-            if first:
-                enqueue(
-                    s,
-                    "payment.requery",
-                    {"payment_id": payment.id, "step": 0},
-                    run_after=now + timedelta(seconds=first[0]),
-                )
-            if claim:
-                claim.attach(s, payment.id)
-            return payment.id
-    except IntegrityError as exc:
-        # Another request created a live attempt between our check and our insert (PostgreSQL, READ COMMITTED).
-        raise PaymentInProgress("another payment for this dossier is in progress") from exc
+def _insert_payment(s: Session, ctx: AppContext, principal: Principal, data: PaymentIn, actor: str) -> Payment:
+    dossier = find_dossier(s, principal.agency_id, data.dossier_code)
+    if dossier.status is not DossierStatus.unpaid:
+        raise DossierNotPayable(f"dossier {dossier.code!r} is {dossier.status.value}")
+    live = s.exec(
+        select(Payment.id).where(Payment.dossier_id == dossier.id, col(Payment.status).in_(list(LIVE)))
+    ).first()
+    if live is not None:
+        raise PaymentInProgress(f"payment {live} for this dossier is in progress", payment_id=live)
+    now = utcnow()
+    payment = Payment(
+        agency_id=principal.agency_id,
+        dossier_id=dossier.id,
+        gateway=data.method,
+        amount=dossier.total_amount,
+        gateway_token=new_id("gtk"),
+        return_url=str(data.return_url),
+        description=f"Le phi ho so {dossier.code}",
+        expires_at=now + timedelta(seconds=ctx.settings.payment_expiry_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(payment)
+    s.flush()
+    s.add(
+        PaymentEvent(
+            payment_id=payment.id,
+            kind="payment.created",
+            to_status=S.created.value,
+            actor=actor,
+            amount=payment.amount,
+            created_at=now,
+        )
+    )
+    enqueue(s, "payment.expire", {"payment_id": payment.id}, run_after=payment.expires_at)
+    first = ctx.settings.requery_schedule_seconds[:1]
+    if first:
+        enqueue(
+            s, "payment.requery", {"payment_id": payment.id, "step": 0}, run_after=now + timedelta(seconds=first[0])
+        )
+    return payment
 
 
-def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, claim: Claim | None) -> PaymentOut:
-    with ctx.db.read() as s:
-        payment = _get(s, payment_id)
+def start_payment(
+    ctx: AppContext, payment: Payment, gateway: PaymentGateway, claim: Claim | None, dossier_code: str
+) -> PaymentOut:
+    payment_id = payment.id
     # A pending attempt without a next_url was settled by a status query after its start timed out: asking the
     # gateway again with the same token returns the same payment and the page to send the payer to.
     if payment.status is not S.created and not (payment.status is S.pending and payment.next_url is None):
@@ -300,10 +318,10 @@ def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, cla
             )
         return _finish(ctx, payment_id, claim)
     with ctx.db.write() as s:
-        payment = _get(s, payment_id)
         values = {"gateway_reference": result.gateway_reference, "next_url": result.next_url}
+        moved = False
         if payment.status is S.created:
-            transition(
+            moved = transition(
                 s,
                 payment,
                 S.pending,
@@ -313,13 +331,12 @@ def start_payment(ctx: AppContext, payment_id: str, gateway: PaymentGateway, cla
                 values=values,
             )
         elif payment.status is S.pending and payment.next_url is None:
-            s.execute(
-                update(Payment)
-                .where(col(Payment.id) == payment.id, col(Payment.next_url).is_(None))
-                .values(next_url=result.next_url)
-            )
+            stmt = update(Payment).where(col(Payment.id) == payment.id, col(Payment.next_url).is_(None))
+            moved = affected(s.execute(stmt.values(next_url=result.next_url))) == 1
             payment.next_url = result.next_url
-        out = to_out(s, payment)
+        if not moved:  # a callback or a worker got there first: answer with what is stored now
+            payment = _get(s, payment_id)
+        out = to_out(s, payment, dossier_code=dossier_code)
         if claim:
             claim.finish(s, 201, out.model_dump(mode="json"))
     return out
@@ -350,9 +367,11 @@ def get_for_agency(s: Session, agency_id: str, payment_id: str) -> Payment:
     return payment
 
 
-def to_out(s: Session, payment: Payment, with_events: bool = False) -> PaymentOut:
-    dossier = s.get(Dossier, payment.dossier_id)
-    assert dossier is not None
+def to_out(s: Session, payment: Payment, with_events: bool = False, dossier_code: str | None = None) -> PaymentOut:
+    if dossier_code is None:
+        dossier = s.get(Dossier, payment.dossier_id)
+        assert dossier is not None
+        dossier_code = dossier.code
     events = None
     if with_events:
         rows = s.exec(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id).order_by(col(PaymentEvent.id)))
@@ -362,7 +381,7 @@ def to_out(s: Session, payment: Payment, with_events: bool = False) -> PaymentOu
         status=payment.status,
         amount=payment.amount,
         currency=payment.currency,
-        dossier_code=dossier.code,
+        dossier_code=dossier_code,
         method=payment.gateway,
         next_url=payment.next_url if payment.status in LIVE else None,
         return_url=payment.return_url,
