@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 
 from payments.auth.deps import CtxDep, require
 from payments.auth.models import Scope
@@ -37,15 +38,20 @@ def put_dossier(
 ) -> JSONResponse:
     """Create a dossier's fee order, or update it by code while nothing is paid; the fee comes from the schedule."""
 
-    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        with ctx.db.write() as s:
-            dossier, created = upsert_dossier(s, principal.agency_id, data)
-            body = to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
-            claim.finish(s, 201 if created else 200, body)
-            return (201 if created else 200), body
+    result: dict[str, tuple[int, dict[str, object]]] = {}
+
+    def prepare(s: Session, claim: Claim) -> None:
+        # The whole upsert is one transaction, together with the key's claim and its stored answer.
+        dossier, created = upsert_dossier(s, principal.agency_id, data)
+        body = to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
+        claim.finish(s, 201 if created else 200, body)
+        result["out"] = (201 if created else 200), body
+
+    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
+        return result["out"]  # prepare always runs: the claim, the upsert and the answer commit together
 
     fp = fingerprint("POST", "/v1/dossiers", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))

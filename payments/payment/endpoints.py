@@ -14,7 +14,7 @@ from payments.core.pagination import Page
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.types import UtcDatetime
 from payments.idempotency.service import Claim, fingerprint
-from payments.payment.refunds import create_refund, list_refunds
+from payments.payment.refunds import RefundCreation, list_refunds
 from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
 from payments.payment.service import (
     PaymentCreation,
@@ -97,12 +97,13 @@ def post_refund(
 ) -> JSONResponse:
     """Refund part or all of a succeeded payment, never more than is still refundable."""
 
+    creation = RefundCreation(ctx, principal, payment_id, data, actor_of(principal))
+
     def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        out = create_refund(ctx, principal, payment_id, data, claim, actor_of(principal))
-        return 201, out.model_dump(mode="json")
+        return 201, creation.run(claim).model_dump(mode="json")
 
     fp = fingerprint("POST", f"/v1/payments/{payment_id}/refunds", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, creation.prepare))
 
 
 @router.get("/{payment_id}/refunds", response_model=list[RefundOut], responses=problems(401, 403, 404))

@@ -31,61 +31,57 @@ REFUNDABLE = (PaymentStatus.succeeded, PaymentStatus.partially_refunded)
 RETRY_AFTER = timedelta(minutes=2)
 
 
-def create_refund(
-    ctx: AppContext, principal: Principal, payment_id: str, data: RefundIn, claim: Claim | None, actor: str
-) -> RefundOut:
-    refund_id = claim.resource_id if claim else None
-    if refund_id is None:
-        with ctx.db.write() as s:
-            payment = get_for_agency(s, principal.agency_id, payment_id)
-            if payment.status not in REFUNDABLE:
-                raise InvalidTransition(f"payment {payment_id} is {payment.status.value} and cannot be refunded")
-            available = payment.amount - payment.refund_reserved
-            if data.amount > available:
-                raise RefundExceedsAvailable(
-                    f"at most {available} VND can be refunded on payment {payment_id}",
-                    refundable_amount=available,
-                )
-            reserved = s.execute(
-                update(Payment)
-                .where(col(Payment.id) == payment_id, col(Payment.status).in_(REFUNDABLE))
-                .where(col(Payment.amount) - col(Payment.refund_reserved) >= data.amount)
-                .values(refund_reserved=col(Payment.refund_reserved) + data.amount)
+class RefundCreation:
+    """``prepare`` reserves the amount and writes the refund in the transaction that claims the Idempotency-Key;
+    ``run`` asks the gateway and stores the answer."""
+
+    def __init__(self, ctx: AppContext, principal: Principal, payment_id: str, data: RefundIn, actor: str) -> None:
+        self.ctx, self.principal, self.payment_id, self.data, self.actor = ctx, principal, payment_id, data, actor
+
+    def prepare(self, s: Session, claim: Claim) -> None:
+        payment = get_for_agency(s, self.principal.agency_id, self.payment_id)
+        if payment.status not in REFUNDABLE:
+            raise InvalidTransition(f"payment {self.payment_id} is {payment.status.value} and cannot be refunded")
+        available = payment.amount - payment.refund_reserved
+        amount = self.data.amount
+        reserved = s.execute(
+            update(Payment)
+            .where(col(Payment.id) == self.payment_id, col(Payment.status).in_(REFUNDABLE))
+            .where(col(Payment.amount) - col(Payment.refund_reserved) >= amount)
+            .values(refund_reserved=col(Payment.refund_reserved) + amount)
+        )
+        if amount > available or affected(reserved) != 1:
+            raise RefundExceedsAvailable(
+                f"at most {available} VND can be refunded on payment {self.payment_id}", refundable_amount=available
             )
-            if affected(reserved) != 1:
-                available = payment.amount - payment.refund_reserved
-                raise RefundExceedsAvailable(
-                    f"at most {available} VND can be refunded on payment {payment_id}",
-                    refundable_amount=available,
-                )
-            refund = Refund(
-                payment_id=payment_id,
-                amount=data.amount,
-                reason=data.reason,
-                gateway_token=new_id("rtk"),
-                created_by=actor,
+        refund = Refund(
+            payment_id=self.payment_id,
+            amount=amount,
+            reason=self.data.reason,
+            gateway_token=new_id("rtk"),
+            created_by=self.actor,
+        )
+        s.add(refund)
+        s.flush()
+        s.add(
+            PaymentEvent(
+                payment_id=self.payment_id,
+                kind="refund.requested",
+                actor=self.actor,
+                amount=amount,
+                detail={"refund_id": refund.id},
             )
-            s.add(refund)
-            s.flush()
-            s.add(
-                PaymentEvent(
-                    payment_id=payment_id,
-                    kind="refund.requested",
-                    actor=actor,
-                    amount=data.amount,
-                    detail={"refund_id": refund.id},
-                )
-            )
-            # Written with the intent, so the refund completes even if this process dies before asking the gateway.
-            enqueue(s, "refund.retry", {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
-            if claim:
-                claim.attach(s, refund.id)
-            refund_id = refund.id
-    out = process_refund(ctx, refund_id)
-    if claim:
-        with ctx.db.write() as s:
+        )
+        # Written with the intent, so the refund completes even if this process dies before asking the gateway.
+        enqueue(s, "refund.retry", {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
+        claim.attach(s, refund.id)
+
+    def run(self, claim: Claim) -> RefundOut:
+        assert claim.resource_id is not None
+        out = process_refund(self.ctx, claim.resource_id)
+        with self.ctx.db.write() as s:
             claim.finish(s, 201, out.model_dump(mode="json"))
-    return out
+        return out
 
 
 def process_refund(ctx: AppContext, refund_id: str) -> RefundOut:
