@@ -68,8 +68,10 @@ class StartPayment:
     description: str
     return_url: str
     callback_url: str
+    created_at: datetime
     expires_at: datetime
     locale: str = "vi"
+    client_ip: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ class CallbackRequest:
 
 @dataclass(frozen=True)
 class CallbackEvent:
+    """``merchant_reference`` is the payment id the service gave at start, or empty when the gateway does not
+    echo it (a bank credit names only the payment reference, in ``gateway_reference``)."""
+
     event_id: str
     merchant_reference: str
     gateway_reference: str

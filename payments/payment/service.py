@@ -297,6 +297,7 @@ def start_payment(
         description=payment.description,
         return_url=payment.return_url,
         callback_url=ctx.callback_url(payment.gateway),
+        created_at=payment.created_at,
         expires_at=payment.expires_at,
     )
     try:
