@@ -28,13 +28,20 @@ def discover() -> dict[str, Factory]:
     return found
 
 
-class GatewayRegistry:
-    """Builds each adapter once, on first use, with the context the service supplies."""
+ContextFor = Callable[[str, str | None], GatewayContext]
 
-    def __init__(self, factories: dict[str, Factory], context_for: Callable[[str], GatewayContext]) -> None:
+
+class GatewayRegistry:
+    """Builds each adapter once per (gateway, agency), on first use, with the context the service supplies.
+
+    Agencies have their own merchant accounts, so an adapter instance carries one agency's credentials; ``agency``
+    None means the gateway's defaults (a gateway with one account for everybody, such as the sandbox)."""
+
+    def __init__(self, factories: dict[str, Factory], context_for: ContextFor) -> None:
         self._factories = factories
         self._context_for = context_for
-        self._built: dict[str, PaymentGateway] = {}
+        self._built: dict[tuple[str, str | None], PaymentGateway] = {}
+        self._overrides: dict[str, PaymentGateway] = {}
 
     def names(self) -> list[str]:
         return sorted(self._factories)
@@ -42,17 +49,20 @@ class GatewayRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._factories
 
-    def get(self, name: str) -> PaymentGateway:
-        if name not in self._built:
+    def get(self, name: str, agency: str | None = None) -> PaymentGateway:
+        if name in self._overrides:
+            return self._overrides[name]
+        key = (name, agency)
+        if key not in self._built:
             if name not in self._factories:
                 raise KeyError(name)
-            self._built[name] = self._factories[name](self._context_for(name))
-        return self._built[name]
+            self._built[key] = self._factories[name](self._context_for(name, agency))
+        return self._built[key]
 
-    def context(self, name: str) -> GatewayContext:
-        return self._context_for(name)
+    def context(self, name: str, agency: str | None = None) -> GatewayContext:
+        return self._context_for(name, agency)
 
     def override(self, name: str, gateway: PaymentGateway) -> None:
-        """Replace an adapter instance (used by tests to inject faults at the Protocol boundary)."""
+        """Replace an adapter for every agency (used by tests to inject faults at the Protocol boundary)."""
         self._factories.setdefault(name, lambda _ctx: gateway)
-        self._built[name] = gateway
+        self._overrides[name] = gateway

@@ -181,3 +181,26 @@ def test_callback_before_and_after_browser_return(api: Api) -> None:
     assert _status(api, payment) == "pending"  # viewing pages changes nothing
     _callback(api, payment, "succeeded")
     assert _status(api, payment) == "succeeded"
+
+
+def test_callbacks_arrive_on_the_agency_route_and_another_agencys_route_cannot_settle(api: Api) -> None:
+    payment = _pending_payment(api)
+    with api.ctx.db.read() as s:
+        rows = s.exec(select(GatewayInbox)).all()
+    assert rows == []
+    body = json.dumps(
+        {
+            "event_id": "e-x",
+            "transaction_id": payment["gateway_reference"],
+            "merchant_reference": payment["id"],
+            "status": "succeeded",
+            "amount": payment["amount"],
+            "currency": "VND",
+        }
+    ).encode()
+    headers = {SIGNATURE_HEADER: sign(api.ctx.settings.sandbox_secret, body, int(time.time()))}
+    r = api.client.post("/v1/gateways/sandbox/callback/AGC-OTHER", content=body, headers=headers)
+    assert r.json()["result"] == "unknown_order" and _status(api, payment) == "pending"
+    headers = {SIGNATURE_HEADER: sign(api.ctx.settings.sandbox_secret, body.replace(b"e-x", b"e-y"), int(time.time()))}
+    r = api.client.post("/v1/gateways/sandbox/callback/AGC-A", content=body.replace(b"e-x", b"e-y"), headers=headers)
+    assert r.json()["result"] == "accepted" and _status(api, payment) == "succeeded"

@@ -69,9 +69,11 @@ def test_registry_finds_builtin_and_entry_point_adapters(monkeypatch: pytest.Mon
     monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     found = registry.discover()
     assert found["sandbox"] is SandboxGateway and found["acme"] is _ThirdParty
-    reg = registry.GatewayRegistry(found, lambda n: GatewayContext(n, "http://x", f"http://x/{n}"))
+    reg = registry.GatewayRegistry(found, lambda n, a: GatewayContext(n, "http://x", f"http://x/{n}/{a}"))
     acme: Any = reg.get("acme")
-    assert acme.context.callback_url == "http://x/acme" and reg.get("acme") is acme
+    assert acme.context.callback_url == "http://x/acme/None" and reg.get("acme") is acme
+    other: Any = reg.get("acme", "AGC-B")
+    assert other is not acme and other.context.callback_url == "http://x/acme/AGC-B"
     with pytest.raises(KeyError):
         reg.get("nope")
 

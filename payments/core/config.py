@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=20, ge=1)
     worker_lease_seconds: int = Field(default=120, ge=5)
 
+    # TOML file with each gateway's defaults and each agency's merchant credentials (docs/adapters.md).
+    gateways_file: Path | None = None
+
     sandbox_enabled: bool | None = None
     sandbox_secret: str = DEV_SANDBOX_SECRET
 

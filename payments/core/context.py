@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
-from adapters.base import GatewayContext
+from adapters.base import GatewayContext, PaymentGateway
 from adapters.registry import GatewayRegistry, discover
 from payments.core.config import Settings
 from payments.core.db import Database, make_engine
+from payments.gateway.config import GatewayConfig
 from payments.idempotency.service import Idempotency
 
 
@@ -20,15 +22,34 @@ class AppContext:
     gateways: GatewayRegistry
     idempotency: Idempotency
     http: httpx.Client | None = field(default=None)
+    gateway_config: GatewayConfig = field(default_factory=lambda: GatewayConfig({}, {}))
+    _agency_codes: dict[str, str] = field(default_factory=dict)
 
-    def callback_url(self, gateway: str) -> str:
-        return f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
+    def callback_url(self, gateway: str, agency_code: str | None = None) -> str:
+        base = f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
+        return f"{base}/{agency_code}" if agency_code else base
+
+    def agency_code(self, agency_id: str) -> str:
+        """Agency codes never change, so they are cached for the life of the process."""
+        if agency_id not in self._agency_codes:
+            from payments.agency.models import Agency
+
+            with self.db.read() as s:
+                agency = s.get(Agency, agency_id)
+                if agency is None:
+                    raise KeyError(agency_id)
+                self._agency_codes[agency_id] = agency.code
+        return self._agency_codes[agency_id]
+
+    def gateway(self, name: str, agency_id: str) -> PaymentGateway:
+        """The adapter holding this agency's merchant account at that gateway."""
+        return self.gateways.get(name, self.agency_code(agency_id))
 
     def close(self) -> None:
         self.db.dispose()
 
 
-def _gateway_settings(settings: Settings, name: str) -> dict[str, object]:
+def _builtin_settings(settings: Settings, name: str) -> dict[str, Any]:
     if name == "sandbox":
         return {"secret": settings.sandbox_secret}
     return {}
@@ -41,23 +62,24 @@ def build_context(settings: Settings, db: Database | None = None, http: httpx.Cl
     factories = discover()
     if not settings.sandbox_on:
         factories.pop("sandbox", None)
+    config = GatewayConfig.load(settings.gateways_file)
     ctx = AppContext(
         settings,
         database,
-        GatewayRegistry({}, lambda n: GatewayContext(n, "", "")),
+        GatewayRegistry({}, lambda n, a: GatewayContext(n, "", "")),
         Idempotency(database, settings),
         http,
+        config,
     )
 
-    def context_for(name: str) -> GatewayContext:
-        store = DbSandboxStore(database) if name == "sandbox" else None
+    def context_for(name: str, agency_code: str | None) -> GatewayContext:
         return GatewayContext(
             name=name,
             public_url=settings.public_url,
-            callback_url=ctx.callback_url(name),
-            settings=_gateway_settings(settings, name),
+            callback_url=ctx.callback_url(name, agency_code),
+            settings={**_builtin_settings(settings, name), **config.for_agency(name, agency_code)},
             http=ctx.http,
-            store=store,
+            store=DbSandboxStore(database) if name == "sandbox" else None,
         )
 
     ctx.gateways = GatewayRegistry(factories, context_for)

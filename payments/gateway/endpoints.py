@@ -24,24 +24,37 @@ pages = APIRouter(include_in_schema=False)
 
 @router.get("/v1/gateways/{gateway}/callback", response_class=Response, include_in_schema=False)
 @router.post(
-    "/v1/gateways/{gateway}/callback",
-    response_class=Response,
-    responses={404: {"description": "No such gateway"}},
+    "/v1/gateways/{gateway}/callback", response_class=Response, responses={404: {"description": "No such gateway"}}
 )
 async def gateway_callback(gateway: str, request: Request) -> Response:
-    """Receive a gateway's server-to-server notification; verified by the adapter and answered as it expects."""
+    """Receive a gateway's server-to-server notification, for a gateway with one account for every agency."""
+    return await _callback(request, gateway, None)
+
+
+@router.get("/v1/gateways/{gateway}/callback/{agency_code}", response_class=Response, include_in_schema=False)
+@router.post(
+    "/v1/gateways/{gateway}/callback/{agency_code}",
+    response_class=Response,
+    responses={404: {"description": "No such gateway or agency"}},
+)
+async def agency_gateway_callback(gateway: str, agency_code: str, request: Request) -> Response:
+    """Receive a gateway's notification for one agency's merchant account; verified with that account's secret."""
+    return await _callback(request, gateway, agency_code)
+
+
+async def _callback(request: Request, gateway: str, agency_code: str | None) -> Response:
     ctx: AppContext = request.app.state.ctx
     if gateway not in ctx.gateways:
         raise UnknownGateway(f"no payment gateway named {gateway!r}")
-    adapter = ctx.gateways.get(gateway)
+    adapter = ctx.gateways.get(gateway, agency_code)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
     try:
         event = adapter.parse_callback(raw)
     except InvalidCallback as exc:
-        log.warning("gateway.callback.rejected", gateway=gateway, reason=str(exc))
+        log.warning("gateway.callback.rejected", gateway=gateway, agency=agency_code, reason=str(exc))
         outcome = CallbackOutcome.invalid_signature
     else:
-        outcome = await run_in_threadpool(handle_callback, ctx, adapter, event)
+        outcome = await run_in_threadpool(handle_callback, ctx, adapter, event, agency_code)
         log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
     reply = adapter.callback_reply(outcome)
     return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)

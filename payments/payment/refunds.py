@@ -101,7 +101,7 @@ def process_refund(ctx: AppContext, refund_id: str) -> RefundOut:
         reason=refund.reason,
     )
     try:
-        result = ctx.gateways.get(payment.gateway).refund(request)
+        result = ctx.gateway(payment.gateway, payment.agency_id).refund(request)
     except GatewayTechnicalError as exc:
         log.warning("refund.gateway_unavailable", refund_id=refund_id, error=str(exc)[:200])
         return RefundOut.model_validate(refund, from_attributes=True)

@@ -43,7 +43,7 @@ from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
 from payments.idempotency.service import Claim
 from payments.outbox.service import enqueue
-from payments.payment.models import Payment, PaymentEvent
+from payments.payment.models import GatewayInbox, Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
 
@@ -196,7 +196,7 @@ def _gateway_for(ctx: AppContext, agency: Agency, method: str) -> PaymentGateway
     if method not in agency.payment_methods or method not in ctx.gateways:
         enabled = sorted(set(agency.payment_methods) & set(ctx.gateways.names()))
         raise MethodNotEnabled(f"method {method!r} is not enabled for this agency; enabled: {enabled}")
-    return ctx.gateways.get(method)
+    return ctx.gateways.get(method, agency.code)
 
 
 class PaymentCreation:
@@ -225,7 +225,9 @@ class PaymentCreation:
             assert claim is not None and claim.resource_id is not None
             with self.ctx.db.read() as s:
                 payment = get_for_agency(s, self.principal.agency_id, claim.resource_id)
-        return start_payment(self.ctx, payment, self.ctx.gateways.get(payment.gateway), claim, self.data.dossier_code)
+        return start_payment(
+            self.ctx, payment, self.ctx.gateway(payment.gateway, payment.agency_id), claim, self.data.dossier_code
+        )
 
 
 def create_payment(
@@ -296,7 +298,7 @@ def start_payment(
         currency=payment.currency,
         description=payment.description,
         return_url=payment.return_url,
-        callback_url=ctx.callback_url(payment.gateway),
+        callback_url=ctx.callback_url(payment.gateway, ctx.agency_code(payment.agency_id)),
         created_at=payment.created_at,
         expires_at=payment.expires_at,
     )
@@ -429,7 +431,7 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     if payment.status not in LIVE:
         raise InvalidTransition(f"payment {payment_id} is {payment.status.value} and cannot be cancelled")
     try:
-        result = ctx.gateways.get(payment.gateway).cancel(status_query(payment))
+        result = ctx.gateway(payment.gateway, payment.agency_id).cancel(status_query(payment))
     except GatewayTechnicalError as exc:
         raise GatewayUnavailable("the gateway did not confirm the cancellation; retry later") from exc
     with ctx.db.write() as s:
@@ -453,19 +455,37 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     return out
 
 
-def handle_callback(ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent) -> CallbackOutcome:
-    """Apply a verified callback once, in the order: known order, amount, state."""
-    from payments.payment.models import GatewayInbox
+def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency_code: str | None) -> Payment | None:
+    """The payment a verified callback speaks of: by our id when the gateway echoes it, else by the gateway's
+    reference; a payment of another agency than the callback's account is not it."""
+    payment = s.get(Payment, event.merchant_reference) if event.merchant_reference else None
+    if not event.merchant_reference and event.gateway_reference:
+        payment = s.exec(
+            select(Payment).where(Payment.gateway == gateway, Payment.gateway_reference == event.gateway_reference)
+        ).first()
+    if payment is None or payment.gateway != gateway:
+        return None
+    if agency_code is not None:
+        agency = s.get(Agency, payment.agency_id)
+        if agency is None or agency.code != agency_code:
+            log.warning("gateway.callback.wrong_account", gateway=gateway, agency=agency_code, payment_id=payment.id)
+            return None
+    return payment
 
+
+def handle_callback(
+    ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent, agency_code: str | None = None
+) -> CallbackOutcome:
+    """Apply a verified callback once, in the order: known order, amount, state."""
     try:
         with ctx.db.write() as s:
             inbox = GatewayInbox(gateway=gateway.name, event_id=event.event_id, outcome="processing")
             s.add(inbox)
             s.flush()
-            payment = s.get(Payment, event.merchant_reference)
-            if payment is None or payment.gateway != gateway.name:
+            payment = find_callback_payment(s, gateway.name, event, agency_code)
+            if payment is None:
                 outcome = CallbackOutcome.unknown_order
-                log.warning("gateway.callback.unknown_order", gateway=gateway.name, reference=event.merchant_reference)
+                log.warning("gateway.callback.unknown_order", gateway=gateway.name, reference=event.gateway_reference)
             elif event.currency != payment.currency:
                 outcome = CallbackOutcome.amount_mismatch
                 note(s, payment, "gateway.currency_mismatch", f"gateway:{gateway.name}", got=event.currency)
@@ -495,7 +515,7 @@ def settle_by_query(ctx: AppContext, payment_id: str, actor: str) -> PaymentStat
         payment = _get(s, payment_id)
     if payment.status not in LIVE:
         return payment.status
-    result = ctx.gateways.get(payment.gateway).query_status(status_query(payment))
+    result = ctx.gateway(payment.gateway, payment.agency_id).query_status(status_query(payment))
     with ctx.db.write() as s:
         payment = _get(s, payment_id)
         apply_gateway_status(
@@ -519,7 +539,7 @@ def expire_payment(ctx: AppContext, payment_id: str) -> PaymentStatus:
         return status
     with ctx.db.read() as s:
         payment = _get(s, payment_id)
-    result = ctx.gateways.get(payment.gateway).cancel(status_query(payment))
+    result = ctx.gateway(payment.gateway, payment.agency_id).cancel(status_query(payment))
     with ctx.db.write() as s:
         payment = _get(s, payment_id)
         if result.status in (GatewayStatus.cancelled, GatewayStatus.unknown, GatewayStatus.failed):
