@@ -59,6 +59,10 @@ class InvalidCallback(GatewayError):
     """The callback's signature, timestamp or format is not acceptable; nothing in it may be trusted."""
 
 
+class IgnoredEvent(InvalidCallback):
+    """A verified message about something the service does not track; it is acknowledged so it is not resent."""
+
+
 @dataclass(frozen=True)
 class StartPayment:
     merchant_reference: str
@@ -103,6 +107,8 @@ class CallbackEvent:
     amount: int
     currency: str
     raw_code: str = ""
+    # Free text the payer or bank wrote (a transfer memo), kept for finance staff when it cannot be matched.
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,11 @@ def classify(code: int) -> tuple[Kind | None, str]:
     return RESULT_CODES.get(code, (None, "unknown result code"))
 
 
+def payment_status(kind: Kind | None) -> GatewayStatus:
+    """A payment-level code's status; any other code reported for a payment means it did not go through."""
+    return PAYMENT_STATUS.get(kind, GatewayStatus.failed) if kind is not None else GatewayStatus.failed
+
+
 def _required(settings: Mapping[str, Any], key: str) -> str:
     value = settings.get(key)
     if not value:
@@ -232,9 +237,14 @@ def _required(settings: Mapping[str, Any], key: str) -> str:
 
 
 def _secret_list(value: object) -> list[str]:
-    # A plain string would otherwise be iterated character by character.
-    items = value.split(",") if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
-    return [str(item).strip() for item in items if str(item).strip()]
+    # A plain string is read as comma-separated: iterating it would give one "secret" per character.
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        raise ValueError("the MoMo setting 'previous_secret_keys' must be a list or a comma-separated string")
+    return [str(item).strip() for item in value if str(item).strip()]
 
 
 def _text(value: object) -> str:
@@ -433,7 +443,7 @@ def _ipn_event(values: dict[str, str]) -> CallbackEvent:
         event_id=f"{values['orderId']}:{values['transId']}:{code}",
         merchant_reference="",
         gateway_reference=values["orderId"],
-        status=PAYMENT_STATUS.get(kind, GatewayStatus.failed) if kind else GatewayStatus.failed,
+        status=payment_status(kind),
         amount=amount,
         currency="VND",
         raw_code=str(code),
@@ -448,8 +458,7 @@ def _status_result(answer: dict[str, Any], order_id: str) -> StatusResult:
     if kind in (Kind.refused, Kind.retry):
         # About our query, not the payment (e.g. 13: our signature was refused): it must not fail the payment.
         raise GatewayTechnicalError(f"MoMo refused the status query: resultCode {code} ({meaning})")
-    status = PAYMENT_STATUS.get(kind, GatewayStatus.failed) if kind else GatewayStatus.failed
-    return StatusResult(status, order_id, _int_or_none(answer.get("amount")), str(code))
+    return StatusResult(payment_status(kind), order_id, _int_or_none(answer.get("amount")), str(code))
 
 
 def _paid_trans_id(payment: dict[str, Any], order_id: str) -> int:
@@ -467,7 +476,11 @@ def _listed_refund(payment: dict[str, Any], refund_id: str) -> dict[str, Any] | 
     """A refund already asked for under this id, as listed in the payment's ``refundTrans``."""
     listed = payment.get("refundTrans")
     for item in listed if isinstance(listed, list) else []:
-        if isinstance(item, dict) and item.get("orderId") == refund_id and _int_or_none(item.get("resultCode")) is not None:
+        if (
+            isinstance(item, dict)
+            and item.get("orderId") == refund_id
+            and _int_or_none(item.get("resultCode")) is not None
+        ):
             return item
     return None
 
@@ -482,4 +495,6 @@ def _refund_result(answer: dict[str, Any], refund_id: str) -> RefundResult:
     if kind is Kind.retry or code in DUPLICATES:
         # MoMo may hold this refund already; the next try finds it in the payment's refundTrans.
         raise GatewayTechnicalError(f"MoMo refund {refund_id} in doubt: resultCode {code} ({meaning})")
-    raise GatewayDeclinedError(f"MoMo refused refund {refund_id}: resultCode {code} ({meaning}) {answer.get('message', '')}")
+    raise GatewayDeclinedError(
+        f"MoMo refused refund {refund_id}: resultCode {code} ({meaning}) {answer.get('message', '')}"
+    )

@@ -14,9 +14,12 @@ Factory = Callable[[GatewayContext], PaymentGateway]
 
 
 def _builtin() -> dict[str, Factory]:
+    from adapters.momo import MoMoGateway
     from adapters.sandbox import SandboxGateway
+    from adapters.stripe import StripeGateway
+    from adapters.vietqr import VietQRGateway
 
-    return {"sandbox": SandboxGateway}
+    return {"sandbox": SandboxGateway, "stripe": StripeGateway, "momo": MoMoGateway, "vietqr": VietQRGateway}
 
 
 def discover() -> dict[str, Factory]:

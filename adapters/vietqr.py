@@ -314,6 +314,8 @@ class VietQRGateway:
     """Bank transfer to the agency's account; settled by the bank's signed credit notifications and statements."""
 
     name = "vietqr"
+    # A credit is money already in the agency's account: the service records and matches it, never rejects it.
+    pushes_funds = True
 
     def __init__(self, context: GatewayContext) -> None:
         settings = context.settings
@@ -363,6 +365,7 @@ class VietQRGateway:
             amount=credit["amount"],
             currency=CURRENCY,
             raw_code="credit",
+            description=str(credit["description"]),
         )
 
     def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:

@@ -9,12 +9,14 @@ from payments.gateway.models import SandboxTransaction
 from payments.idempotency.models import IdempotencyRecord
 from payments.outbox.models import OutboxJob
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent, Refund
+from payments.transfer.models import BankCredit
 
 metadata = SQLModel.metadata
 
 __all__ = [
     "Agency",
     "ApiKey",
+    "BankCredit",
     "Dossier",
     "DossierFeeLine",
     "FeeScheduleLine",

@@ -49,9 +49,10 @@ def newest_first_page(
     cursor: str | None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    created_attr: str = "created_at",
 ) -> tuple[list[R], str | None]:
     """One page of ``query`` over ``model`` (which has ``created_at`` and ``id``), newest first, ties by id."""
-    created_col, id_col = col(model.created_at), col(model.id)
+    created_col, id_col = col(getattr(model, created_attr)), col(model.id)
     if created_from:
         query = query.where(created_col >= created_from)
     if created_to:
@@ -63,4 +64,4 @@ def newest_first_page(
     if len(rows) <= limit:
         return rows, None
     last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last.created_at, last.id)  # type: ignore[attr-defined]
+    return rows[:limit], encode_cursor(getattr(last, created_attr), last.id)  # type: ignore[attr-defined]

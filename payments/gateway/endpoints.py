@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from adapters.base import CallbackOutcome, CallbackRequest, InvalidCallback
+from adapters.base import CallbackOutcome, CallbackRequest, IgnoredEvent, InvalidCallback
 from adapters.sandbox import OUTCOMES, SandboxGateway
 from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
@@ -50,6 +50,10 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
     try:
         event = adapter.parse_callback(raw)
+    except IgnoredEvent as exc:
+        # Verified, but about nothing we track (e.g. a Stripe charge.* event): acknowledge so it is not resent.
+        log.info("gateway.callback.ignored", gateway=gateway, reason=str(exc))
+        outcome = CallbackOutcome.accepted
     except InvalidCallback as exc:
         log.warning("gateway.callback.rejected", gateway=gateway, agency=agency_code, reason=str(exc))
         outcome = CallbackOutcome.invalid_signature

@@ -196,7 +196,11 @@ def _gateway_for(ctx: AppContext, agency: Agency, method: str) -> PaymentGateway
     if method not in agency.payment_methods or method not in ctx.gateways:
         enabled = sorted(set(agency.payment_methods) & set(ctx.gateways.names()))
         raise MethodNotEnabled(f"method {method!r} is not enabled for this agency; enabled: {enabled}")
-    return ctx.gateways.get(method, agency.code)
+    try:
+        return ctx.gateways.get(method, agency.code)
+    except ValueError as exc:  # the adapter refused its settings: the agency's account is not configured
+        log.error("gateway.not_configured", gateway=method, agency=agency.code, error=str(exc))
+        raise MethodNotEnabled(f"method {method!r} is not configured for this agency") from exc
 
 
 class PaymentCreation:
@@ -482,6 +486,8 @@ def handle_callback(
             inbox = GatewayInbox(gateway=gateway.name, event_id=event.event_id, outcome="processing")
             s.add(inbox)
             s.flush()
+            if getattr(gateway, "pushes_funds", False):
+                return _credit_callback(s, gateway.name, event, agency_code, inbox)
             payment = find_callback_payment(s, gateway.name, event, agency_code)
             if payment is None:
                 outcome = CallbackOutcome.unknown_order
@@ -507,6 +513,19 @@ def handle_callback(
     except IntegrityError:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
         return CallbackOutcome.duplicate
+
+
+def _credit_callback(
+    s: Session, gateway: str, event: CallbackEvent, agency_code: str | None, inbox: GatewayInbox
+) -> CallbackOutcome:
+    """Money that arrived by transfer is real whatever it says: it is recorded and matched, never rejected."""
+    from payments.transfer.service import Credit, apply_credit
+
+    credit = Credit(gateway, event.event_id, event.amount, event.gateway_reference, event.description, "notification")
+    status, outcome = apply_credit(s, credit, agency_code)
+    inbox.outcome = status.value if status else outcome.value
+    s.add(inbox)
+    return outcome
 
 
 def settle_by_query(ctx: AppContext, payment_id: str, actor: str) -> PaymentStatus:
