@@ -18,8 +18,15 @@ def _builtin() -> dict[str, Factory]:
     from adapters.sandbox import SandboxGateway
     from adapters.stripe import StripeGateway
     from adapters.vietqr import VietQRGateway
+    from adapters.vnpay import VNPayGateway
 
-    return {"sandbox": SandboxGateway, "stripe": StripeGateway, "momo": MoMoGateway, "vietqr": VietQRGateway}
+    return {
+        "sandbox": SandboxGateway,
+        "stripe": StripeGateway,
+        "vnpay": VNPayGateway,
+        "momo": MoMoGateway,
+        "vietqr": VietQRGateway,
+    }
 
 
 def discover() -> dict[str, Factory]:

@@ -43,7 +43,8 @@ Choices and limitations:
 - Response hashes are checked when present: QueryDR over ``vnp_ResponseId|vnp_Command|vnp_ResponseCode|vnp_Message|
   vnp_TmnCode|vnp_TxnRef|vnp_Amount|vnp_BankCode|vnp_PayDate|vnp_TransactionNo|vnp_TransactionType|
   vnp_TransactionStatus|vnp_OrderInfo|vnp_PromotionCode|vnp_PromotionAmount``; refund over the same fields without the
-  two promotion fields. Neither order could be checked against VNPay's servers.
+  two promotion fields. Neither order could be checked against VNPay's servers; the QueryDR one agrees with a
+  widely used third-party client, the refund one is less certain (a wrong order would surface as technical errors).
 """
 
 from __future__ import annotations
