@@ -360,6 +360,33 @@ class StripeGateway:
             "status": intent_status(intent).value,
         }
 
+    def confirm_card(self, gateway_reference: str, payment_method: str) -> dict[str, Any]:
+        """Server-side confirmation with the PaymentMethod Stripe.js created in the payer's browser (card details
+        never reach this service). Attaching first, then confirming, works with Stripe and with localstripe, which
+        does not implement ``confirm(payment_method=...)``. Answers the status and, for 3-D Secure, the client secret
+        the page hands back to Stripe.js."""
+        if not payment_method.startswith("pm_"):
+            raise GatewayDeclinedError("not a Stripe PaymentMethod id")
+        path = self._intent_path(gateway_reference)
+        self._ok(self._request("POST", path, form={"payment_method": payment_method}), "attach PaymentMethod")
+        response = self._request("POST", path + "/confirm", form={})
+        if response.status_code == 402 or (400 <= response.status_code < 500 and response.status_code != 404):
+            intent = self._fetch_intent(gateway_reference) or {}
+            return {
+                "status": intent_status(intent).value if intent else "failed",
+                "requires_action": False,
+                "client_secret": None,
+                "error": _error_detail(response),
+            }
+        intent = self._ok(response, "confirm PaymentIntent")
+        requires_action = intent.get("status") == "requires_action"
+        return {
+            "status": intent_status(intent).value,
+            "requires_action": requires_action,
+            "client_secret": intent.get("client_secret") if requires_action else None,
+            "error": None,
+        }
+
     # --- reconciliation ----------------------------------------------------------------------------------------
     def list_charges(
         self, created_gte: int, created_lt: int, *, page_size: int = PAGE_SIZE

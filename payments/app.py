@@ -56,11 +56,22 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.gateway.endpoints import pages as sandbox_pages
     from payments.gateway.endpoints import router as gateways
     from payments.health import router as health
+    from payments.pages.card import router as card_pages
     from payments.pages.endpoints import router as payer_pages
     from payments.pages.transfer import router as qr_pages
     from payments.payment.endpoints import router as payments
     from payments.transfer.endpoints import router as bank_credits
 
-    for router in (dossiers, payments, bank_credits, gateways, health, sandbox_pages, qr_pages, payer_pages):
+    for router in (
+        dossiers,
+        payments,
+        bank_credits,
+        gateways,
+        health,
+        sandbox_pages,
+        qr_pages,
+        card_pages,
+        payer_pages,
+    ):
         app.include_router(router)
     return app

@@ -1,0 +1,70 @@
+"""The card page: Stripe.js collects the card in the payer's browser and gives us only a PaymentMethod id, which
+the server confirms; 3-D Secure goes back to Stripe.js. The outcome still comes from Stripe (status query here,
+webhook later), never from the browser."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import select
+
+from adapters.base import GatewayDeclinedError, GatewayTechnicalError
+from adapters.stripe import StripeGateway
+from payments.auth.deps import CtxDep
+from payments.core.errors import GatewayUnavailable, NotFound, ValidationFailed
+from payments.pages.render import render
+from payments.payment.models import Payment
+from payments.payment.service import settle_by_query
+from payments.payment.states import LIVE
+
+router = APIRouter(include_in_schema=False)
+
+
+def _card(ctx: CtxDep, reference: str) -> tuple[Payment, StripeGateway]:
+    with ctx.db.read() as s:
+        payment = s.exec(
+            select(Payment).where(Payment.gateway == "stripe", Payment.gateway_reference == reference)
+        ).first()
+    if payment is None:
+        raise NotFound("no card payment with this reference")
+    gateway = ctx.gateway("stripe", payment.agency_id)
+    assert isinstance(gateway, StripeGateway)
+    return payment, gateway
+
+
+@router.get("/pay/card/{reference}", response_class=HTMLResponse)
+def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
+    payment, gateway = _card(ctx, reference)
+    try:
+        page = gateway.card_page(reference)
+    except (GatewayTechnicalError, GatewayDeclinedError) as exc:
+        raise GatewayUnavailable("the card gateway cannot be reached; try again shortly") from exc
+    return render(
+        request,
+        "card_pay.html",
+        payment=payment,
+        reference=reference,
+        live=payment.status in LIVE,
+        publishable_key=page["publishable_key"],
+        js_url=page["js_url"],
+        amount=payment.amount,
+    )
+
+
+@router.post("/pay/card/{reference}/confirm")
+def card_confirm(
+    reference: str, ctx: CtxDep, payment_method: Annotated[str, Body(embed=True, max_length=100)]
+) -> dict[str, Any]:
+    payment, gateway = _card(ctx, reference)
+    if payment.status not in LIVE:
+        raise ValidationFailed("this payment is finished", status=payment.status.value)
+    try:
+        result = gateway.confirm_card(reference, payment_method)
+        status = settle_by_query(ctx, payment.id, actor="payer:card-page")  # Stripe's word, not the browser's
+    except GatewayDeclinedError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    except GatewayTechnicalError as exc:
+        raise GatewayUnavailable("the card gateway did not answer; try again") from exc
+    return {**result, "payment_status": status.value, "return_url": payment.return_url}
