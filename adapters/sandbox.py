@@ -156,6 +156,8 @@ class SandboxGateway:
         code = 401 if outcome is CallbackOutcome.invalid_signature else 200
         if outcome in (CallbackOutcome.unknown_order, CallbackOutcome.amount_mismatch):
             code = 422
+        if outcome is CallbackOutcome.error:
+            code = 500  # not recorded: the gateway must send it again
         return CallbackReply(code, json.dumps({"result": outcome.value}).encode())
 
     def query_status(self, query: StatusQuery) -> StatusResult:

@@ -204,3 +204,38 @@ def test_callbacks_arrive_on_the_agency_route_and_another_agencys_route_cannot_s
     headers = {SIGNATURE_HEADER: sign(api.ctx.settings.sandbox_secret, body.replace(b"e-x", b"e-y"), int(time.time()))}
     r = api.client.post("/v1/gateways/sandbox/callback/AGC-A", content=body.replace(b"e-x", b"e-y"), headers=headers)
     assert r.json()["result"] == "accepted" and _status(api, payment) == "succeeded"
+
+
+def test_a_success_that_would_be_a_second_payment_is_not_dropped(api: Api, capfd: pytest.CaptureFixture[str]) -> None:
+    """If a success ever broke the one-paid-payment-per-dossier rule, it is neither applied nor taken for a
+    duplicate: the gateway is asked to send it again and the payment is flagged for a person."""
+    from payments.payment.models import Payment
+
+    first = _pending_payment(api)
+    _callback(api, first, "succeeded", event_id="a")
+    with api.ctx.db.write() as s:  # an attempt that slipped past the one-live-attempt rule
+        row = s.get(Payment, first["id"])
+        assert row is not None
+        s.add(
+            Payment(
+                agency_id=row.agency_id,
+                dossier_id=row.dossier_id,
+                gateway="sandbox",
+                amount=row.amount,
+                gateway_token="gtk_x",
+                gateway_reference="sbx_second",
+                return_url=row.return_url,
+                description="x",
+                expires_at=row.expires_at,
+                status="pending",
+                id="pay_second",
+            )
+        )
+    second = {**first, "id": "pay_second", "gateway_reference": "sbx_second"}
+    r = _callback(api, second, "succeeded", event_id="b")
+    assert r.status_code == 500
+    out = api.get("/v1/payments/pay_second").json()
+    assert out["status"] == "pending" and out["requires_review"] is True
+    assert "gateway.callback.conflict" in capfd.readouterr().err
+    with api.ctx.db.read() as s:
+        assert s.exec(select(GatewayInbox).where(GatewayInbox.event_id == "b")).first() is None  # not swallowed

@@ -459,6 +459,10 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     return out
 
 
+class _DuplicateEvent(Exception):
+    """This gateway event id is already in the inbox."""
+
+
 def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency_code: str | None) -> Payment | None:
     """The payment a verified callback speaks of: by our id when the gateway echoes it, else by the gateway's
     reference; a payment of another agency than the callback's account is not it."""
@@ -485,7 +489,10 @@ def handle_callback(
         with ctx.db.write() as s:
             inbox = GatewayInbox(gateway=gateway.name, event_id=event.event_id, outcome="processing")
             s.add(inbox)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError as exc:
+                raise _DuplicateEvent from exc
             if getattr(gateway, "pushes_funds", False):
                 return _credit_callback(s, gateway.name, event, agency_code, inbox)
             payment = find_callback_payment(s, gateway.name, event, agency_code)
@@ -510,9 +517,24 @@ def handle_callback(
             inbox.outcome = outcome.value
             s.add(inbox)
             return outcome
-    except IntegrityError:
+    except _DuplicateEvent:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
         return CallbackOutcome.duplicate
+    except IntegrityError:
+        # Not a repeat: applying it would break a database guarantee (e.g. a second paid payment for one dossier).
+        # Nothing was written; answer so that the gateway sends it again, and make a person look.
+        log.error(
+            "gateway.callback.conflict",
+            gateway=gateway.name,
+            event_id=event.event_id,
+            reference=event.gateway_reference,
+        )
+        with ctx.db.write() as s:
+            payment = find_callback_payment(s, gateway.name, event, agency_code)
+            if payment is not None:
+                note(s, payment, "gateway.callback_conflict", f"gateway:{gateway.name}", reported=event.status.value)
+                s.execute(update(Payment).where(col(Payment.id) == payment.id).values(requires_review=True))
+        return CallbackOutcome.error
 
 
 def _credit_callback(
