@@ -51,7 +51,8 @@ def _seed() -> tuple[str, str]:
 
     ctx = _ctx()
     with ctx.db.write() as s:
-        dossier, key = seed_demo(s, ctx.settings.data_dir)
+        configured = list(ctx.gateway_config.agencies.get("DEMO-STP", {}))
+        dossier, key = seed_demo(s, ctx.settings.data_dir, configured)
         url = to_out(s, dossier, ctx.settings.public_url).pay_url
     ctx.close()
     return url, key

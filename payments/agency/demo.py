@@ -40,8 +40,9 @@ PROCEDURES = [
 ]
 
 
-def seed_demo(session: Session, data_dir: Path) -> tuple[Dossier, str]:
+def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = None) -> tuple[Dossier, str]:
     """Idempotent: returns the demo dossier and the demo API key, kept in ``<data_dir>/demo-api-key.txt``.
+    The demo agency offers the sandbox plus every gateway the gateways file configures for it (``configured``).
 
     Keeping a key in a file is for a development machine only; ``lephi serve`` seeds nothing in production."""
     agency = session.exec(select(Agency).where(Agency.code == DEMO_AGENCY)).first()
@@ -75,6 +76,10 @@ def seed_demo(session: Session, data_dir: Path) -> tuple[Dossier, str]:
                     )
                 )
         session.flush()
+    methods = ["sandbox", *sorted(set(configured or []) - {"sandbox"})]
+    if agency.payment_methods != methods:
+        agency.payment_methods = methods
+        session.add(agency)
     dossier = session.exec(select(Dossier).where(Dossier.code == DEMO_DOSSIER, Dossier.agency_id == agency.id)).first()
     if dossier is None:
         dossier, _ = upsert_dossier(
