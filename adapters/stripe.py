@@ -29,6 +29,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
@@ -310,19 +311,21 @@ class StripeGateway:
         return CallbackReply(200, json.dumps({"received": True}).encode())
 
     def query_status(self, query: StatusQuery) -> StatusResult:
-        if not query.gateway_reference:
-            # Stripe cannot list PaymentIntents by Idempotency-Key; without the id there is nothing to ask.
+        pi_id = query.gateway_reference or self._find_intent_id(query)
+        if not pi_id:
             return StatusResult(GatewayStatus.unknown, raw_code="no_gateway_reference")
-        intent = self._fetch_intent(query.gateway_reference)
+        intent = self._fetch_intent(pi_id)
         if intent is None:
-            return StatusResult(GatewayStatus.unknown, query.gateway_reference, raw_code="resource_missing")
+            return StatusResult(GatewayStatus.unknown, pi_id, raw_code="resource_missing")
         return _intent_result(intent)
 
     def cancel(self, query: StatusQuery) -> StatusResult:
-        if not query.gateway_reference:
+        pi_id = query.gateway_reference or self._find_intent_id(query)
+        if not pi_id:
             return StatusResult(GatewayStatus.unknown, raw_code="no_gateway_reference")
+        query = replace(query, gateway_reference=pi_id)
         # No Idempotency-Key: cancelling twice is harmless, and a replayed error would block the cancel for 24 h.
-        response = self._request("POST", f"{self._intent_path(query.gateway_reference)}/cancel", form={})
+        response = self._request("POST", f"{self._intent_path(pi_id)}/cancel", form={})
         if response.is_success:
             return _intent_result(_json_object(response, "cancel PaymentIntent"))
         if response.status_code in TECHNICAL_CLIENT_STATUSES or response.status_code >= 500:
@@ -417,6 +420,22 @@ class StripeGateway:
             if not data:  # a cursor that cannot advance would loop for ever
                 raise GatewayTechnicalError(f"Stripe list {path}: has_more with an empty page")
             cursor = str(data[-1]["id"])
+
+    def _find_intent_id(self, query: StatusQuery) -> str | None:
+        """The PaymentIntent of an attempt whose create answer was lost: Stripe cannot look up by Idempotency-Key,
+        but every intent carries metadata.merchant_reference, which Search finds (eventually consistent, about a
+        minute, which the first re-query outlasts). None if not found or Search is not offered (localstripe)."""
+        ref = query.merchant_reference.replace("\\", "\\\\").replace("'", "\\'")
+        params = encode_form({"query": f"metadata['merchant_reference']:'{ref}'", "limit": 2})
+        response = self._request("GET", f"/v1/payment_intents/search?{params}")
+        if response.status_code in (400, 404):
+            return None
+        page = self._ok(response, "search PaymentIntents")
+        mine = query.merchant_reference
+        found = [i for i in page.get("data") or [] if (i.get("metadata") or {}).get("merchant_reference") == mine]
+        if len(found) > 1:
+            raise GatewayTechnicalError(f"Stripe has {len(found)} PaymentIntents for {query.merchant_reference}")
+        return str(found[0]["id"]) if found else None
 
     # --- HTTP --------------------------------------------------------------------------------------------------
     def _intent_path(self, pi_id: str) -> str:
