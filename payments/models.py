@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from invoices.models import Document, SeriesCounter
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
@@ -17,6 +18,7 @@ __all__ = [
     "Agency",
     "ApiKey",
     "BankCredit",
+    "Document",
     "Dossier",
     "DossierFeeLine",
     "FeeScheduleLine",
@@ -28,5 +30,6 @@ __all__ = [
     "Procedure",
     "Refund",
     "SandboxTransaction",
+    "SeriesCounter",
     "metadata",
 ]

@@ -1,0 +1,63 @@
+"""Issued documents and the per-series counters that number them without gaps."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Index, LargeBinary, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
+
+
+class DocumentPurpose(StrEnum):
+    original = "original"
+    adjustment = "adjustment"  # TCHDon 2: signed amounts, referencing the original
+    replacement = "replacement"  # TCHDon 1
+
+
+class SeriesCounter(SQLModel, table=True):
+    """The last number used per (agency, template, series, year). Incremented in the transaction that inserts the
+    document, so a rollback gives the number back: a sequence would leave a gap."""
+
+    __tablename__ = "series_counter"
+    __table_args__ = (UniqueConstraint("agency_id", "template", "series", "year"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: str = Field(foreign_key="agency.id", max_length=40)
+    template: str = Field(max_length=1)
+    series: str = Field(max_length=6)
+    year: int
+    last_number: int = 0
+
+
+class Document(SQLModel, table=True):
+    __tablename__ = "document"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "template", "series", "year", "number"),
+        # Exactly one original document per payment, whatever retries, crashes or workers do.
+        Index(
+            "ux_document_original_per_payment",
+            "payment_id",
+            unique=True,
+            sqlite_where=text("purpose = 'original'"),
+            postgresql_where=text("purpose = 'original'"),
+        ),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("doc"), primary_key=True, max_length=40)
+    agency_id: str = Field(foreign_key="agency.id", index=True, max_length=40)
+    payment_id: str = Field(foreign_key="payment.id", index=True, max_length=40)
+    purpose: DocumentPurpose = Field(sa_type=str_enum(DocumentPurpose))
+    template: str = Field(max_length=1)
+    series: str = Field(max_length=6)
+    year: int
+    number: int
+    issue_date: date
+    total: int
+    lookup_code: str = Field(unique=True, max_length=40)
+    # The signed XML exactly as issued: the legal original, served byte for byte.
+    xml: bytes = Field(sa_type=LargeBinary)
+    related_document_id: str | None = Field(default=None, foreign_key="document.id", max_length=40)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

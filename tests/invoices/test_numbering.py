@@ -1,0 +1,60 @@
+"""Gap-free numbering per (agency, template, series, year), under concurrency and rollbacks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from invoices.numbering import series_for_year, take_number
+from payments.core.context import AppContext
+from tests.factories import seed_agency
+
+
+@pytest.fixture
+def agency_id(ctx: AppContext) -> str:
+    with ctx.db.write() as s:
+        return seed_agency(s, "AGC-N").id
+
+
+def test_numbers_start_at_one_per_series_and_year(ctx: AppContext, agency_id: str) -> None:
+    with ctx.db.write() as s:
+        got = [take_number(s, agency_id, "1", "C26TAA", 2026) for _ in range(3)]
+        other_series = take_number(s, agency_id, "1", "C26TAB", 2026)
+        next_year = take_number(s, agency_id, "1", "C27TAA", 2027)
+    assert got == [1, 2, 3] and other_series == 1 and next_year == 1
+
+
+def test_a_rolled_back_number_is_used_by_the_next_document(ctx: AppContext, agency_id: str) -> None:
+    with ctx.db.write() as s:
+        assert take_number(s, agency_id, "1", "C26TAA", 2026) == 1
+    with pytest.raises(RuntimeError), ctx.db.write() as s:
+        assert take_number(s, agency_id, "1", "C26TAA", 2026) == 2
+        raise RuntimeError("signing failed")
+    with ctx.db.write() as s:
+        assert take_number(s, agency_id, "1", "C26TAA", 2026) == 2
+
+
+def test_hundred_concurrent_takers_get_one_to_hundred(ctx: AppContext, agency_id: str) -> None:
+    got: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(5):
+            with ctx.db.write() as s:
+                n = take_number(s, agency_id, "2", "C26TYY", 2026)
+            with lock:
+                got.append(n)
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == list(range(1, 101))
+
+
+def test_series_year_digits_follow_the_issue_date() -> None:
+    assert series_for_year("C26TAA", 2027) == "C27TAA" and series_for_year("K25DYY", 2030) == "K30DYY"
