@@ -29,8 +29,8 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.run_worker:
+            from payments.jobs import HANDLERS
             from payments.outbox.worker import Worker
-            from payments.payment.jobs import HANDLERS
 
             worker = Worker(context, HANDLERS)
             threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()

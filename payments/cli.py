@@ -94,8 +94,8 @@ def serve(
 @app.command("worker")
 def run_worker() -> None:
     """Run the outbox worker (payment expiry, status re-queries, refund retries) until stopped."""
+    from payments.jobs import HANDLERS
     from payments.outbox.worker import Worker
-    from payments.payment.jobs import HANDLERS
 
     ctx = _ctx()
     w = Worker(ctx, HANDLERS)

@@ -141,9 +141,9 @@ def test_refund_timeout_stays_pending_and_the_worker_completes_it(api: Api, faul
     from sqlalchemy import update
 
     from payments.core.types import utcnow
+    from payments.jobs import HANDLERS
     from payments.outbox.models import OutboxJob
     from payments.outbox.worker import Worker
-    from payments.payment.jobs import HANDLERS
 
     payment = _succeeded(api)
     faulty.faults["refund"] = [GatewayTechnicalError("timeout")]
@@ -165,9 +165,9 @@ def test_timed_out_start_settled_by_requery_still_gives_the_payer_a_page(api: Ap
     from sqlalchemy import update
 
     from payments.core.types import utcnow
+    from payments.jobs import HANDLERS
     from payments.outbox.models import OutboxJob
     from payments.outbox.worker import Worker
-    from payments.payment.jobs import HANDLERS
 
     code = _dossier(api)
     faulty.after_call["start_payment"] = [GatewayTechnicalError("answer lost")]

@@ -46,10 +46,10 @@ from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.gateway.models import SandboxTransaction
+from payments.jobs import HANDLERS
 from payments.models import metadata
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
-from payments.payment.jobs import HANDLERS
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
 from payments.payment.states import LIVE, PAID, TRANSITIONS, PaymentStatus
 from tests.conftest import ALL_SCOPES, BACKENDS, make_settings

@@ -13,10 +13,10 @@ from sqlmodel import col, select
 from payments.core.context import AppContext
 from payments.core.types import utcnow
 from payments.gateway.sandbox_store import DbSandboxStore
+from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Worker
-from payments.payment.jobs import HANDLERS
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body
 

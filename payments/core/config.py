@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     sandbox_enabled: bool | None = None
     sandbox_secret: str = DEV_SANDBOX_SECRET
 
+    # E-receipts: the tax code of the e-invoice solution provider (MSTTCGP), and where agencies' signing keys are
+    # (``<agency code>.p12`` with LEPHI_SIGNING_PASSWORD, or ``<agency code>.key.pem`` + ``.cert.pem``).
+    provider_tax_code: str = "0100000000"
+    signing_dir: Path | None = None
+    signing_password: str | None = None
+    receipt_series: str = Field(default="K26TLP", pattern=r"^[CK]\d{2}[TDLMNBGH][A-Z]{2}$")
+
     log_level: str = "INFO"
     log_json: bool = True
 

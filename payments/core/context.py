@@ -24,6 +24,8 @@ class AppContext:
     http: httpx.Client | None = field(default=None)
     gateway_config: GatewayConfig = field(default_factory=lambda: GatewayConfig({}, {}))
     _agency_codes: dict[str, str] = field(default_factory=dict)
+    # Long-lived objects of other packages (e.g. the invoices' signing keys), built once per process on first use.
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def callback_url(self, gateway: str, agency_code: str | None = None) -> str:
         base = f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"

@@ -108,6 +108,8 @@ def transition(
         )
     )
     if to is S.succeeded:
+        # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
+        enqueue(s, "receipt.issue", {"payment_id": payment.id})
         s.execute(
             update(Dossier)
             .where(col(Dossier.id) == payment.dossier_id, col(Dossier.status) == DossierStatus.unpaid)

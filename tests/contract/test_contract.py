@@ -44,9 +44,9 @@ from payments.auth.service import create_key
 from payments.core.context import build_context
 from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
+from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
-from payments.payment.jobs import HANDLERS
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent
 from payments.payment.service import settle_by_query
 from payments.transfer.models import BankCredit

@@ -1,0 +1,266 @@
+"""The seller signature on an e-receipt: enveloped XML-DSig in ``HDon/DSCKS/NBan`` (domain.md 3.4), made with signxml.
+
+Layout (``ds`` is ``http://www.w3.org/2000/09/xmldsig#``)::
+
+    <ds:Signature Id="NBan-<hex>">
+      <ds:SignedInfo>
+        <ds:CanonicalizationMethod Algorithm="...REC-xml-c14n-20010315"/>
+        <ds:SignatureMethod Algorithm="...xmldsig-more#rsa-sha256"/>
+        <ds:Reference URI="#<DLHDon/@Id>">  enveloped-signature transform, SHA-256
+        <ds:Reference URI="#SigningTime-<hex>" Type="...#SignatureProperties">  no transform, SHA-256
+      </ds:SignedInfo>
+      <ds:SignatureValue/>
+      <ds:KeyInfo><ds:X509Data><ds:X509SubjectName/><ds:X509Certificate/></ds:X509Data></ds:KeyInfo>
+      <ds:Object Id="SigningTime-<hex>"><ds:SignatureProperties><ds:SignatureProperty Target="#NBan-<hex>">
+        <ds:SigningTime>2026-03-01T09:30:00+07:00</ds:SigningTime>
+      </ds:SignatureProperty></ds:SignatureProperties></ds:Object>
+    </ds:Signature>
+
+The ``ds:`` prefix differs from the tax authority's own documents (default namespace) but is the same XML: lxml 6.1 /
+libxml2 2.14 mis-canonicalize default-namespace subtrees, which breaks signxml's signing of that form.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from base64 import b64encode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Protocol, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    pkcs12,
+)
+from cryptography.x509.oid import NameOID
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureConstructionMethod, SignatureMethod
+from signxml.signer import XMLSigner
+
+from invoices.verify import DS, SIGNATURE_PROPERTIES_TYPE, VIETNAM, InvalidDocument, Reason, _signed_data, ds, parse_xml
+
+__all__ = ["LocalSigner", "Signer", "make_dev_certificate", "to_pkcs12"]
+
+_Element: TypeAlias = Any  # an lxml element, untyped for the reason above
+
+
+class Signer(Protocol):
+    """Signs an unsigned HDon document. A local key, an HSM or a remote-signing service can stand behind it."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    def sign(self, xml: bytes) -> bytes: ...
+
+
+def vietnam_now() -> datetime:
+    return datetime.now(VIETNAM)
+
+
+@dataclass(frozen=True)
+class LocalSigner:
+    """A loaded RSA key and its certificate, built once per process.
+
+    The key is kept as a key object: handing signxml a PEM string re-parses and re-validates it on every document
+    (about 57 ms), a loaded key costs about 2 ms. Any ``RSAPrivateKey`` implementation works, including one whose
+    ``sign`` calls an HSM.
+    """
+
+    key: rsa.RSAPrivateKey = field(repr=False)
+    certificate: x509.Certificate
+    clock: Callable[[], datetime] = field(default=vietnam_now, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, rsa.RSAPrivateKey):
+            raise TypeError("rsa-sha256 needs an RSA private key")
+        if _spki(self.key.public_key()) != _spki(self.certificate.public_key()):
+            raise ValueError("the private key does not belong to the certificate")
+
+    @classmethod
+    def from_pkcs12(
+        cls, data: bytes, password: bytes | None, *, clock: Callable[[], datetime] = vietnam_now
+    ) -> LocalSigner:
+        key, certificate, _chain = pkcs12.load_key_and_certificates(data, password)
+        if key is None or certificate is None:
+            raise ValueError("the PKCS#12 file must hold a private key and its certificate")
+        return cls(_rsa(key), certificate, clock)
+
+    @classmethod
+    def from_pem(
+        cls,
+        key_pem: bytes,
+        cert_pem: bytes,
+        password: bytes | None = None,
+        *,
+        clock: Callable[[], datetime] = vietnam_now,
+    ) -> LocalSigner:
+        key = load_pem_private_key(key_pem, password)
+        return cls(_rsa(key), x509.load_pem_x509_certificate(cert_pem), clock)
+
+    def sign(self, xml: bytes) -> bytes:
+        """Return the document with the seller signature in ``HDon/DSCKS/NBan`` (created when missing)."""
+        root = parse_xml(xml)
+        data_id = _signed_data(root).get("Id")
+        ids = _Ids.new()
+        _add_placeholder(_seller_slot(root), ids, self._signing_time())
+        signer = XMLSigner(
+            method=SignatureConstructionMethod.enveloped,
+            signature_algorithm=SignatureMethod.RSA_SHA256,
+            digest_algorithm=DigestAlgorithm.SHA256,
+            c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
+        )
+        # Replaces signxml's own KeyInfo writer, which cannot add X509SubjectName.
+        signer.signature_annotators = [partial(_complete_signature, ids=ids, certificate=self.certificate)]
+        signed = signer.sign(
+            root,
+            key=self.key,
+            reference_uri=[f"#{data_id}", f"#{ids.signing_time}"],
+            id_attribute="Id",
+            exclude_c14n_transform_element=True,  # the profile lists only the enveloped-signature transform
+        )
+        signed_xml: bytes = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+        return signed_xml
+
+    def _signing_time(self) -> datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return an aware datetime")
+        now = now.astimezone(VIETNAM).replace(microsecond=0)  # the value written is the value checked
+        if not self.certificate.not_valid_before_utc <= now <= self.certificate.not_valid_after_utc:
+            # Refuse now rather than issue a receipt that no verifier will accept.
+            raise ValueError(f"the certificate is not valid at {now.isoformat()}")
+        return now
+
+
+@dataclass(frozen=True)
+class _Ids:
+    signature: str
+    signing_time: str
+
+    @classmethod
+    def new(cls) -> _Ids:
+        token = uuid.uuid4().hex  # random, so they cannot collide with Ids already in the document
+        return cls(f"NBan-{token}", f"SigningTime-{token}")
+
+
+def _seller_slot(root: _Element) -> _Element:
+    dscks = root.find("DSCKS")
+    if dscks is None:
+        dscks = etree.SubElement(root, "DSCKS")
+    slot = dscks.find("NBan")
+    if slot is None:
+        slot = etree.Element("NBan")
+        dscks.insert(0, slot)  # DSCKS lists NBan first, then NMua, CQT, CCKSKhac
+    if len(slot):
+        raise InvalidDocument(Reason.malformed, "DSCKS/NBan already holds a signature")
+    return slot
+
+
+def _add_placeholder(slot: _Element, ids: _Ids, signing_time: datetime) -> None:
+    """signxml's placeholder marks where the Signature goes; the Object must exist in it before digests are taken."""
+    placeholder = etree.SubElement(slot, ds("Signature"), Id="placeholder", nsmap={"ds": DS})
+    time_object = etree.SubElement(placeholder, ds("Object"), Id=ids.signing_time)
+    properties = etree.SubElement(time_object, ds("SignatureProperties"))
+    signature_property = etree.SubElement(properties, ds("SignatureProperty"), Target=f"#{ids.signature}")
+    etree.SubElement(signature_property, ds("SigningTime")).text = signing_time.isoformat()
+
+
+def _complete_signature(
+    signature: _Element, *, signing_settings: object, ids: _Ids, certificate: x509.Certificate
+) -> None:
+    """A signxml annotator: runs after both digests are taken and before SignedInfo is signed."""
+    signature.set("Id", ids.signature)  # signxml drops the placeholder's Id
+    reference = signature.find(f"{ds('SignedInfo')}/{ds('Reference')}[@URI='#{ids.signing_time}']")
+    transforms = reference.find(ds("Transforms")) if reference is not None else None
+    if reference is None or transforms is None:
+        raise RuntimeError("signxml did not lay out the SigningTime reference as expected")
+    # signxml gives every enveloped-mode reference the enveloped-signature transform. Applied to an Object inside
+    # the Signature it leaves nothing to digest for xmlsec (signxml ignores it), so the two would disagree.
+    reference.remove(transforms)
+    reference.set("Type", SIGNATURE_PROPERTIES_TYPE)
+    x509_data = etree.SubElement(etree.SubElement(signature, ds("KeyInfo")), ds("X509Data"))
+    etree.SubElement(x509_data, ds("X509SubjectName")).text = certificate.subject.rfc4514_string()
+    etree.SubElement(x509_data, ds("X509Certificate")).text = b64encode(certificate.public_bytes(Encoding.DER)).decode()
+    time_object = signature.find(ds("Object"))
+    assert time_object is not None  # placed by _add_placeholder
+    signature.append(time_object)  # schema order: SignedInfo, SignatureValue, KeyInfo, Object
+
+
+def _spki(key: object) -> bytes:
+    if not isinstance(key, rsa.RSAPublicKey):
+        return b""
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _rsa(key: object) -> rsa.RSAPrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("rsa-sha256 needs an RSA private key")
+    return key
+
+
+_TAX_CODE = re.compile(r"[0-9]{10}(-[0-9]{3})?")
+_SIGNING_ONLY = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=True,  # non-repudiation: what a document-signing certificate asserts
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def make_dev_certificate(
+    tax_code: str, name: str, valid_days: int = 825, *, not_before: datetime | None = None
+) -> tuple[bytes, bytes]:
+    """A self-signed RSA-2048 certificate for development and tests: (PEM key, PEM certificate).
+
+    The subject is CN=name, O=name, UID=MST:<tax code>, as registered certificates carry the tax code.
+    """
+    if not _TAX_CODE.fullmatch(tax_code):
+        raise ValueError("a tax code is 10 digits, or 10 digits, a dash and 3 digits")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name(
+        [
+            # X.509 caps both at 64 characters; a development certificate may carry a shortened agency name.
+            x509.NameAttribute(NameOID.COMMON_NAME, name[:64]),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name[:64]),
+            x509.NameAttribute(NameOID.USER_ID, f"MST:{tax_code}"),
+        ]
+    )
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)  # a little slack for clock skew
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_SIGNING_ONLY, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return key_pem, certificate.public_bytes(Encoding.PEM)
+
+
+def to_pkcs12(key_pem: bytes, cert_pem: bytes, password: bytes | None) -> bytes:
+    """Bundle an unencrypted PEM key and its certificate as PKCS#12, the form USB tokens and CAs hand out."""
+    key = _rsa(load_pem_private_key(key_pem, None))
+    certificate = x509.load_pem_x509_certificate(cert_pem)
+    encryption = BestAvailableEncryption(password) if password else NoEncryption()
+    return pkcs12.serialize_key_and_certificates(b"lephi", key, certificate, None, encryption)

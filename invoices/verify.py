@@ -1,0 +1,335 @@
+"""Verify the seller signature of an e-receipt, trusting only pinned certificates and only the signed content.
+
+The accepted profile is the one ``invoices.signing`` produces (domain.md 3.4): inclusive C14N 1.0, RSA-SHA256,
+SHA-256 digests, exactly two references (``#<DLHDon/@Id>`` with the enveloped-signature transform, and the ds:Object
+holding ``SigningTime``), the certificate in ``KeyInfo/X509Data``. The structure is checked here before signxml checks
+the cryptography, so every refusal carries a precise :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+import re
+from base64 import b64decode
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
+from signxml.verifier import SignatureConfiguration, XMLVerifier
+
+__all__ = ["MAX_XML_BYTES", "InvalidDocument", "Reason", "VerifiedDocument", "parse_xml", "verify"]
+
+MAX_XML_BYTES = 2 * 1024 * 1024
+DS = "http://www.w3.org/2000/09/xmldsig#"
+C14N = CanonicalizationMethod.CANONICAL_XML_1_0.value
+RSA_SHA256 = SignatureMethod.RSA_SHA256.value
+SHA256 = DigestAlgorithm.SHA256.value
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+SIGNATURE_PROPERTIES_TYPE = "http://www.w3.org/2000/09/xmldsig#SignatureProperties"
+# Documents from the tax authority carry SigningTime without an offset; it is Vietnam time (no DST).
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+_XML_NS = "{http://www.w3.org/XML/1998/namespace}"
+
+_Element: TypeAlias = Any  # an lxml element, untyped for the reason above
+
+
+def ds(tag: str) -> str:
+    return f"{{{DS}}}{tag}"
+
+
+class Reason(StrEnum):
+    """Why a document was refused; the value is a stable code for logs and API errors."""
+
+    too_large = "too-large"
+    parse_error = "parse-error"
+    doctype = "doctype"
+    malformed = "malformed"
+    no_signature = "no-signature"
+    untrusted_certificate = "untrusted-certificate"
+    certificate_not_valid = "certificate-not-valid"
+    algorithm = "algorithm"
+    reference = "reference"
+    digest_mismatch = "digest-mismatch"
+    bad_signature = "bad-signature"
+
+
+class InvalidDocument(ValueError):
+    """The document is not a well-formed e-receipt signed by a pinned certificate; nothing in it may be trusted."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class VerifiedDocument:
+    """What the signature covers. Every field comes from the signed bytes, never from the document as received."""
+
+    signed_data: _Element  # DLHDon, re-parsed from the canonical bytes that were digested
+    certificate: x509.Certificate  # the pinned certificate that matched
+    signer_subject: str  # RFC 4514
+    signer_tax_code: str | None  # from UID=MST:<tax code> in the subject, when present
+    signing_time: datetime
+    series: str  # KHHDon
+    template: str  # KHMSHDon
+    number: int  # SHDon
+    issue_date: date  # NLap
+    seller_tax_code: str  # NBan/MST
+    total: int  # TgTTTBSo, whole VND
+
+
+def _parser() -> Any:
+    # A fresh parser per document: lxml parsers keep state and are not meant to be shared between threads.
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
+
+
+def parse_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> _Element:
+    """Parse untrusted XML: size-limited, no DTD (a DOCTYPE is refused outright), no entities, no network."""
+    if len(data) > max_bytes:
+        raise InvalidDocument(Reason.too_large, f"{len(data)} bytes, over the {max_bytes}-byte limit")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise InvalidDocument(Reason.parse_error, f"not well-formed XML: {exc}") from exc
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise InvalidDocument(Reason.doctype, "a DOCTYPE is not allowed")
+    return root
+
+
+def verify(xml: bytes, trusted: Sequence[x509.Certificate], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedDocument:
+    """Verify the seller signature in ``HDon/DSCKS/NBan`` against the pinned ``trusted`` certificates."""
+    root = parse_xml(xml, max_bytes=max_bytes)
+    layout = _inspect(root)
+    certificate = _pinned_certificate(layout.signature, trusted)
+    signed_data, signed_time = _check_cryptography(xml, certificate, layout.claimed_time)
+    data = parse_xml(signed_data, max_bytes=max_bytes)
+    signing_time = _signing_time(parse_xml(signed_time, max_bytes=max_bytes))
+    if data.tag != "DLHDon" or signing_time != layout.claimed_time:
+        raise InvalidDocument(Reason.reference, "the signed content is not the DLHDon and SigningTime checked")
+    return _document(data, certificate, signing_time)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    signature: _Element
+    claimed_time: datetime  # read before verification; compared with the signed value afterwards
+
+
+def _inspect(root: _Element) -> _Layout:
+    data = _signed_data(root)
+    signature = _seller_signature(root)
+    if [child.tag for child in signature] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo"), ds("Object")]:
+        raise InvalidDocument(Reason.malformed, "Signature must hold SignedInfo, SignatureValue, KeyInfo, Object")
+    _reject_inherited_xml_attributes(signature)
+    signed_info, time_object = signature[0], signature[3]
+    _check_algorithms(signed_info)
+    _check_references(root, signed_info, data.get("Id", ""), time_object.get("Id", ""))
+    return _Layout(signature, _signing_time(time_object))
+
+
+def _signed_data(root: _Element) -> _Element:
+    """The one ``HDon/DLHDon``, which must carry an Id; shared with the signer."""
+    found = root.findall("DLHDon") if root.tag == "HDon" else []
+    if len(found) != 1 or not found[0].get("Id"):
+        raise InvalidDocument(Reason.malformed, "expected an HDon root with exactly one DLHDon carrying an Id")
+    return found[0]
+
+
+def _seller_signature(root: _Element) -> _Element:
+    found = root.findall(f"DSCKS/NBan/{ds('Signature')}")
+    if not found:
+        raise InvalidDocument(Reason.no_signature, "no seller signature in HDon/DSCKS/NBan")
+    if len(found) > 1:
+        raise InvalidDocument(Reason.malformed, "more than one seller signature")
+    return found[0]
+
+
+def _reject_inherited_xml_attributes(signature: _Element) -> None:
+    # Inclusive C14N 1.0 imports xml:* attributes of ancestors into a signed subtree; lxml (thus signxml) does not,
+    # xmlsec does. Refusing them keeps this verifier's verdict equal to the C library's.
+    for element in [*signature.iterancestors(), signature]:
+        if any(name.startswith(_XML_NS) for name in element.attrib):
+            raise InvalidDocument(Reason.malformed, f"xml:* attributes on {etree.QName(element).localname}")
+
+
+def _check_algorithms(signed_info: _Element) -> None:
+    c14n = _algorithm(signed_info, "CanonicalizationMethod")
+    if c14n != C14N:
+        raise InvalidDocument(Reason.algorithm, f"canonicalization {c14n} is not accepted, only {C14N}")
+    method = _algorithm(signed_info, "SignatureMethod")
+    if method != RSA_SHA256:
+        raise InvalidDocument(Reason.algorithm, f"signature method {method} is not accepted, only {RSA_SHA256}")
+    for reference in signed_info.iterchildren(ds("Reference")):
+        digest = _algorithm(reference, "DigestMethod")
+        if digest != SHA256:
+            raise InvalidDocument(Reason.algorithm, f"digest method {digest} is not accepted, only {SHA256}")
+
+
+def _algorithm(parent: _Element, tag: str) -> str:
+    found = parent.findall(ds(tag))
+    if len(found) != 1 or len(found[0]):
+        raise InvalidDocument(Reason.malformed, f"expected one empty {tag}")
+    return str(found[0].get("Algorithm", ""))
+
+
+# Transforms allowed per reference. signxml silently skips transforms it does not know (XPath, XSLT) while other
+# verifiers apply them, so anything else is refused rather than risk the two disagreeing about what was signed.
+_DATA_TRANSFORMS = ([ENVELOPED], [ENVELOPED, C14N])
+_TIME_TRANSFORMS: tuple[list[str], ...] = ([], [C14N])
+
+
+def _check_references(root: _Element, signed_info: _Element, data_id: str, time_id: str) -> None:
+    references = signed_info.findall(ds("Reference"))
+    uris = [reference.get("URI") for reference in references]
+    expected = [f"#{data_id}", f"#{time_id}"]
+    if uris != expected:
+        raise InvalidDocument(Reason.reference, f"expected exactly the references {expected}, found {uris}")
+    for reference, allowed in zip(references, (_DATA_TRANSFORMS, _TIME_TRANSFORMS), strict=True):
+        transforms = _transforms(reference)
+        if transforms not in allowed:
+            raise InvalidDocument(Reason.algorithm, f"transforms {transforms} on {reference.get('URI')}")
+    for target in (data_id, time_id):
+        # Unique Ids, or a copy of the signed element could be planted elsewhere (signature wrapping).
+        count = len(root.xpath("//*[@*[local-name()='Id']=$id]", id=target))
+        if count != 1:
+            raise InvalidDocument(Reason.reference, f"Id {target!r} is carried by {count} elements")
+
+
+def _transforms(reference: _Element) -> list[str]:
+    holder = reference.find(ds("Transforms"))
+    if holder is None:
+        return []
+    return [transform.get("Algorithm", "") for transform in holder]
+
+
+def _pinned_certificate(signature: _Element, trusted: Sequence[x509.Certificate]) -> x509.Certificate:
+    key_info = signature[2]
+    certificates = key_info.findall(f"{ds('X509Data')}/{ds('X509Certificate')}")
+    if len(key_info) != 1 or len(certificates) != 1:
+        raise InvalidDocument(Reason.malformed, "KeyInfo must hold one X509Data with one X509Certificate")
+    try:
+        # base64Binary may be wrapped over several lines (xmlsec wraps at 64 columns).
+        embedded = b64decode("".join((certificates[0].text or "").split()), validate=True)
+    except ValueError as exc:
+        raise InvalidDocument(Reason.malformed, "X509Certificate is not base64") from exc
+    # An exact match with a pinned certificate, never a chain to a CA: trust is a per-agency registration.
+    for certificate in trusted:
+        if certificate.public_bytes(Encoding.DER) == embedded:
+            return certificate
+    raise InvalidDocument(Reason.untrusted_certificate, "the signing certificate is not one of the pinned ones")
+
+
+class _Verifier(XMLVerifier):
+    def _c14n(self, nodes: Any, algorithm: CanonicalizationMethod, inclusive_ns_prefixes: Any = None) -> bytes:
+        # lxml 6.1 with libxml2 2.14 emits a spurious xmlns="" two levels below the apex when canonicalizing a
+        # subtree whose default namespace is declared above it, so a Signature in the default ds namespace (the
+        # tax authority's and most vendors' layout) would never verify. A serialized copy carries its in-scope
+        # namespaces on its root, and whole-document C14N is correct.
+        copies = [self._standalone(node) for node in (nodes if isinstance(nodes, list) else [nodes])]
+        c14n: bytes = super()._c14n(copies, algorithm, inclusive_ns_prefixes)
+        return c14n
+
+    def _standalone(self, node: _Element) -> _Element:
+        return self._fromstring(self._tostring(node))  # type: ignore[no-untyped-call]
+
+
+def _check_cryptography(xml: bytes, certificate: x509.Certificate, claimed_time: datetime) -> tuple[bytes, bytes]:
+    """signxml's verdict on SignatureValue and both digests; returns the canonical bytes of the two references."""
+    config = SignatureConfiguration(
+        location="./DSCKS/NBan/",
+        expect_references=2,
+        signature_methods=frozenset({SignatureMethod.RSA_SHA256}),
+        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+        default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
+        # A receipt stays valid after its certificate expires: validity is judged at the signing time.
+        verification_time=claimed_time,
+    )
+    try:
+        # The xmldsig schema wants SignatureProperty content outside the ds namespace, yet the tax authority's
+        # documents put SigningTime in it; _inspect checked the structure instead.
+        results = _Verifier().verify(
+            xml, x509_cert=certificate, parser=_parser(), id_attribute="Id", validate_schema=False, expect_config=config
+        )
+    except InvalidDigest as exc:
+        raise InvalidDocument(Reason.digest_mismatch, f"{exc}: the content changed after signing") from exc
+    except InvalidCertificate as exc:
+        raise InvalidDocument(Reason.certificate_not_valid, str(exc)) from exc
+    except InvalidSignature as exc:
+        raise InvalidDocument(Reason.bad_signature, f"SignatureValue does not match SignedInfo: {exc}") from exc
+    except (InvalidInput, ValueError, etree.LxmlError) as exc:
+        raise InvalidDocument(Reason.malformed, str(exc)) from exc
+    assert isinstance(results, list)  # expect_references=2 makes signxml return one result per reference
+    return results[0].signed_data, results[1].signed_data
+
+
+def _signing_time(time_object: _Element) -> datetime:
+    found = [
+        node
+        for node in time_object.findall(f"{ds('SignatureProperties')}/{ds('SignatureProperty')}/*")
+        if etree.QName(node).localname == "SigningTime"
+    ]
+    if len(found) != 1:
+        raise InvalidDocument(Reason.malformed, "the signed Object must hold exactly one SigningTime")
+    try:
+        value = datetime.fromisoformat((found[0].text or "").strip())
+    except ValueError as exc:
+        raise InvalidDocument(Reason.malformed, "SigningTime is not an ISO 8601 time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=VIETNAM)
+
+
+def _document(data: _Element, certificate: x509.Certificate, signing_time: datetime) -> VerifiedDocument:
+    return VerifiedDocument(
+        signed_data=data,
+        certificate=certificate,
+        signer_subject=certificate.subject.rfc4514_string(),
+        signer_tax_code=_subject_tax_code(certificate),
+        signing_time=signing_time,
+        series=_field(data, "TTChung/KHHDon"),
+        template=_field(data, "TTChung/KHMSHDon"),
+        number=int(_field(data, "TTChung/SHDon", r"[0-9]{1,8}")),
+        issue_date=_issue_date(_field(data, "TTChung/NLap", r"[0-9]{4}-[0-9]{2}-[0-9]{2}")),
+        seller_tax_code=_field(data, "NDHDon/NBan/MST"),
+        total=_whole_vnd(_field(data, "NDHDon/TToan/TgTTTBSo", r"-?[0-9]{1,21}(\.[0-9]{1,6})?")),
+    )
+
+
+def _field(data: _Element, path: str, pattern: str = r".+") -> str:
+    node = data.find(path)
+    text = (node.text or "").strip() if node is not None else ""
+    if not re.fullmatch(pattern, text):
+        raise InvalidDocument(Reason.malformed, f"signed DLHDon has no valid {path}")
+    return text
+
+
+def _issue_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:  # the pattern let through a day that does not exist, e.g. 2026-02-30
+        raise InvalidDocument(Reason.malformed, f"NLap {text} is not a calendar date") from exc
+
+
+def _whole_vnd(text: str) -> int:
+    amount = Decimal(text)
+    if amount != amount.to_integral_value():
+        raise InvalidDocument(Reason.malformed, "TgTTTBSo is not a whole number of VND")
+    return int(amount)
+
+
+def _subject_tax_code(certificate: x509.Certificate) -> str | None:
+    for attribute in certificate.subject.get_attributes_for_oid(NameOID.USER_ID):
+        value = attribute.value if isinstance(attribute.value, str) else attribute.value.decode()
+        if value.startswith("MST:"):
+            return value.removeprefix("MST:")
+    return None

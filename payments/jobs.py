@@ -1,0 +1,9 @@
+"""Every outbox job handler the service runs: the composition of each package's handlers."""
+
+from __future__ import annotations
+
+from invoices.jobs import HANDLERS as INVOICE_HANDLERS
+from payments.outbox.worker import Handler
+from payments.payment.jobs import HANDLERS as PAYMENT_HANDLERS
+
+HANDLERS: dict[str, Handler] = {**PAYMENT_HANDLERS, **INVOICE_HANDLERS}

@@ -1,0 +1,118 @@
+"""Issuing the e-receipt of a succeeded payment through the outbox: exactly one signed document per payment,
+numbered without gaps, verifiable with the agency's certificate; a signing failure gives the number back."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, update
+from sqlmodel import col, select
+
+from invoices.jobs import signers
+from invoices.models import Document
+from invoices.service import issue_receipt
+from invoices.verify import verify
+from payments.core.types import utcnow
+from payments.jobs import HANDLERS
+from payments.outbox.models import OutboxJob
+from payments.outbox.worker import Worker
+from tests.conftest import Api
+from tests.factories import dossier_body, payment_body
+
+
+def _paid(api: Api) -> dict[str, Any]:
+    code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
+    payment = api.post("/v1/payments", payment_body(code)).json()
+    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    return dict(payment)
+
+
+def _documents(api: Api) -> list[Document]:
+    with api.ctx.db.read() as s:
+        return list(s.exec(select(Document).order_by(col(Document.number))))
+
+
+def test_success_enqueues_issuance_and_the_worker_issues_a_verifiable_receipt(api: Api) -> None:
+    payment = _paid(api)
+    with api.ctx.db.read() as s:
+        kinds = [j.kind for j in s.exec(select(OutboxJob).where(OutboxJob.kind == "receipt.issue"))]
+    assert kinds == ["receipt.issue"]
+    Worker(api.ctx, HANDLERS).run_once()
+    (doc,) = _documents(api)
+    assert doc.payment_id == payment["id"] and doc.number == 1 and doc.total == 115_000
+    signer = signers(api.ctx).for_agency("AGC-A", "0100000001", "Agency AGC-A")
+    verified = verify(doc.xml, [signer.certificate])
+    assert verified.number == 1 and verified.total == 115_000 and verified.seller_tax_code == "0100000001"
+    assert "Một trăm mười lăm nghìn đồng".encode() in doc.xml and b"Nguy\xe1\xbb\x85n V\xc4\x83n An" in doc.xml
+
+
+def test_retries_and_two_workers_still_give_exactly_one_document(api: Api) -> None:
+    payment = _paid(api)
+    ids = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        got = issue_receipt(api.ctx, signers(api.ctx), payment["id"])
+        with lock:
+            ids.append(got)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(set(ids)) == 1 and len(_documents(api)) == 1
+    Worker(api.ctx, HANDLERS).run_once()  # the queued job finds it done
+    assert len(_documents(api)) == 1
+
+
+def test_signing_failure_rolls_back_and_the_number_is_reused(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _paid(api), _paid(api)
+    store = signers(api.ctx)
+    signer = store.for_agency("AGC-A", "0100000001", "Agency AGC-A")
+
+    class Broken:
+        certificate = signer.certificate
+
+        def sign(self, xml: bytes) -> bytes:
+            raise RuntimeError("token unplugged")
+
+    monkeypatch.setitem(store._signers, "AGC-A", Broken())
+    with pytest.raises(RuntimeError):
+        issue_receipt(api.ctx, store, first["id"])
+    assert _documents(api) == []
+    monkeypatch.setitem(store._signers, "AGC-A", signer)
+    issue_receipt(api.ctx, store, second["id"])
+    issue_receipt(api.ctx, store, first["id"])
+    assert [(d.payment_id, d.number) for d in _documents(api)] == [(second["id"], 1), (first["id"], 2)]
+
+
+def test_an_unpaid_payment_gets_no_document(api: Api) -> None:
+    code = api.post("/v1/dossiers", dossier_body()).json()["code"]
+    payment = api.post("/v1/payments", payment_body(code)).json()
+    assert issue_receipt(api.ctx, signers(api.ctx), payment["id"]) is None
+    with api.ctx.db.read() as s:
+        assert s.exec(select(func.count()).select_from(Document)).one() == 0
+
+
+def test_hundred_concurrent_issuances_are_numbered_one_to_hundred(api: Api) -> None:
+    payments = [_paid(api) for _ in range(100)]
+    with api.ctx.db.write() as s:
+        s.execute(update(OutboxJob).values(run_after=utcnow() - timedelta(seconds=1)))
+    workers = [Worker(api.ctx, HANDLERS, name=f"w{i}") for i in range(4)]
+
+    def drain(w: Worker) -> None:
+        while w.run_once(limit=5):
+            pass
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    docs = _documents(api)
+    assert [d.number for d in docs] == list(range(1, 101))
+    assert {d.payment_id for d in docs} == {p["id"] for p in payments}
