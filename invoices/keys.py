@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from cryptography import x509
+
 from invoices.signing import LocalSigner, Signer, make_dev_certificate
 from payments.core.config import Environment, Settings
 
@@ -41,6 +43,12 @@ class SignerStore:
         key_pem = key.read_bytes()
         # Only an encrypted key takes the password (the development key is written unencrypted).
         return LocalSigner.from_pem(key_pem, cert.read_bytes(), password if b"ENCRYPTED" in key_pem else None)
+
+
+def registered_certificates(settings: Settings) -> list[x509.Certificate]:
+    """The agencies' certificates registered with this service: the only ones a document is verified against."""
+    directory = settings.signing_dir or settings.data_dir / "certs"
+    return [x509.load_pem_x509_certificate(p.read_bytes()) for p in sorted(directory.glob("*.cert.pem"))]
 
 
 def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:

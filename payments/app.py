@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     install_error_handlers(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
 
+    from invoices.endpoints import router as receipts
     from payments.dossier.endpoints import router as dossiers
     from payments.gateway.endpoints import pages as sandbox_pages
     from payments.gateway.endpoints import router as gateways
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     for router in (
         dossiers,
         payments,
+        receipts,
         bank_credits,
         gateways,
         health,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,6 +20,10 @@ app = typer.Typer(
 )
 apikey = typer.Typer(help="Manage API keys of client systems.", no_args_is_help=True)
 app.add_typer(apikey, name="apikey")
+certs = typer.Typer(help="Signing certificates of agencies.", no_args_is_help=True)
+app.add_typer(certs, name="certs")
+receipts = typer.Typer(help="E-receipts.", no_args_is_help=True)
+app.add_typer(receipts, name="receipts")
 
 
 def _ctx() -> AppContext:
@@ -158,6 +163,43 @@ def apikey_list(agency: Annotated[str | None, typer.Option(help="Only this agenc
     for key, code in rows:
         state = "revoked" if key.revoked_at else "active"
         typer.echo(f"{key.id}\t{code}\t{key.prefix}…\t{state}\t{','.join(key.scopes)}\t{key.name}")
+
+
+@certs.command("dev")
+def certs_dev(agency: Annotated[str, typer.Option(help="Agency code, e.g. DEMO-STP.")]) -> None:
+    """Make a self-signed development certificate for an agency (UID=MST:<tax code>); never for production."""
+    from sqlmodel import select
+
+    from invoices.keys import write_dev_certificate
+    from payments.agency.models import Agency
+
+    ctx = _ctx()
+    with ctx.db.read() as s:
+        row = s.exec(select(Agency).where(Agency.code == agency)).first()
+    if row is None:
+        typer.echo(f"error: no agency with code {agency!r}", err=True)
+        raise typer.Exit(2)
+    directory = ctx.settings.signing_dir or ctx.settings.data_dir / "certs"
+    key, cert = write_dev_certificate(directory, row.code, row.tax_code, row.name)
+    typer.echo(f"development key {key} and certificate {cert} (subject UID=MST:{row.tax_code})")
+
+
+@receipts.command("verify")
+def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Verify an e-receipt XML file against the agencies' registered certificates."""
+    from invoices.keys import registered_certificates
+    from invoices.verify import InvalidDocument, verify
+
+    try:
+        result = verify(file.read_bytes(), registered_certificates(get_settings()))
+    except InvalidDocument as exc:
+        typer.echo(f"NOT VALID ({exc.reason}): {exc.detail}")
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"valid: {result.template}{result.series} no. {result.number:08d} of {result.issue_date}, "
+        f"seller MST {result.seller_tax_code}, total {result.total} VND, signed by {result.signer_subject} "
+        f"at {result.signing_time.isoformat()}"
+    )
 
 
 @app.command()

@@ -4,7 +4,7 @@ numbered without gaps, verifiable with the agency's certificate; a signing failu
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,6 +21,9 @@ from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body
+
+# The series' year digits follow the issue date (GMT+7), so the expected symbol moves with the calendar.
+SERIES = f"K{datetime.now(timezone(timedelta(hours=7))).year % 100:02d}TLP"
 
 
 def _paid(api: Api) -> dict[str, Any]:
@@ -116,3 +119,58 @@ def test_hundred_concurrent_issuances_are_numbered_one_to_hundred(api: Api) -> N
     docs = _documents(api)
     assert [d.number for d in docs] == list(range(1, 101))
     assert {d.payment_id for d in docs} == {p["id"] for p in payments}
+
+
+def test_receipt_api_serves_the_signed_original_and_verifies_uploads(api: Api) -> None:
+    payment = _paid(api)
+    Worker(api.ctx, HANDLERS).run_once()
+    (receipt,) = api.get("/v1/receipts", params={"payment_id": payment["id"]}).json()
+    assert receipt["number"] == 1 and receipt["symbol"] == f"5{SERIES}" and receipt["total"] == 115_000
+    assert api.get(f"/v1/receipts/{receipt['id']}").json() == receipt
+    xml = api.get(receipt["xml_url"])
+    (doc,) = _documents(api)
+    assert xml.headers["content-type"] == "application/xml" and xml.content == doc.xml  # byte for byte
+    ok = api.client.post(
+        "/v1/receipts/verify", content=xml.content, headers={**api.auth, "Content-Type": "application/xml"}
+    )
+    assert ok.status_code == 200 and ok.json()["valid"] is True and ok.json()["issued_here"] is True
+    assert ok.json()["total"] == 115_000 and "MST:0100000001" in ok.json()["signer"]
+    tampered = xml.content.replace(b"115000", b"115001", 1)
+    bad = api.client.post("/v1/receipts/verify", content=tampered, headers=api.auth)
+    assert bad.status_code == 422 and bad.json()["reason"] == "digest-mismatch"
+    doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><HDon>&e;</HDon>'
+    assert api.client.post("/v1/receipts/verify", content=doctype, headers=api.auth).json()["reason"] == "doctype"
+    other = api.new_key(["payments:read"], agency_code=None)
+    assert (
+        api.client.get(f"/v1/receipts/{receipt['id']}", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    )
+
+
+def test_cli_makes_a_dev_certificate_and_verifies_a_receipt_file(
+    api: Api, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from payments.cli import app
+    from payments.core.config import get_settings
+
+    payment = _paid(api)
+    Worker(api.ctx, HANDLERS).run_once()
+    (doc,) = _documents(api)
+    monkeypatch.setenv("LEPHI_DATABASE_URL", api.ctx.settings.effective_database_url)
+    monkeypatch.setenv("LEPHI_DATA_DIR", str(api.ctx.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        good, bad = tmp_path / "good.xml", tmp_path / "bad.xml"
+        good.write_bytes(doc.xml)
+        bad.write_bytes(doc.xml.replace(b"115000", b"115001", 1))
+        runner = CliRunner()
+        ok = runner.invoke(app, ["receipts", "verify", str(good)])
+        assert ok.exit_code == 0 and f"valid: 5{SERIES} no. 00000001" in ok.output and payment["id"] not in ok.output
+        nok = runner.invoke(app, ["receipts", "verify", str(bad)])
+        assert nok.exit_code == 1 and "NOT VALID (digest-mismatch)" in nok.output
+        made = runner.invoke(app, ["certs", "dev", "--agency", "AGC-A"])
+        assert made.exit_code == 0 and "UID=MST:0100000001" in made.output
+        assert runner.invoke(app, ["certs", "dev", "--agency", "NOPE"]).exit_code == 2
+    finally:
+        get_settings.cache_clear()
