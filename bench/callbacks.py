@@ -1,0 +1,617 @@
+"""Benchmark of verified gateway callbacks (VNPay IPN, Stripe webhook) against a bare endpoint in the same process.
+
+    python -m bench.callbacks [--db sqlite|postgres|both] [--duration 15] [--warmup 3] [--connections 32]
+
+It reuses ``bench.payments_create`` (throwaway databases, the uvicorn process serving ``bench.server:create``, the
+load generator, CPU accounting and the report table) and adds what callbacks need. For each database it migrates a
+fresh database and seeds, straight into it before the server starts: the demo agency, with VNPay and Stripe merchant
+accounts in a gateways TOML file (``LEPHI_GATEWAYS_FILE``; test secrets), and for each of the two gateways ``N``
+pending payments with known gateway references, each with its own dossier. Then, in one server process, it measures
+three phases one after the other, each with a warm-up and a measured window:
+
+1. ``GET /bench/bare``, the baseline;
+2. VNPay IPNs: ``GET /v1/gateways/vnpay/callback/{agency}`` with a valid ``vnp_SecureHash``, one per payment, so
+   each is a first notification: it is verified, recorded in the inbox and moves its payment to ``succeeded``;
+3. Stripe webhooks: ``POST /v1/gateways/stripe/callback/{agency}`` carrying ``payment_intent.succeeded`` for a
+   distinct payment, with a valid ``Stripe-Signature`` made at generation time. They are generated just before the
+   phase, and warm-up + duration is capped well under Stripe's 300 s tolerance (the age is checked and printed).
+
+Every request is built and signed before its phase starts, so no signing is charged to the server. An error is any
+reply other than the gateway's success reply: HTTP 200 with ``{"RspCode": "00"}`` for VNPay, HTTP 200 for Stripe.
+Lephi also answers Stripe 200 for events it cannot use (unknown order, amount mismatch, duplicate), so after the
+phases the gateway inbox and the payments are read back from the database: every callback must have been
+``accepted`` and have moved its payment to ``succeeded``.
+
+Exit status: 0 when every request got its success reply and the database agrees, 1 otherwise. The target (throughput
+at least 0.5 of the bare endpoint's) is reported, never enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from unittest import mock
+from urllib.parse import urlencode
+
+from bench import payments_create as pc
+
+if TYPE_CHECKING:  # the load generator runs this module too, and imports none of the service
+    from sqlmodel import Session
+
+    from payments.agency.models import FeeScheduleLine
+    from payments.core.config import Settings
+
+TARGET_RATIO = 0.5
+STRIPE_TOLERANCE_SECONDS = 300  # adapters.stripe.TOLERANCE_SECONDS (not imported: the load generator stays light)
+STRIPE_MARGIN_SECONDS = 60  # for generation, process start-up and the last replies
+PAYMENTS_PER_SECOND = 500  # default seed per gateway, per second of warm-up + measurement
+SEED_BATCH = 1000
+
+# Test credentials, in the gateways file of the throwaway data directory only.
+VNPAY_TMN_CODE = "BENCHTMN"
+VNPAY_HASH_SECRET = "BENCHVNPAYHASHSECRETNOTAREAL0123"
+STRIPE_WEBHOOK_SECRET = "whsec_bench_not_a_real_secret_0123456789ab"
+# Callbacks never call out; the API addresses point at the discard port so that nothing could leave the machine.
+GATEWAYS_TOML = """\
+[agencies."{agency}".vnpay]
+tmn_code = "{tmn}"
+hash_secret = "{vnpay_secret}"
+api_url = "http://127.0.0.1:9/merchant_webapi/api/transaction"
+
+[agencies."{agency}".stripe]
+secret_key = "sk_test_bench_not_a_real_key"
+publishable_key = "pk_test_bench_not_a_real_key"
+webhook_secrets = ["{stripe_secret}"]
+api_base = "http://127.0.0.1:9"
+"""
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """One pending payment, as the callback generator needs it."""
+
+    payment_id: str
+    reference: str  # vnp_TxnRef, or the PaymentIntent id
+    token: str  # the payment's gateway_token (its idempotency key at the gateway)
+    dossier_code: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    gateway: str
+    endpoint: str  # label in the report
+    reply: str  # how the load generator tells the success reply: "rspcode" (VNPay) or "status" (Stripe)
+
+
+PHASES = (
+    Phase("vnpay", "VNPay IPN (GET, signed query)", "rspcode"),
+    Phase("stripe", "Stripe webhook (POST, signed)", "status"),
+)
+
+
+# --- the load generator: bench.payments_create's, sending whole precomputed requests ------------------------------
+def _as_is(_spec: dict[str, Any], request: str | None, _idempotency_key: str | None) -> bytes:
+    """Stands in for ``payments_create._render``: each "body" of the spec is already a whole HTTP request."""
+    assert request is not None
+    return request.encode("latin-1")
+
+
+class _VNPayReplyConnection(pc.HttpConnection):
+    """A 200 that is not ``{"RspCode": "00"}`` is VNPay's refusal: it is labelled, so that it counts as an error."""
+
+    async def request(self, raw: bytes) -> tuple[Any, bytes]:
+        status, body = await super().request(raw)
+        if status != 200:
+            return status, body
+        try:
+            code = json.loads(body).get("RspCode")
+        except (ValueError, AttributeError):
+            code = None
+        return (200, body) if code == "00" else (f"200 RspCode={code}", body)
+
+
+def loadgen_main(reply: str) -> None:
+    """``--loadgen``: ``payments_create.loadgen_main`` (spec on stdin, JSON on stdout) with requests sent as is.
+
+    Its ``_drive`` renders each request from one method, path and header set; a callback differs per request in its
+    path (VNPay's signed query) or in a header (Stripe-Signature), so the requests are rendered here beforehand."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(pc, "_render", _as_is))
+        if reply == "rspcode":
+            stack.enter_context(mock.patch.object(pc, "HttpConnection", _VNPayReplyConnection))
+        pc.loadgen_main()
+
+
+def run_load(spec: dict[str, Any], reply: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.callbacks", "--loadgen", "--reply", reply],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=pc.ROOT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"load generator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+# --- seed -----------------------------------------------------------------------------------------------------------
+def write_gateways_file(path: Path, agency: str) -> None:
+    path.write_text(
+        GATEWAYS_TOML.format(
+            agency=agency, tmn=VNPAY_TMN_CODE, vnpay_secret=VNPAY_HASH_SECRET, stripe_secret=STRIPE_WEBHOOK_SECRET
+        )
+    )
+
+
+def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[Seeded]]]:
+    """Migrate, then seed the demo agency (VNPay and Stripe enabled) and ``count`` pending payments per gateway,
+    each with its own unpaid dossier and the gateway reference its adapter would have returned."""
+    from sqlmodel import select
+
+    from payments.agency.demo import DEMO_AGENCY, seed_demo
+    from payments.agency.models import Agency, FeeScheduleLine, Procedure
+    from payments.core.config import Settings
+    from payments.core.context import build_context
+    from payments.migrate import upgrade
+
+    with pc.environment(env):
+        settings = Settings()
+    upgrade(settings.effective_database_url)
+    ctx = build_context(settings)
+    seeded: dict[str, list[Seeded]] = {phase.gateway: [] for phase in PHASES}
+    try:
+        with ctx.db.write() as s:
+            demo, _ = seed_demo(s, settings.data_dir)
+            agency = s.get(Agency, demo.agency_id)
+            assert agency is not None
+            agency.payment_methods = sorted({*agency.payment_methods, *seeded})
+            s.add(agency)
+            procedure = s.exec(
+                select(Procedure).where(Procedure.agency_id == agency.id, Procedure.code == pc.PROCEDURE)
+            ).one()
+            schedule = list(s.exec(select(FeeScheduleLine).where(FeeScheduleLine.procedure_id == procedure.id)))
+        for gateway, out in seeded.items():
+            prefix = "CBV" if gateway == "vnpay" else "CBS"
+            for start in range(0, count, SEED_BATCH):
+                with ctx.db.write() as s:
+                    for i in range(start, min(count, start + SEED_BATCH)):
+                        out.append(_pending_payment(s, settings, agency.id, procedure.id, schedule, gateway, prefix, i))
+    finally:
+        ctx.close()
+    return DEMO_AGENCY, seeded
+
+
+def _pending_payment(
+    s: Session,
+    settings: Settings,
+    agency_id: str,
+    procedure_id: str,
+    schedule: list[FeeScheduleLine],
+    gateway: str,
+    prefix: str,
+    i: int,
+) -> Seeded:
+    """An unpaid dossier (fee lines computed by the service) and its payment as ``start_payment`` leaves it: pending,
+    with the gateway's reference and its two events. Rows are only added; the transaction flushes them in bulk."""
+    from datetime import timedelta
+
+    from adapters.vnpay import SANDBOX_PAY_URL, txn_ref
+    from payments.core.types import new_id, utcnow
+    from payments.dossier.models import Dossier
+    from payments.dossier.service import compute_lines
+    from payments.payment.models import Payment, PaymentEvent
+    from payments.payment.states import PaymentStatus
+
+    code = f"{prefix}-{i:07d}"
+    lines = compute_lines(schedule, {})
+    dossier = Dossier(
+        agency_id=agency_id,
+        code=code,
+        procedure_id=procedure_id,
+        payer_name="Nguyễn Văn An",
+        payer_email="an@example.com",
+        total_amount=sum(line.amount for line in lines),
+        pay_token=secrets.token_urlsafe(24),
+    )
+    s.add(dossier)
+    for line in lines:
+        line.dossier_id = dossier.id
+        s.add(line)
+    now = utcnow()
+    token = new_id("gtk")
+    if gateway == "vnpay":
+        reference = txn_ref(token, now)
+        next_url = f"{SANDBOX_PAY_URL}?vnp_TxnRef={reference}"
+    else:
+        reference = f"pi_{secrets.token_hex(12)}"
+        next_url = f"{settings.public_url}/pay/card/{reference}"
+    payment = Payment(
+        agency_id=agency_id,
+        dossier_id=dossier.id,
+        gateway=gateway,
+        amount=dossier.total_amount,
+        status=PaymentStatus.pending,
+        gateway_token=token,
+        gateway_reference=reference,
+        next_url=next_url,
+        return_url=pc.RETURN_URL,
+        description=f"Le phi ho so {code}",
+        expires_at=now + timedelta(seconds=settings.payment_expiry_seconds),
+        created_at=now,
+        updated_at=now,
+    )
+    s.add(payment)
+    for kind, before, after in (
+        ("payment.created", None, PaymentStatus.created),
+        ("gateway.started", PaymentStatus.created, PaymentStatus.pending),
+    ):
+        s.add(
+            PaymentEvent(
+                payment_id=payment.id,
+                kind=kind,
+                from_status=before.value if before else None,
+                to_status=after.value,
+                actor="bench",
+                gateway_reference=reference if before else None,
+                amount=payment.amount,
+                created_at=now,
+            )
+        )
+    return Seeded(payment.id, reference, token, code, payment.amount)
+
+
+# --- the callbacks, built and signed before the phase -------------------------------------------------------------
+def _http(method: str, target: str, host: str, headers: dict[str, str], body: str = "") -> str:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
+    if body:
+        lines.append(f"Content-Length: {len(body.encode())}")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+def vnpay_requests(host: str, agency: str, payments: list[Seeded]) -> list[str]:
+    """One IPN per payment, as VNPay sends it (API 2.1.0): a GET with the signed ``vnp_*`` query."""
+    from adapters.vnpay import ascii_text, sign_params, vnpay_time
+    from payments.core.types import utcnow
+
+    pay_date = vnpay_time(utcnow())
+    out = []
+    for i, p in enumerate(payments):
+        params = {
+            "vnp_Amount": str(p.amount * 100),
+            "vnp_BankCode": "NCB",
+            "vnp_BankTranNo": f"VNP{14_000_000 + i}",
+            "vnp_CardType": "ATM",
+            "vnp_OrderInfo": ascii_text(f"Le phi ho so {p.dossier_code}"),
+            "vnp_PayDate": pay_date,
+            "vnp_ResponseCode": "00",
+            "vnp_TmnCode": VNPAY_TMN_CODE,
+            "vnp_TransactionNo": str(14_000_000 + i),
+            "vnp_TransactionStatus": "00",
+            "vnp_TxnRef": p.reference,
+        }
+        params["vnp_SecureHash"] = sign_params(params, VNPAY_HASH_SECRET)
+        target = f"/v1/gateways/vnpay/callback/{agency}?{urlencode(params)}"
+        out.append(_http("GET", target, host, {"User-Agent": "lephi-bench (VNPay IPN)"}))
+    return out
+
+
+def stripe_event(p: Seeded, created: int) -> dict[str, Any]:
+    """A ``payment_intent.succeeded`` event shaped like Stripe's (API 2024-06-20), about 2.5 KB pretty-printed."""
+    intent = {
+        "id": p.reference,
+        "object": "payment_intent",
+        "amount": p.amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": p.amount,
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic",
+        "client_secret": f"{p.reference}_secret_{secrets.token_hex(12)}",
+        "confirmation_method": "automatic",
+        "created": created - 90,
+        "currency": "vnd",
+        "customer": None,
+        "description": f"Le phi ho so {p.dossier_code}",
+        "invoice": None,
+        "last_payment_error": None,
+        "latest_charge": f"ch_{secrets.token_hex(12)}",
+        "livemode": False,
+        "metadata": {"merchant_reference": p.payment_id},
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": f"pm_{secrets.token_hex(12)}",
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {
+                "installments": None,
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
+        },
+        "payment_method_types": ["card"],
+        "processing": None,
+        "receipt_email": None,
+        "review": None,
+        "setup_future_usage": None,
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "succeeded",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+    return {
+        "id": f"evt_{secrets.token_hex(12)}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "data": {"object": intent},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{secrets.token_hex(7)}", "idempotency_key": p.token},
+        "type": "payment_intent.succeeded",
+    }
+
+
+def stripe_requests(host: str, agency: str, payments: list[Seeded]) -> tuple[list[str], int]:
+    """One webhook per payment, signed as Stripe signs (``t=...,v1=HMAC-SHA256("{t}.{body}")``) with the current
+    time; returns the requests and that timestamp."""
+    signed_at = int(time.time())
+    key = STRIPE_WEBHOOK_SECRET.encode()
+    headers = {
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        "Accept": "*/*; q=0.5, application/xml",
+        "Cache-Control": "no-cache",
+        "Content-Type": "application/json; charset=utf-8",
+    }
+    out = []
+    for p in payments:
+        body = json.dumps(stripe_event(p, signed_at), indent=2)  # ASCII (ensure_ascii), as the raw request needs
+        mac = hmac.new(key, f"{signed_at}.{body}".encode(), hashlib.sha256).hexdigest()
+        signature = {"Stripe-Signature": f"t={signed_at},v1={mac}"}
+        out.append(_http("POST", f"/v1/gateways/stripe/callback/{agency}", host, {**headers, **signature}, body))
+    return out, signed_at
+
+
+# --- what the database says afterwards ----------------------------------------------------------------------------
+@dataclass
+class Settled:
+    gateway: str
+    seeded: int
+    inbox: dict[str, int]  # outcome -> callbacks recorded
+    payments: dict[str, int]  # status -> payments of this gateway
+
+    @property
+    def consistent(self) -> bool:
+        """Every recorded callback was accepted, and each moved one payment to succeeded."""
+        accepted = self.inbox.get("accepted", 0)
+        return set(self.inbox) <= {"accepted"} and self.payments.get("succeeded", 0) == accepted
+
+
+def read_back(env: dict[str, str], seeded: dict[str, list[Seeded]]) -> list[Settled]:
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from payments.core.config import Settings
+    from payments.core.context import build_context
+    from payments.payment.models import GatewayInbox, Payment
+
+    with pc.environment(env):
+        settings = Settings()
+    ctx = build_context(settings)
+    out = []
+    try:
+        with ctx.db.read() as s:
+            for gateway, payments in seeded.items():
+                inbox = s.exec(
+                    select(GatewayInbox.outcome, func.count())
+                    .where(GatewayInbox.gateway == gateway)
+                    .group_by(GatewayInbox.outcome)
+                ).all()
+                statuses = s.exec(
+                    select(Payment.status, func.count()).where(Payment.gateway == gateway).group_by(Payment.status)
+                ).all()
+                out.append(Settled(gateway, len(payments), dict(inbox), {str(k): n for k, n in statuses}))
+    finally:
+        ctx.close()
+    return out
+
+
+# --- one database, three phases -------------------------------------------------------------------------------------
+def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> tuple[list[pc.Result], list[Settled]]:
+    from payments.agency.demo import DEMO_AGENCY
+
+    data_dir = workdir / db
+    data_dir.mkdir()
+    port = pc.free_port()
+    with contextlib.ExitStack() as stack:
+        if db == "sqlite":
+            url = f"sqlite:///{(data_dir / 'lephi.db').as_posix()}"
+        else:
+            url = stack.enter_context(pc.postgres_database(args.pg_admin_url))
+        gateways_file = data_dir / "gateways.toml"
+        env = pc.server_env(url, data_dir, port, [f"LEPHI_GATEWAYS_FILE={gateways_file}", *args.env])
+        write_gateways_file(gateways_file, DEMO_AGENCY)
+        started = time.perf_counter()
+        agency, seeded = seed(env, args.payments)
+        print(
+            f"[{db}] seeded {args.payments} pending payments (each with its dossier) per gateway in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        proc = stack.enter_context(pc.server(env, port, data_dir / "server.log", args.app))
+        print(f"[{db}] server pid {proc.pid} on port {port}", flush=True)
+        common = {
+            "host": "127.0.0.1",
+            "port": port,
+            "connections": args.connections,
+            "warmup": args.warmup,
+            "duration": args.duration,
+            "server_pid": proc.pid,
+            "with_postgres": db == "postgres",
+        }
+        bare = {**common, "method": "GET", "path": pc.BARE_PATH, "headers": {}, "expect": 200}
+        results = [pc.summarise(db, f"GET {pc.BARE_PATH}", pc.run_load(bare), 200)]
+        print(f"[{db}] bare: {results[-1].rps:.0f} req/s", flush=True)
+        host = f"127.0.0.1:{port}"
+        for phase in PHASES:
+            started = time.perf_counter()
+            if phase.gateway == "vnpay":
+                requests, signed_at = vnpay_requests(host, agency, seeded["vnpay"]), None
+            else:
+                requests, signed_at = stripe_requests(host, agency, seeded["stripe"])
+            built = time.perf_counter() - started
+            spec = {**common, "method": "-", "path": "-", "headers": {}, "bodies": requests, "expect": 200}
+            results.append(pc.summarise(db, phase.endpoint, run_load(spec, phase.reply), 200))
+            age = f"; signatures {time.time() - signed_at:.0f} s old at the end" if signed_at else ""
+            print(
+                f"[{db}] {phase.gateway}: {results[-1].rps:.0f} req/s ({len(requests)} requests built and signed "
+                f"in {built:.1f} s before the phase{age})",
+                flush=True,
+            )
+        settled = read_back(env, seeded)
+        warnings = [line for line in (data_dir / "server.log").read_text().splitlines() if line.strip()]
+        if warnings:
+            print(f"[{db}] the server logged {len(warnings)} lines at WARNING or above; first: {warnings[0][:300]}")
+    return results, settled
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+def verdicts(results: list[pc.Result], settled: dict[str, list[Settled]]) -> list[str]:
+    out = []
+    for db in dict.fromkeys(r.db for r in results):
+        bare = next(r for r in results if r.db == db and r.endpoint.endswith(pc.BARE_PATH))
+        for phase, check in zip(PHASES, settled[db], strict=True):
+            r = next(r for r in results if r.db == db and r.endpoint == phase.endpoint)
+            ratio = r.rps / bare.rps if bare.rps else float("nan")
+            cpu = ""
+            mine, base = r.server_cpu_ms_per_request, bare.server_cpu_ms_per_request
+            if mine and base:
+                cpu = f"; server CPU {mine:.2f} ms/request vs bare {base:.2f} ms (CPU ratio {base / mine:.2f})"
+            out.append(
+                f"{db} {phase.gateway}: callbacks/bare throughput = {r.rps:.0f}/{bare.rps:.0f} = {ratio:.2f} "
+                f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'}); "
+                f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; errors = {r.errors}{cpu}"
+            )
+            out.append(
+                f"  database: {check.seeded} seeded, inbox {check.inbox or '{}'}, payments {check.payments}: "
+                + ("consistent" if check.consistent else "INCONSISTENT (a callback was not accepted, or not applied)")
+            )
+            if r.errors:
+                out.append(f"  replies {r.statuses}; samples:")
+                out += [f"    {s}" for s in r.error_samples]
+            if r.exhausted:
+                out.append(f"  ran out of seeded payments after {r.seconds:.1f} s; raise --payments")
+        if bare.errors:
+            out.append(f"{db} bare: replies {bare.statuses}")
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.callbacks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (default 15)")
+    p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement (default 3)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+    p.add_argument(
+        "--payments",
+        type=int,
+        default=None,
+        help=f"pending payments to seed per gateway, one per callback (default: {PAYMENTS_PER_SECOND} per second of "
+        "warm-up + duration)",
+    )
+    p.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", pc.DEFAULT_PG_ADMIN_URL),
+        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL)",
+    )
+    p.add_argument("--env", action="append", default=[], metavar="LEPHI_NAME=value", help="extra server setting")
+    p.add_argument("--app", default="bench.server:create", help="ASGI app factory (must keep the bare route)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (SQLite file, server logs)")
+    p.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--reply", choices=["status", "rspcode"], default="status", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.payments is None:
+        args.payments = int(PAYMENTS_PER_SECOND * (args.warmup + args.duration))
+    budget = STRIPE_TOLERANCE_SECONDS - STRIPE_MARGIN_SECONDS
+    if not args.loadgen and args.warmup + args.duration > budget:
+        p.error(f"--warmup + --duration may not exceed {budget} s: Stripe refuses signatures older than 300 s")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.loadgen:
+        loadgen_main(args.reply)
+        return 0
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if "postgres" in dbs:
+        pc.check_postgres(args.pg_admin_url)
+    print(pc.machine_notes())
+    print(
+        f"method: one uvicorn process, {args.connections} keep-alive connections from a separate load-generator "
+        f"process, {args.warmup:g} s warm-up then {args.duration:g} s measured per phase (bare, VNPay IPN, Stripe "
+        f"webhook); {args.payments} pending payments per gateway"
+        + (f"; settings {' '.join(args.env)}" if args.env else ""),
+        flush=True,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="lephi-bench-callbacks-"))
+    results: list[pc.Result] = []
+    settled: dict[str, list[Settled]] = {}
+    try:
+        for db in dbs:
+            db_results, settled[db] = bench_database(db, args, workdir)
+            results += db_results
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(pc.table(results))
+    print()
+    for line in verdicts(results, settled):
+        print(line)
+    print(pc.machine_notes())
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "results": [
+                        {**asdict(r), "server_cpu_ms_per_request": r.server_cpu_ms_per_request} for r in results
+                    ],
+                    "database": {db: [asdict(c) for c in checks] for db, checks in settled.items()},
+                },
+                indent=2,
+            )
+        )
+    inconsistent = any(not c.consistent for checks in settled.values() for c in checks)
+    return 1 if inconsistent or any(r.errors or r.exhausted for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
