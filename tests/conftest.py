@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,4 +196,20 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     yield LiveServer(url, context, raw)
     server.should_exit = True
     thread.join(10)
+    context.close()
+
+
+@contextmanager
+def agency_api(database_url: str, tmp_path: Path, code: str, methods: list[str], gateways: str) -> Iterator[Api]:
+    """A client of one agency whose gateway accounts come from the given gateways file text."""
+    path = tmp_path / "gateways.toml"
+    path.write_text(gateways)
+    settings = make_settings(database_url, tmp_path, gateways_file=path)
+    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    with context.db.write() as s:
+        agency = seed_agency(s, code, methods=methods)
+        _, key = create_key(s, code, "test", ALL_SCOPES)
+    # The adapters keep their own HTTP clients, so respx can stand in for the gateways' servers.
+    with TestClient(create_app(settings, context), raise_server_exceptions=False) as client:
+        yield Api(client, context, key, agency.id, code)
     context.close()

@@ -11,15 +11,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from adapters.registry import ENTRY_POINT_GROUP, discover
-from payments.app import create_app
-from payments.auth.service import create_key
-from payments.core.context import build_context
-from payments.core.db import Database, make_engine
-from tests.conftest import ALL_SCOPES, Api, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.conftest import Api, agency_api
+from tests.factories import dossier_body, payment_body
 
 SECRET = "acme-merchant-secret"
 
@@ -31,16 +26,9 @@ def test_the_installed_package_is_discovered() -> None:
 
 @pytest.fixture
 def acme_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    path = tmp_path / "gateways.toml"
-    path.write_text(f'[agencies."AGC-X".acme]\nsecret = "{SECRET}"\n')
-    settings = make_settings(database_url, tmp_path, gateways_file=path)
-    ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
-    with ctx.db.write() as s:
-        agency = seed_agency(s, "AGC-X", methods=["acme"])
-        _, key = create_key(s, "AGC-X", "test", ALL_SCOPES)
-    with TestClient(create_app(settings, ctx), raise_server_exceptions=False) as client:
-        yield Api(client, ctx, key, agency.id, "AGC-X")
-    ctx.close()
+    gateways = f'[agencies."AGC-X".acme]\nsecret = "{SECRET}"\n'
+    with agency_api(database_url, tmp_path, "AGC-X", ["acme"], gateways) as api:
+        yield api
 
 
 def test_a_payment_through_the_third_party_adapter(acme_api: Api) -> None:

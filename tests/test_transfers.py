@@ -10,19 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import select
 
 from adapters.sandbox import sign
 from adapters.vietqr import SIGNATURE_HEADER, parse_payload
-from payments.app import create_app
-from payments.auth.service import create_key
-from payments.core.context import build_context
-from payments.core.db import Database, make_engine
 from payments.transfer.models import BankCredit
-from tests.conftest import ALL_SCOPES, Api, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.conftest import Api, agency_api
+from tests.factories import dossier_body, payment_body
 
 NOTIFY_SECRET = "bank-notification-secret-0123456789"
 GATEWAYS = f"""
@@ -37,17 +32,8 @@ notification_secret = "{NOTIFY_SECRET}"
 
 @pytest.fixture
 def qr_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    path = tmp_path / "gateways.toml"
-    path.write_text(GATEWAYS)
-    settings = make_settings(database_url, tmp_path, gateways_file=path)
-    ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
-    with ctx.db.write() as s:
-        agency = seed_agency(s, "AGC-Q", methods=["vietqr", "sandbox"])
-        _, key = create_key(s, "AGC-Q", "test", ALL_SCOPES)
-    with TestClient(create_app(settings, ctx), raise_server_exceptions=False) as client:
-        ctx.http = client
-        yield Api(client, ctx, key, agency.id, "AGC-Q")
-    ctx.close()
+    with agency_api(database_url, tmp_path, "AGC-Q", ["vietqr", "sandbox"], GATEWAYS) as api:
+        yield api
 
 
 def _start(api: Api) -> dict[str, Any]:

@@ -12,15 +12,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from fastapi.testclient import TestClient
 
 from adapters.vnpay import sign_params
-from payments.app import create_app
-from payments.auth.service import create_key
-from payments.core.context import build_context
-from payments.core.db import Database, make_engine
-from tests.conftest import ALL_SCOPES, Api, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.conftest import Api, agency_api
+from tests.factories import dossier_body, payment_body
 
 VNP_SECRET = "vnpay-hash-secret-0123456789"
 MOMO_SECRET = "K951B6PE1waDMi640xX08PD3vg6EkVlz"
@@ -38,16 +33,8 @@ endpoint = "https://momo.test"
 
 @pytest.fixture
 def wallet_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    path = tmp_path / "gateways.toml"
-    path.write_text(GATEWAYS)
-    settings = make_settings(database_url, tmp_path, gateways_file=path)
-    ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
-    with ctx.db.write() as s:
-        agency = seed_agency(s, "AGC-W", methods=["vnpay", "momo"])
-        _, key = create_key(s, "AGC-W", "test", ALL_SCOPES)
-    with TestClient(create_app(settings, ctx), raise_server_exceptions=False) as client:
-        yield Api(client, ctx, key, agency.id, "AGC-W")
-    ctx.close()
+    with agency_api(database_url, tmp_path, "AGC-W", ["vnpay", "momo"], GATEWAYS) as api:
+        yield api
 
 
 def _vnpay_payment(api: Api) -> tuple[dict[str, Any], dict[str, str]]:
