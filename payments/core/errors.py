@@ -117,13 +117,5 @@ class GatewayUnavailable(LephiError):
     transient = True
 
 
-class GatewayDeclined(LephiError):
-    status, code, title = 402, "gateway_declined", "The payment gateway declined the request"
-
-
-class CallbackRejected(LephiError):
-    status, code, title = 400, "callback_rejected", "The gateway callback was rejected"
-
-
 class UnknownGateway(NotFound):
     code, title = "unknown_gateway", "No such payment gateway"

@@ -236,16 +236,6 @@ class PaymentCreation:
         )
 
 
-def create_payment(
-    ctx: AppContext, principal: Principal, data: PaymentIn, claim: Claim | None, actor: str
-) -> PaymentOut:
-    """Create and start a payment outside an Idempotency-Key (the key's own path is PaymentCreation)."""
-    creation = PaymentCreation(ctx, principal, data, actor)
-    with ctx.db.write() as s:
-        creation.prepare(s, claim)
-    return creation.run(claim)
-
-
 def _insert_payment(s: Session, ctx: AppContext, principal: Principal, data: PaymentIn, actor: str) -> Payment:
     dossier = find_dossier(s, principal.agency_id, data.dossier_code)
     if dossier.status is not DossierStatus.unpaid:
