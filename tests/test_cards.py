@@ -12,15 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from payments.app import create_app
-from payments.auth.service import create_key
-from payments.core.context import build_context
-from payments.core.db import Database, make_engine
 from tests.adapters.localstripe_server import LocalStripe, run_localstripe
-from tests.conftest import ALL_SCOPES, Api, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.conftest import Api, agency_api
+from tests.factories import dossier_body, payment_body
 
 VISA_OK, DECLINED, THREE_DS = "4242424242424242", "4000000000000341", "4000002500003155"
 
@@ -33,8 +28,7 @@ def localstripe() -> Iterator[LocalStripe]:
 
 @pytest.fixture
 def card_api(database_url: str, tmp_path: Path, localstripe: LocalStripe) -> Iterator[Api]:
-    path = tmp_path / "gateways.toml"
-    path.write_text(f"""
+    gateways = f"""
 [agencies."AGC-C".stripe]
 secret_key = "{localstripe.secret_key}"
 publishable_key = "{localstripe.publishable_key}"
@@ -42,15 +36,9 @@ webhook_secrets = ["whsec_test_0123456789"]
 api_base = "{localstripe.url}"
 js_url = "{localstripe.js_url}"
 send_description = false
-""")
-    settings = make_settings(database_url, tmp_path, gateways_file=path)
-    ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
-    with ctx.db.write() as s:
-        agency = seed_agency(s, "AGC-C", methods=["stripe"])
-        _, key = create_key(s, "AGC-C", "test", ALL_SCOPES)
-    with TestClient(create_app(settings, ctx), raise_server_exceptions=False) as client:
-        yield Api(client, ctx, key, agency.id, "AGC-C")
-    ctx.close()
+"""
+    with agency_api(database_url, tmp_path, "AGC-C", ["stripe"], gateways) as api:
+        yield api
 
 
 def _payment_method(ls: LocalStripe, number: str) -> str:

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import HTMLResponse
-from sqlmodel import select
 
 from adapters.base import GatewayDeclinedError, GatewayTechnicalError
 from adapters.stripe import StripeGateway
@@ -16,7 +15,7 @@ from payments.auth.deps import CtxDep
 from payments.core.errors import GatewayUnavailable, NotFound, ValidationFailed
 from payments.pages.render import render
 from payments.payment.models import Payment
-from payments.payment.service import settle_by_query
+from payments.payment.service import payment_by_reference, settle_by_query
 from payments.payment.states import LIVE
 
 router = APIRouter(include_in_schema=False)
@@ -24,9 +23,7 @@ router = APIRouter(include_in_schema=False)
 
 def _card(ctx: CtxDep, reference: str) -> tuple[Payment, StripeGateway]:
     with ctx.db.read() as s:
-        payment = s.exec(
-            select(Payment).where(Payment.gateway == "stripe", Payment.gateway_reference == reference)
-        ).first()
+        payment = payment_by_reference(s, "stripe", reference)
     if payment is None:
         raise NotFound("no card payment with this reference")
     gateway = ctx.gateway("stripe", payment.agency_id)

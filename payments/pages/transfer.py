@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import select
 
 from adapters.vietqr import VietQRGateway, render_png, render_svg
 from payments.auth.deps import CtxDep
 from payments.core.errors import NotFound
 from payments.pages.render import render
 from payments.payment.models import Payment
+from payments.payment.service import payment_by_reference
 from payments.payment.states import LIVE, PAID
 
 router = APIRouter(include_in_schema=False)
@@ -18,9 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 def _qr(ctx: CtxDep, reference: str) -> tuple[Payment, VietQRGateway, str]:
     with ctx.db.read() as s:
-        payment = s.exec(
-            select(Payment).where(Payment.gateway == "vietqr", Payment.gateway_reference == reference)
-        ).first()
+        payment = payment_by_reference(s, "vietqr", reference)
     if payment is None:
         raise NotFound("no transfer request with this reference")
     gateway = ctx.gateway("vietqr", payment.agency_id)

@@ -451,6 +451,11 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     return out
 
 
+def payment_by_reference(s: Session, gateway: str, reference: str) -> Payment | None:
+    """The payment a gateway knows by its own reference (unique per gateway)."""
+    return s.exec(select(Payment).where(Payment.gateway == gateway, Payment.gateway_reference == reference)).first()
+
+
 class _DuplicateEvent(Exception):
     """This gateway event id is already in the inbox."""
 
@@ -460,9 +465,7 @@ def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency
     reference; a payment of another agency than the callback's account is not it."""
     payment = s.get(Payment, event.merchant_reference) if event.merchant_reference else None
     if not event.merchant_reference and event.gateway_reference:
-        payment = s.exec(
-            select(Payment).where(Payment.gateway == gateway, Payment.gateway_reference == event.gateway_reference)
-        ).first()
+        payment = payment_by_reference(s, gateway, event.gateway_reference)
     if payment is None or payment.gateway != gateway:
         return None
     if agency_code is not None:
