@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     signing_dir: Path | None = None
     signing_password: str | None = None
     receipt_series: str = Field(default="K26TLP", pattern=r"^[CK]\d{2}[TDLMNBGH][A-Z]{2}$")
+    # Public receipt lookup by lookup code (no API key): requests per minute per client address.
+    lookup_rate_per_minute: int = Field(default=20, ge=1)
+
+    # Transmission to the tax authority through a licensed T-VAN provider's file-drop folder (docs/receipts.md):
+    # messages are written to ``<tax_drop_dir>/outgoing``, the provider's agent writes replies to ``.../replies``.
+    tax_transmission: bool = True
+    tax_drop_dir: Path | None = None
+    # MNGui: the sender code the T-VAN provider assigned (defaults to "V" + the provider tax code).
+    tax_sender_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,14}$")
+
+    # Signed notifications to client systems (Standard Webhooks): per-attempt timeout and the retry schedule.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_schedule_seconds: list[int] = Field(default=[5, 30, 300, 1800, 7200, 21600, 86400])
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -79,6 +92,14 @@ class Settings(BaseSettings):
         if self.sandbox_enabled is None:
             return self.env is not Environment.production
         return self.sandbox_enabled
+
+    @property
+    def effective_tax_drop_dir(self) -> Path:
+        return self.tax_drop_dir or self.data_dir / "tax-drop"
+
+    @property
+    def effective_tax_sender_code(self) -> str:
+        return self.tax_sender_code or f"V{self.provider_tax_code}"
 
     @property
     def effective_database_url(self) -> str:
