@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
+from invoices.jobs import signers
 from invoices.keys import registered_certificates
 from invoices.models import Document, DocumentPurpose
+from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.verify import InvalidDocument, verify
-from payments.auth.deps import CtxDep, require
+from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
+from payments.core.context import AppContext
 from payments.core.errors import NotFound, ValidationFailed
 from payments.core.logging import get_logger
-from payments.core.responses import problems
+from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.schemas import StrictModel
+from payments.idempotency.service import Claim, fingerprint
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/receipts", tags=["receipts"])
 Reader = Annotated[Principal, Depends(require(Scope.payments_read))]
+Staff = Annotated[Principal, Depends(require(Scope.receipts_write))]
 
 
 class ReceiptOut(BaseModel):
@@ -35,8 +41,27 @@ class ReceiptOut(BaseModel):
     symbol: str
     issue_date: date
     total: int
+    related_document_id: str | None
+    refund_id: str | None
+    reason: str | None
     lookup_code: str
+    lookup_url: str
     xml_url: str
+    pdf_url: str
+    html_url: str
+
+
+class PayerChanges(StrictModel):
+    name: str | None = Field(default=None, min_length=1, max_length=400)
+    tax_code: str | None = Field(default=None, max_length=14)
+    address: str | None = Field(default=None, min_length=1, max_length=400)
+    email: str | None = Field(default=None, max_length=50)
+    phone: str | None = Field(default=None, max_length=20)
+
+
+class ReplacementIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=255, examples=["Sai tên người nộp"])
+    payer: PayerChanges
 
 
 class VerificationOut(BaseModel):
@@ -51,7 +76,7 @@ class VerificationOut(BaseModel):
     issued_here: bool
 
 
-def _out(doc: Document) -> ReceiptOut:
+def _out(ctx: AppContext, doc: Document) -> ReceiptOut:
     return ReceiptOut(
         id=doc.id,
         payment_id=doc.payment_id,
@@ -62,8 +87,14 @@ def _out(doc: Document) -> ReceiptOut:
         symbol=f"{doc.template}{doc.series}",
         issue_date=doc.issue_date,
         total=doc.total,
+        related_document_id=doc.related_document_id,
+        refund_id=doc.refund_id,
+        reason=doc.reason,
         lookup_code=doc.lookup_code,
+        lookup_url=lookup_url(ctx, doc.lookup_code),
         xml_url=f"/v1/receipts/{doc.id}.xml",
+        pdf_url=f"/v1/receipts/{doc.id}.pdf",
+        html_url=f"/v1/receipts/{doc.id}.html",
     )
 
 
@@ -85,7 +116,7 @@ def get_receipts(
             .where(Document.agency_id == principal.agency_id, Document.payment_id == payment_id)
             .order_by(col(Document.created_at))
         )
-        return [_out(d) for d in rows]
+        return [_out(ctx, d) for d in rows]
 
 
 @router.get("/{document_id}.xml", response_class=Response, responses={200: {"content": {"application/xml": {}}}})
@@ -100,11 +131,37 @@ def get_receipt_xml(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
     )
 
 
+@router.get("/{document_id}.pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+def get_receipt_pdf(document_id: str, ctx: CtxDep, principal: Reader) -> Response:
+    """A PDF copy of the document for printing (Vietnamese, embedded font, QR code to the public lookup page). The
+    signed XML is the legal original."""
+    from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
+
+    with ctx.db.read() as s:
+        doc = _get(s, principal.agency_id, document_id)
+    pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code)
+    name = f"{doc.template}{doc.series}-{doc.number:08d}.pdf"
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+
+@router.get("/{document_id}.html", response_class=HTMLResponse)
+def get_receipt_html(
+    document_id: str, ctx: CtxDep, principal: Reader, lang: Annotated[Literal["vi", "en"], Query()] = "vi"
+) -> HTMLResponse:
+    """The document as a web page, from the same template as the PDF."""
+    from invoices.render import render_html
+
+    with ctx.db.read() as s:
+        doc = _get(s, principal.agency_id, document_id)
+    html = render_html(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, lang=lang)
+    return HTMLResponse(html)
+
+
 @router.get("/{document_id}", response_model=ReceiptOut, responses=problems(401, 403, 404))
 def get_receipt(document_id: str, ctx: CtxDep, principal: Reader) -> ReceiptOut:
     """One issued document's metadata."""
     with ctx.db.read() as s:
-        return _out(_get(s, principal.agency_id, document_id))
+        return _out(ctx, _get(s, principal.agency_id, document_id))
 
 
 @router.post(
@@ -138,3 +195,34 @@ async def post_verify(request: Request, ctx: CtxDep, principal: Reader) -> Verif
         total=result.total,
         issued_here=stored is not None and stored.xml == body,
     )
+
+
+@router.post(
+    "/{document_id}/replace",
+    response_model=ReceiptOut,
+    status_code=201,
+    responses=problems(400, 401, 403, 404, 409, 413, 422),
+)
+def post_replace(
+    document_id: str, data: ReplacementIn, ctx: CtxDep, principal: Staff, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Replace an issued receipt whose payer details are wrong (TCHDon 1): a new signed document with a new number
+    that names the replaced one. The amounts come from the dossier and cannot change; a refund is an adjustment."""
+    changes = BuyerChanges(**data.payer.model_dump())
+    if changes == BuyerChanges():
+        raise ValidationFailed("nothing to correct: give at least one payer field")
+
+    answer: dict[str, tuple[int, dict[str, object]]] = {}
+
+    def prepare(s: Session, claim: Claim) -> None:
+        row = replace_document(
+            s, ctx, signers(ctx), principal.agency_id, document_id, changes, data.reason, actor_of(principal)
+        )
+        answer["out"] = (201, _out(ctx, row).model_dump(mode="json"))
+        claim.finish(s, *answer["out"])
+
+    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
+        return answer["out"]  # prepare always runs: the claim, the change and the answer commit together
+
+    fp = fingerprint("POST", f"/v1/receipts/{document_id}/replace", data.model_dump(mode="json"))
+    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from invoices.keys import SignerStore
-from invoices.service import issue_receipt
+from invoices.service import OriginalNotIssued, issue_adjustment, issue_receipt
 from payments.core.context import AppContext
-from payments.outbox.worker import Handler
+from payments.outbox.worker import Handler, RetryLater
+
+# An adjustment waits this long for the receipt it corrects (issued by an earlier job of the same outbox).
+ADJUSTMENT_WAIT_SECONDS = 30.0
 
 
 def signers(ctx: AppContext) -> SignerStore:
@@ -22,4 +25,11 @@ def issue(ctx: AppContext, payload: dict[str, Any]) -> None:
     issue_receipt(ctx, signers(ctx), str(payload["payment_id"]))
 
 
-HANDLERS: dict[str, Handler] = {"receipt.issue": issue}
+def adjust(ctx: AppContext, payload: dict[str, Any]) -> None:
+    try:
+        issue_adjustment(ctx, signers(ctx), str(payload["refund_id"]))
+    except OriginalNotIssued:
+        raise RetryLater(ADJUSTMENT_WAIT_SECONDS) from None
+
+
+HANDLERS: dict[str, Handler] = {"receipt.issue": issue, "receipt.adjust": adjust}

@@ -44,6 +44,14 @@ class Document(SQLModel, table=True):
             sqlite_where=text("purpose = 'original'"),
             postgresql_where=text("purpose = 'original'"),
         ),
+        # A document is replaced at most once; the replacement is then the one to correct.
+        Index(
+            "ux_document_one_replacement",
+            "related_document_id",
+            unique=True,
+            sqlite_where=text("purpose = 'replacement'"),
+            postgresql_where=text("purpose = 'replacement'"),
+        ),
     )
 
     id: str = Field(default_factory=lambda: new_id("doc"), primary_key=True, max_length=40)
@@ -60,4 +68,9 @@ class Document(SQLModel, table=True):
     # The signed XML exactly as issued: the legal original, served byte for byte.
     xml: bytes = Field(sa_type=LargeBinary)
     related_document_id: str | None = Field(default=None, foreign_key="document.id", max_length=40)
+    # The refund an adjustment document records: one adjustment per refund, whatever retries do.
+    refund_id: str | None = Field(default=None, foreign_key="refund.id", unique=True, max_length=40)
+    # Why a correction was issued (TTHDLQuan/GChu) and who asked for it.
+    reason: str | None = Field(default=None, max_length=255)
+    created_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,32 +1,57 @@
-"""Issuing the e-receipt of a succeeded payment: exactly one original document per payment, numbered without gaps
-and signed in the transaction that stores it (a signing failure rolls the number back for the next document)."""
+"""Issuing documents: the e-receipt of a succeeded payment, the adjustment that records a refund, and a replacement
+asked for by staff. Each is numbered without gaps and signed in the transaction that stores it (a signing failure
+rolls the number back for the next document), and each is queued for the client systems in that same transaction.
+
+Exactly-once rules, enforced by unique indexes rather than by checks alone: one original per payment, one adjustment
+per refund, one replacement per replaced document.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
-from invoices.model import Buyer, Document, Seller, lines_from_dossier
+from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
 from invoices.models import Document as DocumentRow
 from invoices.models import DocumentPurpose
 from invoices.numbering import series_for_year, take_number
 from invoices.validate import validate
+from invoices.verify import parse_xml
 from invoices.xml import build_xml
 from payments.agency.models import Agency
 from payments.core.context import AppContext
+from payments.core.errors import Conflict, NotFound, ValidationFailed
 from payments.core.logging import get_logger
 from payments.dossier.models import Dossier, DossierFeeLine
-from payments.payment.models import Payment
+from payments.payment.models import Payment, Refund, RefundStatus
 from payments.payment.states import PAID
+from payments.webhooks.service import emit
 
 log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
 METHOD_TEXT = {"stripe": "Thẻ", "vietqr": "CK", "vnpay": "CK", "momo": "Ví điện tử", "sandbox": "CK"}
+CURRENT_PURPOSES = (DocumentPurpose.original, DocumentPurpose.replacement)
+
+
+class OriginalNotIssued(RuntimeError):
+    """An adjustment waits for the document it corrects; the outbox runs the job again later."""
+
+
+class DocumentReplaced(Conflict):
+    code, title = "document_replaced", "The document has been replaced; correct its replacement instead"
+
+
+class DocumentAdjusted(Conflict):
+    code, title = "document_adjusted", "The document has adjustments and can no longer be replaced"
 
 
 def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: datetime | None = None) -> str | None:
@@ -39,13 +64,125 @@ def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: d
             payment = s.get(Payment, payment_id)
             if payment is None or payment.status not in PAID:
                 return None
-            row = _issue(s, ctx, signers, payment, now or datetime.now(UTC))
-            log.info("receipt.issued", document_id=row.id, payment_id=payment_id, series=row.series, number=row.number)
+            fees, services = _dossier_lines(s, payment.dossier_id)
+            dossier = s.get(Dossier, payment.dossier_id)
+            assert dossier is not None
+            content = _Content(Buyer.from_dossier(dossier), fees, services)
+            row = _issue(s, ctx, signers, payment, content, DocumentPurpose.original, now or datetime.now(UTC))
             return row.id
     except IntegrityError:
         # Another worker issued it first (PostgreSQL); its document stands and our number went back with the rollback.
         with ctx.db.read() as s:
             return _original(s, payment_id)
+
+
+def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now: datetime | None = None) -> str | None:
+    """Issue the adjustment document (TCHDon 2, negative amounts) that records a succeeded refund."""
+    try:
+        with ctx.db.write() as s:
+            existing = s.exec(select(DocumentRow.id).where(DocumentRow.refund_id == refund_id)).first()
+            if existing is not None:
+                return existing
+            refund = s.get(Refund, refund_id)
+            if refund is None or refund.status is not RefundStatus.succeeded:
+                return None
+            payment = s.get(Payment, refund.payment_id)
+            assert payment is not None
+            current = _current(s, payment.id)
+            if current is None:
+                raise OriginalNotIssued(f"payment {payment.id} has no receipt yet to adjust")
+            earlier = s.exec(
+                select(DocumentRow.total).where(
+                    DocumentRow.payment_id == payment.id, DocumentRow.purpose == DocumentPurpose.adjustment
+                )
+            ).all()
+            fees, services = _dossier_lines(s, payment.dossier_id)
+            fees, services = _decrease(fees, services, already=-sum(earlier), amount=refund.amount)
+            content = _Content(
+                _buyer_of(current.xml),
+                fees,
+                services,
+                related=current,
+                reason=f"Điều chỉnh giảm do hoàn tiền {refund.id}",
+            )
+            row = _issue(
+                s,
+                ctx,
+                signers,
+                payment,
+                content,
+                DocumentPurpose.adjustment,
+                now or datetime.now(UTC),
+                refund_id=refund.id,
+                created_by=refund.created_by,
+            )
+            return row.id
+    except IntegrityError:
+        with ctx.db.read() as s:
+            return s.exec(select(DocumentRow.id).where(DocumentRow.refund_id == refund_id)).first()
+
+
+@dataclass(frozen=True)
+class BuyerChanges:
+    """What a replacement corrects: the payer's details. Amounts come from the dossier and cannot change here."""
+
+    name: str | None = None
+    tax_code: str | None = None
+    address: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+def replace_document(
+    s: Session,
+    ctx: AppContext,
+    signers: SignerStore,
+    agency_id: str,
+    document_id: str,
+    changes: BuyerChanges,
+    reason: str,
+    actor: str,
+    now: datetime | None = None,
+) -> DocumentRow:
+    """Issue a replacement (TCHDon 1) of the payment's current document, in the caller's transaction."""
+    replaced = s.get(DocumentRow, document_id)
+    if replaced is None or replaced.agency_id != agency_id:
+        raise NotFound(f"no receipt {document_id!r}")
+    if replaced.purpose is DocumentPurpose.adjustment:
+        raise Conflict("an adjustment document is not replaced; issue a replacement of the receipt it adjusts")
+    current = _current(s, replaced.payment_id)
+    if current is None or current.id != replaced.id:
+        raise DocumentReplaced(f"receipt {document_id} has been replaced by {current.id if current else '?'}")
+    adjusted = s.exec(
+        select(DocumentRow.id).where(
+            DocumentRow.payment_id == replaced.payment_id, DocumentRow.purpose == DocumentPurpose.adjustment
+        )
+    ).first()
+    if adjusted is not None:
+        raise DocumentAdjusted(f"receipt {document_id} has adjustments; a replacement would not carry them")
+    payment = s.get(Payment, replaced.payment_id)
+    assert payment is not None
+    old = _buyer_of(replaced.xml)
+    updates = {k: v for k, v in vars(changes).items() if v is not None}
+    try:
+        buyer = Buyer.model_validate({**old.model_dump(), **updates})
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValidationFailed(f"the corrected payer details are not valid: {problems}") from None
+    fees, services = _dossier_lines(s, payment.dossier_id)
+    content = _Content(buyer, fees, services, related=replaced, reason=reason)
+    return _issue(
+        s, ctx, signers, payment, content, DocumentPurpose.replacement, now or datetime.now(UTC), created_by=actor
+    )
+
+
+@dataclass(frozen=True)
+class _Content:
+    buyer: Buyer
+    fees: tuple[FeeLine, ...]
+    services: tuple[ServiceLine, ...]
+    related: DocumentRow | None = None
+    reason: str | None = None
 
 
 def _original(s: Session, payment_id: str) -> str | None:
@@ -56,16 +193,107 @@ def _original(s: Session, payment_id: str) -> str | None:
     ).first()
 
 
-def _issue(s: Session, ctx: AppContext, signers: SignerStore, payment: Payment, now: datetime) -> DocumentRow:
+def _current(s: Session, payment_id: str) -> DocumentRow | None:
+    """The document in force for a payment: the original, or the last replacement in its chain."""
+    rows = s.exec(
+        select(DocumentRow)
+        .where(DocumentRow.payment_id == payment_id, col(DocumentRow.purpose).in_(CURRENT_PURPOSES))
+        .order_by(col(DocumentRow.created_at), col(DocumentRow.year), col(DocumentRow.number))
+    ).all()
+    replaced = {row.related_document_id for row in rows if row.purpose is DocumentPurpose.replacement}
+    live = [row for row in rows if row.id not in replaced]
+    return live[-1] if live else None
+
+
+def _dossier_lines(s: Session, dossier_id: str) -> tuple[tuple[FeeLine, ...], tuple[ServiceLine, ...]]:
+    lines = s.exec(
+        select(DossierFeeLine).where(DossierFeeLine.dossier_id == dossier_id).order_by(col(DossierFeeLine.position))
+    ).all()
+    return lines_from_dossier(lines)
+
+
+def _decrease(
+    fees: Sequence[FeeLine], services: Sequence[ServiceLine], *, already: int, amount: int
+) -> tuple[tuple[FeeLine, ...], tuple[ServiceLine, ...]]:
+    """The negative lines of a refund of ``amount`` after ``already`` đồng were refunded: the refunded range is laid
+    over the original lines in order (fees, then services), so successive partial refunds never take more from a
+    line than it held and their adjustments add up to the refunds."""
+    start, end = already, already + amount
+    out_fees: list[FeeLine] = []
+    out_services: list[ServiceLine] = []
+    offset = 0
+    lines: list[FeeLine | ServiceLine] = [*fees, *services]
+    for line in lines:
+        low, high = offset, offset + line.amount
+        offset = high
+        part = max(0, min(end, high) - max(start, low))
+        if part == 0:
+            continue
+        if isinstance(line, FeeLine):
+            out_fees.append(FeeLine(name=line.name, amount=-part))
+        else:
+            out_services.append(
+                ServiceLine(
+                    line_no=len(out_services) + 1,
+                    name=line.name,
+                    unit=line.unit,
+                    quantity=Decimal(1),
+                    unit_price=-part,
+                    amount=-part,
+                    vat_code=line.vat_code,
+                )
+            )
+    if -sum(f.amount for f in out_fees) - sum(s.amount for s in out_services) != amount:
+        raise ValueError(f"a refund of {amount} VND after {already} VND exceeds the document's lines")
+    return tuple(out_fees), tuple(out_services)
+
+
+def _buyer_of(xml: bytes) -> Buyer:
+    """The payer as the signed document names them, so a correction repeats what the original said."""
+    buyer = parse_xml(xml).find("DLHDon/NDHDon/NMua")
+
+    def text(tag: str) -> str | None:
+        node = buyer.find(tag) if buyer is not None else None
+        return node.text if node is not None and node.text else None
+
+    return Buyer(
+        name=text("Ten") or "",
+        tax_code=text("MST"),
+        address=text("DChi"),
+        id_number=text("CCCDan"),
+        email=text("DCTDTu"),
+        phone=text("SDThoai"),
+    )
+
+
+def _issue(
+    s: Session,
+    ctx: AppContext,
+    signers: SignerStore,
+    payment: Payment,
+    content: _Content,
+    purpose: DocumentPurpose,
+    now: datetime,
+    *,
+    refund_id: str | None = None,
+    created_by: str | None = None,
+) -> DocumentRow:
     agency = s.get(Agency, payment.agency_id)
     dossier = s.get(Dossier, payment.dossier_id)
     assert agency is not None and dossier is not None
-    lines = s.exec(
-        select(DossierFeeLine).where(DossierFeeLine.dossier_id == dossier.id).order_by(col(DossierFeeLine.position))
-    ).all()
     issue_date = now.astimezone(GMT7).date()
     series = series_for_year(ctx.settings.receipt_series, issue_date.year)
-    fees, services = lines_from_dossier(lines)
+    related = None
+    if content.related is not None:
+        kind = CorrectionKind.adjustment if purpose is DocumentPurpose.adjustment else CorrectionKind.replacement
+        related = Related(
+            kind=kind,
+            template=content.related.template,
+            series=content.related.series,
+            number=content.related.number,
+            issue_date=content.related.issue_date,
+            note=content.reason or "",
+        )
     draft = Document(
         kind=DocumentKind.receipt,
         series=series,
@@ -75,9 +303,10 @@ def _issue(s: Session, ctx: AppContext, signers: SignerStore, payment: Payment, 
         payment_method=METHOD_TEXT.get(payment.gateway, "CK"),
         provider_tax_code=ctx.settings.provider_tax_code,
         seller=Seller.from_agency(agency),
-        buyer=Buyer.from_dossier(dossier),
-        fee_lines=fees,
-        service_lines=services,
+        buyer=content.buyer,
+        fee_lines=content.fees,
+        service_lines=content.services,
+        related=related,
         document_id="DLHDon",
     )
     number = take_number(s, agency.id, draft.template, series, issue_date.year)
@@ -88,7 +317,7 @@ def _issue(s: Session, ctx: AppContext, signers: SignerStore, payment: Payment, 
     row = DocumentRow(
         agency_id=agency.id,
         payment_id=payment.id,
-        purpose=DocumentPurpose.original,
+        purpose=purpose,
         template=doc.template,
         series=series,
         year=issue_date.year,
@@ -97,10 +326,45 @@ def _issue(s: Session, ctx: AppContext, signers: SignerStore, payment: Payment, 
         total=doc.total_payable,
         lookup_code=_lookup_code(),
         xml=signed,
+        related_document_id=content.related.id if content.related is not None else None,
+        refund_id=refund_id,
+        reason=content.reason,
+        created_by=created_by,
     )
     s.add(row)
     s.flush()
+    _announce(s, ctx, row, dossier.code)
+    log.info(
+        "receipt.issued", document_id=row.id, purpose=purpose.value, payment_id=payment.id, series=series, number=number
+    )
     return row
+
+
+def _announce(s: Session, ctx: AppContext, row: DocumentRow, dossier_code: str) -> None:
+    """Written with the document, so the client systems hear of every document and of no document that rolled back."""
+    emit(s, row.agency_id, "receipt.issued", receipt_event(ctx, row, dossier_code))
+
+
+def receipt_event(ctx: AppContext, row: DocumentRow, dossier_code: str) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "payment_id": row.payment_id,
+        "dossier_code": dossier_code,
+        "purpose": row.purpose.value,
+        "symbol": f"{row.template}{row.series}",
+        "number": row.number,
+        "issue_date": row.issue_date.isoformat(),
+        "total": row.total,
+        "related_document_id": row.related_document_id,
+        "refund_id": row.refund_id,
+        "lookup_code": row.lookup_code,
+        "lookup_url": lookup_url(ctx, row.lookup_code),
+        "xml_url": f"/v1/receipts/{row.id}.xml",
+    }
+
+
+def lookup_url(ctx: AppContext, code: str) -> str:
+    return f"{ctx.settings.public_url.rstrip('/')}/r/{code}"
 
 
 def _lookup_code() -> str:

@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
 
     from invoices.endpoints import router as receipts
+    from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
     from payments.gateway.endpoints import pages as sandbox_pages
     from payments.gateway.endpoints import router as gateways
@@ -62,18 +63,21 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.pages.transfer import router as qr_pages
     from payments.payment.endpoints import router as payments
     from payments.transfer.endpoints import router as bank_credits
+    from payments.webhooks.endpoints import router as webhooks
 
     for router in (
         dossiers,
         payments,
         receipts,
         bank_credits,
+        webhooks,
         gateways,
         health,
         sandbox_pages,
         qr_pages,
         card_pages,
         payer_pages,
+        receipt_lookup,
     ):
         app.include_router(router)
     return app

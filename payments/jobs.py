@@ -5,5 +5,6 @@ from __future__ import annotations
 from invoices.jobs import HANDLERS as INVOICE_HANDLERS
 from payments.outbox.worker import Handler
 from payments.payment.jobs import HANDLERS as PAYMENT_HANDLERS
+from payments.webhooks.jobs import HANDLERS as WEBHOOK_HANDLERS
 
-HANDLERS: dict[str, Handler] = {**PAYMENT_HANDLERS, **INVOICE_HANDLERS}
+HANDLERS: dict[str, Handler] = {**PAYMENT_HANDLERS, **INVOICE_HANDLERS, **WEBHOOK_HANDLERS}

@@ -11,6 +11,7 @@ from payments.idempotency.models import IdempotencyRecord
 from payments.outbox.models import OutboxJob
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent, Refund
 from payments.transfer.models import BankCredit
+from payments.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 metadata = SQLModel.metadata
 
@@ -31,5 +32,8 @@ __all__ = [
     "Refund",
     "SandboxTransaction",
     "SeriesCounter",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookMessage",
     "metadata",
 ]

@@ -17,6 +17,9 @@ class Scope(StrEnum):
     payments_write = "payments:write"
     payments_read = "payments:read"
     refunds_write = "refunds:write"
+    # Staff actions on issued documents: replacements.
+    receipts_write = "receipts:write"
+    webhooks_write = "webhooks:write"
 
 
 class ApiKey(SQLModel, table=True):

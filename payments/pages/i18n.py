@@ -4,6 +4,12 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "vi": {
+        "lookup_title": "Tra cứu biên lai điện tử",
+        "lookup_intro": "Nhập mã tra cứu in trên biên lai (12 ký tự) để xem, tải bản PDF hoặc tệp XML có chữ ký số.",
+        "lookup_code": "Mã tra cứu",
+        "lookup_submit": "Tra cứu",
+        "lookup_not_found": "Không tìm thấy biên lai với mã này. Vui lòng kiểm tra lại mã tra cứu.",
+        "lookup_rate_limited": "Bạn đã tra cứu quá nhiều lần. Vui lòng thử lại sau ít phút.",
         "title": "Thanh toán lệ phí hồ sơ",
         "agency": "Cơ quan thu",
         "dossier": "Mã hồ sơ",
@@ -54,6 +60,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "switch": "English",
     },
     "en": {
+        "lookup_title": "Look up an e-receipt",
+        "lookup_intro": (
+            "Enter the lookup code printed on the receipt (12 characters) to view it, "
+            "or download the PDF copy or the signed XML."
+        ),
+        "lookup_code": "Lookup code",
+        "lookup_submit": "Look up",
+        "lookup_not_found": "No receipt has this code. Please check the lookup code.",
+        "lookup_rate_limited": "Too many lookups. Please try again in a few minutes.",
         "title": "Pay the dossier fee",
         "agency": "Collecting agency",
         "dossier": "Dossier code",

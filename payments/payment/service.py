@@ -46,6 +46,7 @@ from payments.outbox.service import enqueue
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
+from payments.webhooks.service import emit
 
 log = get_logger(__name__)
 S = PaymentStatus
@@ -107,6 +108,8 @@ def transition(
             created_at=now,
         )
     )
+    if to in NOTIFIED:
+        emit(s, payment.agency_id, f"payment.{to.value}", _event_data(payment, kind, detail))
     if to is S.succeeded:
         # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
         enqueue(s, "receipt.issue", {"payment_id": payment.id})
@@ -123,6 +126,24 @@ def transition(
         actor=actor,
     )
     return True
+
+
+NOTIFIED = frozenset({S.succeeded, S.failed, S.cancelled, S.expired, S.partially_refunded, S.refunded})
+
+
+def _event_data(payment: Payment, kind: str, detail: dict[str, Any] | None) -> dict[str, Any]:
+    """What a client system needs to act on the change without calling back; no personal data."""
+    return {
+        "payment_id": payment.id,
+        "dossier_id": payment.dossier_id,
+        "status": payment.status.value,
+        "gateway": payment.gateway,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "refunded_amount": payment.refunded_amount,
+        "reason": kind,
+        "refund_id": (detail or {}).get("refund_id"),
+    }
 
 
 def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> None:

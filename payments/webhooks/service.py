@@ -1,0 +1,213 @@
+"""Signed notifications to client systems, following the Standard Webhooks specification.
+
+Each message carries ``webhook-id`` (the message id, the same on every retry: receivers drop duplicates by it),
+``webhook-timestamp`` (seconds, the time of the attempt) and ``webhook-signature``: ``v1,`` + base64 of
+HMAC-SHA256 over ``"{id}.{timestamp}.{body}"`` with the endpoint's secret (``whsec_`` + base64 of 24 random bytes).
+
+Events are written in the transaction of the change they report (``emit``); the outbox then fans a message out to
+the agency's endpoints and delivers each, retrying on the schedule in settings until the endpoint answers 2xx.
+A delivery that exhausts the schedule is marked failed and stays listed; nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from payments.core.config import Environment, Settings
+from payments.core.context import AppContext
+from payments.core.db import affected
+from payments.core.errors import ValidationFailed
+from payments.core.logging import get_logger
+from payments.core.types import utcnow
+from payments.outbox.service import enqueue
+from payments.outbox.worker import RetryLater
+from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, event_body
+
+log = get_logger(__name__)
+
+EVENT_TYPES = (
+    "payment.succeeded",
+    "payment.failed",
+    "payment.cancelled",
+    "payment.expired",
+    "payment.refunded",
+    "payment.partially_refunded",
+    "receipt.issued",
+)
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
+USER_AGENT = "Lephi-Webhooks/1"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    mac = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """HTTPS only outside development; no credentials in the URL (they would sit in logs and listings)."""
+    parts = urlsplit(url)
+    allowed = {"https"} if settings.env is Environment.production else {"https", "http"}
+    if parts.scheme not in allowed or not parts.hostname:
+        raise ValidationFailed(f"the endpoint URL must be an absolute {' or '.join(sorted(allowed))} URL")
+    if parts.username or parts.password:
+        raise ValidationFailed("the endpoint URL must not carry credentials")
+    if parts.fragment:
+        raise ValidationFailed("the endpoint URL must not carry a fragment")
+    return url
+
+
+def check_event_types(types: list[str]) -> list[str]:
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationFailed(f"unknown event types {unknown}; known: {list(EVENT_TYPES)}")
+    return sorted(set(types))
+
+
+def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> None:
+    """Record an event in the caller's transaction; it is delivered only if that transaction commits."""
+    assert event_type in EVENT_TYPES, event_type
+    now = utcnow()
+    message = WebhookMessage(agency_id=agency_id, event_type=event_type, body="", created_at=now)
+    message.body = json.dumps(
+        event_body(message.id, event_type, now, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    )
+    s.add(message)
+    enqueue(s, "webhook.fanout", {"message_id": message.id})
+
+
+def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
+    """One delivery per subscribed endpoint; running twice adds nothing (one row per message and endpoint)."""
+    with ctx.db.write() as s:
+        message = s.get(WebhookMessage, str(payload["message_id"]))
+        if message is None:
+            return
+        endpoints = s.exec(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.agency_id == message.agency_id, col(WebhookEndpoint.enabled).is_(True)
+            )
+        ).all()
+        existing = set(
+            s.exec(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.message_id == message.id)).all()
+        )
+        for endpoint in endpoints:
+            if endpoint.id in existing or (endpoint.event_types and message.event_type not in endpoint.event_types):
+                continue
+            delivery = WebhookDelivery(
+                agency_id=message.agency_id,
+                message_id=message.id,
+                endpoint_id=endpoint.id,
+                event_type=message.event_type,
+            )
+            s.add(delivery)
+            enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+
+
+def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
+    """One attempt. The HTTP call happens outside any transaction; its outcome is recorded after."""
+    delivery_id = str(payload["delivery_id"])
+    with ctx.db.read() as s:
+        delivery = s.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status is not DeliveryStatus.pending:
+            return
+        endpoint = s.get(WebhookEndpoint, delivery.endpoint_id)
+        message = s.get(WebhookMessage, delivery.message_id)
+        assert endpoint is not None and message is not None
+    if not endpoint.enabled:
+        _record(ctx, delivery, DeliveryStatus.failed, None, "the endpoint was disabled")
+        return
+    timestamp = int(utcnow().timestamp())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": message.id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(endpoint.secret, message.id, timestamp, message.body),
+    }
+    code: int | None = None
+    try:
+        response = _client(ctx).post(endpoint.url, content=message.body.encode(), headers=headers)
+        code = response.status_code
+        error = None if 200 <= code < 300 else f"HTTP {code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    if error is None:
+        _record(ctx, delivery, DeliveryStatus.delivered, code, None)
+        return
+    schedule = ctx.settings.webhook_retry_schedule_seconds
+    attempt = delivery.attempts + 1
+    if attempt > len(schedule):
+        _record(ctx, delivery, DeliveryStatus.failed, code, error)
+        log.warning("webhook.failed", delivery_id=delivery.id, endpoint_id=endpoint.id, error=error)
+        return
+    _record(ctx, delivery, DeliveryStatus.pending, code, error)
+    raise RetryLater(schedule[attempt - 1])
+
+
+def _record(
+    ctx: AppContext, delivery: WebhookDelivery, status: DeliveryStatus, code: int | None, error: str | None
+) -> None:
+    now = utcnow()
+    with ctx.db.write() as s:
+        result = s.execute(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.status) == DeliveryStatus.pending)
+            .values(
+                status=status,
+                attempts=col(WebhookDelivery.attempts) + 1,
+                last_status_code=code,
+                last_error=error,
+                last_attempt_at=now,
+                delivered_at=now if status is DeliveryStatus.delivered else None,
+            )
+        )
+    if affected(result) == 1:
+        log.info("webhook.attempt", delivery_id=delivery.id, status=status.value, http_status=code)
+
+
+def retry_now(s: Session, delivery: WebhookDelivery) -> None:
+    """Staff asked to send a failed delivery again (e.g. after fixing their endpoint): a fresh schedule."""
+    s.execute(
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.id) == delivery.id)
+        .values(status=DeliveryStatus.pending, attempts=0, last_error=None)
+    )
+    enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+
+
+def _client(ctx: AppContext) -> httpx.Client:
+    client = ctx.extras.get("webhook_http")
+    if client is None:
+        # Never follow redirects: the registered URL is the only place a signed message goes.
+        client = ctx.extras["webhook_http"] = httpx.Client(
+            timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False
+        )
+    assert isinstance(client, httpx.Client)
+    return client
+
+
+def verify(
+    secret: str, headers: dict[str, str], body: str, *, now: datetime | None = None, tolerance: int = 300
+) -> bool:
+    """What a receiver does; used by the tests and documented for client systems."""
+    timestamp = int(headers["webhook-timestamp"])
+    current = int((now or utcnow()).timestamp())
+    if abs(current - timestamp) > tolerance:
+        return False
+    expected = sign(secret, headers["webhook-id"], timestamp, body)
+    return any(hmac.compare_digest(expected, candidate) for candidate in headers["webhook-signature"].split())
