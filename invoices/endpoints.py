@@ -14,6 +14,7 @@ from invoices.jobs import signers
 from invoices.keys import registered_certificates
 from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
+from invoices.tax.models import TaxMessage, TaxMessageKind
 from invoices.verify import InvalidDocument, verify
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
@@ -49,6 +50,18 @@ class ReceiptOut(BaseModel):
     xml_url: str
     pdf_url: str
     html_url: str
+    transmission: TransmissionOut | None = None
+
+
+class TransmissionOut(BaseModel):
+    """The document's message to the tax authority (through the T-VAN provider) and what became of it."""
+
+    message_id: str
+    message_type: int
+    status: str
+    mccqt: str | None
+    error: str | None
+    sent_at: datetime | None
 
 
 class PayerChanges(StrictModel):
@@ -76,8 +89,27 @@ class VerificationOut(BaseModel):
     issued_here: bool
 
 
-def _out(ctx: AppContext, doc: Document) -> ReceiptOut:
+def _transmission(s: Session, document_id: str) -> TransmissionOut | None:
+    message = s.exec(
+        select(TaxMessage)
+        .where(TaxMessage.document_id == document_id, TaxMessage.kind == TaxMessageKind.document)
+        .order_by(col(TaxMessage.created_at).desc())
+    ).first()
+    if message is None:
+        return None
+    return TransmissionOut(
+        message_id=message.mtdiep,
+        message_type=message.message_type,
+        status=message.status.value,
+        mccqt=message.mccqt,
+        error=message.error,
+        sent_at=message.sent_at,
+    )
+
+
+def _out(ctx: AppContext, doc: Document, s: Session | None = None) -> ReceiptOut:
     return ReceiptOut(
+        transmission=_transmission(s, doc.id) if s is not None else None,
         id=doc.id,
         payment_id=doc.payment_id,
         purpose=doc.purpose,
@@ -116,7 +148,7 @@ def get_receipts(
             .where(Document.agency_id == principal.agency_id, Document.payment_id == payment_id)
             .order_by(col(Document.created_at))
         )
-        return [_out(ctx, d) for d in rows]
+        return [_out(ctx, d, s) for d in rows]
 
 
 @router.get("/{document_id}.xml", response_class=Response, responses={200: {"content": {"application/xml": {}}}})
@@ -161,7 +193,7 @@ def get_receipt_html(
 def get_receipt(document_id: str, ctx: CtxDep, principal: Reader) -> ReceiptOut:
     """One issued document's metadata."""
     with ctx.db.read() as s:
-        return _out(ctx, _get(s, principal.agency_id, document_id))
+        return _out(ctx, _get(s, principal.agency_id, document_id), s)
 
 
 @router.post(
@@ -218,7 +250,7 @@ def post_replace(
         row = replace_document(
             s, ctx, signers(ctx), principal.agency_id, document_id, changes, data.reason, actor_of(principal)
         )
-        answer["out"] = (201, _out(ctx, row).model_dump(mode="json"))
+        answer["out"] = (201, _out(ctx, row, s).model_dump(mode="json"))
         claim.finish(s, *answer["out"])
 
     def operation(_claim: Claim) -> tuple[int, dict[str, object]]:

@@ -6,8 +6,9 @@ from typing import Any
 
 from invoices.keys import SignerStore
 from invoices.service import OriginalNotIssued, issue_adjustment, issue_receipt
+from invoices.tax.service import apply_replies, gateway_for, send_pending
 from payments.core.context import AppContext
-from payments.outbox.worker import Handler, RetryLater
+from payments.outbox.worker import Handler, Periodic, RetryLater
 
 # An adjustment waits this long for the receipt it corrects (issued by an earlier job of the same outbox).
 ADJUSTMENT_WAIT_SECONDS = 30.0
@@ -32,4 +33,18 @@ def adjust(ctx: AppContext, payload: dict[str, Any]) -> None:
         raise RetryLater(ADJUSTMENT_WAIT_SECONDS) from None
 
 
-HANDLERS: dict[str, Handler] = {"receipt.issue": issue, "receipt.adjust": adjust}
+def tax_sync(ctx: AppContext) -> None:
+    """Hand queued messages to the T-VAN folder and apply its replies (a job after each issuance, and periodic)."""
+    gateway = gateway_for(ctx.settings)
+    if gateway is None:
+        return
+    send_pending(ctx, gateway)
+    apply_replies(ctx, gateway)
+
+
+def send(ctx: AppContext, payload: dict[str, Any]) -> None:
+    tax_sync(ctx)
+
+
+HANDLERS: dict[str, Handler] = {"receipt.issue": issue, "receipt.adjust": adjust, "tax.send": send}
+PERIODIC = (Periodic("tax.sync", lambda ctx: ctx.settings.tax_sync_seconds, tax_sync),)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from pydantic import ValidationError as PydanticValidationError
@@ -24,6 +24,8 @@ from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Se
 from invoices.models import Document as DocumentRow
 from invoices.models import DocumentPurpose
 from invoices.numbering import series_for_year, take_number
+from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
+from invoices.tax.service import queue_document, queue_notice
 from invoices.validate import validate
 from invoices.verify import parse_xml
 from invoices.xml import build_xml
@@ -32,6 +34,7 @@ from payments.core.context import AppContext
 from payments.core.errors import Conflict, NotFound, ValidationFailed
 from payments.core.logging import get_logger
 from payments.dossier.models import Dossier, DossierFeeLine
+from payments.outbox.service import enqueue
 from payments.payment.models import Payment, Refund, RefundStatus
 from payments.payment.states import PAID
 from payments.webhooks.service import emit
@@ -171,9 +174,36 @@ def replace_document(
         raise ValidationFailed(f"the corrected payer details are not valid: {problems}") from None
     fees, services = _dossier_lines(s, payment.dossier_id)
     content = _Content(buyer, fees, services, related=replaced, reason=reason)
-    return _issue(
+    row = _issue(
         s, ctx, signers, payment, content, DocumentPurpose.replacement, now or datetime.now(UTC), created_by=actor
     )
+    _notify_tax_office(s, ctx, signers, replaced, reason, row.issue_date)
+    return row
+
+
+def _notify_tax_office(
+    s: Session, ctx: AppContext, signers: SignerStore, replaced: DocumentRow, reason: str, on: date
+) -> None:
+    """The 04/SS-HĐĐT notice that a document was replaced (TCTBao 3), signed and queued with the replacement."""
+    settings = ctx.settings
+    if not settings.tax_transmission:
+        return
+    if not settings.tax_office_code:
+        log.warning("tax.notice_not_queued", document_id=replaced.id, why="LEPHI_TAX_OFFICE_CODE is not set")
+        return
+    agency = s.get(Agency, replaced.agency_id)
+    assert agency is not None
+    notice = Notice(
+        tax_office_code=settings.tax_office_code,
+        tax_office_name=settings.tax_office_name,
+        taxpayer_name=agency.name,
+        tax_code=agency.tax_code,
+        place=settings.notice_place,
+        notice_date=on,
+        documents=(NoticedDocument.from_document(replaced, 1, NoticeAction.replace, reason),),
+    )
+    queue_notice(s, settings, signers.for_agency(agency.code, agency.tax_code, agency.name), agency, notice)
+    enqueue(s, "tax.send", {})
 
 
 @dataclass(frozen=True)
@@ -334,6 +364,10 @@ def _issue(
     s.add(row)
     s.flush()
     _announce(s, ctx, row, dossier.code)
+    if ctx.settings.tax_transmission:
+        # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
+        queue_document(s, ctx.settings, row)
+        enqueue(s, "tax.send", {})
     log.info(
         "receipt.issued", document_id=row.id, purpose=purpose.value, payment_id=payment.id, series=series, number=number
     )

@@ -18,6 +18,9 @@ Layout (``ds`` is ``http://www.w3.org/2000/09/xmldsig#``)::
 
 The ``ds:`` prefix differs from the tax authority's own documents (default namespace) but is the same XML: lxml 6.1 /
 libxml2 2.14 mis-canonicalize default-namespace subtrees, which breaks signxml's signing of that form.
+
+A notice to the tax authority (04/SS-HĐĐT) is signed the same way by the same key, over ``TBao/DLTBao`` with the
+signature in ``TBao/DSCKS/NNT`` (``NNT-<hex>`` as its Id): :meth:`LocalSigner.sign_notice`.
 """
 
 from __future__ import annotations
@@ -48,7 +51,19 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureConstructionMethod, SignatureMethod
 from signxml.signer import XMLSigner
 
-from invoices.verify import DS, SIGNATURE_PROPERTIES_TYPE, VIETNAM, InvalidDocument, Reason, _signed_data, ds, parse_xml
+from invoices.verify import (
+    DOCUMENT,
+    DS,
+    NOTICE,
+    SIGNATURE_PROPERTIES_TYPE,
+    VIETNAM,
+    InvalidDocument,
+    Layout,
+    Reason,
+    _signed_data,
+    ds,
+    parse_xml,
+)
 
 __all__ = ["LocalSigner", "Signer", "make_dev_certificate", "to_pkcs12"]
 
@@ -56,12 +71,15 @@ _Element: TypeAlias = Any  # an lxml element, untyped for the reason above
 
 
 class Signer(Protocol):
-    """Signs an unsigned HDon document. A local key, an HSM or a remote-signing service can stand behind it."""
+    """Signs an unsigned HDon document, or a TBao notice, of one agency. A local key, an HSM or a remote-signing
+    service can stand behind it."""
 
     @property
     def certificate(self) -> x509.Certificate: ...
 
     def sign(self, xml: bytes) -> bytes: ...
+
+    def sign_notice(self, xml: bytes) -> bytes: ...
 
 
 def vietnam_now() -> datetime:
@@ -110,10 +128,17 @@ class LocalSigner:
 
     def sign(self, xml: bytes) -> bytes:
         """Return the document with the seller signature in ``HDon/DSCKS/NBan`` (created when missing)."""
+        return self._sign(xml, DOCUMENT)
+
+    def sign_notice(self, xml: bytes) -> bytes:
+        """Return the notice with the taxpayer signature in ``TBao/DSCKS/NNT`` (created when missing)."""
+        return self._sign(xml, NOTICE)
+
+    def _sign(self, xml: bytes, layout: Layout) -> bytes:
         root = parse_xml(xml)
-        data_id = _signed_data(root).get("Id")
-        ids = _Ids.new()
-        _add_placeholder(_seller_slot(root), ids, self._signing_time())
+        data_id = _signed_data(root, layout).get("Id")
+        ids = _Ids.new(layout.slot)
+        _add_placeholder(_seller_slot(root, layout.slot), ids, self._signing_time())
         signer = XMLSigner(
             method=SignatureConstructionMethod.enveloped,
             signature_algorithm=SignatureMethod.RSA_SHA256,
@@ -149,21 +174,21 @@ class _Ids:
     signing_time: str
 
     @classmethod
-    def new(cls) -> _Ids:
+    def new(cls, prefix: str = "NBan") -> _Ids:
         token = uuid.uuid4().hex  # random, so they cannot collide with Ids already in the document
-        return cls(f"NBan-{token}", f"SigningTime-{token}")
+        return cls(f"{prefix}-{token}", f"SigningTime-{token}")
 
 
-def _seller_slot(root: _Element) -> _Element:
+def _seller_slot(root: _Element, name: str = "NBan") -> _Element:
     dscks = root.find("DSCKS")
     if dscks is None:
         dscks = etree.SubElement(root, "DSCKS")
-    slot = dscks.find("NBan")
+    slot = dscks.find(name)
     if slot is None:
-        slot = etree.Element("NBan")
-        dscks.insert(0, slot)  # DSCKS lists NBan first, then NMua, CQT, CCKSKhac
+        slot = etree.Element(name)
+        dscks.insert(0, slot)  # the signer's own slot comes first: NBan before NMua, CQT, CCKSKhac; NNT before CQT
     if len(slot):
-        raise InvalidDocument(Reason.malformed, "DSCKS/NBan already holds a signature")
+        raise InvalidDocument(Reason.malformed, f"DSCKS/{name} already holds a signature")
     return slot
 
 

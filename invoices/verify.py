@@ -4,6 +4,9 @@ The accepted profile is the one ``invoices.signing`` produces (domain.md 3.4): i
 SHA-256 digests, exactly two references (``#<DLHDon/@Id>`` with the enveloped-signature transform, and the ds:Object
 holding ``SigningTime``), the certificate in ``KeyInfo/X509Data``. The structure is checked here before signxml checks
 the cryptography, so every refusal carries a precise :class:`Reason`.
+
+The same profile signs the taxpayer's notices to the tax authority (form 04/SS-HĐĐT, ``TBao/DLTBao`` signed in
+``TBao/DSCKS/NNT``): :data:`NOTICE` names that layout and :func:`verify_notice` checks it with the same rules.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-__all__ = ["MAX_XML_BYTES", "InvalidDocument", "Reason", "VerifiedDocument", "parse_xml", "verify"]
+__all__ = [
+    "DOCUMENT",
+    "MAX_XML_BYTES",
+    "NOTICE",
+    "InvalidDocument",
+    "Layout",
+    "Reason",
+    "VerifiedDocument",
+    "VerifiedNotice",
+    "parse_xml",
+    "verify",
+    "verify_notice",
+]
 
 MAX_XML_BYTES = 2 * 1024 * 1024
 DS = "http://www.w3.org/2000/09/xmldsig#"
@@ -43,6 +58,24 @@ _Element: TypeAlias = Any  # an lxml element, untyped for the reason above
 
 def ds(tag: str) -> str:
     return f"{{{DS}}}{tag}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a signed message keeps the data its signature covers and the signature itself."""
+
+    root: str
+    signed_data: str  # the root's one child with an Id, referenced by the signature
+    slot: str  # the child of DSCKS that holds the signer's ds:Signature
+    signer: str  # who signs, for messages
+
+    @property
+    def signature_path(self) -> str:
+        return f"{self.root}/DSCKS/{self.slot}"
+
+
+DOCUMENT = Layout("HDon", "DLHDon", "NBan", "seller")
+NOTICE = Layout("TBao", "DLTBao", "NNT", "taxpayer")
 
 
 class Reason(StrEnum):
@@ -87,6 +120,19 @@ class VerifiedDocument:
     total: int  # TgTTTBSo, whole VND
 
 
+@dataclass(frozen=True)
+class VerifiedNotice:
+    """What the taxpayer's signature on a notice covers, read from the signed bytes only."""
+
+    signed_data: _Element  # DLTBao, re-parsed from the canonical bytes that were digested
+    certificate: x509.Certificate
+    signer_subject: str
+    signer_tax_code: str | None
+    signing_time: datetime
+    form: str  # MSo
+    taxpayer_tax_code: str  # MST
+
+
 def _parser() -> Any:
     # A fresh parser per document: lxml parsers keep state and are not meant to be shared between threads.
     return etree.XMLParser(
@@ -110,15 +156,38 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> _Element:
 
 def verify(xml: bytes, trusted: Sequence[x509.Certificate], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedDocument:
     """Verify the seller signature in ``HDon/DSCKS/NBan`` against the pinned ``trusted`` certificates."""
+    data, certificate, signing_time = _verified(xml, trusted, max_bytes, DOCUMENT)
+    return _document(data, certificate, signing_time)
+
+
+def verify_notice(xml: bytes, trusted: Sequence[x509.Certificate], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedNotice:
+    """Verify the taxpayer signature in ``TBao/DSCKS/NNT`` of a notice against the pinned certificates."""
+    data, certificate, signing_time = _verified(xml, trusted, max_bytes, NOTICE)
+    return VerifiedNotice(
+        signed_data=data,
+        certificate=certificate,
+        signer_subject=certificate.subject.rfc4514_string(),
+        signer_tax_code=_subject_tax_code(certificate),
+        signing_time=signing_time,
+        form=_field(data, "MSo", what=NOTICE.signed_data),
+        taxpayer_tax_code=_field(data, "MST", what=NOTICE.signed_data),
+    )
+
+
+def _verified(
+    xml: bytes, trusted: Sequence[x509.Certificate], max_bytes: int, layout: Layout
+) -> tuple[_Element, x509.Certificate, datetime]:
     root = parse_xml(xml, max_bytes=max_bytes)
-    layout = _inspect(root)
-    certificate = _pinned_certificate(layout.signature, trusted)
-    signed_data, signed_time = _check_cryptography(xml, certificate, layout.claimed_time)
+    found = _inspect(root, layout)
+    certificate = _pinned_certificate(found.signature, trusted)
+    signed_data, signed_time = _check_cryptography(xml, certificate, found.claimed_time, layout)
     data = parse_xml(signed_data, max_bytes=max_bytes)
     signing_time = _signing_time(parse_xml(signed_time, max_bytes=max_bytes))
-    if data.tag != "DLHDon" or signing_time != layout.claimed_time:
-        raise InvalidDocument(Reason.reference, "the signed content is not the DLHDon and SigningTime checked")
-    return _document(data, certificate, signing_time)
+    if data.tag != layout.signed_data or signing_time != found.claimed_time:
+        raise InvalidDocument(
+            Reason.reference, f"the signed content is not the {layout.signed_data} and SigningTime checked"
+        )
+    return data, certificate, signing_time
 
 
 @dataclass(frozen=True)
@@ -127,9 +196,9 @@ class _Layout:
     claimed_time: datetime  # read before verification; compared with the signed value afterwards
 
 
-def _inspect(root: _Element) -> _Layout:
-    data = _signed_data(root)
-    signature = _seller_signature(root)
+def _inspect(root: _Element, layout: Layout = DOCUMENT) -> _Layout:
+    data = _signed_data(root, layout)
+    signature = _seller_signature(root, layout)
     if [child.tag for child in signature] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo"), ds("Object")]:
         raise InvalidDocument(Reason.malformed, "Signature must hold SignedInfo, SignatureValue, KeyInfo, Object")
     _reject_inherited_xml_attributes(signature)
@@ -139,20 +208,22 @@ def _inspect(root: _Element) -> _Layout:
     return _Layout(signature, _signing_time(time_object))
 
 
-def _signed_data(root: _Element) -> _Element:
-    """The one ``HDon/DLHDon``, which must carry an Id; shared with the signer."""
-    found = root.findall("DLHDon") if root.tag == "HDon" else []
+def _signed_data(root: _Element, layout: Layout = DOCUMENT) -> _Element:
+    """The one ``HDon/DLHDon`` (or the layout's equivalent), which must carry an Id; shared with the signer."""
+    found = root.findall(layout.signed_data) if root.tag == layout.root else []
     if len(found) != 1 or not found[0].get("Id"):
-        raise InvalidDocument(Reason.malformed, "expected an HDon root with exactly one DLHDon carrying an Id")
+        raise InvalidDocument(
+            Reason.malformed, f"expected an {layout.root} root with exactly one {layout.signed_data} carrying an Id"
+        )
     return found[0]
 
 
-def _seller_signature(root: _Element) -> _Element:
-    found = root.findall(f"DSCKS/NBan/{ds('Signature')}")
+def _seller_signature(root: _Element, layout: Layout = DOCUMENT) -> _Element:
+    found = root.findall(f"DSCKS/{layout.slot}/{ds('Signature')}")
     if not found:
-        raise InvalidDocument(Reason.no_signature, "no seller signature in HDon/DSCKS/NBan")
+        raise InvalidDocument(Reason.no_signature, f"no {layout.signer} signature in {layout.signature_path}")
     if len(found) > 1:
-        raise InvalidDocument(Reason.malformed, "more than one seller signature")
+        raise InvalidDocument(Reason.malformed, f"more than one {layout.signer} signature")
     return found[0]
 
 
@@ -245,10 +316,12 @@ class _Verifier(XMLVerifier):
         return self._fromstring(self._tostring(node))  # type: ignore[no-untyped-call]
 
 
-def _check_cryptography(xml: bytes, certificate: x509.Certificate, claimed_time: datetime) -> tuple[bytes, bytes]:
+def _check_cryptography(
+    xml: bytes, certificate: x509.Certificate, claimed_time: datetime, layout: Layout = DOCUMENT
+) -> tuple[bytes, bytes]:
     """signxml's verdict on SignatureValue and both digests; returns the canonical bytes of the two references."""
     config = SignatureConfiguration(
-        location="./DSCKS/NBan/",
+        location=f"./DSCKS/{layout.slot}/",
         expect_references=2,
         signature_methods=frozenset({SignatureMethod.RSA_SHA256}),
         digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
@@ -305,11 +378,11 @@ def _document(data: _Element, certificate: x509.Certificate, signing_time: datet
     )
 
 
-def _field(data: _Element, path: str, pattern: str = r".+") -> str:
+def _field(data: _Element, path: str, pattern: str = r".+", *, what: str = "DLHDon") -> str:
     node = data.find(path)
     text = (node.text or "").strip() if node is not None else ""
     if not re.fullmatch(pattern, text):
-        raise InvalidDocument(Reason.malformed, f"signed DLHDon has no valid {path}")
+        raise InvalidDocument(Reason.malformed, f"signed {what} has no valid {path}")
     return text
 
 

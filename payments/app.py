@@ -29,10 +29,10 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.run_worker:
-            from payments.jobs import HANDLERS
+            from payments.jobs import HANDLERS, PERIODIC
             from payments.outbox.worker import Worker
 
-            worker = Worker(context, HANDLERS)
+            worker = Worker(context, HANDLERS, periodic=PERIODIC)
             threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
         yield
         if worker:

@@ -24,6 +24,9 @@ certs = typer.Typer(help="Signing certificates of agencies.", no_args_is_help=Tr
 app.add_typer(certs, name="certs")
 receipts = typer.Typer(help="E-receipts.", no_args_is_help=True)
 app.add_typer(receipts, name="receipts")
+tax = typer.Typer(help="Transmission to the tax authority through the T-VAN file drop.", no_args_is_help=True)
+app.add_typer(tax, name="tax")
+
 
 
 def _ctx() -> AppContext:
@@ -99,11 +102,11 @@ def serve(
 @app.command("worker")
 def run_worker() -> None:
     """Run the outbox worker (payment expiry, status re-queries, refund retries) until stopped."""
-    from payments.jobs import HANDLERS
+    from payments.jobs import HANDLERS, PERIODIC
     from payments.outbox.worker import Worker
 
     ctx = _ctx()
-    w = Worker(ctx, HANDLERS)
+    w = Worker(ctx, HANDLERS, periodic=PERIODIC)
     try:
         w.run_forever()
     except KeyboardInterrupt:
@@ -200,6 +203,30 @@ def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
         f"seller MST {result.seller_tax_code}, total {result.total} VND, signed by {result.signer_subject} "
         f"at {result.signing_time.isoformat()}"
     )
+
+
+@tax.command("sync")
+def tax_sync() -> None:
+    """Hand queued messages to the T-VAN folder and read its replies now (the worker does it every minute)."""
+    from sqlmodel import func, select
+
+    from invoices.tax.models import TaxMessage
+    from invoices.tax.service import apply_replies, gateway_for, send_pending
+
+    ctx = _ctx()
+    gateway = gateway_for(ctx.settings)
+    if gateway is None:
+        typer.echo("transmission is off (LEPHI_TAX_TRANSMISSION=false)")
+        raise typer.Exit(1)
+    sent, replies = send_pending(ctx, gateway), apply_replies(ctx, gateway)
+    with ctx.db.read() as s:
+        counts = s.exec(select(TaxMessage.status, func.count()).group_by(TaxMessage.status)).all()
+    typer.echo(
+        f"handed over {sent} message(s), applied {replies} reply(ies), folder {ctx.settings.effective_tax_drop_dir}"
+    )
+    for status, count in sorted(counts):
+        typer.echo(f"  {status!s:<13} {count}")
+    ctx.close()
 
 
 @app.command()

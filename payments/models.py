@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from invoices.models import Document, SeriesCounter
+from invoices.tax.models import TaxMessage, TaxReply
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
@@ -32,6 +33,8 @@ __all__ = [
     "Refund",
     "SandboxTransaction",
     "SeriesCounter",
+    "TaxMessage",
+    "TaxReply",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookMessage",

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     tax_drop_dir: Path | None = None
     # MNGui: the sender code the T-VAN provider assigned (defaults to "V" + the provider tax code).
     tax_sender_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,14}$")
+    # The tax office that manages the agencies (MCQT, TCQT) and the place name (DDanh) printed on 04/SS-HĐĐT
+    # notices. Without an office code no notice is queued (logged as tax.notice_not_queued).
+    tax_office_code: str | None = None
+    tax_office_name: str = "Cục Thuế"
+    notice_place: str = "Hà Nội"
+    # How often the worker hands queued messages to the T-VAN folder and reads its replies.
+    tax_sync_seconds: float = Field(default=60.0, gt=0)
 
     # Signed notifications to client systems (Standard Webhooks): per-attempt timeout and the retry schedule.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -9,7 +9,8 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,15 @@ log = get_logger(__name__)
 Handler = Callable[[AppContext, dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Periodic:
+    """Work the worker does on a clock rather than from a job (e.g. reading a folder another system writes)."""
+
+    name: str
+    every: Callable[[AppContext], float]  # seconds, read from settings each time
+    run: Callable[[AppContext], None]
+
+
 class RetryLater(Exception):
     """Raised by a handler to run the job again after ``delay`` seconds without counting an error."""
 
@@ -41,9 +51,17 @@ def backoff(attempt: int) -> float:
 
 
 class Worker:
-    def __init__(self, ctx: AppContext, handlers: dict[str, Handler], name: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        handlers: dict[str, Handler],
+        name: str | None = None,
+        periodic: Sequence[Periodic] = (),
+    ) -> None:
         self.ctx = ctx
         self.handlers = handlers
+        self.periodic = periodic
+        self._last_periodic: dict[str, float] = {}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._stop = threading.Event()
 
@@ -124,10 +142,21 @@ class Worker:
                 if (now := utcnow().timestamp()) - last_purge > 3600:
                     self.ctx.idempotency.purge_expired()
                     last_purge = now
+                self.run_periodic(now)
             except Exception as exc:  # the loop must survive a database restart
                 log.error("worker.loop_error", error=str(exc)[:500])
             self._stop.wait(self.ctx.settings.worker_poll_seconds)
         log.info("worker.stopped", worker=self.name)
+
+    def run_periodic(self, now: float) -> None:
+        for task in self.periodic:
+            if now - self._last_periodic.get(task.name, 0.0) < task.every(self.ctx):
+                continue
+            self._last_periodic[task.name] = now
+            try:
+                task.run(self.ctx)
+            except Exception as exc:  # one failing task must not stop the others or the loop
+                log.error("worker.periodic_failed", task=task.name, error=str(exc)[:500])
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,268 @@
+"""Transmission to the tax authority: queue a message with the change it reports, hand it over later, apply replies.
+
+A message is built and stored (``queued``) inside the caller's transaction, so a document and its message exist
+together or not at all. :func:`send_pending` hands queued messages to the gateway without holding a database
+lock across the hand-over; :func:`apply_replies` matches each reply to our message by its ``MTDTChieu``, keeps it
+unchanged in ``tax_reply`` and moves the message on. Both are safe to run twice and from several workers at once.
+
+Status moves (anything else leaves the status as it is, so a late or repeated reply never moves a message back)::
+
+    queued --claim--> sending --handed over--> sent        (a failed hand-over goes back to queued)
+    queued | sending | sent                --999 received / 204 without error--> acknowledged
+    queued | sending | sent | acknowledged --999 refused / 204 with errors-----> rejected
+    queued | sending | sent | acknowledged --202 with MCCQT--------------------> coded
+
+A reply may arrive before its message is marked sent (the provider can be faster than our commit), hence the
+``queued`` and ``sending`` sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from invoices.models import Document
+from invoices.signing import Signer
+from invoices.tax.envelope import Header, MessageType, build_envelope, message_type_for_series, new_message_id
+from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply, TaxGateway
+from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
+from invoices.tax.notice import Notice, signed_notice
+from payments.agency.models import Agency
+from payments.core.config import Settings
+from payments.core.context import AppContext
+from payments.core.db import affected
+from payments.core.logging import get_logger
+from payments.core.types import utcnow
+
+__all__ = ["apply_replies", "gateway_for", "queue_document", "queue_notice", "send_pending"]
+
+log = get_logger(__name__)
+Status = TaxMessageStatus
+
+
+class Outcome(StrEnum):
+    """What a reply says about our message."""
+
+    received = "received"
+    refused = "refused"
+    coded = "coded"
+
+
+_BEFORE_VERDICT = frozenset({Status.queued, Status.sending, Status.sent})
+TRANSITIONS: dict[Outcome, tuple[frozenset[TaxMessageStatus], TaxMessageStatus]] = {
+    Outcome.received: (_BEFORE_VERDICT, Status.acknowledged),
+    Outcome.refused: (_BEFORE_VERDICT | {Status.acknowledged}, Status.rejected),
+    Outcome.coded: (_BEFORE_VERDICT | {Status.acknowledged}, Status.coded),
+}
+
+
+def gateway_for(settings: Settings) -> TaxGateway | None:
+    """The T-VAN file drop, or None when transmission is switched off."""
+    if not settings.tax_transmission:
+        return None
+    return FileDropGateway(settings.effective_tax_drop_dir)
+
+
+def queue_document(s: Session, settings: Settings, document: Document) -> TaxMessage:
+    """The message carrying an issued document, built and stored in the caller's transaction; the one already
+    queued for it when there is one (only a rejected message makes room for a new one)."""
+    existing = s.exec(
+        select(TaxMessage)
+        .where(TaxMessage.document_id == document.id, TaxMessage.kind == TaxMessageKind.document)
+        .where(TaxMessage.status != Status.rejected)
+        .order_by(col(TaxMessage.created_at))
+    ).first()
+    if existing is not None:
+        return existing
+    agency = s.get(Agency, document.agency_id)
+    if agency is None:
+        raise LookupError(f"document {document.id} names an unknown agency")
+    message_type = message_type_for_series(document.series)
+    return _queue(s, settings, agency, TaxMessageKind.document, message_type, [document.xml], document.id)
+
+
+def queue_notice(s: Session, settings: Settings, signer: Signer, agency: Agency, notice: Notice) -> TaxMessage:
+    """Sign the agency's 04/SS-HĐĐT notice and queue it (MLTDiep 300) in the caller's transaction."""
+    if notice.tax_code != agency.tax_code:
+        raise ValueError(f"the notice is about taxpayer {notice.tax_code}, not agency {agency.code}")
+    signed = signed_notice(signer, notice)
+    return _queue(s, settings, agency, TaxMessageKind.notice, MessageType.notice, [signed], None)
+
+
+def _queue(
+    s: Session,
+    settings: Settings,
+    agency: Agency,
+    kind: TaxMessageKind,
+    message_type: MessageType,
+    documents: Sequence[bytes],
+    document_id: str | None,
+) -> TaxMessage:
+    sender = settings.effective_tax_sender_code
+    header = Header(sender, message_type, new_message_id(sender), agency.tax_code)
+    row = TaxMessage(
+        agency_id=agency.id,
+        document_id=document_id,
+        kind=kind,
+        message_type=int(message_type),
+        mtdiep=header.message_id,
+        xml=build_envelope(header, documents),
+    )
+    s.add(row)
+    s.flush()
+    log.info("tax.message_queued", message_id=row.id, mtdiep=row.mtdiep, type=row.message_type, document=document_id)
+    return row
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: str
+    mtdiep: str
+    xml: bytes
+
+
+def send_pending(ctx: AppContext, gateway: TaxGateway, limit: int | None = None) -> int:
+    """Hand every queued message to the gateway; returns how many were handed over by this call.
+
+    Stops at the first batch with a failure, so that a provider outage is not retried in a tight loop.
+    """
+    batch = limit or ctx.settings.worker_batch_size
+    total = 0
+    while claimed := _claim(ctx, batch):
+        sent = sum(_send(ctx, gateway, message) for message in claimed)
+        total += sent
+        if sent < len(claimed):
+            break
+    return total
+
+
+def _claimable(stale_before: datetime) -> Any:
+    # A claim older than the lease belongs to a sender that died: the same bytes may be handed over again.
+    return or_(
+        col(TaxMessage.status) == Status.queued,
+        and_(col(TaxMessage.status) == Status.sending, col(TaxMessage.updated_at) < stale_before),
+    )
+
+
+def _claim(ctx: AppContext, limit: int) -> list[_Claimed]:
+    now = utcnow()
+    claimable = _claimable(now - timedelta(seconds=ctx.settings.worker_lease_seconds))
+    with ctx.db.write() as s:
+        query = select(TaxMessage).where(claimable).order_by(col(TaxMessage.created_at)).limit(limit)
+        if ctx.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed = []
+        for row in s.exec(query).all():
+            taken = s.execute(
+                update(TaxMessage)
+                .where(col(TaxMessage.id) == row.id, claimable)
+                .values(status=Status.sending, updated_at=now)
+            )
+            if affected(taken):
+                claimed.append(_Claimed(row.id, row.mtdiep, row.xml))
+        return claimed
+
+
+def _send(ctx: AppContext, gateway: TaxGateway, message: _Claimed) -> bool:
+    try:
+        gateway.send(OutgoingMessage(message.mtdiep, message.xml))
+    except Exception as exc:  # any failure: the message goes back to the queue and the next message is not tried
+        log.warning("tax.send_failed", message_id=message.id, mtdiep=message.mtdiep, error=str(exc)[:500])
+        _set(ctx, message.id, {Status.sending}, status=Status.queued, error=f"{type(exc).__name__}: {exc}"[:2000])
+        return False
+    now = utcnow()
+    # A reply may already have moved it on; then it stays where the reply put it.
+    _set(ctx, message.id, {Status.sending}, status=Status.sent, sent_at=now, error=None)
+    log.info("tax.message_sent", message_id=message.id, mtdiep=message.mtdiep)
+    return True
+
+
+def _set(ctx: AppContext, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:
+    with ctx.db.write() as s:
+        return _compare_and_set(s, message_id, sources, **values)
+
+
+def _compare_and_set(s: Session, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:
+    result = s.execute(
+        update(TaxMessage)
+        .where(col(TaxMessage.id) == message_id, col(TaxMessage.status).in_(sources))
+        .values(updated_at=utcnow(), **values)
+    )
+    return affected(result) == 1
+
+
+class _Applied(StrEnum):
+    applied = "applied"
+    duplicate = "duplicate"
+    unmatched = "unmatched"
+
+
+def apply_replies(ctx: AppContext, gateway: TaxGateway) -> int:
+    """Store and apply every waiting reply; returns how many were new replies to our messages."""
+    applied = 0
+    for reply in gateway.replies():
+        try:
+            result = _apply(ctx, reply)
+        except IntegrityError:
+            result = _Applied.duplicate  # another worker stored the same reply first
+        if result is _Applied.unmatched:
+            log.warning("tax.reply_unmatched", file=reply.name, type=reply.message_type, reference=reply.reference)
+            gateway.set_aside(reply)
+            continue
+        gateway.acknowledge(reply)
+        applied += result is _Applied.applied
+    return applied
+
+
+def _apply(ctx: AppContext, reply: Reply) -> _Applied:
+    with ctx.db.write() as s:
+        if reply.reference is None:
+            return _Applied.unmatched
+        query = select(TaxMessage).where(TaxMessage.mtdiep == reply.reference)
+        if ctx.db.dialect == "postgresql":
+            query = query.with_for_update()  # one reply at a time per message
+        message = s.exec(query).first()
+        if message is None:
+            return _Applied.unmatched
+        if s.exec(select(TaxReply.id).where(TaxReply.mtdiep == reply.message_id)).first() is not None:
+            log.info("tax.reply_duplicate", message_id=message.id, reply=reply.message_id)
+            return _Applied.duplicate
+        s.add(
+            TaxReply(tax_message_id=message.id, mtdiep=reply.message_id, message_type=reply.message_type, xml=reply.xml)
+        )
+        s.flush()
+        _transition(s, message, reply)
+        return _Applied.applied
+
+
+def _transition(s: Session, message: TaxMessage, reply: Reply) -> None:
+    outcome = _outcome(reply)
+    if outcome is None:
+        log.info("tax.reply_stored", message_id=message.id, type=reply.message_type)
+        return
+    sources, target = TRANSITIONS[outcome]
+    values: dict[str, Any] = {"status": target, "error": None}
+    if outcome is Outcome.refused:
+        reasons = "; ".join(str(error) for error in reply.errors)
+        values["error"] = reasons or f"refused without a reason (MLTDiep {reply.message_type})"
+    if outcome is Outcome.coded:
+        values["mccqt"] = reply.code
+    if message.status in sources and _compare_and_set(s, message.id, set(sources), **values):
+        log.info("tax.message_" + target.value, message_id=message.id, type=reply.message_type)
+    else:
+        log.info("tax.reply_ignored", message_id=message.id, status=message.status, outcome=outcome.value)
+
+
+def _outcome(reply: Reply) -> Outcome | None:
+    if reply.code is not None:
+        return Outcome.coded
+    if reply.accepted is None:
+        return None
+    return Outcome.received if reply.accepted else Outcome.refused
