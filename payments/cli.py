@@ -28,7 +28,6 @@ tax = typer.Typer(help="Transmission to the tax authority through the T-VAN file
 app.add_typer(tax, name="tax")
 
 
-
 def _ctx() -> AppContext:
     from payments.core.context import build_context
     from payments.core.logging import configure_logging
