@@ -174,3 +174,38 @@ def test_cli_makes_a_dev_certificate_and_verifies_a_receipt_file(
         assert runner.invoke(app, ["certs", "dev", "--agency", "NOPE"]).exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_a_crash_between_payment_success_and_issuance_still_yields_exactly_one_document(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The success and its issuance job commit together; then every way the issuing worker can die is played:
+    a worker that claimed the job and never ran it, one killed in the middle of issuing (after the number was taken
+    and the document signed), and the first worker waking up after another one finished the job."""
+    import invoices.service as service
+
+    payment = _paid(api)
+    asleep = Worker(api.ctx, HANDLERS, name="asleep")
+    # It claims the issuance job (and the payment's webhook job) under a lease, then the process freezes.
+    (claimed,) = [job for job in asleep.claim(10) if job.kind == "receipt.issue"]
+
+    def power_cut(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("power cut after signing")
+
+    with api.ctx.db.write() as s:  # the lease runs out
+        s.execute(update(OutboxJob).values(locked_until=utcnow() - timedelta(seconds=1)))
+    monkeypatch.setattr(service, "_announce", power_cut)
+    Worker(api.ctx, HANDLERS, name="killed").run_once()
+    assert _documents(api) == []  # nothing half-issued: the number and the signature rolled back together
+    monkeypatch.undo()
+
+    with api.ctx.db.write() as s:  # retried at once rather than after the backoff
+        s.execute(update(OutboxJob).values(run_after=utcnow() - timedelta(seconds=1), locked_until=None))
+    Worker(api.ctx, HANDLERS, name="survivor").run_once()
+    asleep._run(claimed)  # the frozen worker wakes up and runs the job it claimed long ago
+    Worker(api.ctx, HANDLERS).run_once()
+    (doc,) = _documents(api)
+    assert doc.payment_id == payment["id"] and doc.number == 1
+    with api.ctx.db.read() as s:
+        counter = s.exec(select(func.max(Document.number))).one()
+    assert counter == 1
