@@ -91,7 +91,7 @@ def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now:
                 return None
             payment = s.get(Payment, refund.payment_id)
             assert payment is not None
-            current = _current(s, payment.id)
+            current = current_document(s, payment.id)
             if current is None:
                 raise OriginalNotIssued(f"payment {payment.id} has no receipt yet to adjust")
             earlier = s.exec(
@@ -153,7 +153,7 @@ def replace_document(
         raise NotFound(f"no receipt {document_id!r}")
     if replaced.purpose is DocumentPurpose.adjustment:
         raise Conflict("an adjustment document is not replaced; issue a replacement of the receipt it adjusts")
-    current = _current(s, replaced.payment_id)
+    current = current_document(s, replaced.payment_id)
     if current is None or current.id != replaced.id:
         raise DocumentReplaced(f"receipt {document_id} has been replaced by {current.id if current else '?'}")
     adjusted = s.exec(
@@ -223,7 +223,7 @@ def _original(s: Session, payment_id: str) -> str | None:
     ).first()
 
 
-def _current(s: Session, payment_id: str) -> DocumentRow | None:
+def current_document(s: Session, payment_id: str) -> DocumentRow | None:
     """The document in force for a payment: the original, or the last replacement in its chain."""
     rows = s.exec(
         select(DocumentRow)

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from payments.jobs import HANDLERS
+from payments.outbox.worker import Worker
 from tests.conftest import LiveServer
 from tests.factories import dossier_body
 
@@ -74,3 +76,31 @@ def test_payer_declined_can_try_again(live_server: LiveServer, browser: Browser)
     page.wait_for_url("**/pay/**")
     assert page.locator("#dossier-status").inner_text() == "Paid"
     page.close()
+
+
+def test_payer_opens_the_e_receipt_from_the_dossier_page_and_looks_it_up_by_code(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    context = browser.new_context(locale="vi-VN")
+    page = context.new_page()
+    page.goto(_pay_url(live_server, "HS-BR-RECEIPT"))
+    page.get_by_role("button", name="Thanh toán 110.000 ₫").click()
+    page.get_by_role("button", name="Thanh toán thành công").click()
+    page.wait_for_url("**/pay/**")
+    assert page.locator("#receipt-link").count() == 0  # paid, not yet issued: the page says it will come
+    Worker(live_server.ctx, HANDLERS).run_once()  # the outbox worker issues it
+    page.reload()
+    page.locator("#receipt-link").click()
+    page.wait_for_url("**/r/**")
+    assert "BIÊN LAI THU PHÍ, LỆ PHÍ" in page.content() and "Nguyễn Văn An" in page.content()
+    assert page.locator("svg").count() >= 1  # the QR code
+    code = page.url.split("/r/")[1].split("?")[0]
+    pdf = context.request.get(f"{live_server.url}/r/{code}.pdf")
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    # A payer who has only the printed code types it into the lookup form, spaced as printed.
+    page.goto(f"{live_server.url}/r")
+    page.fill("#code", f"{code[:4]} {code[4:8]} {code[8:]}".lower())
+    page.get_by_role("button", name="Tra cứu").click()
+    page.wait_for_url(f"**/r/{code}**")
+    assert "Nguyễn Văn An" in page.content()
+    context.close()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
 
+from invoices.service import current_document
 from payments.agency.models import Agency, Procedure
 from payments.auth.deps import CtxDep
 from payments.auth.service import Principal
@@ -19,6 +20,7 @@ from payments.pages.render import language, render
 from payments.payment.models import Payment
 from payments.payment.schemas import PaymentIn
 from payments.payment.service import PaymentCreation
+from payments.payment.states import PAID
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,6 +45,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
             select(Payment).where(Payment.dossier_id == dossier.id).order_by(col(Payment.created_at).desc())
         ).first()
         methods = [m for m in agency.payment_methods if m in ctx.gateways]
+        receipt = current_document(s, payment.id) if payment is not None and payment.status in PAID else None
         return render(
             request,
             "dossier_pay.html",
@@ -54,6 +57,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
             methods=methods,
             token=token,
             form_key=secrets.token_urlsafe(16),
+            receipt_code=receipt.lookup_code if receipt is not None else None,
         )
 
 

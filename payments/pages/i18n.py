@@ -5,6 +5,7 @@ from __future__ import annotations
 MESSAGES: dict[str, dict[str, str]] = {
     "vi": {
         "lookup_title": "Tra cứu biên lai điện tử",
+        "view_receipt": "Xem biên lai điện tử",
         "lookup_intro": "Nhập mã tra cứu in trên biên lai (12 ký tự) để xem, tải bản PDF hoặc tệp XML có chữ ký số.",
         "lookup_code": "Mã tra cứu",
         "lookup_submit": "Tra cứu",
@@ -61,6 +62,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "en": {
         "lookup_title": "Look up an e-receipt",
+        "view_receipt": "View the e-receipt",
         "lookup_intro": (
             "Enter the lookup code printed on the receipt (12 characters) to view it, "
             "or download the PDF copy or the signed XML."
