@@ -85,6 +85,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "log_json": True,
         "log_level": "WARNING",
         "db_pool_size": 20,
+        # Suites send thousands of requests with one key; the limit has its own tests.
+        "api_rate_per_minute": 1_000_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 from payments.auth.models import Scope
 from payments.auth.service import Principal, authenticate
 from payments.core.context import AppContext
-from payments.core.errors import Forbidden, Unauthenticated
+from payments.core.errors import Forbidden, RateLimited, Unauthenticated
 from payments.core.logging import get_logger
+from payments.core.ratelimit import RateLimiter
 
 log = get_logger(__name__)
 
@@ -33,11 +34,29 @@ def get_principal(request: Request, ctx: CtxDep) -> Principal:
         raise err
     with ctx.db.read() as s:
         try:
-            return authenticate(s, token.strip())
+            principal = authenticate(s, token.strip())
         except Unauthenticated as err:
             err.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             log.info("auth.rejected", path=request.url.path)
             raise
+    _within_rate(ctx, principal)
+    return principal
+
+
+def _within_rate(ctx: AppContext, principal: Principal) -> None:
+    """Each client system's requests per minute, so that one runaway client cannot starve the others."""
+    limiter = ctx.extras.get("api_limiter")
+    if limiter is None:
+        limiter = ctx.extras["api_limiter"] = RateLimiter(ctx.settings.api_rate_per_minute)
+    wait = limiter.check(principal.key_id)
+    if wait is not None:
+        log.warning("auth.rate_limited", key_id=principal.key_id, agency_id=principal.agency_id)
+        err = RateLimited(
+            f"more than {limiter.per_minute} requests in a minute from this API key; retry after the pause",
+            retry_after=max(1, round(wait)),
+        )
+        err.headers["Retry-After"] = str(max(1, round(wait)))
+        raise err
 
 
 def require(scope: Scope) -> Callable[[Principal], Principal]:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Requests per minute per API key (per process), answered 429 with Retry-After beyond it.
+    api_rate_per_minute: int = Field(default=1200, ge=1)
     page_size_default: int = 20
     page_size_max: int = 100
 

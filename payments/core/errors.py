@@ -54,6 +54,11 @@ class Forbidden(LephiError):
     status, code, title = 403, "insufficient_scope", "The API key lacks the scope for this operation"
 
 
+class RateLimited(LephiError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+    transient = True
+
+
 class NotFound(LephiError):
     status, code, title = 404, "not_found", "Not found"
 
