@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -29,6 +30,10 @@ from payments.core.db import Database, make_engine, normalise_url
 from payments.migrate import upgrade
 from payments.models import metadata
 from tests.factories import seed_agency
+
+# No timing assertion in the suite: Hypothesis's per-example deadline would be one, and the machines are shared.
+hypothesis_settings.register_profile("lephi", deadline=None)
+hypothesis_settings.load_profile("lephi")
 
 PG_URL = os.environ.get("LEPHI_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if PG_URL else ["sqlite"]
