@@ -44,6 +44,8 @@ class Document(SQLModel, table=True):
             sqlite_where=text("purpose = 'original'"),
             postgresql_where=text("purpose = 'original'"),
         ),
+        # Reconciliation reads one agency's receipts of one day.
+        Index("ix_document_agency_issue_date", "agency_id", "issue_date"),
         # A document is replaced at most once; the replacement is then the one to correct.
         Index(
             "ux_document_one_replacement",

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.pages.endpoints import router as payer_pages
     from payments.pages.transfer import router as qr_pages
     from payments.payment.endpoints import router as payments
+    from payments.reconcile.endpoints import router as reconciliation
     from payments.transfer.endpoints import router as bank_credits
     from payments.webhooks.endpoints import router as webhooks
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         receipts,
         bank_credits,
         webhooks,
+        reconciliation,
         gateways,
         health,
         sandbox_pages,

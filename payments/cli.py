@@ -28,6 +28,15 @@ tax = typer.Typer(help="Transmission to the tax authority through the T-VAN file
 app.add_typer(tax, name="tax")
 
 
+def _reconcile() -> typer.Typer:
+    from payments.reconcile.cli import app as reconcile
+
+    return reconcile
+
+
+app.add_typer(_reconcile(), name="reconcile")
+
+
 def _ctx() -> AppContext:
     from payments.core.context import build_context
     from payments.core.logging import configure_logging

@@ -11,6 +11,13 @@ from payments.gateway.models import SandboxTransaction
 from payments.idempotency.models import IdempotencyRecord
 from payments.outbox.models import OutboxJob
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent, Refund
+from payments.reconcile.models import (
+    ReconException,
+    ReconExceptionEvent,
+    ReconRun,
+    StatementEntry,
+    StatementImport,
+)
 from payments.transfer.models import BankCredit
 from payments.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 
@@ -30,9 +37,14 @@ __all__ = [
     "Payment",
     "PaymentEvent",
     "Procedure",
+    "ReconException",
+    "ReconExceptionEvent",
+    "ReconRun",
     "Refund",
     "SandboxTransaction",
     "SeriesCounter",
+    "StatementEntry",
+    "StatementImport",
     "TaxMessage",
     "TaxReply",
     "WebhookDelivery",

@@ -177,6 +177,19 @@ ENDPOINTS = [
     ),
     Endpoint("list-webhook-endpoints", "GET", "/v1/webhook-endpoints", "webhooks:write"),
     Endpoint("list-webhook-deliveries", "GET", "/v1/webhook-deliveries", "webhooks:write"),
+    Endpoint("list-recon-exceptions", "GET", "/v1/reconciliation/exceptions", "reconciliation:read"),
+    Endpoint("list-recon-runs", "GET", "/v1/reconciliation/runs", "reconciliation:read"),
+    Endpoint("list-recon-imports", "GET", "/v1/reconciliation/imports", "reconciliation:read"),
+    Endpoint(
+        "daily-close-report", "GET", "/v1/reconciliation/reports/daily?business_day=2026-11-20", "reconciliation:read"
+    ),
+    Endpoint(
+        "run-recon-day",
+        "POST",
+        "/v1/reconciliation/runs",
+        "reconciliation:write",
+        lambda w: {"business_day": "2025-06-30"},
+    ),
 ]
 BY_NAME = {e.name: e for e in ENDPOINTS}
 endpoints = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)

@@ -20,6 +20,9 @@ class Scope(StrEnum):
     # Staff actions on issued documents: replacements.
     receipts_write = "receipts:write"
     webhooks_write = "webhooks:write"
+    # Finance staff: the reconciliation runs, exceptions queue and reports.
+    reconciliation_read = "reconciliation:read"
+    reconciliation_write = "reconciliation:write"
 
 
 class ApiKey(SQLModel, table=True):

@@ -37,6 +37,8 @@ class Payment(SQLModel, table=True):
         ),
         UniqueConstraint("gateway", "gateway_reference"),
         Index("ix_payment_agency_created", "agency_id", "created_at", "id"),
+        # Reconciliation reads a day's payments by when they succeeded.
+        Index("ix_payment_agency_succeeded", "agency_id", "succeeded_at"),
     )
 
     id: str = Field(default_factory=lambda: new_id("pay"), primary_key=True, max_length=40)

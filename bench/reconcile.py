@@ -1,0 +1,375 @@
+"""Benchmark of reconciliation (import of settlement files plus the matching run) against a raw load and one join.
+
+    python -m bench.reconcile [--db sqlite|postgres|both] [--sizes 10000,100000,1000000]
+
+For each database and size it creates a throwaway database (a SQLite file under a temporary directory, or a fresh
+PostgreSQL database that is dropped afterwards), migrates it, and generates with ``payments.reconcile.generate`` one
+agency's day of that many paid payments (70% VNPay, 30% MoMo) with their dossiers and receipts, 10 injected
+discrepancies of every category a gateway file can show, and the two settlement files (VNPay CSV and MoMo CSV,
+about one line per payment). Generation is not timed. On PostgreSQL the database is then analyzed (``VACUUM
+ANALYZE``), as autovacuum keeps a production database.
+
+Then, each in a child process of its own so that each has its own peak memory, and in this order:
+
+1. the baseline: the same settlement rows read with the ``csv`` module and inserted with the driver's
+   ``executemany`` into a plain table without constraints or indexes, then one SQL join of those rows with the
+   payments by gateway and reference (counting the rows whose amount agrees), in one transaction;
+2. Lephi: ``importer.import_file`` of both files, then ``matching.run_day`` for the day, as the CLI does them.
+
+Reported per size: both times, the ratio (Lephi over baseline; target at most 4), settlement lines per second, and
+each child's peak RSS (``ru_maxrss``; target at most 1 GiB for Lephi). After the timed part, Lephi's exceptions are
+compared with the generator's manifest: every injected discrepancy in its category and nothing else, and the
+matched count. The machine is shared: other work on it shows in the times, so the load average is printed.
+
+Exit status: 0 when the findings were exact at every size, 1 otherwise. The targets are reported, never enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import pickle
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bench import payments_create as pc
+
+DAY = date(2026, 11, 20)
+AGENCY = "BENCH-RECON"
+MIX = {"vnpay": 0.7, "momo": 0.3}
+# Every category a gateway file can show; the transfer categories need a bank statement, left out here.
+INJECTED = dict.fromkeys(
+    (
+        "paid_not_settled",
+        "settled_unknown",
+        "amount_mismatch",
+        "duplicate_payment",
+        "paid_without_receipt",
+        "receipt_without_payment",
+        "refund_not_settled",
+    ),
+    10,
+)
+TARGET_RATIO = 4.0
+TARGET_RSS_MIB = 1024
+RAW_TABLE = "bench_raw_line"
+
+
+@dataclass
+class Row:
+    db: str
+    size: int
+    lines: int
+    generate_s: float
+    baseline_s: float
+    baseline_rss_mib: float
+    import_s: float
+    match_s: float
+    lephi_rss_mib: float
+    exact: bool
+    detail: str
+
+    @property
+    def lephi_s(self) -> float:
+        return self.import_s + self.match_s
+
+    @property
+    def ratio(self) -> float:
+        return self.lephi_s / self.baseline_s
+
+
+# --- the children ---------------------------------------------------------------------------------------------------
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child_generate(spec: dict[str, Any]) -> dict[str, Any]:
+    from payments.core.config import Settings
+    from payments.core.context import build_context
+    from payments.migrate import upgrade
+    from payments.reconcile.generate import generate
+
+    upgrade(spec["url"])
+    ctx = build_context(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
+    start = time.perf_counter()
+    manifest = generate(
+        ctx,
+        agency_code=AGENCY,
+        day=DAY,
+        payments=spec["size"],
+        discrepancies=INJECTED,
+        out_dir=Path(spec["dir"]) / "files",
+        seed=spec["size"],
+        formats=["vnpay_csv", "momo_csv"],
+        mix=MIX,
+    )
+    seconds = time.perf_counter() - start
+    ctx.close()
+    (Path(spec["dir"]) / "manifest.pickle").write_bytes(pickle.dumps(manifest))
+    if spec["url"].startswith("postgresql"):
+        _analyze(spec["url"])
+    files = [
+        {"path": str(f.path), "format": f.format.value, "source": f.source, "lines": f.lines} for f in manifest.files
+    ]
+    return {"seconds": seconds, "files": files}
+
+
+def _analyze(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+
+
+def child_baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """Plain driver calls only: what the same rows cost with no parsing rules, no constraints and no logic."""
+    url: str = spec["url"]
+    postgres = url.startswith("postgresql")
+    if postgres:
+        import psycopg
+
+        conn: Any = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+        mark = "%s"
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # the service's default
+        conn.execute("BEGIN")
+        mark = "?"
+    start = time.perf_counter()
+    cur = conn.cursor()
+    cur.execute(
+        f"CREATE TABLE {RAW_TABLE} (source TEXT, external_id TEXT, reference TEXT, booked TEXT, kind TEXT, "
+        "amount BIGINT, fee BIGINT)"
+    )
+    insert = f"INSERT INTO {RAW_TABLE} VALUES ({', '.join([mark] * 7)})"
+    for f in spec["files"]:
+        cur.executemany(insert, _raw_rows(Path(f["path"]), f["source"]))
+    loaded = time.perf_counter()
+    cur.execute(
+        f"SELECT count(*), sum(CASE WHEN r.amount = p.amount THEN 1 ELSE 0 END) FROM {RAW_TABLE} r "
+        "JOIN payment p ON p.gateway = r.source AND p.gateway_reference = r.reference"
+    )
+    joined, agreeing = cur.fetchone()
+    if postgres:
+        conn.commit()
+    else:
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    cur.execute(f"DROP TABLE {RAW_TABLE}")  # Lephi's run that follows finds the database as generated
+    if postgres:
+        conn.commit()
+    conn.close()
+    return {
+        "seconds": seconds,
+        "load_s": loaded - start,
+        "joined": joined,
+        "agreeing": agreeing,
+        "rss_mib": _peak_rss_mib(),
+    }
+
+
+# (external id, reference, date, kind, amount, fee) columns of each gateway's default layout
+_RAW_COLUMNS = {
+    "vnpay": ("Mã GD VNPAY", "Mã tham chiếu", "Ngày GD", "Loại GD", "Số tiền", "Phí"),
+    "momo": ("transId", "orderId", "responseTime", "type", "amount", "fee"),
+}
+
+
+def _raw_rows(path: Path, source: str) -> Iterator[tuple[Any, ...]]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        ext, ref, day, kind, amount, fee = (header.index(name) for name in _RAW_COLUMNS[source])
+        for row in reader:
+            yield (
+                source,
+                row[ext],
+                row[ref],
+                row[day],
+                row[kind],
+                int(row[amount].replace(",", "")),
+                int(row[fee].replace(",", "") or 0),
+            )
+
+
+def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
+    from sqlmodel import select
+
+    from adapters.statements.base import StatementFormat
+    from payments.core.config import Settings
+    from payments.core.context import build_context
+    from payments.core.logging import configure_logging
+    from payments.reconcile.importer import import_file
+    from payments.reconcile.matching import run_day
+    from payments.reconcile.models import ExceptionStatus, ReconException
+
+    configure_logging("ERROR")  # one log line per held credit would be measured too
+    manifest = pickle.loads((Path(spec["dir"]) / "manifest.pickle").read_bytes())
+    ctx = build_context(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
+    start = time.perf_counter()
+    for f in spec["files"]:
+        import_file(ctx, AGENCY, Path(f["path"]), StatementFormat(f["format"]))
+    imported = time.perf_counter()
+    run = run_day(ctx, manifest.agency_id, DAY)
+    matched = time.perf_counter()
+    with ctx.db.read() as s:
+        rows = s.exec(
+            select(ReconException).where(
+                ReconException.agency_id == manifest.agency_id, ReconException.status == ExceptionStatus.open
+            )
+        )
+        found = {(e.category.value, e.key) for e in rows}
+    expected = manifest.expected_keys(ctx)
+    ctx.close()
+    exact = found == expected and run.counts["matched"] == manifest.matched
+    detail = (
+        f"{len(found)} findings, {run.counts['matched']:,} matched"
+        if exact
+        else f"missing {sorted(expected - found)[:3]}, unexpected {sorted(found - expected)[:3]}, "
+        f"matched {run.counts['matched']} of {manifest.matched}"
+    )
+    return {
+        "import_s": imported - start,
+        "match_s": matched - imported,
+        "rss_mib": _peak_rss_mib(),
+        "exact": exact,
+        "detail": detail,
+    }
+
+
+CHILDREN = {"generate": child_generate, "baseline": child_baseline, "lephi": child_lephi}
+
+
+def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    out = Path(spec["dir"]) / f"{kind}.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.reconcile", "--child", kind, json.dumps(spec), str(out)],
+        check=True,
+        cwd=pc.ROOT,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+# --- the parent -----------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def database(db: str, workdir: Path, admin_url: str) -> Iterator[str]:
+    if db == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+    else:
+        with pc.postgres_database(admin_url) as url:
+            yield url
+
+
+def measure(db: str, size: int, admin_url: str) -> Row:
+    with tempfile.TemporaryDirectory(prefix="lephi-bench-recon-") as tmp, database(db, Path(tmp), admin_url) as url:
+        spec: dict[str, Any] = {"url": url, "dir": tmp, "size": size}
+        print(f"{db} {size:,}: generating", file=sys.stderr, flush=True)
+        generated = run_child("generate", spec)
+        spec["files"] = generated["files"]
+        print(f"{db} {size:,}: baseline", file=sys.stderr, flush=True)
+        baseline = run_child("baseline", spec)
+        print(f"{db} {size:,}: import and matching", file=sys.stderr, flush=True)
+        lephi = run_child("lephi", spec)
+    return Row(
+        db=db,
+        size=size,
+        lines=sum(f["lines"] for f in generated["files"]),
+        generate_s=generated["seconds"],
+        baseline_s=baseline["seconds"],
+        baseline_rss_mib=baseline["rss_mib"],
+        import_s=lephi["import_s"],
+        match_s=lephi["match_s"],
+        lephi_rss_mib=lephi["rss_mib"],
+        exact=lephi["exact"],
+        detail=lephi["detail"],
+    )
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        "| database | payments | lines | baseline s | Lephi s (import + matching) | ratio | lines/s | "
+        "µs/line | peak RSS MiB (baseline / Lephi) | findings exact | generation s |"
+    )
+    out = [head, "|" + "---|" * 11]
+    for r in rows:
+        out.append(
+            f"| {r.db} | {r.size:,} | {r.lines:,} | {r.baseline_s:.2f} | {r.lephi_s:.2f} "
+            f"({r.import_s:.2f} + {r.match_s:.2f}) | {r.ratio:.2f} | {r.lines / r.lephi_s:,.0f} | "
+            f"{r.lephi_s / r.lines * 1e6:.1f} | {r.baseline_rss_mib:.0f} / {r.lephi_rss_mib:.0f} | "
+            f"{'yes' if r.exact else 'NO'} | {r.generate_s:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def verdicts(rows: list[Row]) -> list[str]:
+    lines = []
+    for db in dict.fromkeys(r.db for r in rows):
+        mine = [r for r in rows if r.db == db]
+        biggest = max(mine, key=lambda r: r.size)
+        ratio = "met" if biggest.ratio <= TARGET_RATIO else "missed"
+        rss = "met" if max(r.lephi_rss_mib for r in mine) <= TARGET_RSS_MIB else "missed"
+        growth = ", ".join(f"{r.lephi_s / r.lines * 1e6:.1f}" for r in mine)
+        lines.append(
+            f"{db}: ratio at {biggest.size:,} payments {biggest.ratio:.2f} (target <= {TARGET_RATIO:g}: {ratio}); "
+            f"peak RSS {max(r.lephi_rss_mib for r in mine):.0f} MiB (target <= {TARGET_RSS_MIB}: {rss}); "
+            f"µs per line by size {growth} (flat means linear growth)"
+        )
+        lines += [f"  {r.size:,}: {r.detail}" for r in mine]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--child"]:
+        kind, spec, out = args[1], json.loads(args[2]), Path(args[3])
+        out.write_text(json.dumps(CHILDREN[kind](spec)))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m bench.reconcile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="payments per run, comma-separated")
+    parser.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", pc.DEFAULT_PG_ADMIN_URL),
+        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL)",
+    )
+    options = parser.parse_args(args)
+    sizes = [int(s.replace("_", "")) for s in options.sizes.split(",")]
+    dbs = ["sqlite", "postgres"] if options.db == "both" else [options.db]
+    if "postgres" in dbs:
+        pc.check_postgres(options.pg_admin_url)
+    print(pc.machine_notes() + "; the machine is shared with other work")
+    print(
+        f"method: per size, {int(MIX['vnpay'] * 100)}% VNPay / {int(MIX['momo'] * 100)}% MoMo payments of one day, "
+        f"{sum(INJECTED.values())} injected discrepancies; baseline, then Lephi, each in its own process",
+        flush=True,
+    )
+    rows = [measure(db, size, options.pg_admin_url) for db in dbs for size in sizes]
+    print()
+    print(table(rows))
+    print()
+    for line in verdicts(rows):
+        print(line)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {platform.python_version()}")
+    return 0 if all(r.exact for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

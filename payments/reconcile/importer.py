@@ -1,0 +1,355 @@
+"""Importing settlement files and bank statements: streamed from the file into ``statement_entry`` in one
+transaction, so a malformed file imports nothing, and keyed so that nothing counts twice (the file's SHA-256 per
+agency; each line's source transaction id per agency and source).
+
+Bank statement credits also feed the VietQR matching (``payments.transfer``): a credit whose memo carries a payment
+reference settles that payment if the amount is exact, or is held with its reason, exactly as a bank notification
+would; the bank transaction counts once whichever arrives first.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from adapters.statements.base import LineKind, StatementError, StatementFormat, StatementLine, file_sha256, parse_file
+from adapters.statements.csvfile import ColumnMapping
+from adapters.vietqr import find_reference
+from payments.agency.models import Agency
+from payments.core.context import AppContext
+from payments.core.errors import LephiError, NotFound
+from payments.core.logging import get_logger
+from payments.reconcile.models import StatementEntry, StatementImport
+from payments.transfer.models import BankCredit
+from payments.transfer.service import Credit, apply_credit
+
+log = get_logger(__name__)
+
+BATCH = 5000
+BANK = "bank"
+SOURCE_OF_FORMAT: dict[StatementFormat, str] = {
+    StatementFormat.vnpay_csv: "vnpay",
+    StatementFormat.momo_csv: "momo",
+    StatementFormat.stripe_api: "stripe",
+    StatementFormat.mt940: BANK,
+    StatementFormat.camt053: BANK,
+    StatementFormat.bank_csv: BANK,
+}
+# The gateway whose payments a source's lines settle: bank statements carry VietQR transfers.
+GATEWAY_OF_SOURCE = {"vnpay": "vnpay", "momo": "momo", "stripe": "stripe", BANK: "vietqr"}
+Progress = Callable[[int, int], None]  # (lines so far, bytes read so far)
+
+
+class ImportFailed(LephiError):
+    status, code, title = 422, "import_failed", "The file could not be imported"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: str
+    duplicate_file: bool
+    lines: int
+    new_lines: int
+    total_amount: int
+    first_day: date | None
+    last_day: date | None
+    credits_applied: int = 0
+
+
+def import_file(
+    ctx: AppContext,
+    agency_code: str,
+    path: Path,
+    fmt: StatementFormat,
+    *,
+    mapping: ColumnMapping | None = None,
+    actor: str = "cli",
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import one file for one agency. The same bytes a second time add nothing and say so."""
+    if fmt is StatementFormat.stripe_api:
+        raise ImportFailed("Stripe settlement is read from Stripe's API, not from a file: use import_lines")
+    sha256 = file_sha256(path)
+    with path.open("rb") as raw:
+
+        def lines() -> Iterator[StatementLine]:
+            yield from parse_file(raw, fmt, mapping)
+
+        def tick(count: int) -> None:
+            # The file's position, not a count of bytes handed to the parser: parsers read ahead and rewind.
+            if progress is not None:
+                progress(count, raw.tell())
+
+        return import_lines(ctx, agency_code, lines(), fmt, sha256=sha256, file_name=path.name, actor=actor, tick=tick)
+
+
+def import_lines(
+    ctx: AppContext,
+    agency_code: str,
+    lines: Iterable[StatementLine],
+    fmt: StatementFormat,
+    *,
+    sha256: str,
+    file_name: str,
+    actor: str,
+    tick: Callable[[int], None] | None = None,
+) -> ImportResult:
+    result = _import(ctx, agency_code, lines, fmt, sha256=sha256, file_name=file_name, actor=actor, tick=tick)
+    if result.new_lines and ctx.db.dialect == "postgresql":
+        _refresh_statistics(ctx, result.new_lines)
+    return result
+
+
+# Autovacuum's default rule: analyze once the rows changed since the last ANALYZE exceed 50 + 10% of the table.
+_STALE = text(
+    """
+    SELECT coalesce(s.n_mod_since_analyze, 0) + :new > 50 + 0.1 * greatest(c.reltuples, 0)
+    FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE c.oid = 'statement_entry'::regclass
+    """
+)
+
+
+def _refresh_statistics(ctx: AppContext, new_lines: int) -> None:
+    """Matching usually runs right after an import, before autovacuum has looked at the table (if it runs at all):
+    with statistics of a nearly empty table, PostgreSQL plans the day's per-payment lookups as scans of every line
+    of the agency, and a day of a million lines takes hours instead of seconds. So the import applies autovacuum's
+    rule itself, in a transaction of its own so that ANALYZE's lock is not held by the import."""
+    with ctx.db.write() as s:
+        if s.execute(_STALE, {"new": new_lines}).scalar_one():
+            s.execute(text("ANALYZE statement_entry"))
+
+
+def _import(
+    ctx: AppContext,
+    agency_code: str,
+    lines: Iterable[StatementLine],
+    fmt: StatementFormat,
+    *,
+    sha256: str,
+    file_name: str,
+    actor: str,
+    tick: Callable[[int], None] | None,
+) -> ImportResult:
+    source = SOURCE_OF_FORMAT[fmt]
+    with ctx.db.write() as s:
+        agency_id = s.exec(select(Agency.id).where(Agency.code == agency_code)).first()
+        if agency_id is None:
+            raise NotFound(f"no agency {agency_code!r}")
+        earlier = s.exec(
+            select(StatementImport).where(StatementImport.agency_id == agency_id, StatementImport.sha256 == sha256)
+        ).first()
+        if earlier is not None:
+            log.info("reconcile.import_duplicate", import_id=earlier.id, file=file_name)
+            return ImportResult(
+                earlier.id, True, earlier.line_count, 0, earlier.total_amount, earlier.first_day, earlier.last_day
+            )
+        row = StatementImport(
+            agency_id=agency_id,
+            source=source,
+            format=fmt.value,
+            file_name=file_name[:300],
+            sha256=sha256,
+            imported_by=actor,
+        )
+        s.add(row)
+        s.flush()
+        try:
+            with sqlite_cache(s):
+                totals = _insert(s, ctx.db.dialect, agency_id, row.id, source, lines, tick)
+        except StatementError as exc:
+            raise ImportFailed(f"{file_name}: {exc}; nothing was imported", line=exc.line) from None
+        count, new_lines, total, first, last = totals.count, totals.new, totals.amount, totals.first, totals.last
+        row.line_count, row.new_lines, row.total_amount, row.first_day, row.last_day = (
+            count,
+            new_lines,
+            total,
+            first,
+            last,
+        )
+        s.add(row)
+        credits = _apply_bank_credits(s, agency_code, row.id) if source == BANK else 0
+        log.info(
+            "reconcile.imported", import_id=row.id, file=file_name, lines=count, new_lines=new_lines, credits=credits
+        )
+        return ImportResult(row.id, False, count, new_lines, total, first, last, credits)
+
+
+# Inserted at the driver, below the ORM: a million lines through per-row dictionaries and bind processing cost
+# several times the database's own work. The values are already the column types (text, integers, ISO dates).
+_COLUMNS = (
+    "agency_id, import_id, source, line_no, external_id, kind, amount, fee, currency, booked_on, value_on, reference, "
+    "counterparty, description"
+)
+# A line already imported from an overlapping file is skipped: the same transaction counts once. Each new line is
+# linked to the payment its reference names as it goes in, by the rule matching links by (``matching._LINK``, which
+# still links whatever is left): one index lookup per row here costs a fraction of updating every row afterwards.
+_CONFLICT = "ON CONFLICT (agency_id, source, external_id) DO NOTHING"
+# The gateway is a literal from GATEWAY_OF_SOURCE; ?1 and ?12 are the row's own agency and reference.
+_SQLITE_INSERT = f"""
+    INSERT INTO statement_entry ({_COLUMNS}, payment_id)
+    VALUES (
+        {", ".join(f"?{i}" for i in range(1, 15))},
+        (SELECT id FROM payment WHERE gateway = '{{gateway}}' AND gateway_reference = ?12 AND agency_id = ?1)
+    )
+    {_CONFLICT}
+"""  # noqa: S608 - constants only
+_PG_LOAD = """
+    CREATE TEMPORARY TABLE statement_entry_load (
+        agency_id text, import_id text, source text, line_no integer, external_id text, kind text, amount bigint,
+        fee bigint, currency text, booked_on date, value_on date, reference text, counterparty text, description text
+    ) ON COMMIT DROP
+"""
+# In file order, so that ids follow the file and the first of two lines with one transaction id is the one kept.
+_PG_INSERT = f"""
+    INSERT INTO statement_entry ({_COLUMNS}, payment_id)
+    SELECT {", ".join("l." + c.strip() for c in _COLUMNS.split(","))}, p.id
+    FROM statement_entry_load l
+    LEFT JOIN payment p ON p.gateway = %s AND p.gateway_reference = l.reference AND p.agency_id = l.agency_id
+    ORDER BY l.line_no
+    {_CONFLICT}
+"""  # noqa: S608 - constants only
+# SQLite's default page cache is 2 MB; a bulk import or a matching run over a million lines touches indexes far
+# larger, at random. Raised for the one transaction, then given back, so pooled connections keep the default.
+SQLITE_CACHE_KIB = 256 * 1024
+
+Entry = tuple[str, str, str, int, str, str, int, int, str, str, str | None, str | None, str | None, str]
+
+
+@contextmanager
+def sqlite_cache(s: Session, kib: int = SQLITE_CACHE_KIB) -> Iterator[None]:
+    """A larger SQLite page cache for the rest of this transaction (nothing on PostgreSQL)."""
+    conn = s.connection()
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{int(kib)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+
+@dataclass
+class _Totals:
+    count: int = 0
+    new: int = 0
+    amount: int = 0
+    first: date | None = None
+    last: date | None = None
+
+
+def _insert(
+    s: Session,
+    dialect: str,
+    agency_id: str,
+    import_id: str,
+    source: str,
+    lines: Iterable[StatementLine],
+    tick: Callable[[int], None] | None,
+) -> _Totals:
+    totals = _Totals()
+    gateway = GATEWAY_OF_SOURCE[source]
+    conn = s.connection()
+    batches = _batches(_rows(agency_id, import_id, source, lines, totals))
+    if dialect == "postgresql":
+        with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(_PG_LOAD)
+            with cur.copy(f"COPY statement_entry_load ({_COLUMNS}) FROM STDIN") as copy:
+                for batch in batches:
+                    for row in batch:
+                        copy.write_row(row)
+                    if tick is not None:
+                        tick(totals.count)
+            cur.execute(_PG_INSERT, (gateway,))
+            totals.new = cur.rowcount
+            cur.execute("DROP TABLE statement_entry_load")
+    else:
+        statement = _SQLITE_INSERT.format(gateway=gateway)
+        for batch in batches:
+            totals.new += conn.exec_driver_sql(statement, batch).rowcount
+            if tick is not None:
+                tick(totals.count)
+    if tick is not None:
+        tick(totals.count)
+    return totals
+
+
+def _batches(rows: Iterator[Entry]) -> Iterator[list[Entry]]:
+    while batch := list(itertools.islice(rows, BATCH)):
+        yield batch
+
+
+def _rows(
+    agency_id: str, import_id: str, source: str, lines: Iterable[StatementLine], totals: _Totals
+) -> Iterator[Entry]:
+    bank = source == BANK
+    days: dict[date, str] = {}
+    for line in lines:
+        totals.count += 1
+        totals.amount += line.amount
+        day = line.booked_on
+        printed = days.get(day)
+        if printed is None:
+            printed = days[day] = day.isoformat()
+            totals.first = day if totals.first is None or day < totals.first else totals.first
+            totals.last = day if totals.last is None or day > totals.last else totals.last
+        reference = line.reference
+        yield (
+            agency_id,
+            import_id,
+            source,
+            line.source_line,
+            line.external_id[:100],
+            line.kind.value,
+            line.amount,
+            line.fee,
+            line.currency,
+            printed,
+            None if line.value_on is None else line.value_on.isoformat(),
+            (find_reference(reference) if bank else reference[:100]) or None,
+            line.counterparty[:200] if line.counterparty else None,
+            (line.description or (reference if bank else ""))[:500],
+        )
+
+
+def _apply_bank_credits(s: Session, agency_code: str, import_id: str) -> int:
+    """Credits naming a VietQR payment settle it (or are held) like a bank notification; each bank transaction once.
+
+    Transactions already recorded (by a notification, or an overlapping statement) are left out here rather than
+    one by one in ``apply_credit``, which would answer "duplicate" for each: on a statement whose credits were all
+    notified, that is every line."""
+    known = select(BankCredit.id).where(
+        BankCredit.gateway == "vietqr", BankCredit.bank_transaction_id == StatementEntry.external_id
+    )
+    rows = s.execute(
+        select(StatementEntry.external_id, StatementEntry.amount, StatementEntry.reference, StatementEntry.description)
+        .where(
+            StatementEntry.import_id == import_id,
+            StatementEntry.kind == LineKind.credit.value,
+            col(StatementEntry.reference).is_not(None),
+            ~known.exists(),
+        )
+        .order_by(col(StatementEntry.id))
+    ).all()
+    applied = 0
+    for external_id, amount, reference, description in rows:
+        credit = Credit(
+            gateway="vietqr",
+            bank_transaction_id=external_id,
+            amount=amount,
+            reference=reference or "",
+            memo=description,
+            source="statement",
+        )
+        status, _ = apply_credit(s, credit, agency_code)
+        applied += status is not None
+    return applied
