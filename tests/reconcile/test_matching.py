@@ -191,3 +191,29 @@ def test_a_malformed_file_names_the_line_and_imports_nothing(ctx: AppContext, ag
     assert "line 3" in failed.value.detail and failed.value.extra["line"] == 3
     with ctx.db.read() as s:
         assert s.exec(select(StatementEntry)).all() == []
+
+
+def test_concurrent_runs_of_one_day_give_one_exception_each_and_no_error(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    import threading
+
+    for n in range(6):
+        _payment(ctx, agency, f"REF-C{n}", 10_000 + n)  # none settled: six exceptions to open
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_day(ctx, agency, DAY)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with ctx.db.read() as s:
+        keys = [e.key for e in s.exec(select(ReconException))]
+    assert len(keys) == len(set(keys)) == 6
