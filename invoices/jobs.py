@@ -15,11 +15,7 @@ ADJUSTMENT_WAIT_SECONDS = 30.0
 
 
 def signers(ctx: AppContext) -> SignerStore:
-    store = ctx.extras.get("signers")
-    if store is None:
-        store = ctx.extras["signers"] = SignerStore(ctx.settings)
-    assert isinstance(store, SignerStore)
-    return store
+    return ctx.shared("signers", SignerStore, lambda: SignerStore(ctx.settings))
 
 
 def issue(ctx: AppContext, payload: dict[str, Any]) -> None:

@@ -31,11 +31,7 @@ class _Limited(Exception):
 
 
 def _limiter(ctx: AppContext) -> RateLimiter:
-    limiter = ctx.extras.get("lookup_limiter")
-    if limiter is None:
-        limiter = ctx.extras["lookup_limiter"] = RateLimiter(ctx.settings.lookup_rate_per_minute)
-    assert isinstance(limiter, RateLimiter)
-    return limiter
+    return ctx.shared("lookup_limiter", RateLimiter, lambda: RateLimiter(ctx.settings.lookup_rate_per_minute))
 
 
 def _normalise(code: str) -> str:

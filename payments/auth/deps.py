@@ -45,9 +45,7 @@ def get_principal(request: Request, ctx: CtxDep) -> Principal:
 
 def _within_rate(ctx: AppContext, principal: Principal) -> None:
     """Each client system's requests per minute, so that one runaway client cannot starve the others."""
-    limiter = ctx.extras.get("api_limiter")
-    if limiter is None:
-        limiter = ctx.extras["api_limiter"] = RateLimiter(ctx.settings.api_rate_per_minute)
+    limiter = ctx.shared("api_limiter", RateLimiter, lambda: RateLimiter(ctx.settings.api_rate_per_minute))
     wait = limiter.check(principal.key_id)
     if wait is not None:
         log.warning("auth.rate_limited", key_id=principal.key_id, agency_id=principal.agency_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -13,6 +14,8 @@ from payments.core.config import Settings
 from payments.core.db import Database, make_engine
 from payments.gateway.config import GatewayConfig
 from payments.idempotency.service import Idempotency
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +45,16 @@ class AppContext:
                     raise KeyError(agency_id)
                 self._agency_codes[agency_id] = agency.code
         return self._agency_codes[agency_id]
+
+    def shared(self, name: str, kind: type[T], build: Callable[[], T]) -> T:
+        """A long-lived object of another package (signing keys, rate limiters, an HTTP client), built on first use
+        and kept for the life of the process; tests may put their own under ``name`` beforehand."""
+        value = self.extras.get(name)
+        if value is None:
+            value = self.extras[name] = build()
+        if not isinstance(value, kind):
+            raise TypeError(f"ctx.extras[{name!r}] is a {type(value).__name__}, not a {kind.__name__}")
+        return value
 
     def gateway(self, name: str, agency_id: str) -> PaymentGateway:
         """The adapter holding this agency's merchant account at that gateway."""

@@ -191,14 +191,12 @@ def retry_now(s: Session, delivery: WebhookDelivery) -> None:
 
 
 def _client(ctx: AppContext) -> httpx.Client:
-    client = ctx.extras.get("webhook_http")
-    if client is None:
-        # Never follow redirects: the registered URL is the only place a signed message goes.
-        client = ctx.extras["webhook_http"] = httpx.Client(
-            timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False
-        )
-    assert isinstance(client, httpx.Client)
-    return client
+    # Never follow redirects: the registered URL is the only place a signed message goes.
+    return ctx.shared(
+        "webhook_http",
+        httpx.Client,
+        lambda: httpx.Client(timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False),
+    )
 
 
 def verify(
