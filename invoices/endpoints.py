@@ -24,7 +24,7 @@ from payments.core.errors import NotFound, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.service import fingerprint
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/receipts", tags=["receipts"])
@@ -244,17 +244,11 @@ def post_replace(
     if changes == BuyerChanges():
         raise ValidationFailed("nothing to correct: give at least one payer field")
 
-    answer: dict[str, tuple[int, dict[str, object]]] = {}
-
-    def prepare(s: Session, claim: Claim) -> None:
+    def replace(s: Session) -> tuple[int, dict[str, object]]:
         row = replace_document(
             s, ctx, signers(ctx), principal.agency_id, document_id, changes, data.reason, actor_of(principal)
         )
-        answer["out"] = (201, _out(ctx, row, s).model_dump(mode="json"))
-        claim.finish(s, *answer["out"])
-
-    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
-        return answer["out"]  # prepare always runs: the claim, the change and the answer commit together
+        return 201, _out(ctx, row, s).model_dump(mode="json")
 
     fp = fingerprint("POST", f"/v1/receipts/{document_id}/replace", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, replace))

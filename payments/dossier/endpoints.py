@@ -17,7 +17,7 @@ from payments.core.types import UtcDatetime
 from payments.dossier.models import DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut
 from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out, upsert_dossier
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.service import fingerprint
 
 router = APIRouter(prefix="/v1/dossiers", tags=["dossiers"])
 Writer = Annotated[Principal, Depends(require(Scope.dossiers_write))]
@@ -38,20 +38,12 @@ def put_dossier(
 ) -> JSONResponse:
     """Create a dossier's fee order, or update it by code while nothing is paid; the fee comes from the schedule."""
 
-    result: dict[str, tuple[int, dict[str, object]]] = {}
-
-    def prepare(s: Session, claim: Claim) -> None:
-        # The whole upsert is one transaction, together with the key's claim and its stored answer.
+    def upsert(s: Session) -> tuple[int, dict[str, object]]:
         dossier, created = upsert_dossier(s, principal.agency_id, data)
-        body = to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
-        claim.finish(s, 201 if created else 200, body)
-        result["out"] = (201 if created else 200), body
-
-    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
-        return result["out"]  # prepare always runs: the claim, the upsert and the answer commit together
+        return (201 if created else 200), to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
 
     fp = fingerprint("POST", "/v1/dossiers", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, upsert))
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))

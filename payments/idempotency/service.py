@@ -135,6 +135,19 @@ class Idempotency:
             self._store(claim, status, body)
         return Outcome(status, body)
 
+    def run_in_transaction(
+        self, client_id: str, key: str | None, fp: str, change: Callable[[Session], tuple[int, dict[str, Any]]]
+    ) -> Outcome:
+        """Run ``change`` once per key, for an operation that is one database transaction: the change, the key's
+        claim and the stored answer commit together, so there is never a half-done request to resume."""
+        answer: list[tuple[int, dict[str, Any]]] = []
+
+        def prepare(s: Session, claim: Claim) -> None:
+            answer.append(change(s))
+            claim.finish(s, *answer[0])
+
+        return self.run(client_id, key, fp, lambda _claim: answer[0], prepare)
+
     def _claim(self, client_id: str, key: str, fp: str, prepare: Prepare | None) -> Claim | Outcome:
         for _ in range(3):
             try:

@@ -247,18 +247,13 @@ def _staff_change(
     ctx: AppContext, principal: Principal, exception_id: str, action: str, data: NoteIn, key: str | None
 ) -> JSONResponse:
     change = {"resolve": resolve_exception, "reopen": reopen_exception}[action]
-    answer: dict[str, tuple[int, dict[str, object]]] = {}
 
-    def prepare(s: Session, claim: Claim) -> None:
+    def staff_change(s: Session) -> tuple[int, dict[str, object]]:
         row = change(s, principal.agency_id, exception_id, actor_of(principal), data.note)
-        answer["out"] = (200, _detail_out(s, row).model_dump(mode="json"))
-        claim.finish(s, *answer["out"])
-
-    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
-        return answer["out"]  # prepare always runs: the claim, the change and the answer commit together
+        return 200, _detail_out(s, row).model_dump(mode="json")
 
     fp = fingerprint("POST", f"{PREFIX}/exceptions/{exception_id}/{action}", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, key, fp, operation, prepare))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, key, fp, staff_change))
 
 
 @router.post(

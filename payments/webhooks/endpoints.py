@@ -19,7 +19,7 @@ from payments.core.pagination import Page, newest_first_page
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
 from payments.core.types import utcnow
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.service import fingerprint
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from payments.webhooks.service import EVENT_TYPES, check_event_types, check_url, new_secret, retry_now
 
@@ -93,9 +93,7 @@ def post_endpoint(
     url = check_url(data.url, ctx.settings)
     types = check_event_types(data.event_types)
 
-    answer: dict[str, tuple[int, dict[str, object]]] = {}
-
-    def prepare(s: Session, claim: Claim) -> None:
+    def register(s: Session) -> tuple[int, dict[str, object]]:
         row = WebhookEndpoint(
             agency_id=principal.agency_id,
             url=url,
@@ -106,14 +104,10 @@ def post_endpoint(
         )
         s.add(row)
         s.flush()
-        answer["out"] = (201, _endpoint_out(row, with_secret=True).model_dump(mode="json"))
-        claim.finish(s, *answer["out"])
-
-    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
-        return answer["out"]  # prepare always runs: the claim, the change and the answer commit together
+        return 201, _endpoint_out(row, with_secret=True).model_dump(mode="json")
 
     fp = fingerprint("POST", "/v1/webhook-endpoints", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, register))
 
 
 @router.get("/v1/webhook-endpoints", response_model=list[EndpointOut], responses=problems(401, 403))
@@ -175,9 +169,7 @@ def post_retry(
 ) -> JSONResponse:
     """Send a failed delivery again, with a fresh retry schedule (e.g. once the endpoint is fixed)."""
 
-    answer: dict[str, tuple[int, dict[str, object]]] = {}
-
-    def prepare(s: Session, claim: Claim) -> None:
+    def retry(s: Session) -> tuple[int, dict[str, object]]:
         row = s.get(WebhookDelivery, delivery_id)
         if row is None or row.agency_id != principal.agency_id:
             raise NotFound(f"no webhook delivery {delivery_id!r}")
@@ -189,11 +181,7 @@ def post_retry(
         retry_now(s, row)
         s.flush()
         s.refresh(row)
-        answer["out"] = (200, DeliveryOut.model_validate(row, from_attributes=True).model_dump(mode="json"))
-        claim.finish(s, *answer["out"])
-
-    def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
-        return answer["out"]  # prepare always runs: the claim, the change and the answer commit together
+        return 200, DeliveryOut.model_validate(row, from_attributes=True).model_dump(mode="json")
 
     fp = fingerprint("POST", f"/v1/webhook-deliveries/{delivery_id}/retry", None)
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, prepare))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, retry))
