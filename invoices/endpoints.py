@@ -159,7 +159,7 @@ def get_receipt_xml(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
     return Response(
         doc.xml,
         media_type="application/xml",
-        headers={"Content-Disposition": f'attachment; filename="{doc.template}{doc.series}-{doc.number:08d}.xml"'},
+        headers={"Content-Disposition": f'attachment; filename="{doc.file_name("xml")}"'},
     )
 
 
@@ -172,8 +172,8 @@ def get_receipt_pdf(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
     with ctx.db.read() as s:
         doc = _get(s, principal.agency_id, document_id)
     pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code)
-    name = f"{doc.template}{doc.series}-{doc.number:08d}.pdf"
-    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
+    disposition = f'inline; filename="{doc.file_name("pdf")}"'
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": disposition})
 
 
 @router.get("/{document_id}.html", response_class=HTMLResponse)

@@ -76,3 +76,7 @@ class Document(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=255)
     created_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    def file_name(self, extension: str) -> str:
+        """``5K26TLP-00000042.pdf``: the printed symbol and the number, as people file receipts."""
+        return f"{self.template}{self.series}-{self.number:08d}.{extension}"

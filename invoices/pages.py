@@ -25,11 +25,6 @@ _CODE = re.compile(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{12}")
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
 
 
-class _Limited(Exception):
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
-
-
 def _limiter(ctx: AppContext) -> RateLimiter:
     return ctx.shared("lookup_limiter", RateLimiter, lambda: RateLimiter(ctx.settings.lookup_rate_per_minute))
 
@@ -39,15 +34,18 @@ def _normalise(code: str) -> str:
     return re.sub(r"[\s-]", "", code).upper()
 
 
-def _find(ctx: AppContext, request: Request, code: str) -> Document | None:
+def _find(ctx: AppContext, request: Request, code: str) -> Document | HTMLResponse:
+    """The document, or the page to answer instead: too many lookups (429) or no such code (404, the same for a
+    malformed one)."""
     wait = _limiter(ctx).check(request.client.host if request.client else "unknown")
     if wait is not None:
-        raise _Limited(wait)
-    code = _normalise(code)
-    if not _CODE.fullmatch(code):
-        return None
-    with ctx.db.read() as s:
-        return s.exec(select(Document).where(Document.lookup_code == code)).first()
+        return _too_many(request, wait)
+    normal = _normalise(code)
+    doc = None
+    if _CODE.fullmatch(normal):
+        with ctx.db.read() as s:
+            doc = s.exec(select(Document).where(Document.lookup_code == normal)).first()
+    return doc if doc is not None else _not_found(request, code)
 
 
 def _too_many(request: Request, wait: float) -> HTMLResponse:
@@ -75,45 +73,30 @@ def lookup_form(request: Request, code: Annotated[str | None, Query(max_length=4
 def lookup_pdf(code: str, request: Request, ctx: CtxDep) -> Response:
     from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
 
-    try:
-        doc = _find(ctx, request, code)
-    except _Limited as limited:
-        return _too_many(request, limited.wait)
-    if doc is None:
-        return _not_found(request, code)
+    doc = _find(ctx, request, code)
+    if not isinstance(doc, Document):
+        return doc
     pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code)
-    name = f"{doc.template}{doc.series}-{doc.number:08d}.pdf"
-    return Response(
-        pdf, media_type="application/pdf", headers={**PRIVATE, "Content-Disposition": f'inline; filename="{name}"'}
-    )
+    disposition = f'inline; filename="{doc.file_name("pdf")}"'
+    return Response(pdf, media_type="application/pdf", headers={**PRIVATE, "Content-Disposition": disposition})
 
 
 @router.get("/r/{code}.xml")
 def lookup_xml(code: str, request: Request, ctx: CtxDep) -> Response:
-    try:
-        doc = _find(ctx, request, code)
-    except _Limited as limited:
-        return _too_many(request, limited.wait)
-    if doc is None:
-        return _not_found(request, code)
-    name = f"{doc.template}{doc.series}-{doc.number:08d}.xml"
-    return Response(
-        doc.xml,
-        media_type="application/xml",
-        headers={**PRIVATE, "Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    doc = _find(ctx, request, code)
+    if not isinstance(doc, Document):
+        return doc
+    disposition = f'attachment; filename="{doc.file_name("xml")}"'
+    return Response(doc.xml, media_type="application/xml", headers={**PRIVATE, "Content-Disposition": disposition})
 
 
 @router.get("/r/{code}", response_class=HTMLResponse)
 def lookup_page(code: str, request: Request, ctx: CtxDep) -> Response:
     from invoices.render import render_html
 
-    try:
-        doc = _find(ctx, request, code)
-    except _Limited as limited:
-        return _too_many(request, limited.wait)
-    if doc is None:
-        return _not_found(request, code)
+    doc = _find(ctx, request, code)
+    if not isinstance(doc, Document):
+        return doc
     html = render_html(
         doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, lang=language(request)
     )
