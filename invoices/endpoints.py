@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from invoices.jobs import signers
-from invoices.keys import registered_certificates
 from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tax.models import TaxMessage, TaxMessageKind
-from invoices.verify import InvalidDocument, verify
+from invoices.verification import verify_upload
+from invoices.verify import MAX_XML_BYTES, InvalidDocument
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
@@ -78,15 +78,25 @@ class ReplacementIn(StrictModel):
 
 
 class VerificationOut(BaseModel):
+    """What the seller's signature covers; only these values may be relied on."""
+
     valid: bool
     symbol: str
     number: int
     issue_date: date
     seller_tax_code: str
-    signer: str
+    seller_agency: str = Field(description="The agency the signing certificate is registered for (its code).")
+    seller_name: str
+    signer: str = Field(description="The signing certificate's subject (RFC 4514); its UID=MST is the seller's.")
     signing_time: datetime
     total: int
-    issued_here: bool
+    issued_here: bool = Field(description="This service issued exactly these bytes, in the seller agency's series.")
+    signed_values: dict[str, str] = Field(
+        description="Every value the signature covers, by its path in DLHDon (repeated elements numbered from 1)."
+    )
+    unsigned_parts: list[str] = Field(
+        description="Parts present that the seller's signature does not cover (e.g. MCCQT, DSCKS/CQT): not verified."
+    )
 
 
 def _transmission(s: Session, document_id: str) -> TransmissionOut | None:
@@ -200,32 +210,35 @@ def get_receipt(document_id: str, ctx: CtxDep, principal: Reader) -> ReceiptOut:
     "/verify",
     response_model=VerificationOut,
     responses=problems(401, 403, 413, 422),
-    openapi_extra={"requestBody": {"content": {"application/xml": {}}, "required": True}},
+    openapi_extra={
+        "requestBody": {"content": {"application/xml": {}}, "required": True},
+        "x-max-body-bytes": MAX_XML_BYTES,
+    },
 )
 async def post_verify(request: Request, ctx: CtxDep, principal: Reader) -> VerificationOut:
-    """Verify an e-receipt's signature against the agencies' registered certificates; says what was verified or
-    exactly why not."""
+    """Verify an e-receipt: signed by a certificate registered for the seller it names, unaltered, nothing unsigned
+    riding along, valid against the format's XSD. Says exactly which values were signed, or why it does not verify."""
     body = await request.body()
     try:
-        result = verify(body, registered_certificates(ctx.settings))
+        with ctx.db.read() as s:
+            checked = verify_upload(s, ctx.settings, body)
     except InvalidDocument as exc:
         raise ValidationFailed(f"the document does not verify: {exc.detail}", reason=str(exc.reason)) from exc
-    with ctx.db.read() as s:
-        stored = s.exec(
-            select(Document).where(
-                Document.series == result.series, Document.template == result.template, Document.number == result.number
-            )
-        ).first()
+    result = checked.document
     return VerificationOut(
         valid=True,
         symbol=f"{result.template}{result.series}",
         number=result.number,
         issue_date=result.issue_date,
         seller_tax_code=result.seller_tax_code,
+        seller_agency=result.agency,
+        seller_name=checked.agency_name,
         signer=result.signer_subject,
         signing_time=result.signing_time,
         total=result.total,
-        issued_here=stored is not None and stored.xml == body,
+        issued_here=checked.issued_here,
+        signed_values=result.signed_values,
+        unsigned_parts=list(result.unsigned_parts),
     )
 
 

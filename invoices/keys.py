@@ -5,12 +5,20 @@ self-signed development certificate on first use; in production a missing key is
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from invoices.signing import LocalSigner, Signer, make_dev_certificate
+from invoices.verify import Pin, subject_tax_code
 from payments.core.config import Environment, Settings
+from payments.core.logging import get_logger
+
+log = get_logger(__name__)
+_SHA256 = hashes.SHA256()
 
 
 class MissingSigningKey(RuntimeError):
@@ -45,10 +53,38 @@ class SignerStore:
         return LocalSigner.from_pem(key_pem, cert.read_bytes(), password if b"ENCRYPTED" in key_pem else None)
 
 
-def registered_certificates(settings: Settings) -> list[x509.Certificate]:
-    """The agencies' certificates registered with this service: the only ones a document is verified against."""
+def registered_pins(settings: Settings, agencies: Iterable[tuple[str, str]]) -> list[Pin]:
+    """Each agency's registered certificates, pinned for that agency's tax code only: the only trust a document
+    is verified against. ``agencies`` are (code, tax code) pairs. An agency's certificates are its
+    ``<code>.cert.pem`` (several PEM blocks: the current one and earlier ones, so that receipts signed before a
+    rotation still verify) and the certificate in its ``<code>.p12``."""
     directory = settings.signing_dir or settings.data_dir / "certs"
-    return [x509.load_pem_x509_certificate(p.read_bytes()) for p in sorted(directory.glob("*.cert.pem"))]
+    password = settings.signing_password.encode() if settings.signing_password else None
+    pins: list[Pin] = []
+    for code, tax_code in agencies:
+        for certificate in _certificates(directory, code, password):
+            if subject_tax_code(certificate) != tax_code:
+                # A certificate in another taxpayer's name is never trusted for this agency, whatever the file says.
+                log.warning("certs.registration_refused", agency=code, reason="the subject's UID=MST differs")
+                continue
+            pins.append(Pin(certificate, tax_code, code))
+    return pins
+
+
+def _certificates(directory: Path, code: str, password: bytes | None) -> list[x509.Certificate]:
+    found: dict[bytes, x509.Certificate] = {}
+    pem, p12 = directory / f"{code}.cert.pem", directory / f"{code}.p12"
+    try:
+        if pem.is_file():
+            found.update((c.fingerprint(_SHA256), c) for c in x509.load_pem_x509_certificates(pem.read_bytes()))
+        if p12.is_file():
+            _key, certificate, _chain = pkcs12.load_key_and_certificates(p12.read_bytes(), password)
+            if certificate is not None:
+                found[certificate.fingerprint(_SHA256)] = certificate
+    except (OSError, ValueError) as exc:
+        # One agency's unreadable file must not stop the others' documents from verifying.
+        log.error("certs.unreadable", agency=code, error_type=type(exc).__name__)
+    return list(found.values())
 
 
 def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:

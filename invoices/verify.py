@@ -7,6 +7,12 @@ the cryptography, so every refusal carries a precise :class:`Reason`.
 
 The same profile signs the taxpayer's notices to the tax authority (form 04/SS-HĐĐT, ``TBao/DLTBao`` signed in
 ``TBao/DSCKS/NNT``): :data:`NOTICE` names that layout and :func:`verify_notice` checks it with the same rules.
+
+A signature proves who signed, and a document is valid only in its signer's name: the certificate must be one
+registered (pinned) for the seller the signed content names (a :class:`Pin`: certificate, tax code, agency), and its
+subject's ``UID=MST:<tax code>`` must be that seller's tax code too. Nothing may ride along unsigned: comments and
+processing instructions are refused anywhere (canonicalization drops them, so a reader could see text that was never
+signed), and outside the signed data only the layout's own unsigned parts are allowed.
 """
 
 from __future__ import annotations
@@ -34,10 +40,14 @@ __all__ = [
     "NOTICE",
     "InvalidDocument",
     "Layout",
+    "Pin",
     "Reason",
     "VerifiedDocument",
     "VerifiedNotice",
     "parse_xml",
+    "pinned",
+    "signed_values",
+    "subject_tax_code",
     "verify",
     "verify_notice",
 ]
@@ -68,14 +78,33 @@ class Layout:
     signed_data: str  # the root's one child with an Id, referenced by the signature
     slot: str  # the child of DSCKS that holds the signer's ds:Signature
     signer: str  # who signs, for messages
+    signer_tax_code: str  # the path, inside the signed data, of the signer's tax code
+    unsigned_children: tuple[str, ...]  # other children of the root the format allows, not covered by this signature
+    other_slots: tuple[str, ...]  # other children of DSCKS: signatures of other parties, not checked here
 
     @property
     def signature_path(self) -> str:
         return f"{self.root}/DSCKS/{self.slot}"
 
 
-DOCUMENT = Layout("HDon", "DLHDon", "NBan", "seller")
-NOTICE = Layout("TBao", "DLTBao", "NNT", "taxpayer")
+DOCUMENT = Layout(
+    "HDon", "DLHDon", "NBan", "seller", "NDHDon/NBan/MST", ("DLQRCode", "MCCQT"), ("NMua", "CQT", "CCKSKhac")
+)
+NOTICE = Layout("TBao", "DLTBao", "NNT", "taxpayer", "MST", (), ("CQT",))
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A certificate registered for one seller: documents it signs verify in that seller's name and no other."""
+
+    certificate: x509.Certificate
+    tax_code: str  # the seller (agency) it is registered for
+    agency: str = ""  # the agency's code, when the registration comes from this service's agencies
+
+
+def pinned(*certificates: x509.Certificate) -> list[Pin]:
+    """Pins for certificates trusted for the seller each one names in its subject (``UID=MST:``), and no other."""
+    return [Pin(certificate, subject_tax_code(certificate) or "") for certificate in certificates]
 
 
 class Reason(StrEnum):
@@ -92,6 +121,9 @@ class Reason(StrEnum):
     reference = "reference"
     digest_mismatch = "digest-mismatch"
     bad_signature = "bad-signature"
+    wrong_seller = "wrong-seller"  # a valid signature, by a certificate not registered for the seller it names
+    unsigned_content = "unsigned-content"  # comments, or elements the signature does not cover where none belong
+    schema = "schema"  # not a document of the format (XSD)
 
 
 class InvalidDocument(ValueError):
@@ -109,9 +141,12 @@ class VerifiedDocument:
 
     signed_data: _Element  # DLHDon, re-parsed from the canonical bytes that were digested
     certificate: x509.Certificate  # the pinned certificate that matched
+    agency: str  # the code of the agency the certificate is registered for ("" for a bare pin)
     signer_subject: str  # RFC 4514
-    signer_tax_code: str | None  # from UID=MST:<tax code> in the subject, when present
+    signer_tax_code: str  # from UID=MST:<tax code> in the subject: equal to seller_tax_code
     signing_time: datetime
+    signed_values: dict[str, str]  # every value the signature covers, by its path in DLHDon
+    unsigned_parts: tuple[str, ...]  # parts present that this signature does not cover (e.g. MCCQT, DSCKS/CQT)
     series: str  # KHHDon
     template: str  # KHMSHDon
     number: int  # SHDon
@@ -126,8 +161,9 @@ class VerifiedNotice:
 
     signed_data: _Element  # DLTBao, re-parsed from the canonical bytes that were digested
     certificate: x509.Certificate
+    agency: str
     signer_subject: str
-    signer_tax_code: str | None
+    signer_tax_code: str
     signing_time: datetime
     form: str  # MSo
     taxpayer_tax_code: str  # MST
@@ -154,32 +190,40 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> _Element:
     return root
 
 
-def verify(xml: bytes, trusted: Sequence[x509.Certificate], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedDocument:
-    """Verify the seller signature in ``HDon/DSCKS/NBan`` against the pinned ``trusted`` certificates."""
-    data, certificate, signing_time = _verified(xml, trusted, max_bytes, DOCUMENT)
-    return _document(data, certificate, signing_time)
+def verify(xml: bytes, trusted: Sequence[Pin], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedDocument:
+    """Verify the seller signature in ``HDon/DSCKS/NBan``: by a certificate pinned for the seller it names."""
+    checked = _verified(xml, trusted, max_bytes, DOCUMENT)
+    return _document(checked)
 
 
-def verify_notice(xml: bytes, trusted: Sequence[x509.Certificate], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedNotice:
-    """Verify the taxpayer signature in ``TBao/DSCKS/NNT`` of a notice against the pinned certificates."""
-    data, certificate, signing_time = _verified(xml, trusted, max_bytes, NOTICE)
+def verify_notice(xml: bytes, trusted: Sequence[Pin], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedNotice:
+    """Verify the taxpayer signature in ``TBao/DSCKS/NNT`` of a notice: by a certificate pinned for its ``MST``."""
+    checked = _verified(xml, trusted, max_bytes, NOTICE)
     return VerifiedNotice(
-        signed_data=data,
-        certificate=certificate,
-        signer_subject=certificate.subject.rfc4514_string(),
-        signer_tax_code=_subject_tax_code(certificate),
-        signing_time=signing_time,
-        form=_field(data, "MSo", what=NOTICE.signed_data),
-        taxpayer_tax_code=_field(data, "MST", what=NOTICE.signed_data),
+        signed_data=checked.data,
+        certificate=checked.pin.certificate,
+        agency=checked.pin.agency,
+        signer_subject=checked.pin.certificate.subject.rfc4514_string(),
+        signer_tax_code=checked.pin.tax_code,
+        signing_time=checked.signing_time,
+        form=_field(checked.data, "MSo", what=NOTICE.signed_data),
+        taxpayer_tax_code=checked.pin.tax_code,
     )
 
 
-def _verified(
-    xml: bytes, trusted: Sequence[x509.Certificate], max_bytes: int, layout: Layout
-) -> tuple[_Element, x509.Certificate, datetime]:
+@dataclass(frozen=True)
+class _Checked:
+    data: _Element
+    pin: Pin
+    signing_time: datetime
+    unsigned_parts: tuple[str, ...]
+
+
+def _verified(xml: bytes, trusted: Sequence[Pin], max_bytes: int, layout: Layout) -> _Checked:
     root = parse_xml(xml, max_bytes=max_bytes)
     found = _inspect(root, layout)
-    certificate = _pinned_certificate(found.signature, trusted)
+    candidates = _pins_for(found.signature, trusted)
+    certificate = candidates[0].certificate
     signed_data, signed_time = _check_cryptography(xml, certificate, found.claimed_time, layout)
     data = parse_xml(signed_data, max_bytes=max_bytes)
     signing_time = _signing_time(parse_xml(signed_time, max_bytes=max_bytes))
@@ -187,13 +231,15 @@ def _verified(
         raise InvalidDocument(
             Reason.reference, f"the signed content is not the {layout.signed_data} and SigningTime checked"
         )
-    return data, certificate, signing_time
+    pin = _bound(candidates, _field(data, layout.signer_tax_code, what=layout.signed_data), layout)
+    return _Checked(data, pin, signing_time, found.unsigned_parts)
 
 
 @dataclass(frozen=True)
 class _Layout:
     signature: _Element
     claimed_time: datetime  # read before verification; compared with the signed value afterwards
+    unsigned_parts: tuple[str, ...]
 
 
 def _inspect(root: _Element, layout: Layout = DOCUMENT) -> _Layout:
@@ -205,7 +251,60 @@ def _inspect(root: _Element, layout: Layout = DOCUMENT) -> _Layout:
     signed_info, time_object = signature[0], signature[3]
     _check_algorithms(signed_info)
     _check_references(root, signed_info, data.get("Id", ""), time_object.get("Id", ""))
-    return _Layout(signature, _signing_time(time_object))
+    return _Layout(signature, _signing_time(time_object), _unsigned_parts(root, layout))
+
+
+def _unsigned_parts(root: _Element, layout: Layout) -> tuple[str, ...]:
+    """Refuse anything a reader could take for signed content; name the unsigned parts the format allows."""
+    _refuse_comments(root)
+    present: list[str] = []
+    _refuse_text(root)
+    for child in root:
+        if child.tag == layout.signed_data:
+            continue
+        if child.tag in layout.unsigned_children:
+            if len(child):
+                raise InvalidDocument(Reason.unsigned_content, f"{child.tag} holds elements; it is not signed")
+            present.append(child.tag)
+        elif child.tag == "DSCKS":
+            present += _other_signatures(child, layout)
+        else:
+            where = f"{layout.root}/{_name(child)}"
+            raise InvalidDocument(Reason.unsigned_content, f"{where} is not covered by the signature")
+    return tuple(present)
+
+
+def _refuse_comments(root: _Element) -> None:
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    if outside or any(not isinstance(node.tag, str) for node in root.iter()):
+        # Canonicalization without comments leaves them out of the digest: text split by one would read differently
+        # to a reader than to the verifier. Documents issued here never carry any.
+        raise InvalidDocument(Reason.unsigned_content, "comments and processing instructions are not signed")
+
+
+def _refuse_text(element: _Element) -> None:
+    if (element.text or "").strip() or any((child.tail or "").strip() for child in element):
+        raise InvalidDocument(Reason.unsigned_content, f"text in {_name(element)} is not covered by the signature")
+
+
+def _other_signatures(dscks: _Element, layout: Layout) -> list[str]:
+    _refuse_text(dscks)
+    present = []
+    for slot in dscks:
+        if slot.tag != layout.slot and slot.tag not in layout.other_slots:
+            raise InvalidDocument(Reason.unsigned_content, f"DSCKS/{_name(slot)} is not a signature slot")
+        _refuse_text(slot)
+        for node in slot.iterdescendants():
+            # Signatures are ds: elements; an invoice element inside one (a DLHDon copy, say) is unsigned content.
+            if etree.QName(node).namespace != DS and etree.QName(node).localname != "SigningTime":
+                raise InvalidDocument(Reason.unsigned_content, f"{_name(node)} inside DSCKS/{slot.tag} is not signed")
+        if slot.tag != layout.slot and len(slot):
+            present.append(f"DSCKS/{slot.tag}")
+    return present
+
+
+def _name(element: _Element) -> str:
+    return str(etree.QName(element).localname) if isinstance(element.tag, str) else "?"
 
 
 def _signed_data(root: _Element, layout: Layout = DOCUMENT) -> _Element:
@@ -285,21 +384,44 @@ def _transforms(reference: _Element) -> list[str]:
     return [transform.get("Algorithm", "") for transform in holder]
 
 
-def _pinned_certificate(signature: _Element, trusted: Sequence[x509.Certificate]) -> x509.Certificate:
+def _pins_for(signature: _Element, trusted: Sequence[Pin]) -> list[Pin]:
+    """The registrations of the embedded certificate: an exact match, never a chain to a CA."""
     key_info = signature[2]
-    certificates = key_info.findall(f"{ds('X509Data')}/{ds('X509Certificate')}")
-    if len(key_info) != 1 or len(certificates) != 1:
+    x509_data = key_info.findall(ds("X509Data"))
+    if len(key_info) != 1 or len(x509_data) != 1:
         raise InvalidDocument(Reason.malformed, "KeyInfo must hold one X509Data with one X509Certificate")
+    # KeyInfo is not signed: only the certificate and its subject name may sit there.
+    tags = [child.tag for child in x509_data[0]]
+    if tags not in ([ds("X509SubjectName"), ds("X509Certificate")], [ds("X509Certificate")]):
+        raise InvalidDocument(Reason.malformed, "X509Data must hold X509SubjectName and X509Certificate only")
     try:
         # base64Binary may be wrapped over several lines (xmlsec wraps at 64 columns).
-        embedded = b64decode("".join((certificates[0].text or "").split()), validate=True)
+        embedded = b64decode("".join((x509_data[0][-1].text or "").split()), validate=True)
     except ValueError as exc:
         raise InvalidDocument(Reason.malformed, "X509Certificate is not base64") from exc
-    # An exact match with a pinned certificate, never a chain to a CA: trust is a per-agency registration.
-    for certificate in trusted:
-        if certificate.public_bytes(Encoding.DER) == embedded:
-            return certificate
-    raise InvalidDocument(Reason.untrusted_certificate, "the signing certificate is not one of the pinned ones")
+    found = [pin for pin in trusted if pin.certificate.public_bytes(Encoding.DER) == embedded]
+    if not found:
+        raise InvalidDocument(Reason.untrusted_certificate, "the signing certificate is not registered here")
+    return found
+
+
+def _bound(candidates: Sequence[Pin], tax_code: str, layout: Layout) -> Pin:
+    """The registration for the signer the signed content names; a valid signature in another's name is refused."""
+    certificate = candidates[0].certificate
+    named_code = subject_tax_code(certificate)
+    if named_code != tax_code:
+        named = f"UID=MST:{named_code}" if named_code else "no UID=MST"
+        raise InvalidDocument(
+            Reason.wrong_seller, f"the certificate names {named}, the signed {layout.signer} tax code is {tax_code}"
+        )
+    for pin in candidates:
+        if pin.tax_code == tax_code:
+            return pin
+    owners = ", ".join(sorted({pin.agency or pin.tax_code for pin in candidates}))
+    raise InvalidDocument(
+        Reason.wrong_seller,
+        f"the certificate is registered for {owners}, not for the {layout.signer} with tax code {tax_code}",
+    )
 
 
 class _Verifier(XMLVerifier):
@@ -362,13 +484,17 @@ def _signing_time(time_object: _Element) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=VIETNAM)
 
 
-def _document(data: _Element, certificate: x509.Certificate, signing_time: datetime) -> VerifiedDocument:
+def _document(checked: _Checked) -> VerifiedDocument:
+    data, certificate = checked.data, checked.pin.certificate
     return VerifiedDocument(
         signed_data=data,
         certificate=certificate,
+        agency=checked.pin.agency,
         signer_subject=certificate.subject.rfc4514_string(),
-        signer_tax_code=_subject_tax_code(certificate),
-        signing_time=signing_time,
+        signer_tax_code=checked.pin.tax_code,
+        signing_time=checked.signing_time,
+        signed_values=signed_values(data),
+        unsigned_parts=checked.unsigned_parts,
         series=_field(data, "TTChung/KHHDon"),
         template=_field(data, "TTChung/KHMSHDon"),
         number=int(_field(data, "TTChung/SHDon", r"[0-9]{1,8}")),
@@ -400,9 +526,31 @@ def _whole_vnd(text: str) -> int:
     return int(amount)
 
 
-def _subject_tax_code(certificate: x509.Certificate) -> str | None:
+def subject_tax_code(certificate: x509.Certificate) -> str | None:
+    """The tax code a certificate names in its subject as ``UID=MST:<tax code>``, as Vietnamese CAs issue them."""
     for attribute in certificate.subject.get_attributes_for_oid(NameOID.USER_ID):
         value = attribute.value if isinstance(attribute.value, str) else attribute.value.decode()
         if value.startswith("MST:"):
             return value.removeprefix("MST:")
     return None
+
+
+def signed_values(data: _Element) -> dict[str, str]:
+    """Every leaf value of the signed data by its path, repeated elements numbered from 1 (``HHDVu[2]/ThTien``)."""
+    values: dict[str, str] = {}
+
+    def walk(element: _Element, path: str) -> None:
+        if not len(element):
+            values[path] = (element.text or "").strip()
+            return
+        counts: dict[str, int] = {}
+        for child in element:
+            counts[child.tag] = counts.get(child.tag, 0) + 1
+        seen: dict[str, int] = {}
+        for child in element:
+            seen[child.tag] = seen.get(child.tag, 0) + 1
+            step = f"{child.tag}[{seen[child.tag]}]" if counts[child.tag] > 1 else child.tag
+            walk(child, f"{path}/{step}" if path else step)
+
+    walk(data, "")
+    return values

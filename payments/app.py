@@ -20,6 +20,14 @@ server to server. Every POST takes an `Idempotency-Key`. Errors are RFC 9457 pro
 Amounts are whole VND."""
 
 
+def body_limits() -> dict[str, int]:
+    """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
+    in the OpenAPI as ``x-max-body-bytes``."""
+    from invoices.verify import MAX_XML_BYTES
+
+    return {"/v1/receipts/verify": MAX_XML_BYTES}
+
+
 def create_app(settings: Settings | None = None, ctx: AppContext | None = None) -> FastAPI:
     settings = settings or (ctx.settings if ctx else get_settings())
     configure_logging(settings.log_level, settings.log_json)
@@ -50,7 +58,6 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     )
     app.state.ctx = context
     install_error_handlers(app)
-    app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
 
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
@@ -82,4 +89,5 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         receipt_lookup,
     ):
         app.include_router(router)
+    app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes, per_path=body_limits())
     return app

@@ -197,20 +197,30 @@ def certs_dev(agency: Annotated[str, typer.Option(help="Agency code, e.g. DEMO-S
 
 @receipts.command("verify")
 def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
-    """Verify an e-receipt XML file against the agencies' registered certificates."""
-    from invoices.keys import registered_certificates
-    from invoices.verify import InvalidDocument, verify
+    """Verify an e-receipt XML file: signed by a certificate registered for the seller it names, unaltered, nothing
+    unsigned riding along, valid against the format's XSD."""
+    from invoices.verification import verify_upload
+    from invoices.verify import MAX_XML_BYTES, InvalidDocument
 
+    ctx = _ctx()
+    if file.stat().st_size > MAX_XML_BYTES:
+        typer.echo(f"NOT VALID (too-large): over the {MAX_XML_BYTES}-byte limit")
+        raise typer.Exit(1)
     try:
-        result = verify(file.read_bytes(), registered_certificates(get_settings()))
+        with ctx.db.read() as s:
+            checked = verify_upload(s, ctx.settings, file.read_bytes())
     except InvalidDocument as exc:
         typer.echo(f"NOT VALID ({exc.reason}): {exc.detail}")
         raise typer.Exit(1) from exc
+    result = checked.document
     typer.echo(
         f"valid: {result.template}{result.series} no. {result.number:08d} of {result.issue_date}, "
-        f"seller MST {result.seller_tax_code}, total {result.total} VND, signed by {result.signer_subject} "
-        f"at {result.signing_time.isoformat()}"
+        f"seller {checked.agency_name} ({result.agency}, MST {result.seller_tax_code}), total {result.total} VND, "
+        f"signed by {result.signer_subject} at {result.signing_time.isoformat()}"
+        f"{', issued by this service' if checked.issued_here else ''}"
     )
+    if result.unsigned_parts:
+        typer.echo(f"not covered by the seller's signature: {', '.join(result.unsigned_parts)}")
 
 
 @tax.command("sync")

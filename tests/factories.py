@@ -12,11 +12,11 @@ from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
 PROCEDURE = "1.001234"
 
 
-def seed_agency(s: Session, code: str, methods: list[str] | None = None) -> Agency:
+def seed_agency(s: Session, code: str, methods: list[str] | None = None, tax_code: str = "0100000001") -> Agency:
     agency = Agency(
         code=code,
         name=f"Agency {code}",
-        tax_code="0100000001",
+        tax_code=tax_code,
         address="1 Test St",
         payment_methods=methods if methods is not None else ["sandbox"],
     )

@@ -89,11 +89,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestLimitsMiddleware:
-    """Refuses NUL in the path or query, buffers the body up to ``limit`` bytes and answers 413 beyond it."""
+    """Refuses NUL in the path or query, buffers the body up to the route's limit and answers 413 beyond it.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    ``limit`` applies to every path but those in ``per_path`` (exact paths: the operations with a limit of their
+    own have no path parameters)."""
+
+    def __init__(self, app: ASGIApp, limit: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,9 +107,10 @@ class RequestLimitsMiddleware:
             err = ValidationFailed("the request path or query contains a NUL character")
             await problem_response(err)(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.default)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._reject(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._reject(limit, scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -115,8 +120,8 @@ class RequestLimitsMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await self._reject(scope, receive, send)
+            if size > limit:
+                await self._reject(limit, scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -133,6 +138,6 @@ class RequestLimitsMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        err = PayloadTooLarge(f"the body is larger than {self.limit} bytes")
+    async def _reject(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        err = PayloadTooLarge(f"the body is larger than {limit} bytes")
         await problem_response(err)(scope, receive, send)

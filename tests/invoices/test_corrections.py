@@ -19,7 +19,7 @@ from invoices.jobs import signers
 from invoices.model import FeeLine, ServiceLine
 from invoices.models import Document, DocumentPurpose
 from invoices.service import _decrease, issue_adjustment
-from invoices.verify import verify
+from invoices.verify import pinned, verify
 from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
@@ -66,7 +66,7 @@ def test_a_full_refund_issues_one_signed_adjustment_with_negative_amounts(api: A
     assert adjustment.purpose is DocumentPurpose.adjustment and adjustment.refund_id == refund["id"]
     assert adjustment.number == original.number + 1 and adjustment.series == original.series
     assert adjustment.total == -115_000 and adjustment.related_document_id == original.id
-    verified = verify(adjustment.xml, [_certificate(api)])
+    verified = verify(adjustment.xml, pinned(_certificate(api)))
     assert verified.total == -115_000 and verified.number == adjustment.number
     data = _data(adjustment.xml)
     related = data.find("TTChung/TTHDLQuan")
@@ -152,7 +152,7 @@ def test_staff_replace_a_receipt_with_corrected_payer_details(api: Api) -> None:
     assert out["number"] == original.number + 1 and out["total"] == original.total
     assert out["reason"] == "Sai tên người nộp"
     replacement = _documents(api, payment["id"])[1]
-    verify(replacement.xml, [_certificate(api)])
+    verify(replacement.xml, pinned(_certificate(api)))
     data = _data(replacement.xml)
     assert data.findtext("NDHDon/NMua/Ten") == "Nguyễn Thị Hồng Ánh"
     assert data.findtext("NDHDon/NMua/MST") == "0312345678"

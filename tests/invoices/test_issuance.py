@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from invoices.jobs import signers
 from invoices.models import Document
 from invoices.service import issue_receipt
-from invoices.verify import verify
+from invoices.verify import pinned, verify
 from payments.core.types import utcnow
 from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
@@ -47,7 +47,7 @@ def test_success_enqueues_issuance_and_the_worker_issues_a_verifiable_receipt(ap
     (doc,) = _documents(api)
     assert doc.payment_id == payment["id"] and doc.number == 1 and doc.total == 115_000
     signer = signers(api.ctx).for_agency("AGC-A", "0100000001", "Agency AGC-A")
-    verified = verify(doc.xml, [signer.certificate])
+    verified = verify(doc.xml, pinned(signer.certificate))
     assert verified.number == 1 and verified.total == 115_000 and verified.seller_tax_code == "0100000001"
     assert "Một trăm mười lăm nghìn đồng".encode() in doc.xml and b"Nguy\xe1\xbb\x85n V\xc4\x83n An" in doc.xml
 

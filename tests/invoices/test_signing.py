@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
+    NoEncryption,
     PrivateFormat,
     PublicFormat,
     load_pem_private_key,
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
-from invoices.verify import DS, MAX_XML_BYTES, VIETNAM, InvalidDocument, Reason, ds, verify
+from invoices.verify import DS, MAX_XML_BYTES, VIETNAM, InvalidDocument, Pin, Reason, ds, pinned, verify
 
 TAX_CODE = "5800123456"
 CERT_FROM = datetime(2026, 1, 1, tzinfo=UTC)  # fixed, so the suite does not depend on today's date
@@ -84,8 +85,8 @@ class Kit:
     stranger: Party
 
     @property
-    def trusted(self) -> list[x509.Certificate]:
-        return [self.agency.signer.certificate, self.rotated.signer.certificate]
+    def trusted(self) -> list[Pin]:
+        return pinned(self.agency.signer.certificate, self.rotated.signer.certificate)
 
     def signed(self) -> bytes:
         return self.agency.signer.sign(receipt())
@@ -391,3 +392,72 @@ def test_nothing_is_trusted_without_pinned_certificates(kit: Kit) -> None:
     with pytest.raises(InvalidDocument) as refused:
         verify(kit.signed(), [])
     assert refused.value.reason is Reason.untrusted_certificate
+
+
+# --- binding: a valid signature counts only in the name of the seller its certificate is registered for ----------
+
+
+def no_uid_party() -> Party:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Không có MST")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(CERT_FROM)
+        .not_valid_after(CERT_FROM + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    cert_pem = certificate.public_bytes(Encoding.PEM)
+    return Party(key_pem, cert_pem, LocalSigner.from_pem(key_pem, cert_pem, clock=lambda: SIGNED_AT))
+
+
+def comment_in_signed_text(doc: bytes) -> bytes:
+    name = "Nguyễn Thị Hường".encode()
+    return doc.replace(name, name[:7] + b"<!-- -->" + name[7:])
+
+
+BINDING: dict[str, tuple[Callable[[Kit], tuple[bytes, list[Pin]]], Reason]] = {
+    "signed with another agency's registered key": (
+        lambda k: (k.stranger.signer.sign(receipt()), [*k.trusted, Pin(k.stranger.signer.certificate, "0312345678")]),
+        Reason.wrong_seller,
+    ),
+    "certificate naming another tax code, pinned for this seller": (
+        lambda k: (k.stranger.signer.sign(receipt()), [Pin(k.stranger.signer.certificate, TAX_CODE)]),
+        Reason.wrong_seller,
+    ),
+    "certificate without UID=MST, pinned for this seller": (
+        lambda k: ((p := no_uid_party()).signer.sign(receipt()), [Pin(p.signer.certificate, TAX_CODE)]),
+        Reason.wrong_seller,
+    ),
+    "a comment inside signed text": (
+        lambda k: (comment_in_signed_text(k.signed()), k.trusted),
+        Reason.unsigned_content,
+    ),
+}
+
+
+@pytest.mark.parametrize(("case", "reason"), BINDING.values(), ids=BINDING.keys())
+def test_a_signature_counts_only_for_the_seller_it_is_registered_for(
+    kit: Kit, case: Callable[[Kit], tuple[bytes, list[Pin]]], reason: Reason
+) -> None:
+    document, trust = case(kit)
+    with pytest.raises(InvalidDocument) as refused:
+        verify(document, trust)
+    assert refused.value.reason is reason, str(refused.value)
+
+
+def test_the_comment_attack_is_cryptographically_sound(kit: Kit) -> None:
+    """xmlsec accepts it (canonicalization drops comments): only the verifier's policy keeps it out."""
+    xmlsec_verify(comment_in_signed_text(kit.signed()), kit.agency.signer.certificate)
+
+
+def test_a_verified_document_says_which_agency_and_values_were_signed(kit: Kit) -> None:
+    verified = verify(kit.signed(), [Pin(kit.agency.signer.certificate, TAX_CODE, "STP-LD")])
+    assert verified.agency == "STP-LD" and verified.signer_tax_code == TAX_CODE
+    assert verified.signed_values["NDHDon/NBan/MST"] == TAX_CODE
+    assert verified.signed_values["NDHDon/NMua/Ten"] == "Nguyễn Thị Hường"
+    assert verified.unsigned_parts == ()

@@ -41,7 +41,7 @@ from invoices.tax.gateway import FileDropGateway, MessageConflict, OutgoingMessa
 from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
-from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, verify, verify_notice
+from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, pinned, verify, verify_notice
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow
@@ -203,7 +203,7 @@ def test_the_envelope_carries_the_issued_document_byte_for_byte_and_it_still_ver
     assert row.xml.count(body) == 1  # the stored signed bytes, spliced in unchanged
     (carried,) = documents_in(row.xml)
     signer = agency_signer(api)
-    verified = verify(carried, [signer.certificate])
+    verified = verify(carried, pinned(signer.certificate))
     assert (verified.series, verified.number, verified.total) == (document.series, document.number, 115_000)
     inside = etree.fromstring(row.xml).find("DLieu/HDon")
     stored = etree.fromstring(document.xml)
@@ -234,7 +234,7 @@ def test_envelope_keeps_signatures_of_documents_with_their_own_namespaces() -> N
     envelope = build_envelope(header, documents)
     assert etree.fromstring(envelope).findtext("TTChung/SLuong") == "2"
     for carried in documents_in(envelope):
-        assert verify(carried, [signer.certificate]).number == 42
+        assert verify(carried, pinned(signer.certificate)).number == 42
 
 
 @pytest.mark.parametrize(
@@ -559,7 +559,7 @@ def test_notice_signs_and_verifies_here_and_with_xmlsec() -> None:
     signer = dev_signer()
     signed = signed_notice(signer, sample_notice())
     validate_notice(signed)  # the signature sits where the XSD admits it
-    verified = verify_notice(signed, [signer.certificate])
+    verified = verify_notice(signed, pinned(signer.certificate))
     assert (verified.form, verified.taxpayer_tax_code, verified.signer_tax_code) == ("04/SS-HĐĐT", TAX_CODE, TAX_CODE)
     assert verified.signed_data.tag == "DLTBao" and verified.signing_time.tzinfo is not None
     signature = etree.fromstring(signed).find(f"DSCKS/NNT/{ds('Signature')}")
@@ -570,15 +570,15 @@ def test_notice_signs_and_verifies_here_and_with_xmlsec() -> None:
     with pytest.raises(xmlsec.Error):
         xmlsec_verify(tampered, signer.certificate)
     with pytest.raises(InvalidDocument) as refused:
-        verify_notice(tampered, [signer.certificate])
+        verify_notice(tampered, pinned(signer.certificate))
     assert refused.value.reason is Reason.digest_mismatch
     with pytest.raises(InvalidDocument) as untrusted:
-        verify_notice(signed, [dev_signer().certificate])
+        verify_notice(signed, pinned(dev_signer().certificate))
     assert untrusted.value.reason is Reason.untrusted_certificate
     with pytest.raises(InvalidDocument, match="HDon root"):  # a notice is not a document, nor the other way round
-        verify(signed, [signer.certificate])
+        verify(signed, pinned(signer.certificate))
     with pytest.raises(InvalidDocument, match="TBao root"):
-        verify_notice(signer.sign(receipt()), [signer.certificate])
+        verify_notice(signer.sign(receipt()), pinned(signer.certificate))
     with pytest.raises(InvalidDocument, match="already holds a signature"):
         signer.sign_notice(signed)
 
@@ -587,7 +587,7 @@ def test_notice_signature_keeps_its_signing_time() -> None:
     key_pem, cert_pem = make_dev_certificate(TAX_CODE, "Sở Tư pháp")
     at = datetime.now(VIETNAM).replace(microsecond=0)
     signer = LocalSigner.from_pem(key_pem, cert_pem, clock=lambda: at)
-    assert verify_notice(signed_notice(signer, sample_notice()), [signer.certificate]).signing_time == at
+    assert verify_notice(signed_notice(signer, sample_notice()), pinned(signer.certificate)).signing_time == at
 
 
 @pytest.mark.parametrize(
@@ -646,7 +646,7 @@ def test_a_queued_notice_travels_signed_in_a_300_message(api: Api, gateway: Coun
     assert (row.kind, row.message_type, row.document_id) == (TaxMessageKind.notice, 300, None)
     assert etree.fromstring(row.xml).findtext("TTChung/MLTDiep") == "300"
     (carried,) = documents_in(row.xml)
-    verified = verify_notice(carried, [signer.certificate])
+    verified = verify_notice(carried, pinned(signer.certificate))
     assert verified.signed_data.findtext("DSHDon/HDon/SHDon") == str(document.number)
     xmlsec_verify(carried, signer.certificate)
 

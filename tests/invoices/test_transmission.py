@@ -14,7 +14,7 @@ from invoices.jobs import signers
 from invoices.models import Document
 from invoices.tax.envelope import documents_in
 from invoices.tax.models import TaxMessage
-from invoices.verify import verify, verify_notice
+from invoices.verify import pinned, verify, verify_notice
 from payments.jobs import HANDLERS, PERIODIC
 from payments.outbox.worker import Worker
 from tests.conftest import Api
@@ -46,7 +46,7 @@ def test_an_issued_receipt_is_handed_to_the_t_van_folder_and_its_acknowledgement
         assert document is not None
     assert carried == document.xml  # the legal original, byte for byte
     certificate = signers(api.ctx).for_agency(api.agency_code, "0100000001", "x").certificate
-    assert verify(carried, [certificate]).number == receipt["number"]
+    assert verify(carried, pinned(certificate)).number == receipt["number"]
 
     drop(root, technical(transmission["message_id"]))
     Worker(api.ctx, HANDLERS, periodic=PERIODIC).run_periodic(now=10**10)
@@ -69,7 +69,7 @@ def test_a_replacement_sends_the_signed_04_ss_notice(api: Api, monkeypatch: pyte
     assert notice.status.value == "sent"
     (carried,) = documents_in(notice.xml)
     certificate = signers(api.ctx).for_agency(api.agency_code, "0100000001", "x").certificate
-    data = verify_notice(carried, [certificate]).signed_data
+    data = verify_notice(carried, pinned(certificate)).signed_data
     assert data.findtext("MCQT") == "10100"
     assert data.findtext("DSHDon/HDon/SHDon") == str(receipt["number"])
     assert data.findtext("DSHDon/HDon/TCTBao") == "3" and data.findtext("DSHDon/HDon/LDo") == "Sai tên người nộp"
