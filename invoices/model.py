@@ -199,7 +199,8 @@ class Document(_Frozen):
     series: Series
     number: Number
     issue_date: date
-    dossier_code: Text20 | None = None
+    dossier_code: Text20 | None = None  # the agency's code, in TTChung/TTKhac
+    tax_dossier_code: Text20 | None = None  # MHSo: only a code the tax authority assigned to the dossier
     currency: Literal["VND"] = "VND"
     payment_method: Text50
     provider_tax_code: TaxCode

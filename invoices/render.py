@@ -33,6 +33,7 @@ from weasyprint import HTML  # type: ignore[import-untyped]  # WeasyPrint ships 
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[import-untyped]
 
+from invoices.format import CURRENT, DOSSIER_FIELD
 from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, parse_xml
 
 __all__ = [
@@ -198,7 +199,7 @@ def receipt_view(xml: bytes) -> ReceiptView:
         series=_required(general, "KHHDon"),
         number=int(_required(general, "SHDon", _NUMBER)),
         issue_date=_date(general, "NLap"),
-        dossier_code=_optional(general, "MHSo"),
+        dossier_code=_dossier_code(general),
         currency=_optional(general, "DVTTe") or "VND",
         payment_method=_required(general, "HTTToan"),
         seller=_seller(_child(content, "NBan")),
@@ -206,7 +207,12 @@ def receipt_view(xml: bytes) -> ReceiptView:
         fee_lines=tuple(
             FeeLineView(_required(fee, "TLPhi"), _amount(fee, "TPhi")) for fee in totals.iterfind("DSLPhi/LPhi")
         ),
-        service_lines=tuple(_service_line(line) for line in content.iterfind("DSHHDVu/HHDVu")),
+        # Fee lines repeated in the goods list (TChat 4) are shown once, from DSLPhi.
+        service_lines=tuple(
+            _service_line(line)
+            for line in content.iterfind("DSHHDVu/HHDVu")
+            if line.findtext("TChat") != str(CURRENT.fee_line_nature)
+        ),
         total_before_tax=_optional_amount(totals, "TgTCThue") or Decimal(0),
         total_tax=_optional_amount(totals, "TgTThue") or Decimal(0),
         total_payable=_amount(totals, "TgTTTBSo"),
@@ -288,6 +294,13 @@ def mask_citizen_id(value: str) -> str:
     """Keep the last four characters, e.g. ********1234; a value too short to mask is hidden entirely."""
     visible = 4 if len(value) >= 8 else 0
     return "*" * (len(value) - visible) + value[len(value) - visible :]
+
+
+def _dossier_code(general: _Element) -> str | None:
+    for extra in general.iterfind("TTKhac/TTin"):
+        if extra.findtext("TTruong") == DOSSIER_FIELD:
+            return _optional(extra, "DLieu")
+    return _optional(general, "MHSo")
 
 
 def _service_line(node: _Element) -> ServiceLineView:

@@ -198,7 +198,7 @@ def _notify_tax_office(
         tax_office_name=settings.tax_office_name,
         taxpayer_name=agency.name,
         tax_code=agency.tax_code,
-        place=settings.notice_place,
+        place=settings.effective_notice_place,
         notice_date=on,
         documents=(NoticedDocument.from_document(replaced, 1, NoticeAction.replace, reason),),
     )
@@ -331,7 +331,7 @@ def _issue(
         issue_date=issue_date,
         dossier_code=dossier.code,
         payment_method=METHOD_TEXT.get(payment.gateway, "CK"),
-        provider_tax_code=ctx.settings.provider_tax_code,
+        provider_tax_code=ctx.settings.effective_provider_tax_code,
         seller=Seller.from_agency(agency),
         buyer=content.buyer,
         fee_lines=content.fees,

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
+from invoices.format import DOSSIER_FIELD
 from invoices.model import Buyer, Document, FeeLine, Related, Seller, ServiceLine
 
 _Element: TypeAlias = Any  # an lxml element, untyped for the reason above
@@ -33,8 +34,14 @@ def build_xml(doc: Document) -> bytes:
     content.append(_seller(doc.seller))
     content.append(_buyer(doc.buyer))
     lines = etree.SubElement(content, "DSHHDVu")
+    for fee in doc.fee_lines:
+        lines.append(_fee_as_line(fee, doc.profile.fee_line_nature))
     for line in doc.service_lines:
         lines.append(_service_line(line, doc.profile.line_nature))
+    if not len(lines):
+        # An adjustment of details only has no amounts; the list still says what the document is (a note line).
+        note = doc.related.note if doc.related is not None and doc.related.note else doc.title
+        lines.append(_element("HHDVu", [("TChat", str(doc.profile.fee_line_nature)), ("THHDVu", note)]))
     content.append(_totals(doc))
     etree.SubElement(etree.SubElement(root, "DSCKS"), "NBan")
     xml: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True)
@@ -50,7 +57,7 @@ def _general(doc: Document) -> _Element:
             ("KHMSHDon", doc.template),
             ("KHHDon", doc.series),
             ("SHDon", str(doc.number)),
-            ("MHSo", doc.dossier_code),
+            ("MHSo", doc.tax_dossier_code),
             ("NLap", _date(doc.issue_date)),
             ("DVTTe", doc.currency),
             ("HTTToan", doc.payment_method),
@@ -59,6 +66,9 @@ def _general(doc: Document) -> _Element:
     )
     if doc.related is not None:
         general.append(_related(doc.related, doc.profile.related_invoice_type))
+    if doc.dossier_code is not None:
+        extras = etree.SubElement(general, "TTKhac")
+        extras.append(_element("TTin", [("TTruong", DOSSIER_FIELD), ("KDLieu", "string"), ("DLieu", doc.dossier_code)]))
     return general
 
 
@@ -99,9 +109,9 @@ def _buyer(buyer: Buyer) -> _Element:
             ("Ten", buyer.name),
             ("MST", buyer.tax_code),
             ("DChi", buyer.address),
-            ("CCCDan", buyer.id_number),
             ("SDThoai", buyer.phone),
             ("DCTDTu", buyer.email),
+            ("CCCDan", buyer.id_number),
         ],
     )
 
@@ -120,6 +130,11 @@ def _service_line(line: ServiceLine, nature: int) -> _Element:
             ("TSuat", line.vat_code),
         ],
     )
+
+
+def _fee_as_line(fee: FeeLine, nature: int) -> _Element:
+    """A fee of DSLPhi repeated in the goods list as a descriptive line: named and priced, counted once (format.py)."""
+    return _element("HHDVu", [("TChat", str(nature)), ("THHDVu", fee.name), ("ThTien", str(fee.amount))])
 
 
 def _totals(doc: Document) -> _Element:

@@ -20,18 +20,21 @@ from payments.core.db import normalise_url
 from payments.migrate import current_revision, head_revision
 from payments.models import metadata
 
+# What production needs besides the case at hand.
+PRODUCTION: dict[str, Any] = {"env": "production", "provider_tax_code": "0312345678", "province": "Lâm Đồng"}
+
 
 def test_production_refuses_built_in_secrets() -> None:
     with pytest.raises(ValidationError, match="LEPHI_SANDBOX_SECRET"):
-        Settings(env="production", database_url="sqlite:///x.db", sandbox_enabled=True)
+        Settings(**PRODUCTION, database_url="sqlite:///x.db", sandbox_enabled=True)
     with pytest.raises(ValidationError, match="LEPHI_DATABASE_URL"):
-        Settings(env="production", sandbox_enabled=False)
-    ok = Settings(env="production", database_url="sqlite:///x.db", sandbox_enabled=True, sandbox_secret="s" * 32)
+        Settings(**PRODUCTION, sandbox_enabled=False)
+    ok = Settings(**PRODUCTION, database_url="sqlite:///x.db", sandbox_enabled=True, sandbox_secret="s" * 32)
     assert ok.sandbox_on
 
 
 def test_sandbox_is_off_in_production_unless_enabled() -> None:
-    assert not Settings(env="production", database_url="sqlite:///x.db").sandbox_on
+    assert not Settings(**PRODUCTION, database_url="sqlite:///x.db").sandbox_on
     assert Settings().sandbox_on and Settings().sandbox_secret == DEV_SANDBOX_SECRET
 
 
@@ -88,3 +91,24 @@ def test_installed_package_declares_the_sandbox_entry_point() -> None:
 def test_sandbox_satisfies_the_protocol() -> None:
     gateway = SandboxGateway(GatewayContext("sandbox", "http://x", "http://x/cb", {"secret": "s"}))
     assert isinstance(gateway, PaymentGateway)
+
+
+def test_production_needs_the_providers_tax_code_and_the_province() -> None:
+    base = {"env": "production", "database_url": "sqlite:///x.db"}
+    with pytest.raises(ValueError, match="LEPHI_PROVIDER_TAX_CODE"):
+        Settings(**base, province="Lâm Đồng")
+    with pytest.raises(ValueError, match="LEPHI_PROVINCE"):
+        Settings(**base, provider_tax_code="0312345678")
+    with pytest.raises(ValueError, match="provider_tax_code"):
+        Settings(**base, provider_tax_code="MST-1", province="Lâm Đồng")
+    ok = Settings(**base, provider_tax_code="0312345678", province="Lâm Đồng")
+    assert ok.effective_provider_tax_code == "0312345678" and ok.effective_notice_place == "Lâm Đồng"
+    assert Settings(**base, provider_tax_code="0312345678", notice_place="Đà Lạt").effective_notice_place == "Đà Lạt"
+
+
+def test_development_never_uses_the_demo_agencys_tax_code_as_the_provider() -> None:
+    from payments.agency.demo import DEMO_TAX_CODE
+
+    settings = Settings(database_url="sqlite://")
+    assert settings.effective_provider_tax_code != DEMO_TAX_CODE
+    assert Settings(database_url="sqlite://", province="Gia Lai").effective_notice_place == "Gia Lai"

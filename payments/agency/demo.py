@@ -18,6 +18,7 @@ from payments.dossier.schemas import DossierIn, PayerIn
 from payments.dossier.service import upsert_dossier
 
 DEMO_AGENCY = "DEMO-STP"
+DEMO_TAX_CODE = "0100000000"
 DEMO_DOSSIER = "HS-DEMO-0001"
 
 PROCEDURES = [
@@ -50,7 +51,7 @@ def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = N
         agency = Agency(
             code=DEMO_AGENCY,
             name="Sở Tư pháp tỉnh Demo (dữ liệu mẫu)",
-            tax_code="0100000000",
+            tax_code=DEMO_TAX_CODE,
             address="01 Đường Mẫu, Phường Demo, Tỉnh Demo",
             bank_account="0011001234567",
             bank_name="Ngân hàng Demo",

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
 # they are refused so that a production deployment cannot run with a value published in this repository.
 DEV_SANDBOX_SECRET = "dev-only-sandbox-secret-do-not-use-in-production"  # noqa: S105
+DEV_PROVIDER_TAX_CODE = "0000000000"
+DEV_PROVINCE = "Tỉnh Demo"  # the demo data's province
 
 
 class Environment(StrEnum):
@@ -56,9 +58,10 @@ class Settings(BaseSettings):
     sandbox_enabled: bool | None = None
     sandbox_secret: str = DEV_SANDBOX_SECRET
 
-    # E-receipts: the tax code of the e-invoice solution provider (MSTTCGP), and where agencies' signing keys are
-    # (``<agency code>.p12`` with LEPHI_SIGNING_PASSWORD, or ``<agency code>.key.pem`` + ``.cert.pem``).
-    provider_tax_code: str = "0100000000"
+    # E-receipts: the tax code of the e-invoice solution provider (MSTTCGP: whoever operates this service), required
+    # in production; and where agencies' signing keys are (``<agency code>.p12`` with LEPHI_SIGNING_PASSWORD, or
+    # ``<agency code>.key.pem`` + ``.cert.pem``).
+    provider_tax_code: str | None = Field(default=None, pattern=r"^[0-9]{10}(-[0-9]{3})?$")
     signing_dir: Path | None = None
     signing_password: str | None = None
     receipt_series: str = Field(default="K26TLP", pattern=r"^[CK]\d{2}[TDLMNBGH][A-Z]{2}$")
@@ -75,7 +78,10 @@ class Settings(BaseSettings):
     # notices. Without an office code no notice is queued (logged as tax.notice_not_queued).
     tax_office_code: str | None = None
     tax_office_name: str = "Cục Thuế"
-    notice_place: str = "Hà Nội"
+    # The province this deployment serves (required in production): the place printed on notices unless
+    # LEPHI_NOTICE_PLACE names another.
+    province: str = Field(default="", max_length=100)
+    notice_place: str | None = Field(default=None, min_length=1, max_length=100)
     # How often the worker hands queued messages to the T-VAN folder and reads its replies.
     tax_sync_seconds: float = Field(default=60.0, gt=0)
 
@@ -93,7 +99,20 @@ class Settings(BaseSettings):
                 raise ValueError("LEPHI_SANDBOX_SECRET must be set to a secret of your own outside development")
             if not self.database_url:
                 raise ValueError("LEPHI_DATABASE_URL must be set outside development")
+            if not self.provider_tax_code:
+                raise ValueError("LEPHI_PROVIDER_TAX_CODE (MSTTCGP, the service operator's tax code) must be set")
+            if not self.province and not self.notice_place:
+                raise ValueError("LEPHI_PROVINCE (the province this service runs for) must be set")
         return self
+
+    @property
+    def effective_provider_tax_code(self) -> str:
+        # Outside production an obvious placeholder: never the demo agency's own tax code.
+        return self.provider_tax_code or DEV_PROVIDER_TAX_CODE
+
+    @property
+    def effective_notice_place(self) -> str:
+        return self.notice_place or self.province or DEV_PROVINCE
 
     @property
     def sandbox_on(self) -> bool:
@@ -108,7 +127,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_tax_sender_code(self) -> str:
-        return self.tax_sender_code or f"V{self.provider_tax_code}"
+        return self.tax_sender_code or f"V{self.effective_provider_tax_code}"
 
     @property
     def effective_database_url(self) -> str:

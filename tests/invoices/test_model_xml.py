@@ -287,7 +287,7 @@ XSD_VIOLATIONS = [
     (_set("DLHDon/TTChung/KHHDon", "C26XAA"), "Element 'KHHDon'", "pattern"),
     (_set("DLHDon/TTChung/NLap", "2026-03-02+07:00"), "Element 'NLap'", "pattern"),
     (_remove("DLHDon/TTChung/NLap"), "NLap", "Expected"),
-    (_remove("DLHDon/TTChung/MSTTCGP"), "MSTTCGP", "Missing child"),
+    (_remove("DLHDon/TTChung/MSTTCGP"), "MSTTCGP", "Expected is ( MSTTCGP )"),
     (_remove("DLHDon/NDHDon/TToan/TgTTTBChu"), "TgTTTBChu", "Expected"),
     (_set("DLHDon/NDHDon/DSHHDVu/HHDVu/TSuat", "7%"), "Element 'TSuat'", "pattern"),
     (_set("DLHDon/NDHDon/DSHHDVu/HHDVu/TSuat", "KHAC:123"), "Element 'TSuat'", "pattern"),
@@ -413,3 +413,47 @@ def test_random_documents_validate_and_are_deterministic(doc: Document) -> None:
     words = root.findtext("DLHDon/NDHDon/TToan/TgTTTBChu")
     if doc.total_payable >= 0:
         assert read_words(words) == doc.total_payable
+
+
+# --- format details: fee lines in the goods list, the buyer's order, where the dossier code goes --------------------
+
+
+def test_a_fee_only_receipt_lists_each_fee_as_a_line_and_never_an_empty_list() -> None:
+    doc = receipt()
+    fee_only = doc.model_copy(update={"service_lines": ()})
+    root = etree.fromstring(build_xml(fee_only))
+    lines = root.findall("DLHDon/NDHDon/DSHHDVu/HHDVu")
+    assert [(ln.findtext("TChat"), ln.findtext("THHDVu"), ln.findtext("ThTien")) for ln in lines] == [
+        (str(CURRENT.fee_line_nature), fee.name, str(fee.amount)) for fee in doc.fee_lines
+    ]
+    # The fees count once: in DSLPhi and the total payable, not again in the VAT totals.
+    assert root.findtext("DLHDon/NDHDon/TToan/TgTCThue") == "0"
+    assert root.findtext("DLHDon/NDHDon/TToan/TgTTTBSo") == str(sum(fee.amount for fee in doc.fee_lines))
+    validate(build_xml(fee_only))
+    with pytest.raises(InvalidDocument, match="DSHHDVu"):
+        validate(_mutated(lambda r: [r.find("DLHDon/NDHDon/DSHHDVu").remove(x) for x in r.findall(".//HHDVu")]))
+
+
+def test_the_buyers_contacts_come_before_the_identity_number() -> None:
+    buyer = receipt().buyer.model_copy(update={"phone": "0909123456", "id_number": "068123456789"})
+    root = etree.fromstring(build_xml(receipt().model_copy(update={"buyer": buyer})))
+    tags = [child.tag for child in root.find("DLHDon/NDHDon/NMua")]
+    assert tags.index("SDThoai") < tags.index("DCTDTu") < tags.index("CCCDan")
+
+    def id_first(r: Any) -> None:
+        payer = r.find("DLHDon/NDHDon/NMua")
+        etree.SubElement(payer, "CCCDan").text = "068123456789"
+        etree.SubElement(payer, "SDThoai").text = "0909123456"  # after the identity number: the old order
+
+    with pytest.raises(InvalidDocument, match="SDThoai"):
+        validate(_mutated(id_first))
+
+
+def test_the_dossier_code_is_carried_in_ttkhac_and_mhso_only_when_the_tax_authority_assigned_one() -> None:
+    doc = receipt()
+    root = etree.fromstring(build_xml(doc))
+    assert root.find("DLHDon/TTChung/MHSo") is None
+    (extra,) = root.findall("DLHDon/TTChung/TTKhac/TTin")
+    assert [extra.findtext(t) for t in ("TTruong", "KDLieu", "DLieu")] == ["Mã hồ sơ", "string", doc.dossier_code]
+    assigned = etree.fromstring(build_xml(doc.model_copy(update={"tax_dossier_code": "000.00.00.H38-260302"})))
+    assert assigned.findtext("DLHDon/TTChung/MHSo") == "000.00.00.H38-260302"
