@@ -14,8 +14,9 @@ from datetime import date
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from payments.auth.access import owned_or_404
 from payments.core.db import affected
-from payments.core.errors import Conflict, NotFound
+from payments.core.errors import Conflict
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
 from payments.core.types import utcnow
@@ -78,14 +79,7 @@ def list_exceptions(
 
 def get_exception(s: Session, agency_id: str, exception_id: str) -> ReconException:
     """The exception if it is the agency's; another agency's answers exactly like a missing one."""
-    row = s.get(ReconException, exception_id)
-    if row is None or row.agency_id != agency_id:
-        if row is not None:
-            log.warning(
-                "auth.cross_agency_access", resource="recon_exception", exception_id=exception_id, agency_id=agency_id
-            )
-        raise NotFound(f"no reconciliation exception {exception_id!r}")
-    return row
+    return owned_or_404(s.get(ReconException, exception_id), agency_id, "reconciliation exception", exception_id)
 
 
 def exception_events(s: Session, exception_id: str) -> list[ReconExceptionEvent]:

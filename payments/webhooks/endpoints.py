@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
+from payments.auth.access import owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
-from payments.core.errors import Conflict, NotFound
+from payments.core.errors import Conflict
 from payments.core.pagination import Page, newest_first_page
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
@@ -73,10 +74,11 @@ def _endpoint_out(row: WebhookEndpoint, with_secret: bool = False) -> EndpointOu
 
 
 def _endpoint(s: Session, agency_id: str, endpoint_id: str) -> WebhookEndpoint:
-    row = s.get(WebhookEndpoint, endpoint_id)
-    if row is None or row.agency_id != agency_id:
-        raise NotFound(f"no webhook endpoint {endpoint_id!r}")
-    return row
+    return owned_or_404(s.get(WebhookEndpoint, endpoint_id), agency_id, "webhook endpoint", endpoint_id)
+
+
+def _delivery(s: Session, agency_id: str, delivery_id: str) -> WebhookDelivery:
+    return owned_or_404(s.get(WebhookDelivery, delivery_id), agency_id, "webhook delivery", delivery_id)
 
 
 @router.post(
@@ -170,9 +172,7 @@ def post_retry(
     """Send a failed delivery again, with a fresh retry schedule (e.g. once the endpoint is fixed)."""
 
     def retry(s: Session) -> tuple[int, dict[str, object]]:
-        row = s.get(WebhookDelivery, delivery_id)
-        if row is None or row.agency_id != principal.agency_id:
-            raise NotFound(f"no webhook delivery {delivery_id!r}")
+        row = _delivery(s, principal.agency_id, delivery_id)
         if row.status is not DeliveryStatus.failed:
             raise Conflict(f"delivery {delivery_id} is {row.status.value}; only a failed delivery is sent again")
         endpoint = _endpoint(s, principal.agency_id, row.endpoint_id)
