@@ -37,6 +37,7 @@ from payments.core.logging import configure_logging
 from payments.jobs import HANDLERS
 from payments.models import metadata
 from payments.outbox.worker import Worker
+from payments.payment.models import Payment
 from payments.reconcile.models import Category, ReconException
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from tests.conftest import Api
@@ -392,15 +393,17 @@ BODIES: dict[str, Any] = {
 @dataclass(frozen=True)
 class ForeignObjects:
     """Agency A's objects that the API does not create in a few calls: a webhook endpoint, a failed delivery to it,
-    and a reconciliation exception."""
+    a reconciliation exception about the paid payment, and that payment's dossier's id."""
 
     endpoint: str
     delivery: str
     exception: str
+    dossier_id: str
 
 
-def _add_objects(ctx: AppContext, agency_id: str) -> ForeignObjects:
+def _add_objects(ctx: AppContext, agency_id: str, world: World) -> ForeignObjects:
     with ctx.db.write() as s:
+        dossier_id = s.execute(select(Payment.dossier_id).where(Payment.id == world.paid)).scalar_one()
         endpoint = WebhookEndpoint(agency_id=agency_id, url="https://one-stop.example.gov.vn/events", secret="whsec_x")
         message = WebhookMessage(agency_id=agency_id, event_type="payment.succeeded", body="{}")
         exception = ReconException(
@@ -410,6 +413,8 @@ def _add_objects(ctx: AppContext, agency_id: str) -> ForeignObjects:
             business_day=date(2026, 11, 20),
             first_run_id="run_x",
             last_run_id="run_x",
+            payment_id=world.paid,
+            dossier_id=dossier_id,
         )
         s.add_all([endpoint, message, exception])
         s.flush()
@@ -423,7 +428,7 @@ def _add_objects(ctx: AppContext, agency_id: str) -> ForeignObjects:
         )
         s.add(delivery)
         s.flush()
-        return ForeignObjects(endpoint.id, delivery.id, exception.id)
+        return ForeignObjects(endpoint.id, delivery.id, exception.id, dossier_id)
 
 
 def _routes_with_ids(api: Api) -> list[tuple[str, str, set[str], bool]]:
@@ -451,7 +456,7 @@ def test_every_route_with_an_id_answers_404_and_logs_for_another_agency(
     api: Api, agency_b: AgencyB, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world = build_world(api)
-    objects = _add_objects(api.ctx, api.agency_id)
+    objects = _add_objects(api.ctx, api.agency_id, world)
     ids = _path_ids(world, objects)
     routes = _routes_with_ids(api)
     assert len(routes) >= 10, routes  # the discovery found the routes, not nothing
@@ -487,21 +492,51 @@ def test_every_route_with_an_id_answers_404_and_logs_for_another_agency(
             assert _call(api, method, path, ids, api.key).status_code == 200, path
 
 
-def test_receipts_of_another_agencys_payment_are_an_empty_list_and_logged(
+def _id_filters(api: Api) -> list[tuple[str, str]]:
+    """(path, query parameter) of each list route wanting an API key whose filter names an object by its id."""
+    found = []
+    for path, operations in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        operation = operations.get("get")
+        if operation is None or "{" in path or api.client.get(path).status_code != 401:
+            continue
+        found += [
+            (path, p["name"])
+            for p in operation.get("parameters", [])
+            if p["in"] == "query" and p["name"].endswith("_id")
+        ]
+    return found
+
+
+def _rows(body: Any) -> list[Any]:
+    return list(body["data"] if isinstance(body, dict) else body)
+
+
+def test_list_filters_naming_another_agencys_object_find_nothing_and_log(
     api: Api, agency_b: AgencyB, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world = build_world(api)
-    capsys.readouterr()
-    r = api.client.get("/v1/receipts", params={"payment_id": world.paid}, headers=bearer(agency_b.key))
-    assert r.status_code == 200 and r.json() == [], r.text
-    events = log_events(capsys.readouterr().err, CROSS_AGENCY)
-    assert len(events) == 1, events
-    assert events[0]["agency_id"] == agency_b.id and events[0]["resource_id"] == world.paid
-    # As for a payment that does not exist, which is not logged; A still sees its receipt.
-    r = api.client.get("/v1/receipts", params={"payment_id": NOWHERE.paid}, headers=bearer(agency_b.key))
-    assert r.status_code == 200 and r.json() == []
-    assert log_events(capsys.readouterr().err, CROSS_AGENCY) == []
-    assert [d["id"] for d in api.get("/v1/receipts", params={"payment_id": world.paid}).json()] == [world.receipt]
+    objects = _add_objects(api.ctx, api.agency_id, world)
+    ids = {"payment_id": world.paid, "endpoint_id": objects.endpoint, "dossier_id": objects.dossier_id}
+    filters = _id_filters(api)
+    assert len(filters) >= 3, filters
+    for path, name in filters:
+        label = f"GET {path}?{name}="
+        assert name in ids, f"{label}: name one of agency A's objects for it"
+        # The control: A's own filter finds A's rows.
+        assert _rows(api.get(path, params={name: ids[name]}).json()), label
+        capsys.readouterr()
+
+        r = api.client.get(path, params={name: ids[name]}, headers=bearer(agency_b.key))
+        assert r.status_code == 200 and _rows(r.json()) == [], (label, r.text)
+        events = log_events(capsys.readouterr().err, CROSS_AGENCY)
+        assert len(events) == 1, (label, events)
+        assert events[0]["agency_id"] == agency_b.id and events[0]["resource_id"] == ids[name], label
+
+        # As for an object that does not exist, which is not logged.
+        missing = f"{ids[name][:4]}ffffffffffffffffffffffff"
+        r_missing = api.client.get(path, params={name: missing}, headers=bearer(agency_b.key))
+        assert r_missing.status_code == 200 and r_missing.json() == r.json(), label
+        assert log_events(capsys.readouterr().err, CROSS_AGENCY) == [], label
 
 
 def test_other_agency_lists_none_of_a(api: Api, agency_b: AgencyB) -> None:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from payments.auth.access import owned_or_404
+from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
@@ -75,6 +75,12 @@ def _endpoint_out(row: WebhookEndpoint, with_secret: bool = False) -> EndpointOu
 
 def _endpoint(s: Session, agency_id: str, endpoint_id: str) -> WebhookEndpoint:
     return owned_or_404(s.get(WebhookEndpoint, endpoint_id), agency_id, "webhook endpoint", endpoint_id)
+
+
+def _endpoint_filter(s: Session, agency_id: str, endpoint_id: str | None) -> None:
+    """A filter naming another agency's endpoint finds nothing, as a missing one does; it is logged."""
+    if endpoint_id is not None:
+        is_foreign(s.get(WebhookEndpoint, endpoint_id), agency_id, endpoint_id)
 
 
 def _delivery(s: Session, agency_id: str, delivery_id: str) -> WebhookDelivery:
@@ -155,6 +161,7 @@ def get_deliveries(
     if event_type is not None:
         query = query.where(WebhookDelivery.event_type == event_type)
     with ctx.db.read() as s:
+        _endpoint_filter(s, principal.agency_id, endpoint_id)
         rows, next_cursor = newest_first_page(s, query, WebhookDelivery, limit, cursor)
         return Page[DeliveryOut](
             data=[DeliveryOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
