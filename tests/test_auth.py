@@ -431,17 +431,21 @@ def _add_objects(ctx: AppContext, agency_id: str, world: World) -> ForeignObject
         return ForeignObjects(endpoint.id, delivery.id, exception.id, dossier_id)
 
 
+def _wants_a_key(anonymous: Any) -> bool:
+    """An anonymous call challenged for an API key (a gateway callback may refuse a message, but not this way)."""
+    return bool(anonymous.status_code == 401 and anonymous.headers.get("www-authenticate") == "Bearer")
+
+
 def _routes_with_ids(api: Api) -> list[tuple[str, str, set[str], bool]]:
     """(method, path, path parameters, takes a body) of each route with an id in its path that wants an API key:
-    the OpenAPI document lists them, and an anonymous call answering 401 tells which want a key."""
+    the OpenAPI document lists them, and an anonymous call tells which want a key."""
     found = []
     for path, operations in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
         for method, operation in operations.items():
             params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             if not params:
                 continue
-            anonymous = re.sub(r"\{(\w+)\}", "x", path)
-            if api.client.request(method.upper(), anonymous).status_code == 401:
+            if _wants_a_key(api.client.request(method.upper(), re.sub(r"\{(\w+)\}", "x", path))):
                 found.append((method.upper(), path, params, "requestBody" in operation))
     return found
 
@@ -497,7 +501,7 @@ def _id_filters(api: Api) -> list[tuple[str, str]]:
     found = []
     for path, operations in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
         operation = operations.get("get")
-        if operation is None or "{" in path or api.client.get(path).status_code != 401:
+        if operation is None or "{" in path or not _wants_a_key(api.client.get(path)):
             continue
         found += [
             (path, p["name"])
