@@ -16,15 +16,17 @@ from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tax.models import TaxMessage, TaxMessageKind
 from invoices.verification import verify_upload
 from invoices.verify import MAX_XML_BYTES, InvalidDocument
+from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.context import AppContext
-from payments.core.errors import NotFound, ValidationFailed
+from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
 from payments.idempotency.service import fingerprint
+from payments.payment.models import Payment
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/receipts", tags=["receipts"])
@@ -141,10 +143,12 @@ def _out(ctx: AppContext, doc: Document, s: Session | None = None) -> ReceiptOut
 
 
 def _get(s: Session, agency_id: str, document_id: str) -> Document:
-    doc = s.get(Document, document_id)
-    if doc is None or doc.agency_id != agency_id:
-        raise NotFound(f"no receipt {document_id!r}")
-    return doc
+    return owned_or_404(s.get(Document, document_id), agency_id, "receipt", document_id)
+
+
+def _of_payment(s: Session, agency_id: str, payment_id: str) -> None:
+    """Another agency's payment lists no receipts, as a missing one does; the attempt is logged."""
+    is_foreign(s.get(Payment, payment_id), agency_id, payment_id)
 
 
 @router.get("", response_model=list[ReceiptOut], responses=problems(401, 403, 422))
@@ -153,6 +157,7 @@ def get_receipts(
 ) -> list[ReceiptOut]:
     """The documents issued for one payment: its receipt and any corrections, in issue order."""
     with ctx.db.read() as s:
+        _of_payment(s, principal.agency_id, payment_id)
         rows = s.exec(
             select(Document)
             .where(Document.agency_id == principal.agency_id, Document.payment_id == payment_id)

@@ -30,8 +30,9 @@ from invoices.validate import validate
 from invoices.verify import parse_xml
 from invoices.xml import build_xml
 from payments.agency.models import Agency
+from payments.auth.access import owned_or_404
 from payments.core.context import AppContext
-from payments.core.errors import Conflict, NotFound, ValidationFailed
+from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.outbox.service import enqueue
@@ -148,9 +149,7 @@ def replace_document(
     now: datetime | None = None,
 ) -> DocumentRow:
     """Issue a replacement (TCHDon 1) of the payment's current document, in the caller's transaction."""
-    replaced = s.get(DocumentRow, document_id)
-    if replaced is None or replaced.agency_id != agency_id:
-        raise NotFound(f"no receipt {document_id!r}")
+    replaced = owned_or_404(s.get(DocumentRow, document_id), agency_id, "receipt", document_id)
     if replaced.purpose is DocumentPurpose.adjustment:
         raise Conflict("an adjustment document is not replaced; issue a replacement of the receipt it adjusts")
     current = current_document(s, replaced.payment_id)

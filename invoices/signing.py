@@ -25,7 +25,6 @@ signature in ``TBao/DSCKS/NNT`` (``NNT-<hex>`` as its Id): :meth:`LocalSigner.si
 
 from __future__ import annotations
 
-import re
 import uuid
 from base64 import b64encode
 from collections.abc import Callable
@@ -64,6 +63,7 @@ from invoices.verify import (
     ds,
     parse_xml,
 )
+from payments.agency.rules import TAX_CODE_RULE, is_tax_code
 
 __all__ = ["LocalSigner", "Signer", "make_dev_certificate", "to_pkcs12"]
 
@@ -234,7 +234,6 @@ def _rsa(key: object) -> rsa.RSAPrivateKey:
     return key
 
 
-_TAX_CODE = re.compile(r"[0-9]{10}(-[0-9]{3})?")
 _SIGNING_ONLY = x509.KeyUsage(
     digital_signature=True,
     content_commitment=True,  # non-repudiation: what a document-signing certificate asserts
@@ -255,8 +254,8 @@ def make_dev_certificate(
 
     The subject is CN=name, O=name, UID=MST:<tax code>, as registered certificates carry the tax code.
     """
-    if not _TAX_CODE.fullmatch(tax_code):
-        raise ValueError("a tax code is 10 digits, or 10 digits, a dash and 3 digits")
+    if not is_tax_code(tax_code):
+        raise ValueError(f"a tax code is {TAX_CODE_RULE}")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name(
         [

@@ -26,6 +26,8 @@ receipts = typer.Typer(help="E-receipts.", no_args_is_help=True)
 app.add_typer(receipts, name="receipts")
 tax = typer.Typer(help="Transmission to the tax authority through the T-VAN file drop.", no_args_is_help=True)
 app.add_typer(tax, name="tax")
+agency = typer.Typer(help="Agencies: onboarding, with their payment methods and fee schedules.", no_args_is_help=True)
+app.add_typer(agency, name="agency")
 
 
 def _reconcile() -> typer.Typer:
@@ -245,6 +247,109 @@ def tax_sync() -> None:
     for status, count in sorted(counts):
         typer.echo(f"  {status!s:<13} {count}")
     ctx.close()
+
+
+@agency.command("create")
+def agency_create(
+    code: Annotated[str, typer.Option(help="Agency code: capitals, digits and dashes, e.g. STP-HCM.")],
+    name: Annotated[str, typer.Option(help="The agency's full name, as on its receipts.")],
+    tax_code: Annotated[str, typer.Option(help="Mã số thuế: 10 digits, or 10 digits, a dash and 3 digits.")],
+    address: Annotated[str, typer.Option(help="The agency's address, as on its receipts.")],
+    methods: Annotated[str, typer.Option(help="Comma-separated payment methods, e.g. vnpay,vietqr.")],
+    fees: Annotated[Path, typer.Option(help="Fee schedule file (.toml or .json): procedures and their fee lines.")],
+    bank_account: Annotated[str, typer.Option(help="Account that receives transfers (VietQR).")] = "",
+    bank_name: Annotated[str, typer.Option(help="Bank of that account.")] = "",
+) -> None:
+    """Create an agency with its payment methods and fee schedule; bad input stores nothing (exit code 2)."""
+    from payments.agency.schedule import load_fee_schedule
+    from payments.agency.service import agency_in, create_agency
+    from payments.core.errors import LephiError
+
+    ctx = _ctx()
+    try:
+        data = agency_in(
+            code=code,
+            name=name,
+            tax_code=tax_code,
+            address=address,
+            payment_methods=[m.strip() for m in methods.split(",") if m.strip()],
+            bank_account=bank_account,
+            bank_name=bank_name,
+        )
+        schedule = load_fee_schedule(fees)
+        with ctx.db.write() as s:
+            row = create_agency(s, data, schedule, ctx.gateways.names())
+    except LephiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        ctx.close()
+    lines = sum(len(p.fees) for p in schedule.procedures)
+    typer.echo(
+        f"created agency {row.code} ({row.id}) with {len(schedule.procedures)} procedure(s), {lines} fee line(s), "
+        f"methods {','.join(row.payment_methods)}"
+    )
+    _warn_unconfigured(ctx, row.code, row.payment_methods)
+
+
+def _warn_unconfigured(ctx: AppContext, code: str, methods: list[str]) -> None:
+    """A gateway needs the agency's own merchant account before money can reach the agency; say so, not refuse:
+    the operator may add the account to the gateways file after onboarding."""
+    configured = ctx.gateway_config.agencies.get(code, {})
+    missing = [m for m in methods if m != "sandbox" and m not in configured]
+    if missing:
+        typer.echo(
+            f"note: the gateways file has no merchant settings for {code} under {','.join(missing)}; "
+            "add them before payers use these methods",
+            err=True,
+        )
+
+
+@agency.command("list")
+def agency_list() -> None:
+    """List agencies: code, tax code, payment methods, number of procedures, name."""
+    from payments.agency.service import list_agencies
+
+    ctx = _ctx()
+    with ctx.db.read() as s:
+        rows = list_agencies(s)
+    ctx.close()
+    typer.echo(f"{'CODE':<16} {'TAX CODE':<14} {'METHODS':<28} {'PROCEDURES':>10}  NAME")
+    for row, procedures in rows:
+        methods = ",".join(row.payment_methods)
+        typer.echo(f"{row.code:<16} {row.tax_code:<14} {methods:<28} {procedures:>10}  {row.name}")
+
+
+@agency.command("show")
+def agency_show(code: str) -> None:
+    """Show an agency, its payment methods and its fee schedule."""
+    from payments.agency.service import agency_detail
+    from payments.core.errors import LephiError
+
+    ctx = _ctx()
+    try:
+        with ctx.db.read() as s:
+            detail = agency_detail(s, code)
+    except LephiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        ctx.close()
+    a = detail.agency
+    typer.echo(f"{a.code}  {a.name}")
+    typer.echo(f"  tax code:  {a.tax_code}")
+    typer.echo(f"  address:   {a.address}")
+    if a.bank_account:
+        typer.echo(f"  bank:      {a.bank_account} ({a.bank_name})")
+    typer.echo(f"  methods:   {','.join(a.payment_methods)}")
+    typer.echo(f"  procedures ({len(detail.procedures)}):")
+    for procedure, lines in detail.procedures:
+        typer.echo(f"    {procedure.code}  {procedure.name}")
+        for line in lines:
+            quantity = f"default {line.default_quantity}, max {line.max_quantity}"
+            typer.echo(
+                f"      {line.code:<16} {line.kind.value:<8} {line.unit_amount:>15,} VND  ({quantity})  {line.name}"
+            )
 
 
 @app.command()

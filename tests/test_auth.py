@@ -6,7 +6,7 @@
   alone gets through.
 * Another agency's key sees nothing of agency A: every read, cancel, refund or payment of A's objects answers
   exactly like a missing object (404 ``not_found``), lists hold none of A's rows, and each attempt is logged as
-  ``auth.cross_agency_access``.
+  ``auth.cross_agency_access``. Every route with an id in its path is found from the OpenAPI document and probed.
 * Keys are created, listed and revoked with the CLI, printed once, and stored only as a hash.
 """
 
@@ -18,6 +18,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from payments.core.logging import configure_logging
 from payments.jobs import HANDLERS
 from payments.models import metadata
 from payments.outbox.worker import Worker
+from payments.payment.models import Payment
+from payments.reconcile.models import Category, ReconException
+from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, seed_agency
 
@@ -343,7 +347,7 @@ def test_other_agency_gets_404_and_is_logged(
     event = events[0]
     assert event["agency_id"] == agency_b.id
     assert event["resource"] == resource
-    assert getattr(world, target) in (event.get("payment_id"), event.get("code"))
+    assert event["resource_id"] == getattr(world, target)
     assert event["level"] == "warning"
 
     # Nothing of A's changed; a POST stores only B's own replayable 404 under B's Idempotency-Key.
@@ -362,6 +366,181 @@ def test_other_agency_gets_404_and_is_logged(
     missing_body = assert_problem(r_missing, 404, "not_found")
     assert body == json.loads(json.dumps(missing_body).replace(getattr(missing, target), getattr(world, target)))
     assert log_events(capsys.readouterr().err, CROSS_AGENCY) == []
+
+
+# Every authenticated route that names an object in its path, found from the app itself so that a new route is
+# covered the day it is added. Each path parameter names one of agency A's objects below.
+def _path_ids(world: World, extra: ForeignObjects) -> dict[str, str]:
+    return {
+        "code": world.unpaid,
+        "payment_id": world.pending,
+        "document_id": world.receipt,
+        "endpoint_id": extra.endpoint,
+        "delivery_id": extra.delivery,
+        "exception_id": extra.exception,
+    }
+
+
+# A valid body for each route that takes one, so that the request reaches the look-up (an invalid one stops at 422).
+BODIES: dict[str, Any] = {
+    "POST /v1/payments/{payment_id}/refunds": {"amount": 10_000, "reason": "Hồ sơ không đủ điều kiện"},
+    "POST /v1/receipts/{document_id}/replace": {"reason": "Sai tên người nộp", "payer": {"name": "Trần Thị Bình"}},
+    "POST /v1/reconciliation/exceptions/{exception_id}/resolve": {"note": "đã xử lý"},
+    "POST /v1/reconciliation/exceptions/{exception_id}/reopen": {"note": "mở lại"},
+}
+
+
+@dataclass(frozen=True)
+class ForeignObjects:
+    """Agency A's objects that the API does not create in a few calls: a webhook endpoint, a failed delivery to it,
+    a reconciliation exception about the paid payment, and that payment's dossier's id."""
+
+    endpoint: str
+    delivery: str
+    exception: str
+    dossier_id: str
+
+
+def _add_objects(ctx: AppContext, agency_id: str, world: World) -> ForeignObjects:
+    with ctx.db.write() as s:
+        dossier_id = s.execute(select(Payment.dossier_id).where(Payment.id == world.paid)).scalar_one()
+        endpoint = WebhookEndpoint(agency_id=agency_id, url="https://one-stop.example.gov.vn/events", secret="whsec_x")
+        message = WebhookMessage(agency_id=agency_id, event_type="payment.succeeded", body="{}")
+        exception = ReconException(
+            agency_id=agency_id,
+            key="cross-agency-test",
+            category=Category.paid_not_settled,
+            business_day=date(2026, 11, 20),
+            first_run_id="run_x",
+            last_run_id="run_x",
+            payment_id=world.paid,
+            dossier_id=dossier_id,
+        )
+        s.add_all([endpoint, message, exception])
+        s.flush()
+        delivery = WebhookDelivery(
+            agency_id=agency_id,
+            message_id=message.id,
+            endpoint_id=endpoint.id,
+            event_type=message.event_type,
+            status=DeliveryStatus.failed,
+            attempts=8,
+        )
+        s.add(delivery)
+        s.flush()
+        return ForeignObjects(endpoint.id, delivery.id, exception.id, dossier_id)
+
+
+def _wants_a_key(anonymous: Any) -> bool:
+    """An anonymous call challenged for an API key (a gateway callback may refuse a message, but not this way)."""
+    return bool(anonymous.status_code == 401 and anonymous.headers.get("www-authenticate") == "Bearer")
+
+
+def _routes_with_ids(api: Api) -> list[tuple[str, str, set[str], bool]]:
+    """(method, path, path parameters, takes a body) of each route with an id in its path that wants an API key:
+    the OpenAPI document lists them, and an anonymous call tells which want a key."""
+    found = []
+    for path, operations in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        for method, operation in operations.items():
+            params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            if not params:
+                continue
+            if _wants_a_key(api.client.request(method.upper(), re.sub(r"\{(\w+)\}", "x", path))):
+                found.append((method.upper(), path, params, "requestBody" in operation))
+    return found
+
+
+def _call(api: Api, method: str, path: str, ids: dict[str, str], key: str) -> Any:
+    url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+    headers = {**bearer(key), **({} if method in ("GET", "DELETE") else {"Idempotency-Key": secrets.token_hex(8)})}
+    return api.client.request(method, url, json=BODIES.get(f"{method} {path}"), headers=headers)
+
+
+def test_every_route_with_an_id_answers_404_and_logs_for_another_agency(
+    api: Api, agency_b: AgencyB, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = build_world(api)
+    objects = _add_objects(api.ctx, api.agency_id, world)
+    ids = _path_ids(world, objects)
+    routes = _routes_with_ids(api)
+    assert len(routes) >= 10, routes  # the discovery found the routes, not nothing
+    missing_ids = {name: f"{value[:4]}ffffffffffffffffffffffff" for name, value in ids.items()}
+    for method, path, params, takes_body in routes:
+        label = f"{method} {path}"
+        assert params <= set(ids), f"{label}: name one of agency A's objects for {params - set(ids)}"
+        assert not takes_body or label in BODIES, f"{label}: give a valid body in BODIES"
+        before = count_rows(api.ctx)
+        capsys.readouterr()
+
+        r = _call(api, method, path, ids, agency_b.key)
+        body = assert_problem(r, 404, "not_found")
+        events = log_events(capsys.readouterr().err, CROSS_AGENCY)
+        assert len(events) == 1, (label, events)
+        assert events[0]["agency_id"] == agency_b.id and events[0]["level"] == "warning", label
+        assert events[0]["resource_id"] in {ids[p] for p in params}, label
+        after = count_rows(api.ctx)
+        stored = after.pop("idempotency_record") - before.pop("idempotency_record")
+        assert after == before and stored in (0, 1), label  # at most B's own replayable 404
+
+        # The same answer as for an object that does not exist, which is no cross-agency attempt.
+        r_missing = _call(api, method, path, missing_ids, agency_b.key)
+        missing_body = assert_problem(r_missing, 404, "not_found")
+        for p in params:
+            missing_body["detail"] = missing_body["detail"].replace(missing_ids[p], ids[p])
+        assert body == missing_body, label
+        assert log_events(capsys.readouterr().err, CROSS_AGENCY) == [], label
+
+    # The control: agency A's own key reaches each object (no 404), so B's 404s were about ownership.
+    for method, path, _, _ in routes:
+        if method == "GET":
+            assert _call(api, method, path, ids, api.key).status_code == 200, path
+
+
+def _id_filters(api: Api) -> list[tuple[str, str]]:
+    """(path, query parameter) of each list route wanting an API key whose filter names an object by its id."""
+    found = []
+    for path, operations in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        operation = operations.get("get")
+        if operation is None or "{" in path or not _wants_a_key(api.client.get(path)):
+            continue
+        found += [
+            (path, p["name"])
+            for p in operation.get("parameters", [])
+            if p["in"] == "query" and p["name"].endswith("_id")
+        ]
+    return found
+
+
+def _rows(body: Any) -> list[Any]:
+    return list(body["data"] if isinstance(body, dict) else body)
+
+
+def test_list_filters_naming_another_agencys_object_find_nothing_and_log(
+    api: Api, agency_b: AgencyB, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = build_world(api)
+    objects = _add_objects(api.ctx, api.agency_id, world)
+    ids = {"payment_id": world.paid, "endpoint_id": objects.endpoint, "dossier_id": objects.dossier_id}
+    filters = _id_filters(api)
+    assert len(filters) >= 3, filters
+    for path, name in filters:
+        label = f"GET {path}?{name}="
+        assert name in ids, f"{label}: name one of agency A's objects for it"
+        # The control: A's own filter finds A's rows.
+        assert _rows(api.get(path, params={name: ids[name]}).json()), label
+        capsys.readouterr()
+
+        r = api.client.get(path, params={name: ids[name]}, headers=bearer(agency_b.key))
+        assert r.status_code == 200 and _rows(r.json()) == [], (label, r.text)
+        events = log_events(capsys.readouterr().err, CROSS_AGENCY)
+        assert len(events) == 1, (label, events)
+        assert events[0]["agency_id"] == agency_b.id and events[0]["resource_id"] == ids[name], label
+
+        # As for an object that does not exist, which is not logged.
+        missing = f"{ids[name][:4]}ffffffffffffffffffffffff"
+        r_missing = api.client.get(path, params={name: missing}, headers=bearer(agency_b.key))
+        assert r_missing.status_code == 200 and r_missing.json() == r.json(), label
+        assert log_events(capsys.readouterr().err, CROSS_AGENCY) == [], label
 
 
 def test_other_agency_lists_none_of_a(api: Api, agency_b: AgencyB) -> None:

@@ -10,7 +10,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
-from payments.core.errors import DossierLocked, NotFound, ValidationFailed
+from payments.auth.access import owned_or_404
+from payments.core.errors import DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
 from payments.core.types import utcnow
@@ -64,13 +65,10 @@ def compute_lines(schedule: list[FeeScheduleLine], items: dict[str, int]) -> lis
 
 
 def find_dossier(session: Session, agency_id: str, code: str) -> Dossier:
-    dossier = session.exec(select(Dossier).where(Dossier.agency_id == agency_id, Dossier.code == code)).first()
-    if dossier is None:
-        other = session.exec(select(Dossier.agency_id).where(Dossier.code == code)).first()
-        if other is not None:
-            log.warning("auth.cross_agency_access", resource="dossier", code=code, agency_id=agency_id)
-        raise NotFound(f"no dossier with code {code!r}")
-    return dossier
+    own = session.exec(select(Dossier).where(Dossier.agency_id == agency_id, Dossier.code == code)).first()
+    # Codes are unique only within an agency: another agency's dossier with this code is the attempt to log.
+    found = own or session.exec(select(Dossier).where(Dossier.code == code)).first()
+    return owned_or_404(found, agency_id, "dossier with code", code)
 
 
 def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[Dossier, bool]:

@@ -25,6 +25,7 @@ from adapters.base import (
     StatusQuery,
 )
 from payments.agency.models import Agency
+from payments.auth.access import owned_or_404
 from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.db import affected
@@ -379,12 +380,7 @@ def _get(s: Session, payment_id: str) -> Payment:
 
 
 def get_for_agency(s: Session, agency_id: str, payment_id: str) -> Payment:
-    payment = s.get(Payment, payment_id)
-    if payment is None or payment.agency_id != agency_id:
-        if payment is not None:
-            log.warning("auth.cross_agency_access", resource="payment", payment_id=payment_id, agency_id=agency_id)
-        raise NotFound(f"no payment {payment_id!r}")
-    return payment
+    return owned_or_404(s.get(Payment, payment_id), agency_id, "payment", payment_id)
 
 
 def to_out(s: Session, payment: Payment, with_events: bool = False, dossier_code: str | None = None) -> PaymentOut:

@@ -14,12 +14,14 @@ from datetime import date
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from payments.auth.access import is_foreign, owned_or_404
 from payments.core.db import affected
-from payments.core.errors import Conflict, NotFound
+from payments.core.errors import Conflict
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier
+from payments.payment.models import Payment
 from payments.reconcile.models import (
     Category,
     ExceptionAction,
@@ -56,6 +58,7 @@ def list_exceptions(
     s: Session, agency_id: str, flt: ExceptionFilter, limit: int, cursor: str | None
 ) -> tuple[list[ReconException], str | None]:
     """One page of the agency's exceptions, newest first; both day bounds are inclusive."""
+    _foreign_filters(s, agency_id, flt)
     query = select(ReconException).where(ReconException.agency_id == agency_id)
     if flt.status is not None:
         query = query.where(ReconException.status == flt.status)
@@ -76,16 +79,17 @@ def list_exceptions(
     return newest_first_page(s, query, ReconException, limit, cursor)
 
 
+def _foreign_filters(s: Session, agency_id: str, flt: ExceptionFilter) -> None:
+    """A filter naming another agency's payment or dossier finds nothing, as a missing one does; it is logged."""
+    if flt.payment_id is not None:
+        is_foreign(s.get(Payment, flt.payment_id), agency_id, flt.payment_id)
+    if flt.dossier_id is not None:
+        is_foreign(s.get(Dossier, flt.dossier_id), agency_id, flt.dossier_id)
+
+
 def get_exception(s: Session, agency_id: str, exception_id: str) -> ReconException:
     """The exception if it is the agency's; another agency's answers exactly like a missing one."""
-    row = s.get(ReconException, exception_id)
-    if row is None or row.agency_id != agency_id:
-        if row is not None:
-            log.warning(
-                "auth.cross_agency_access", resource="recon_exception", exception_id=exception_id, agency_id=agency_id
-            )
-        raise NotFound(f"no reconciliation exception {exception_id!r}")
-    return row
+    return owned_or_404(s.get(ReconException, exception_id), agency_id, "reconciliation exception", exception_id)
 
 
 def exception_events(s: Session, exception_id: str) -> list[ReconExceptionEvent]:

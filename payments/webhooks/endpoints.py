@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
+from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
-from payments.core.errors import Conflict, NotFound
+from payments.core.errors import Conflict
 from payments.core.pagination import Page, newest_first_page
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
@@ -73,10 +74,17 @@ def _endpoint_out(row: WebhookEndpoint, with_secret: bool = False) -> EndpointOu
 
 
 def _endpoint(s: Session, agency_id: str, endpoint_id: str) -> WebhookEndpoint:
-    row = s.get(WebhookEndpoint, endpoint_id)
-    if row is None or row.agency_id != agency_id:
-        raise NotFound(f"no webhook endpoint {endpoint_id!r}")
-    return row
+    return owned_or_404(s.get(WebhookEndpoint, endpoint_id), agency_id, "webhook endpoint", endpoint_id)
+
+
+def _endpoint_filter(s: Session, agency_id: str, endpoint_id: str | None) -> None:
+    """A filter naming another agency's endpoint finds nothing, as a missing one does; it is logged."""
+    if endpoint_id is not None:
+        is_foreign(s.get(WebhookEndpoint, endpoint_id), agency_id, endpoint_id)
+
+
+def _delivery(s: Session, agency_id: str, delivery_id: str) -> WebhookDelivery:
+    return owned_or_404(s.get(WebhookDelivery, delivery_id), agency_id, "webhook delivery", delivery_id)
 
 
 @router.post(
@@ -153,6 +161,7 @@ def get_deliveries(
     if event_type is not None:
         query = query.where(WebhookDelivery.event_type == event_type)
     with ctx.db.read() as s:
+        _endpoint_filter(s, principal.agency_id, endpoint_id)
         rows, next_cursor = newest_first_page(s, query, WebhookDelivery, limit, cursor)
         return Page[DeliveryOut](
             data=[DeliveryOut.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
@@ -170,9 +179,7 @@ def post_retry(
     """Send a failed delivery again, with a fresh retry schedule (e.g. once the endpoint is fixed)."""
 
     def retry(s: Session) -> tuple[int, dict[str, object]]:
-        row = s.get(WebhookDelivery, delivery_id)
-        if row is None or row.agency_id != principal.agency_id:
-            raise NotFound(f"no webhook delivery {delivery_id!r}")
+        row = _delivery(s, principal.agency_id, delivery_id)
         if row.status is not DeliveryStatus.failed:
             raise Conflict(f"delivery {delivery_id} is {row.status.value}; only a failed delivery is sent again")
         endpoint = _endpoint(s, principal.agency_id, row.endpoint_id)

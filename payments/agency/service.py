@@ -1,0 +1,125 @@
+"""Onboarding an agency: its identity, the payment methods it offers and its fee schedule, checked before anything
+is stored and stored in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from payments.agency.models import Agency, FeeScheduleLine, Procedure
+from payments.agency.rules import AGENCY_CODE_RULE, TAX_CODE_RULE, is_agency_code, is_tax_code
+from payments.agency.schedule import FeeSchedule
+from payments.core.errors import Conflict, NotFound, ValidationFailed
+from payments.core.schemas import StrictModel
+
+
+class AgencyIn(StrictModel):
+    code: str
+    name: str = Field(min_length=1, max_length=400)
+    tax_code: str
+    address: str = Field(min_length=1, max_length=400)
+    payment_methods: list[str] = Field(min_length=1, max_length=20)
+    bank_account: str = Field(default="", max_length=40, pattern=r"^[0-9A-Za-z]*$")
+    bank_name: str = Field(default="", max_length=200)
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not is_agency_code(value):
+            raise ValueError(f"an agency code is {AGENCY_CODE_RULE}")
+        return value
+
+    @field_validator("tax_code")
+    @classmethod
+    def _tax_code(cls, value: str) -> str:
+        if not is_tax_code(value):
+            raise ValueError(f"a tax code is {TAX_CODE_RULE}")
+        return value
+
+
+def agency_in(**values: object) -> AgencyIn:
+    """The agency's details, or ValidationFailed naming each field at fault."""
+    try:
+        return AgencyIn.model_validate(values)
+    except ValidationError as exc:
+        faults = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise ValidationFailed(faults) from exc
+
+
+def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_methods: Iterable[str]) -> Agency:
+    """Store the agency with its procedures and fee lines, in the caller's transaction."""
+    known = set(known_methods)
+    unknown = sorted(set(data.payment_methods) - known)
+    if unknown:
+        raise ValidationFailed(f"unknown payment methods {unknown}; this service knows {sorted(known)}")
+    if s.exec(select(Agency.id).where(Agency.code == data.code)).first() is not None:
+        raise Conflict(f"an agency with code {data.code!r} already exists")
+    agency = Agency(
+        code=data.code,
+        name=data.name,
+        tax_code=data.tax_code,
+        address=data.address,
+        bank_account=data.bank_account,
+        bank_name=data.bank_name,
+        payment_methods=list(dict.fromkeys(data.payment_methods)),
+    )
+    s.add(agency)
+    try:
+        s.flush()
+    except IntegrityError as exc:  # the same code created at the same moment by someone else
+        raise Conflict(f"an agency with code {data.code!r} already exists") from exc
+    for p_index, p in enumerate(schedule.procedures):
+        procedure = Procedure(agency_id=agency.id, code=p.code, name=p.name)
+        s.add(procedure)
+        s.flush()
+        s.add_all(
+            FeeScheduleLine(
+                procedure_id=procedure.id,
+                code=f.code,
+                kind=f.kind,
+                name=f.name,
+                unit_amount=f.amount,
+                default_quantity=f.default_quantity,
+                max_quantity=f.max_quantity,
+                position=p_index * 100 + f_index,
+            )
+            for f_index, f in enumerate(p.fees)
+        )
+    s.flush()
+    return agency
+
+
+@dataclass(frozen=True)
+class AgencyDetail:
+    agency: Agency
+    procedures: list[tuple[Procedure, list[FeeScheduleLine]]]
+
+
+def list_agencies(s: Session) -> list[tuple[Agency, int]]:
+    """Every agency with its number of procedures, by code."""
+    counts = select(Procedure.agency_id, func.count().label("n")).group_by(col(Procedure.agency_id)).subquery("counts")
+    query = (
+        select(Agency, func.coalesce(counts.c.n, 0))
+        .join(counts, counts.c.agency_id == Agency.id, isouter=True)
+        .order_by(col(Agency.code))
+    )
+    return [(agency, int(n)) for agency, n in s.exec(query).all()]
+
+
+def agency_detail(s: Session, code: str) -> AgencyDetail:
+    agency = s.exec(select(Agency).where(Agency.code == code)).first()
+    if agency is None:
+        raise NotFound(f"no agency with code {code!r}")
+    procedures = s.exec(select(Procedure).where(Procedure.agency_id == agency.id).order_by(col(Procedure.code))).all()
+    lines = s.exec(
+        select(FeeScheduleLine)
+        .where(col(FeeScheduleLine.procedure_id).in_([p.id for p in procedures]))
+        .order_by(col(FeeScheduleLine.position), col(FeeScheduleLine.id))
+    ).all()
+    return AgencyDetail(agency, [(p, [line for line in lines if line.procedure_id == p.id]) for p in procedures])
