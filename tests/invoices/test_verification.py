@@ -209,26 +209,50 @@ def test_a_signed_document_that_breaks_the_format_is_refused(api: Api) -> None:
     assert "DChi" in answer.json()["detail"]
 
 
-def test_cli_refuses_a_document_signed_in_another_agencys_name(
-    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+CLI_ATTACKS = ["a comment splitting the payer's name", "a DLHDon copy in an HDon/TTKhac", "a DLHDon copy in DSCKS"]
+
+
+def test_cli_refuses_the_same_attacks_as_the_api(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from payments.cli import app
 
     _pay(api)
     _other_agency(api)
-    forged = _resigned(_receipt(api), signers(api.ctx).for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B"))
+    good = _receipt(api)
+    files = {
+        "wrong-seller": _resigned(good, signers(api.ctx).for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B")),
+        **{UNSIGNED[name][1] + f"-{i}": UNSIGNED[name][0](good) for i, name in enumerate(CLI_ATTACKS)},
+    }
     monkeypatch.setenv("LEPHI_DATABASE_URL", api.ctx.settings.effective_database_url)
     monkeypatch.setenv("LEPHI_DATA_DIR", str(api.ctx.settings.data_dir))
     get_settings.cache_clear()
     try:
-        (tmp_path / "forged.xml").write_bytes(forged)
-        (tmp_path / "good.xml").write_bytes(_receipt(api))
         runner = CliRunner()
-        refused = runner.invoke(app, ["receipts", "verify", str(tmp_path / "forged.xml")])
-        assert refused.exit_code == 1 and "NOT VALID (wrong-seller)" in refused.output, refused.output
+        for name, xml in files.items():
+            (tmp_path / f"{name}.xml").write_bytes(xml)
+            refused = runner.invoke(app, ["receipts", "verify", str(tmp_path / f"{name}.xml")])
+            reason = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+            assert refused.exit_code == 1 and f"NOT VALID ({reason})" in refused.output, (name, refused.output)
+        (tmp_path / "good.xml").write_bytes(good)
         accepted = runner.invoke(app, ["receipts", "verify", str(tmp_path / "good.xml")])
         assert accepted.exit_code == 0 and "(AGC-A, MST 0100000001)" in accepted.output, accepted.output
         assert "issued by this service" in accepted.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_cli_verifies_the_receipts_of_an_agency_whose_key_is_a_p12(
+    p12_only: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from payments.cli import app
+
+    _pay(p12_only)
+    (tmp_path / "receipt.xml").write_bytes(_receipt(p12_only))
+    monkeypatch.setenv("LEPHI_DATABASE_URL", p12_only.ctx.settings.effective_database_url)
+    monkeypatch.setenv("LEPHI_DATA_DIR", str(p12_only.ctx.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        accepted = CliRunner().invoke(app, ["receipts", "verify", str(tmp_path / "receipt.xml")])
+        assert accepted.exit_code == 0 and "issued by this service" in accepted.output, accepted.output
     finally:
         get_settings.cache_clear()
 
