@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
 # they are refused so that a production deployment cannot run with a value published in this repository.
 DEV_SANDBOX_SECRET = "dev-only-sandbox-secret-do-not-use-in-production"  # noqa: S105
+# A DNS name, optionally "*." for every subdomain (LEPHI_WEBHOOK_ALLOWED_PRIVATE_HOSTS).
+_HOST_PATTERN = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 class Environment(StrEnum):
@@ -82,6 +87,11 @@ class Settings(BaseSettings):
     # Signed notifications to client systems (Standard Webhooks): per-attempt timeout and the retry schedule.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_schedule_seconds: list[int] = Field(default=[5, 30, 300, 1800, 7200, 21600, 86400])
+    # Webhook targets (docs/api.md#webhooks): ports beyond 443/8443 (and 80/8080 outside production), and the
+    # province's own hosts that may have private addresses: host names (``*.`` for subdomains) or CIDR networks.
+    # Metadata, link-local and unspecified addresses are refused whatever is listed here.
+    webhook_allowed_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default=[])
+    webhook_allowed_private_hosts: list[str] = Field(default=[])
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -94,6 +104,19 @@ class Settings(BaseSettings):
             if not self.database_url:
                 raise ValueError("LEPHI_DATABASE_URL must be set outside development")
         return self
+
+    @field_validator("webhook_allowed_private_hosts")
+    @classmethod
+    def _hosts_or_networks(cls, entries: list[str]) -> list[str]:
+        # A mistyped network ("10.0.0.0/33") must stop the start, not become a host name that matches nothing.
+        cleaned = [entry.strip().lower() for entry in entries]
+        for entry in cleaned:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_PATTERN.fullmatch(entry):
+                    raise ValueError(f"{entry!r} is neither a host name nor a CIDR network") from None
+        return cleaned
 
     @property
     def sandbox_on(self) -> bool:
