@@ -270,11 +270,11 @@ def _refusal(ip: IPAddress, policy: Policy, name_listed: bool) -> str | None:
     opened by LEPHI_WEBHOOK_ALLOWED_PRIVATE_HOSTS; what _NEVER lists is refused whatever is listed."""
     if isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64:
         ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.is_loopback:  # before _NEVER: ::1 also counts as reserved
+        return None if not policy.production and policy.lists_address(ip) else "a loopback address"
     fixed = next((reason for test, reason in _NEVER if test(ip)), None)
     if fixed is not None:
         return fixed
-    if ip.is_loopback:
-        return None if not policy.production and policy.lists_address(ip) else "a loopback address"
     if _within(ip, _PRIVATE):
         return None if name_listed or policy.lists_address(ip) else "a private address"
     return None if ip.is_global else "an address that is not public"
@@ -287,7 +287,7 @@ def _within(ip: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
 _NEVER: tuple[tuple[Callable[[IPAddress], bool], str], ...] = (
     (lambda ip: ip in METADATA_ADDRESSES, "a cloud metadata address"),
     (lambda ip: ip.is_unspecified, "the unspecified address"),
-    (lambda ip: not ip.is_loopback and _within(ip, _IPV4_IN_IPV6), "an IPv6 form of an IPv4 address"),
+    (lambda ip: _within(ip, _IPV4_IN_IPV6), "an IPv6 form of an IPv4 address"),
     (lambda ip: isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local, "a site-local address"),
     (lambda ip: ip.is_link_local, "a link-local address"),
     (lambda ip: ip.is_multicast, "a multicast address"),
