@@ -7,6 +7,7 @@ DNS is played by replacing ``targets.resolve``; the receivers are real HTTP and 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -31,11 +32,12 @@ from pydantic import ValidationError
 from sqlmodel import func, select
 
 from payments.core.config import Environment, Settings
+from payments.core.errors import ValidationFailed
 from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
-from payments.webhooks.service import emit
+from payments.webhooks.service import check_url, emit
 from tests.conftest import Api
 
 # Reserved for testing (RFC 6761): it never resolves in real DNS, so a request that arrives went to the checked address.
@@ -376,6 +378,18 @@ def test_a_name_rebound_to_a_refused_address_is_blocked_at_delivery(
     assert receiver.requests == [] and _shown(api) == ["blocked"]
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://0x7f.1:8080/", "https://metadata/"])
+def test_an_endpoint_stored_before_the_rules_is_blocked_at_delivery(
+    api: Api, dns: FakeDns, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    _allow(api, monkeypatch, EVERYTHING_NAMED)
+    monkeypatch.setattr(api.ctx.settings, "env", Environment.production)
+    with api.ctx.db.write() as s:
+        s.add(WebhookEndpoint(agency_id=api.agency_id, url=url, secret="whsec_" + "A" * 32))
+    delivery = _deliver_one(api)
+    assert (delivery.status.value, delivery.last_error) == ("failed", "blocked")
+
+
 def test_the_request_goes_to_the_checked_address_with_the_name_as_host(
     api: Api, dns: FakeDns, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -529,3 +543,23 @@ def test_errors_stored_as_free_text_before_are_shown_as_categories(api: Api, dns
     shown = _shown(api)
     assert sorted(str(e) for e in shown) == ["http_502", "network"]
     assert "Errno" not in json.dumps(shown)
+
+
+_URL_PIECES = st.sampled_from(
+    ["http://", "https://", "[", "]", ":", "%", "@", ".", "0x", "::ffff:", "localhost", "\uff0e", "\u3002", "/", "#"]
+)
+
+
+@given(st.lists(st.one_of(_URL_PIECES, st.text(max_size=8)), max_size=8).map("".join))
+def test_any_url_is_accepted_or_refused_never_an_unexpected_error(url: str) -> None:
+    settings = Settings(webhook_allowed_private_hosts=["10.0.0.0/8"])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(targets, "resolve", FakeDns().resolve)
+        try:
+            check_url(url, settings)
+        except ValidationFailed as exc:
+            assert exc.status == 422
+            return
+        # Accepted: a delivery reads it the same way (no name resolves here, so only an address gets a route).
+        with contextlib.suppress(targets.Unresolvable):
+            assert targets.route(url, settings).addresses
