@@ -378,7 +378,15 @@ def test_a_name_rebound_to_a_refused_address_is_blocked_at_delivery(
     assert receiver.requests == [] and _shown(api) == ["blocked"]
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://0x7f.1:8080/", "https://metadata/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://0x7f.1:8080/",
+        "https://metadata/",
+        "https://example.com:8443/\x7f",
+    ],
+)
 def test_an_endpoint_stored_before_the_rules_is_blocked_at_delivery(
     api: Api, dns: FakeDns, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:

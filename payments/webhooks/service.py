@@ -7,6 +7,8 @@ HMAC-SHA256 over ``"{id}.{timestamp}.{body}"`` with the endpoint's secret (``whs
 Events are written in the transaction of the change they report (``emit``); the outbox then fans a message out to
 the agency's endpoints and delivers each, retrying on the schedule in settings until the endpoint answers 2xx.
 A delivery that exhausts the schedule is marked failed and stays listed; nothing is ever dropped silently.
+Where a message may go (no address of the service's own network) is decided in ``targets``, at registration and
+again at every delivery.
 """
 
 from __future__ import annotations
@@ -166,9 +168,12 @@ def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
 def _attempt(ctx: AppContext, endpoint: WebhookEndpoint, message: WebhookMessage) -> tuple[int | None, str | None]:
     """The HTTP status (if any) and the failure category (None when delivered) of one signed POST."""
     try:
+        httpx.URL(endpoint.url)
         where = targets.route(endpoint.url, ctx.settings)
-    except targets.TargetRefused as exc:
-        log.warning("webhook.blocked", endpoint_id=endpoint.id, reason=exc.reason)
+    except (targets.TargetRefused, httpx.InvalidURL) as exc:
+        # Also endpoints registered before these rules, whose URLs were never checked this way.
+        reason = exc.reason if isinstance(exc, targets.TargetRefused) else "the URL cannot be read"
+        log.warning("webhook.blocked", endpoint_id=endpoint.id, reason=reason)
         return None, "blocked"
     except targets.Unresolvable:
         return None, "dns"
