@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
@@ -14,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SANDBOX_SECRET = "dev-only-sandbox-secret-do-not-use-in-production"  # noqa: S105
 DEV_PROVIDER_TAX_CODE = "0000000000"
 DEV_PROVINCE = "Tỉnh Demo"  # the demo data's province
+# A DNS name, optionally "*." for every subdomain (LEPHI_WEBHOOK_ALLOWED_PRIVATE_HOSTS).
+_HOST_PATTERN = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 class Environment(StrEnum):
@@ -88,6 +93,11 @@ class Settings(BaseSettings):
     # Signed notifications to client systems (Standard Webhooks): per-attempt timeout and the retry schedule.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_schedule_seconds: list[int] = Field(default=[5, 30, 300, 1800, 7200, 21600, 86400])
+    # Webhook targets (docs/api.md#webhooks): ports beyond 443/8443 (and 80/8080 outside production), and the
+    # province's own hosts that may have private addresses: host names (``*.`` for subdomains) or CIDR networks.
+    # Metadata, link-local and unspecified addresses are refused whatever is listed here.
+    webhook_allowed_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default=[])
+    webhook_allowed_private_hosts: list[str] = Field(default=[])
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -104,6 +114,19 @@ class Settings(BaseSettings):
             if not self.province and not self.notice_place:
                 raise ValueError("LEPHI_PROVINCE (the province this service runs for) must be set")
         return self
+
+    @field_validator("webhook_allowed_private_hosts")
+    @classmethod
+    def _hosts_or_networks(cls, entries: list[str]) -> list[str]:
+        # A mistyped network ("10.0.0.0/33") must stop the start, not become a host name that matches nothing.
+        cleaned = [entry.strip().lower() for entry in entries]
+        for entry in cleaned:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_PATTERN.fullmatch(entry):
+                    raise ValueError(f"{entry!r} is neither a host name nor a CIDR network") from None
+        return cleaned
 
     @property
     def effective_provider_tax_code(self) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, select
 
 from payments.auth.access import is_foreign, owned_or_404
@@ -22,7 +22,14 @@ from payments.core.schemas import StrictModel
 from payments.core.types import utcnow
 from payments.idempotency.service import fingerprint
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
-from payments.webhooks.service import EVENT_TYPES, check_event_types, check_url, new_secret, retry_now
+from payments.webhooks.service import (
+    EVENT_TYPES,
+    check_event_types,
+    check_url,
+    new_secret,
+    retry_now,
+    shown_error,
+)
 
 router = APIRouter(tags=["webhooks"])
 Manager = Annotated[Principal, Depends(require(Scope.webhooks_write))]
@@ -54,10 +61,19 @@ class DeliveryOut(BaseModel):
     status: DeliveryStatus
     attempts: int
     last_status_code: int | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The last failure's category: timeout, refused, tls, dns, blocked, protocol, network, disabled "
+        "or http_<status>",
+        examples=["http_503"],
+    )
     last_attempt_at: datetime | None
     delivered_at: datetime | None
     created_at: datetime
+
+    @field_validator("last_error")
+    @classmethod
+    def _category_only(cls, value: str | None) -> str | None:
+        return shown_error(value)
 
 
 def _endpoint_out(row: WebhookEndpoint, with_secret: bool = False) -> EndpointOut:

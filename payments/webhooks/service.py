@@ -7,6 +7,8 @@ HMAC-SHA256 over ``"{id}.{timestamp}.{body}"`` with the endpoint's secret (``whs
 Events are written in the transaction of the change they report (``emit``); the outbox then fans a message out to
 the agency's endpoints and delivers each, retrying on the schedule in settings until the endpoint answers 2xx.
 A delivery that exhausts the schedule is marked failed and stays listed; nothing is ever dropped silently.
+Where a message may go (no address of the service's own network) is decided in ``targets``, at registration and
+again at every delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import ssl
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +36,7 @@ from payments.core.logging import get_logger
 from payments.core.types import utcnow
 from payments.outbox.service import enqueue
 from payments.outbox.worker import RetryLater
+from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, event_body
 
 log = get_logger(__name__)
@@ -47,6 +52,8 @@ EVENT_TYPES = (
 )
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
 USER_AGENT = "Lephi-Webhooks/1"
+# What a failed attempt is recorded as (besides ``http_<status>``): docs/api.md#webhooks.
+ERROR_CATEGORIES = frozenset({"timeout", "refused", "tls", "dns", "blocked", "protocol", "network", "disabled"})
 
 
 def new_secret() -> str:
@@ -60,8 +67,12 @@ def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
 
 
 def check_url(url: str, settings: Settings) -> str:
-    """HTTPS only outside development; no credentials in the URL (they would sit in logs and listings)."""
-    parts = urlsplit(url)
+    """HTTPS only in production; no credentials in the URL (they would sit in logs and listings); a host, address
+    and port that the target policy allows (payments/webhooks/targets.py)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValidationFailed("the endpoint URL cannot be read") from None
     allowed = {"https"} if settings.env is Environment.production else {"https", "http"}
     if parts.scheme not in allowed or not parts.hostname:
         raise ValidationFailed(f"the endpoint URL must be an absolute {' or '.join(sorted(allowed))} URL")
@@ -69,6 +80,13 @@ def check_url(url: str, settings: Settings) -> str:
         raise ValidationFailed("the endpoint URL must not carry credentials")
     if parts.fragment:
         raise ValidationFailed("the endpoint URL must not carry a fragment")
+    try:
+        httpx.URL(url)
+        targets.check_registration(url, settings)
+    except httpx.InvalidURL:
+        raise ValidationFailed("the endpoint URL cannot be read") from None
+    except targets.TargetRefused as exc:
+        raise ValidationFailed(f"the endpoint URL is refused: {exc.reason}") from None
     return url
 
 
@@ -129,8 +147,36 @@ def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
         message = s.get(WebhookMessage, delivery.message_id)
         assert endpoint is not None and message is not None
     if not endpoint.enabled:
-        _record(ctx, delivery, DeliveryStatus.failed, None, "the endpoint was disabled")
+        _record(ctx, delivery, DeliveryStatus.failed, None, "disabled")
         return
+    code, error = _attempt(ctx, endpoint, message)
+    if error is None:
+        _record(ctx, delivery, DeliveryStatus.delivered, code, None)
+        return
+    schedule = ctx.settings.webhook_retry_schedule_seconds
+    attempt = delivery.attempts + 1
+    # A refused target fails at once: retrying cannot help until the client's DNS or the operator's settings change
+    # (staff may then send it again).
+    if attempt > len(schedule) or error == "blocked":
+        _record(ctx, delivery, DeliveryStatus.failed, code, error)
+        log.warning("webhook.failed", delivery_id=delivery.id, endpoint_id=endpoint.id, error=error)
+        return
+    _record(ctx, delivery, DeliveryStatus.pending, code, error)
+    raise RetryLater(schedule[attempt - 1])
+
+
+def _attempt(ctx: AppContext, endpoint: WebhookEndpoint, message: WebhookMessage) -> tuple[int | None, str | None]:
+    """The HTTP status (if any) and the failure category (None when delivered) of one signed POST."""
+    try:
+        httpx.URL(endpoint.url)
+        where = targets.route(endpoint.url, ctx.settings)
+    except (targets.TargetRefused, httpx.InvalidURL) as exc:
+        # Also endpoints registered before these rules, whose URLs were never checked this way.
+        reason = exc.reason if isinstance(exc, targets.TargetRefused) else "the URL cannot be read"
+        log.warning("webhook.blocked", endpoint_id=endpoint.id, reason=reason)
+        return None, "blocked"
+    except targets.Unresolvable:
+        return None, "dns"
     timestamp = int(utcnow().timestamp())
     headers = {
         "content-type": "application/json",
@@ -139,24 +185,7 @@ def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(endpoint.secret, message.id, timestamp, message.body),
     }
-    code: int | None = None
-    try:
-        response = _client(ctx).post(endpoint.url, content=message.body.encode(), headers=headers)
-        code = response.status_code
-        error = None if 200 <= code < 300 else f"HTTP {code}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
-    if error is None:
-        _record(ctx, delivery, DeliveryStatus.delivered, code, None)
-        return
-    schedule = ctx.settings.webhook_retry_schedule_seconds
-    attempt = delivery.attempts + 1
-    if attempt > len(schedule):
-        _record(ctx, delivery, DeliveryStatus.failed, code, error)
-        log.warning("webhook.failed", delivery_id=delivery.id, endpoint_id=endpoint.id, error=error)
-        return
-    _record(ctx, delivery, DeliveryStatus.pending, code, error)
-    raise RetryLater(schedule[attempt - 1])
+    return _send(ctx, where, endpoint.url, headers, message.body.encode())
 
 
 def _record(
@@ -190,12 +219,65 @@ def retry_now(s: Session, delivery: WebhookDelivery) -> None:
     enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
 
 
+def _send(
+    ctx: AppContext, where: targets.Route, url: str, headers: dict[str, str], body: bytes
+) -> tuple[int | None, str | None]:
+    """POST to the checked addresses in turn until one takes the connection. The name is sent only as Host and as
+    the TLS server name (SNI and certificate check), so the resolver is not asked again between check and connect."""
+    extensions = {"sni_hostname": where.server_name} if where.server_name else {}
+    error = "refused"
+    for ip in where.addresses:
+        to_ip = httpx.URL(url).copy_with(host=str(ip), port=where.target.port)
+        try:
+            response = _client(ctx).post(
+                to_ip, content=body, headers={**headers, "host": where.target.host_header}, extensions=extensions
+            )
+        except httpx.HTTPError as exc:
+            error = failure_category(exc)
+            if error == "refused":
+                continue
+            return None, error
+        code = response.status_code
+        return code, None if 200 <= code < 300 else f"http_{code}"
+    return None, error
+
+
+def failure_category(exc: httpx.HTTPError) -> str:
+    """What a delivery failure is recorded and shown as: a category, never the socket's own words, which would tell a
+    client what listens where."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError | ssl.CertificateError):
+            return "tls"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return "refused"
+    return "protocol" if isinstance(exc, httpx.ProtocolError) else "network"
+
+
+def shown_error(stored: str | None) -> str | None:
+    """The category of a stored error; rows written before errors were categories held free text."""
+    if stored is None or stored in ERROR_CATEGORIES or re.fullmatch(r"http_\d{3}", stored):
+        return stored
+    legacy = re.fullmatch(r"HTTP (\d{3})", stored)
+    return f"http_{legacy[1]}" if legacy else "network"
+
+
 def _client(ctx: AppContext) -> httpx.Client:
-    # Never follow redirects: the registered URL is the only place a signed message goes.
+    # Never follow redirects: the registered URL is the only place a signed message goes. No proxy from the
+    # environment: the connection must go to the address that was checked. No kept-alive connections: one made
+    # (and certificate-checked) for one endpoint's name must not carry another endpoint's message to the same address.
     return ctx.shared(
         "webhook_http",
         httpx.Client,
-        lambda: httpx.Client(timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False),
+        lambda: httpx.Client(
+            timeout=ctx.settings.webhook_timeout_seconds,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ),
     )
 
 
