@@ -12,6 +12,7 @@ from payments.core.config import Settings, get_settings
 from payments.core.context import AppContext, build_context
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
+from payments.core.proxies import TrustedProxyMiddleware
 
 DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
 
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     app.state.ctx = context
     install_error_handlers(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
+    # Added last, so outermost: the client address is settled before anything reads it.
+    app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
 
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup

@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs, JSON list). Empty:
+    # the direct peer is the client, whatever headers it sends (docs/operations.md).
+    trusted_proxies: list[IPvAnyNetwork] = Field(default=[])
 
     @model_validator(mode="after")
     def _refuse_dev_defaults(self) -> Settings:
