@@ -13,6 +13,7 @@ from payments.core.context import AppContext, build_context
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
 from payments.core.proxies import TrustedProxyMiddleware
+from payments.core.security import SecurityHeadersMiddleware
 
 DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
 
@@ -52,7 +53,9 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     app.state.ctx = context
     install_error_handlers(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
-    # Added last, so outermost: the client address is settled before anything reads it.
+    # Added last, so outermost: every response, a 413 included, gets the headers, and the client address is settled
+    # before anything reads it.
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https:"))
     app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
 
     from invoices.endpoints import router as receipts

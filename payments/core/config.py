@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs, JSON list). Empty:
     # the direct peer is the client, whatever headers it sends (docs/operations.md).
     trusted_proxies: list[IPvAnyNetwork] = Field(default=[])
+    # Key that signs the payer pages' form tokens (CSRF). Unset: a random key per process, so a form rendered by one
+    # process is refused by another; set it when several processes serve pages.
+    form_secret: str | None = Field(default=None, min_length=32)
 
     @model_validator(mode="after")
     def _refuse_dev_defaults(self) -> Settings:
