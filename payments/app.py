@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/v1/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from local assets by payments.pages.docs
         redoc_url=None,
     )
     app.state.ctx = context
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.gateway.endpoints import router as gateways
     from payments.health import router as health
     from payments.pages.card import router as card_pages
+    from payments.pages.docs import router as docs
     from payments.pages.endpoints import router as payer_pages
     from payments.pages.transfer import router as qr_pages
     from payments.payment.endpoints import router as payments
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         card_pages,
         payer_pages,
         receipt_lookup,
+        docs,
     ):
         app.include_router(router)
     return app

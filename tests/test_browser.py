@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -224,3 +225,17 @@ def test_qr_and_card_pages_work_under_their_policies(
         assert page.locator("#card-element input").count() == 0
     assert violations == []
     context.close()
+
+
+def test_docs_work_from_local_assets_only(live_server: LiveServer, browser: Browser) -> None:
+    page = browser.new_page()
+    violations = watch(page)
+    origins: set[str] = set()
+    page.on("request", lambda request: origins.add("{0.scheme}://{0.netloc}".format(urlsplit(request.url))))
+    page.goto(f"{live_server.url}/docs")
+    page.locator(".opblock-summary-path").first.wait_for()
+    paths = [p.replace("\u200b", "") for p in page.locator(".opblock-summary-path").all_inner_texts()]
+    assert "/v1/dossiers" in paths
+    assert origins == {live_server.url}
+    assert violations == []
+    page.close()

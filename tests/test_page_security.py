@@ -1,6 +1,6 @@
 """The pages' defences: security headers and a strict Content-Security-Policy on every HTML page, CSRF tokens and
-Origin checks on every form that changes something, and client addresses that a spoofed X-Forwarded-For cannot
-change (the public lookup's rate limit)."""
+Origin checks on every form that changes something, /docs from local assets only, and client addresses that a
+spoofed X-Forwarded-For cannot change (the public lookup's rate limit)."""
 
 from __future__ import annotations
 
@@ -246,6 +246,24 @@ def test_card_confirmation_from_another_origin_is_refused(pages_api: Api) -> Non
     )
     assert r.status_code == 403 and r.json()["code"] == "foreign_origin"
     assert pages_api.get(f"/v1/payments/{payment['id']}").json()["status"] == "pending"
+
+
+# --- /docs ----------------------------------------------------------------------------------------------------------
+
+
+def test_docs_load_nothing_from_another_origin(api: Api) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "validatorUrl: null" in page.text  # Swagger UI's default badge comes from a public validator
+    policy = _policy(page)
+    for sources in policy.values():
+        assert all(s.startswith("'") or s == "data:" for s in sources), policy
+    for url in urls:
+        asset = api.client.get(url)
+        assert asset.status_code == 200 and asset.content, url
+    assert api.client.get("/docs/assets/redoc.standalone.js").status_code == 404  # only what the page loads
 
 
 # --- client addresses behind proxies --------------------------------------------------------------------------------
