@@ -23,7 +23,6 @@ from payments.core.security import origin_of
 
 log = get_logger(__name__)
 COOKIE = "lephi_form"
-FIELD = "csrf"
 _NEW_COOKIE = "form_cookie"
 _PROCESS_KEY = secrets.token_bytes(32)
 
