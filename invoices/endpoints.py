@@ -193,14 +193,21 @@ def get_receipt_pdf(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
 
 @router.get("/{document_id}.html", response_class=HTMLResponse)
 def get_receipt_html(
-    document_id: str, ctx: CtxDep, principal: Reader, lang: Annotated[Literal["vi", "en"], Query()] = "vi"
+    document_id: str,
+    request: Request,
+    ctx: CtxDep,
+    principal: Reader,
+    lang: Annotated[Literal["vi", "en"], Query()] = "vi",
 ) -> HTMLResponse:
     """The document as a web page, from the same template as the PDF."""
     from invoices.render import render_html
+    from payments.core.security import nonce
 
     with ctx.db.read() as s:
         doc = _get(s, principal.agency_id, document_id)
-    html = render_html(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, lang=lang)
+    page_nonce = nonce(request)
+    code = doc.lookup_code
+    html = render_html(doc.xml, lookup_url=lookup_url(ctx, code), lookup_code=code, lang=lang, nonce=page_nonce)
     return HTMLResponse(html)
 
 

@@ -18,6 +18,7 @@ from invoices.service import lookup_url
 from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
 from payments.core.ratelimit import RateLimiter
+from payments.core.security import nonce
 from payments.pages.render import language, render
 
 router = APIRouter(include_in_schema=False)
@@ -98,7 +99,11 @@ def lookup_page(code: str, request: Request, ctx: CtxDep) -> Response:
     if not isinstance(doc, Document):
         return doc
     html = render_html(
-        doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, lang=language(request)
+        doc.xml,
+        lookup_url=lookup_url(ctx, doc.lookup_code),
+        lookup_code=doc.lookup_code,
+        lang=language(request),
+        nonce=nonce(request),
     )
     # The document's own page, with its downloads added just before the end of the body.
     links = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -520,7 +521,9 @@ def _environment() -> Environment:
 _ENV: Final = _environment()
 
 
-def _render(xml: bytes, *, lookup_url: str, lookup_code: str, lang: str, pdf: bool, fonts: Mapping[str, str]) -> str:
+def _render(
+    xml: bytes, *, lookup_url: str, lookup_code: str, lang: str, pdf: bool, fonts: Mapping[str, str], nonce: str = ""
+) -> str:
     if lang not in LABELS:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(LABELS)}")
     if urlsplit(lookup_url).scheme not in {"http", "https"}:
@@ -536,12 +539,19 @@ def _render(xml: bytes, *, lookup_url: str, lookup_code: str, lang: str, pdf: bo
         lookup_url=lookup_url,
         lookup_code=lookup_code,
         qr_svg=Markup(lookup_qr_svg(lookup_url)),  # noqa: S704  # segno's own output; the URL is not copied into it
+        nonce=nonce,
     )
 
 
-def render_html(xml: bytes, *, lookup_url: str, lookup_code: str, lang: str = "vi") -> str:
-    """A standalone HTML page of the receipt, labels in ``lang``; the document's own text is shown as signed."""
-    return _render(xml, lookup_url=lookup_url, lookup_code=lookup_code, lang=lang, pdf=False, fonts={})
+def render_html(xml: bytes, *, lookup_url: str, lookup_code: str, lang: str = "vi", nonce: str | None = None) -> str:
+    """A standalone HTML page of the receipt, labels in ``lang``; the document's own text is shown as signed.
+
+    Its style sheet is inline and allowed by ``nonce`` (the serving request's CSP nonce; a fresh one for a page
+    saved or shown on its own), never by 'unsafe-inline'."""
+    page_nonce = nonce or secrets.token_urlsafe(18)
+    return _render(
+        xml, lookup_url=lookup_url, lookup_code=lookup_code, lang=lang, pdf=False, fonts={}, nonce=page_nonce
+    )
 
 
 class PackageFetcher(URLFetcher):  # type: ignore[misc]  # WeasyPrint is untyped

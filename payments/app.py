@@ -12,6 +12,8 @@ from payments.core.config import Settings, get_settings
 from payments.core.context import AppContext, build_context
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
+from payments.core.proxies import TrustedProxyMiddleware
+from payments.core.security import SecurityHeadersMiddleware
 
 DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
 
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/v1/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served from local assets by payments.pages.docs
         redoc_url=None,
     )
     app.state.ctx = context
@@ -66,6 +68,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.gateway.endpoints import router as gateways
     from payments.health import router as health
     from payments.pages.card import router as card_pages
+    from payments.pages.docs import router as docs
     from payments.pages.endpoints import router as payer_pages
     from payments.pages.transfer import router as qr_pages
     from payments.payment.endpoints import router as payments
@@ -87,7 +90,12 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         card_pages,
         payer_pages,
         receipt_lookup,
+        docs,
     ):
         app.include_router(router)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes, per_path=body_limits())
+    # Added last, so outermost: every response, a 413 included, gets the headers, and the client address is settled
+    # before anything reads it.
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https:"))
+    app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
     return app

@@ -11,6 +11,9 @@ import typer
 from payments.core.config import Environment, get_settings
 
 if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
     from payments.core.context import AppContext
 
 app = typer.Typer(
@@ -106,7 +109,16 @@ def serve(
         _print_demo(_seed())
     from payments.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.Server(server_config(create_app(settings), host, port)).run()
+
+
+def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """How ``serve`` runs the app. Forwarded headers are read by the app alone, from LEPHI_TRUSTED_PROXIES
+    (payments.core.proxies): uvicorn's own reading trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS) and would let anyone
+    behind a local proxy, or on the host, name any client address."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
 
 
 @app.command("worker")

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from payments.app import create_app
 from payments.auth.models import Scope
 from payments.auth.service import create_key
+from payments.cli import server_config
 from payments.core.config import Settings
 from payments.core.context import AppContext, build_context
 from payments.core.db import Database, make_engine, normalise_url
@@ -186,11 +187,7 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     with context.db.write() as s:
         seed_agency(s, "AGC-A")
         _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, context), host="127.0.0.1", port=port, log_level="warning", access_log=False
-        )
-    )
+    server = uvicorn.Server(server_config(create_app(settings, context), "127.0.0.1", port))  # as `lephi serve`
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

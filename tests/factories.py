@@ -65,3 +65,13 @@ def dossier_body(code: str | None = None, copies: int = 2, **extra: Any) -> dict
 
 def payment_body(dossier_code: str, method: str = "sandbox") -> dict[str, Any]:
     return {"dossier_code": dossier_code, "method": method, "return_url": "https://portal.example.gov.vn/done"}
+
+
+def sandbox_outcome(client: Any, settings: Any, reference: str, outcome: str, **kw: Any) -> Any:
+    """Play the payer on the sandbox gateway's page: the form as the page would send it (with its CSRF token)."""
+    from payments.pages.forms import COOKIE, sign
+
+    browser = client.cookies.get(COOKIE) or secrets.token_urlsafe(16)
+    client.cookies.set(COOKIE, browser)
+    data = {"outcome": outcome, "csrf": sign(settings, browser, f"sandbox:{reference}")}
+    return client.post(f"/sandbox/pay/{reference}", data=data, **kw)

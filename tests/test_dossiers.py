@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from payments.payment.models import Payment
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 
 def test_create_computes_fee_lines_and_total(api: Api) -> None:
@@ -36,7 +36,7 @@ def test_update_refused_while_a_payment_is_live_or_done(api: Api) -> None:
     payment = api.post("/v1/payments", payment_body("HS-3")).json()
     r = api.post("/v1/dossiers", dossier_body("HS-3", copies=9))
     assert r.status_code == 409 and r.json()["code"] == "dossier_locked" and r.json()["payment_id"] == payment["id"]
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     r = api.post("/v1/dossiers", dossier_body("HS-3", copies=9))
     assert r.status_code == 409 and r.json()["code"] == "dossier_locked"
     assert api.get("/v1/dossiers/HS-3").json()["total_amount"] == 110_000
@@ -94,7 +94,9 @@ def test_payer_page_double_submit_starts_one_payment(api: Api) -> None:
     assert page.status_code == 200 and "110.000 ₫" in page.text and "Thanh toán" in page.text
     form_key = re.search(r'name="form_key" value="([^"]+)"', page.text)
     assert form_key
-    form = {"method": "sandbox", "form_key": form_key.group(1)}
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    form = {"method": "sandbox", "form_key": form_key.group(1), "csrf": csrf.group(1)}
     first = api.client.post(url, data=form, follow_redirects=False)
     second = api.client.post(url, data=form, follow_redirects=False)
     assert first.status_code == second.status_code == 303

@@ -12,7 +12,7 @@ from adapters.base import GatewayDeclinedError, GatewayTechnicalError
 from payments.gateway.models import SandboxTransaction
 from payments.payment.models import Payment
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 from tests.fakes import Crash, FaultyGateway
 
 
@@ -70,7 +70,7 @@ def test_start_declined_fails_the_attempt(api: Api, faulty: FaultyGateway) -> No
 def _succeeded(api: Api) -> dict[str, Any]:
     code = _dossier(api)
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     out = api.get(f"/v1/payments/{payment['id']}").json()
     assert out["status"] == "succeeded"
     return dict(out)

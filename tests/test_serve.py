@@ -67,10 +67,16 @@ def test_serve_starts_seeds_and_the_demo_dossier_can_be_paid(served: tuple[str, 
         assert page.status_code == 200 and "HS-DEMO-0001" in page.text and "200.000" in page.text
         form_key = re.search(r'name="form_key" value="([^"]+)"', page.text)
         assert form_key
-        r = browser.post(pay_url.group(1), data={"method": "sandbox", "form_key": form_key.group(1)})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        form = {"method": "sandbox", "form_key": form_key.group(1), "csrf": csrf.group(1)}
+        r = browser.post(pay_url.group(1), data=form)
         assert r.status_code == 303 and "/sandbox/pay/" in r.headers["location"]
         # The payer chooses "success"; the sandbox calls Lephi back server to server, over real HTTP.
-        r = browser.post(r.headers["location"], data={"outcome": "success"})
+        sandbox = browser.get(r.headers["location"])
+        csrf = re.search(r'name="csrf" value="([^"]+)"', sandbox.text)
+        assert csrf
+        r = browser.post(r.headers["location"], data={"outcome": "success", "csrf": csrf.group(1)})
         assert r.status_code == 303
         back = browser.get(r.headers["location"])
         assert "Thanh toán thành công" in back.text

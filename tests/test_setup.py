@@ -21,7 +21,12 @@ from payments.migrate import current_revision, head_revision
 from payments.models import metadata
 
 # What production needs besides the case at hand.
-PRODUCTION: dict[str, Any] = {"env": "production", "provider_tax_code": "0312345678", "province": "Lâm Đồng"}
+PRODUCTION: dict[str, Any] = {
+    "env": "production",
+    "provider_tax_code": "0312345678",
+    "province": "Lâm Đồng",
+    "form_secret": "f" * 32,
+}
 
 
 def test_production_refuses_built_in_secrets() -> None:
@@ -94,13 +99,15 @@ def test_sandbox_satisfies_the_protocol() -> None:
 
 
 def test_production_needs_the_providers_tax_code_and_the_province() -> None:
-    base = {"env": "production", "database_url": "sqlite:///x.db"}
+    base = {"env": "production", "database_url": "sqlite:///x.db", "form_secret": "f" * 32}
     with pytest.raises(ValueError, match="LEPHI_PROVIDER_TAX_CODE"):
         Settings(**base, province="Lâm Đồng")
     with pytest.raises(ValueError, match="LEPHI_PROVINCE"):
         Settings(**base, provider_tax_code="0312345678")
     with pytest.raises(ValueError, match="provider_tax_code"):
         Settings(**base, provider_tax_code="MST-1", province="Lâm Đồng")
+    with pytest.raises(ValueError, match="LEPHI_FORM_SECRET"):
+        Settings(**{**base, "form_secret": None}, provider_tax_code="0312345678", province="Lâm Đồng")
     ok = Settings(**base, provider_tax_code="0312345678", province="Lâm Đồng")
     assert ok.effective_provider_tax_code == "0312345678" and ok.effective_notice_place == "Lâm Đồng"
     assert Settings(**base, provider_tax_code="0312345678", notice_place="Đà Lạt").effective_notice_place == "Đà Lạt"

@@ -53,7 +53,7 @@ from payments.outbox.worker import Worker
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
 from payments.payment.states import LIVE, PAID, TRANSITIONS, PaymentStatus
 from tests.conftest import ALL_SCOPES, BACKENDS, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.factories import dossier_body, payment_body, sandbox_outcome, seed_agency
 
 S = PaymentStatus
 REFUNDABLE = frozenset({S.succeeded, S.partially_refunded})
@@ -303,7 +303,7 @@ class PaymentMachine(RuleBasedStateMachine):
         before = self._snapshot(payment_id)
         self.recorder.lose = not deliver
         try:
-            r = self.client.post(f"/sandbox/pay/{ref}", data={"outcome": outcome}, follow_redirects=False)
+            r = sandbox_outcome(self.client, self.settings, ref, outcome, follow_redirects=False)
         finally:
             self.recorder.lose = False
         assert r.status_code == 303, r.text

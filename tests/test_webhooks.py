@@ -26,7 +26,7 @@ from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from payments.webhooks.service import emit, verify
 from tests.conftest import Api, make_settings
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.factories import dossier_body, payment_body, sandbox_outcome, seed_agency
 
 MANAGER = ["webhooks:write"]
 # Nothing listens on the discard port: a connection there is refused.
@@ -93,7 +93,7 @@ def _register(api: Api, url: str, **extra: Any) -> Any:
 def _pay(api: Api, outcome: str = "success") -> dict[str, Any]:
     code = api.post("/v1/dossiers", dossier_body()).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": outcome})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], outcome)
     return dict(payment)
 
 

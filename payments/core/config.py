@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or CIDRs, JSON list). Empty:
+    # the direct peer is the client, whatever headers it sends (docs/operations.md).
+    trusted_proxies: list[IPvAnyNetwork] = Field(default=[])
+    # Key that signs the payer pages' form tokens (CSRF); required in production, where several processes serve
+    # pages. Unset in development: a random key per process (a form rendered by one process is refused by another).
+    form_secret: str | None = Field(default=None, min_length=32)
+
     @model_validator(mode="after")
     def _refuse_dev_defaults(self) -> Settings:
         if self.env is Environment.production:
@@ -109,6 +116,8 @@ class Settings(BaseSettings):
                 raise ValueError("LEPHI_SANDBOX_SECRET must be set to a secret of your own outside development")
             if not self.database_url:
                 raise ValueError("LEPHI_DATABASE_URL must be set outside development")
+            if not self.form_secret:
+                raise ValueError("LEPHI_FORM_SECRET (32 characters or more) must be set: it signs the pay forms")
             if not self.provider_tax_code:
                 raise ValueError("LEPHI_PROVIDER_TAX_CODE (MSTTCGP, the service operator's tax code) must be set")
             if not self.province and not self.notice_place:

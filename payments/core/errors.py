@@ -54,6 +54,10 @@ class Forbidden(LephiError):
     status, code, title = 403, "insufficient_scope", "The API key lacks the scope for this operation"
 
 
+class ForeignOrigin(LephiError):
+    status, code, title = 403, "foreign_origin", "The request was sent from another site"
+
+
 class RateLimited(LephiError):
     status, code, title = 429, "rate_limited", "Too many requests"
     transient = True

@@ -14,6 +14,7 @@ from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
 from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
+from payments.pages import forms
 from payments.pages.render import render
 from payments.payment.service import handle_callback
 
@@ -76,11 +77,21 @@ def sandbox_page(txn_id: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     record = _sandbox(ctx).get(txn_id)
     if record is None:
         raise NotFound("no such sandbox transaction")
-    return render(request, "sandbox_pay.html", record=record)
+    csrf = forms.form_token(request, ctx.settings, f"sandbox:{txn_id}")
+    return render(request, "sandbox_pay.html", record=record, csrf=csrf)
 
 
 @pages.post("/sandbox/pay/{txn_id}", response_class=RedirectResponse)
-def sandbox_submit(txn_id: str, outcome: Annotated[str, Form(max_length=20)], ctx: CtxDep) -> RedirectResponse:
+def sandbox_submit(
+    txn_id: str,
+    request: Request,
+    outcome: Annotated[str, Form(max_length=20)],
+    ctx: CtxDep,
+    csrf: Annotated[str | None, Form(max_length=128)] = None,
+) -> Response:
+    refused = forms.check(request, ctx.settings, f"sandbox:{txn_id}", csrf, back=request.url.path)
+    if refused is not None:
+        return refused
     gateway = _sandbox(ctx)
     record = gateway.get(txn_id)
     if record is None:

@@ -12,13 +12,22 @@ from fastapi.responses import HTMLResponse
 from adapters.base import GatewayDeclinedError, GatewayTechnicalError
 from adapters.stripe import StripeGateway
 from payments.auth.deps import CtxDep
-from payments.core.errors import GatewayUnavailable, NotFound, ValidationFailed
+from payments.core.errors import ForeignOrigin, GatewayUnavailable, NotFound, ValidationFailed
+from payments.core.security import allow_sources, origin_of
+from payments.pages.forms import foreign_origin
 from payments.pages.render import render
 from payments.payment.models import Payment
 from payments.payment.service import payment_by_reference, settle_by_query
 from payments.payment.states import LIVE
 
 router = APIRouter(include_in_schema=False)
+STRIPE_JS = "https://js.stripe.com"
+# What Stripe.js itself loads, frames and calls, by Stripe's published CSP list.
+STRIPE_SOURCES = {
+    "script-src": ("https://*.js.stripe.com",),
+    "frame-src": ("https://*.js.stripe.com", "https://hooks.stripe.com"),
+    "connect-src": ("https://api.stripe.com",),
+}
 
 
 def _card(ctx: CtxDep, reference: str) -> tuple[Payment, StripeGateway]:
@@ -38,6 +47,7 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         page = gateway.card_page(reference)
     except (GatewayTechnicalError, GatewayDeclinedError) as exc:
         raise GatewayUnavailable("the card gateway cannot be reached; try again shortly") from exc
+    _allow_stripe(request, page["js_url"])
     return render(
         request,
         "card_pay.html",
@@ -50,10 +60,23 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     )
 
 
+def _allow_stripe(request: Request, js_url: str) -> None:
+    """Only this page may run Stripe.js: from the configured origin, plus the hosts Stripe's own script uses when
+    that origin is Stripe's (a stand-in such as localstripe serves everything from its one origin)."""
+    js = origin_of(js_url)
+    for directive in ("script-src", "frame-src", "connect-src"):
+        allow_sources(request, directive, js, *(STRIPE_SOURCES[directive] if js == STRIPE_JS else ()))
+
+
 @router.post("/pay/card/{reference}/confirm")
 def card_confirm(
-    reference: str, ctx: CtxDep, payment_method: Annotated[str, Body(embed=True, max_length=100)]
+    reference: str,
+    request: Request,
+    ctx: CtxDep,
+    payment_method: Annotated[str, Body(embed=True, max_length=100)],
 ) -> dict[str, Any]:
+    if foreign_origin(request, ctx.settings):
+        raise ForeignOrigin("the card is confirmed only from the service's own card page")
     payment, gateway = _card(ctx, reference)
     if payment.status not in LIVE:
         raise ValidationFailed("this payment is finished", status=payment.status.value)

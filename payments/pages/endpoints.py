@@ -6,7 +6,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from invoices.service import current_document
@@ -16,6 +16,7 @@ from payments.auth.service import Principal
 from payments.core.errors import NotFound, PaymentInProgress
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.idempotency.service import Claim, fingerprint
+from payments.pages import forms
 from payments.pages.render import language, render
 from payments.payment.models import Payment
 from payments.payment.schemas import PaymentIn
@@ -57,6 +58,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
             methods=methods,
             token=token,
             form_key=secrets.token_urlsafe(16),
+            csrf=forms.form_token(request, ctx.settings, f"pay:{token}"),
             receipt_code=receipt.lookup_code if receipt is not None else None,
         )
 
@@ -68,10 +70,14 @@ def pay_submit(
     ctx: CtxDep,
     method: Annotated[str, Form(max_length=40)],
     form_key: Annotated[str, Form(min_length=8, max_length=64)],
-) -> RedirectResponse:
+    csrf: Annotated[str | None, Form(max_length=128)] = None,
+) -> Response:
+    here = f"/pay/{token}?lang={language(request)}"
+    refused = forms.check(request, ctx.settings, f"pay:{token}", csrf, back=here)
+    if refused is not None:
+        return refused
     with ctx.db.read() as s:
         dossier = _dossier(s, token)
-    here = f"/pay/{token}?lang={language(request)}"
     principal = Principal(key_id=f"payer:{dossier.id}", agency_id=dossier.agency_id, scopes=frozenset())
     data = PaymentIn(
         dossier_code=dossier.code, method=method, return_url=f"{ctx.settings.public_url.rstrip('/')}{here}"

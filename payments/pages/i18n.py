@@ -58,6 +58,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "card_title": "Thanh toán bằng thẻ",
         "card_needs_js": "Trang nhập thẻ cần bật JavaScript (thư viện của cổng thanh toán thẻ).",
         "card_failed": "Thẻ không được chấp nhận. Vui lòng thử thẻ khác.",
+        "form_refused_title": "Không thể gửi biểu mẫu",
+        "form_refused": (
+            "Biểu mẫu đã hết hạn hoặc không được gửi từ trang của dịch vụ, nên chưa có thao tác nào được thực hiện. "
+            "Vui lòng mở lại trang và thử lại."
+        ),
+        "form_refused_back": "Mở lại trang",
         "switch": "English",
     },
     "en": {
@@ -118,6 +124,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "card_title": "Pay by card",
         "card_needs_js": "The card form needs JavaScript (the card gateway's library).",
         "card_failed": "The card was not accepted. Please try another card.",
+        "form_refused_title": "The form could not be sent",
+        "form_refused": (
+            "The form has expired or was not sent from the service's own page, so nothing was done. "
+            "Please open the page again and retry."
+        ),
+        "form_refused_back": "Open the page again",
         "switch": "Tiếng Việt",
     },
 }

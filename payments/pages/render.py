@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from payments.core.security import nonce
+from payments.pages import forms
 from payments.pages.i18n import MESSAGES, format_vnd
 
 _env = Environment(
@@ -27,6 +29,11 @@ def language(request: Request) -> str:
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page; its inline script and style carry this request's CSP nonce (payments.core.security)."""
     lang = language(request)
-    html = _env.get_template(template).render(t=MESSAGES[lang], lang=lang, path=request.url.path, **context)
-    return HTMLResponse(html, status_code=status_code)
+    html = _env.get_template(template).render(
+        t=MESSAGES[lang], lang=lang, path=request.url.path, nonce=nonce(request), **context
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    forms.set_cookie(request, request.app.state.ctx.settings, response)
+    return response

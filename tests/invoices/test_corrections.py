@@ -25,7 +25,7 @@ from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookMessage
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 STAFF = ["receipts:write", "payments:read"]
 
@@ -33,7 +33,7 @@ STAFF = ["receipts:write", "payments:read"]
 def _paid_and_issued(api: Api, copies: int = 3) -> dict[str, Any]:
     code = api.post("/v1/dossiers", dossier_body(copies=copies)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     Worker(api.ctx, HANDLERS).run_once()
     return dict(payment)
 
@@ -101,7 +101,7 @@ def test_partial_refunds_adjust_line_by_line_and_add_up(api: Api) -> None:
 def test_the_adjustment_job_is_idempotent_and_waits_for_the_receipt(api: Api) -> None:
     code = api.post("/v1/dossiers", dossier_body(copies=1)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     refund = _refund(api, payment["id"], 5_000)  # before any worker ran: the receipt does not exist yet
     with api.ctx.db.write() as s:  # the adjustment job comes due before the receipt's
         for job in s.exec(select(OutboxJob).where(OutboxJob.kind == "receipt.issue")):

@@ -20,7 +20,7 @@ from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 # The series' year digits follow the issue date (GMT+7), so the expected symbol moves with the calendar.
 SERIES = f"K{datetime.now(timezone(timedelta(hours=7))).year % 100:02d}TLP"
@@ -29,7 +29,7 @@ SERIES = f"K{datetime.now(timezone(timedelta(hours=7))).year % 100:02d}TLP"
 def _paid(api: Api) -> dict[str, Any]:
     code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     return dict(payment)
 
 

@@ -15,7 +15,7 @@ from payments.core.ratelimit import RateLimiter
 from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 
 def _issued(api: Api, payer: str = "Nguyễn Thị Hồng Ánh") -> Document:
@@ -23,7 +23,7 @@ def _issued(api: Api, payer: str = "Nguyễn Thị Hồng Ánh") -> Document:
     body["payer"]["name"] = payer
     code = api.post("/v1/dossiers", body).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     Worker(api.ctx, HANDLERS).run_once()
     with api.ctx.db.read() as s:
         return s.exec(select(Document).where(Document.payment_id == payment["id"])).one()

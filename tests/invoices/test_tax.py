@@ -49,7 +49,7 @@ from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 from tests.invoices.test_signing import receipt
 
 TAX_CODE = "0100000001"  # the test agency's (tests/factories.py)
@@ -66,7 +66,7 @@ def issued(api: Api) -> Document:
     hand messages over themselves, through their own gateway."""
     code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     with api.ctx.db.write() as s:  # the issuance's own hand-over job is left for the tests to play
         s.execute(update(OutboxJob).where(col(OutboxJob.kind) == "tax.send").values(status=OutboxStatus.done))
     Worker(api.ctx, {"receipt.issue": HANDLERS["receipt.issue"]}).run_once()

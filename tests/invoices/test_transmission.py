@@ -18,14 +18,14 @@ from invoices.verify import pinned, verify, verify_notice
 from payments.jobs import HANDLERS, PERIODIC
 from payments.outbox.worker import Worker
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, sandbox_outcome
 from tests.invoices.test_tax import drop, technical
 
 
 def _pay_and_drain(api: Api) -> dict[str, Any]:
     code = api.post("/v1/dossiers", dossier_body(copies=2)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     worker = Worker(api.ctx, HANDLERS, periodic=PERIODIC)
     for _ in range(3):
         worker.run_once()

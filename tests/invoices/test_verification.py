@@ -22,7 +22,7 @@ from payments.core.config import get_settings
 from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from tests.conftest import ALL_SCOPES, Api
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.factories import dossier_body, payment_body, sandbox_outcome, seed_agency
 
 SERIES = f"K{datetime.now(timezone(timedelta(hours=7))).year % 100:02d}TLP"
 OTHER_TAX_CODE = "0200000002"
@@ -31,7 +31,7 @@ OTHER_TAX_CODE = "0200000002"
 def _pay(api: Api) -> None:
     code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    api.client.post(f"/sandbox/pay/{payment['gateway_reference']}", data={"outcome": "success"})
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     Worker(api.ctx, HANDLERS).run_once()
 
 
