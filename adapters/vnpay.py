@@ -81,6 +81,7 @@ from adapters.base import (
     StatusResult,
 )
 from adapters.http import client_for, request_with_retries
+from adapters.money import MAX_AMOUNT, amount_from_text
 
 VERSION = "2.1.0"
 SANDBOX_PAY_URL = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
@@ -151,7 +152,6 @@ REPLIES = {
 }
 
 _HASH = re.compile(r"[0-9a-fA-F]{128}")
-_AMOUNT = re.compile(r"[0-9]{1,18}")
 _TXN_REF = re.compile(r"[A-Z2-7]{20}([0-9]{14})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9 .,:_/-]")
 
@@ -207,10 +207,11 @@ def _transaction_date(reference: str) -> str | None:
 
 
 def _vnd(raw: str) -> int:
-    """VNPay amounts are VND x 100."""
-    if not _AMOUNT.fullmatch(raw) or int(raw) % 100:
+    """VNPay amounts are VND x 100: digits only, a whole number of VND."""
+    hundredths = amount_from_text(raw, minimum=100, maximum=MAX_AMOUNT * 100)
+    if hundredths % 100:
         raise ValueError(f"not a VNPay amount: {raw!r}")
-    return int(raw) // 100
+    return hundredths // 100
 
 
 # --- settings ---------------------------------------------------------------------------------------------------
@@ -313,7 +314,8 @@ class VNPayGateway:
         if not any(matches):
             raise InvalidCallback("vnp_SecureHash does not match")
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         code, message = REPLIES[outcome]
         return CallbackReply(200, json.dumps({"RspCode": code, "Message": message}).encode())
 
@@ -391,6 +393,8 @@ class VNPayGateway:
         given = answer.get("vnp_SecureHash", "")
         if not given:
             return
+        if not _HASH.fullmatch(given):  # also keeps non-ASCII text away from compare_digest, which raises on it
+            raise GatewayTechnicalError("VNPay answer's vnp_SecureHash is malformed: not trusted")
         # Our own TmnCode goes into the hash: an answer meant for another merchant does not verify.
         values = [self.tmn_code if k == "vnp_TmnCode" else answer.get(k, "") for k in order]
         matches = [hmac.compare_digest(sign_fields(values, s), given.lower()) for s in self._secrets]

@@ -537,6 +537,12 @@ def test_an_unanswered_query_is_a_technical_error(
         pytest.param({**querydr_answer(), "vnp_SecureHash": "0" * 128}, id="wrong-hash"),
         pytest.param(querydr_answer(vnp_TxnRef="ANOTHERREF"), id="other-transaction"),
         pytest.param(querydr_answer(vnp_Amount="15000050"), id="bad-amount"),
+        pytest.param({**querydr_answer(), "vnp_SecureHash": "é" * 128}, id="non-ascii-hash"),
+        pytest.param({**querydr_answer(), "vnp_SecureHash": "0" * 127 + "é"}, id="non-ascii-hash-end"),
+        pytest.param(querydr_answer(vnp_Amount="+15000000"), id="signed-amount"),
+        pytest.param(querydr_answer(vnp_Amount="15000000.00"), id="decimal-amount"),
+        pytest.param(querydr_answer(vnp_Amount="١٥٠٠٠٠٠٠"), id="non-ascii-digits"),
+        pytest.param(querydr_answer(vnp_Amount="9" * 30 + "00"), id="huge-amount"),
     ],
 )
 def test_untrustworthy_query_answers_are_technical_errors(
