@@ -1,0 +1,58 @@
+"""Every business-day parameter takes exactly YYYY-MM-DD within 2000-01-01..2100-12-31; anything else is a 422
+problem+json (never a 500, never a day guessed from a number) and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from payments.core.types import FIRST_BUSINESS_DAY, LAST_BUSINESS_DAY
+from tests.conftest import Api
+
+BASE = "/v1/reconciliation"
+QUERIES = [
+    ("/reports/daily", "business_day"),
+    ("/reports/exceptions", "business_day"),
+    ("/exceptions", "business_day_from"),
+    ("/exceptions", "business_day_to"),
+    ("/runs", "business_day"),
+]
+BAD = [
+    "0",
+    "-1",
+    "1700000000",
+    "1e3",
+    "0001-01-01",
+    "9999-12-31",
+    "1999-12-31",
+    "2101-01-01",
+    "2026-1-1",
+    "20261120",
+    "2026-11-20T00:00:00",
+    "2026-11-20 ",
+    "2026-02-30",
+    "２０２６-１１-２０",
+    "",
+]
+
+
+def assert_422(r: Any) -> None:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(("path", "name"), QUERIES)
+def test_day_query_parameters_refuse_anything_but_a_bounded_iso_day(api: Api, path: str, name: str) -> None:
+    for value in BAD:
+        assert_422(api.get(BASE + path, params={name: value}))
+    for day in (FIRST_BUSINESS_DAY, LAST_BUSINESS_DAY, "2026-11-20"):
+        r = api.get(BASE + path, params={name: str(day)})
+        assert r.status_code == 200, r.text
+
+
+def test_a_run_for_a_day_not_written_yyyy_mm_dd_is_refused(api: Api) -> None:
+    runs = api.get(f"{BASE}/runs").json()["data"]
+    for value in [*BAD, 0, 20261120, None, True]:
+        assert_422(api.post(f"{BASE}/runs", {"business_day": value}))
+    assert api.get(f"{BASE}/runs").json()["data"] == runs
