@@ -24,6 +24,9 @@ Choices and limitations:
 - ``vnp_TxnRef`` is 34 characters: the first 20 characters of the base32 SHA-256 of the attempt's idempotency key,
   then the attempt's ``vnp_CreateDate``. It is the same on every retry of an attempt, unique per day, and carries the
   transaction date that the refund API needs but ``RefundRequest`` does not hold.
+- ``vnp_ReturnUrl`` is sent with ``~ * ! ' ( )`` percent-encoded (``portable_url``): VNPay's own samples in
+  different languages encode exactly these characters differently, so a raw one would make the signature depend on
+  the client library. The payer returns to the same URL.
 - VNPay does not echo our payment id: IPN events have an empty ``merchant_reference``; the service finds the payment
   by gateway and ``gateway_reference`` (the TxnRef).
 - The IPN carries no signing timestamp, so there is no freshness window; a replayed IPN is harmless because its
@@ -154,6 +157,7 @@ REPLIES = {
 _HASH = re.compile(r"[0-9a-fA-F]{128}")
 _TXN_REF = re.compile(r"[A-Z2-7]{20}([0-9]{14})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9 .,:_/-]")
+_PORTABLE = str.maketrans({c: f"%{ord(c):02X}" for c in "~*!'()"})
 
 
 # --- the published algorithms -----------------------------------------------------------------------------------
@@ -195,6 +199,15 @@ def ascii_text(text: str, limit: int = 255) -> str:
     decomposed = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(_UNSAFE.sub(" ", bare).split())[:limit].strip()
+
+
+def portable_url(url: str) -> str:
+    """The URL with ``~ * ! ' ( )`` percent-encoded, which means the same URL (RFC 3986 6.2.2) but is signed alike by
+    every VNPay client: form encoders disagree on exactly these characters (PHP's urlencode and Java's URLEncoder
+    escape ``~``, Python's quote_plus keeps it; Python and PHP escape ``*``, Java and JavaScript keep it; ``!'()``
+    are kept by JavaScript and .NET only). Escaped, they become ``%7E``... and every encoder writes ``%`` as ``%25``.
+    """
+    return url.translate(_PORTABLE)
 
 
 def _hmac(secret: str, data: str) -> str:
@@ -271,7 +284,7 @@ class VNPayGateway:
             "vnp_OrderInfo": ascii_text(request.description) or f"Thanh toan {ref}",
             "vnp_OrderType": self.order_type,
             "vnp_Locale": self._locale(request.locale),
-            "vnp_ReturnUrl": request.return_url,
+            "vnp_ReturnUrl": portable_url(request.return_url),
             "vnp_IpAddr": request.client_ip,
             "vnp_CreateDate": vnpay_time(request.created_at),
             "vnp_ExpireDate": vnpay_time(request.expires_at),
