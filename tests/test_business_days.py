@@ -1,5 +1,6 @@
-"""Every business-day parameter takes exactly YYYY-MM-DD within 2000-01-01..2100-12-31; anything else is a 422
-problem+json (never a 500, never a day guessed from a number) and changes nothing."""
+"""Every business-day parameter takes exactly YYYY-MM-DD within 2000-01-01..2100-12-31, and every time filter an ISO
+8601 time with its offset; anything else is a 422 problem+json (never a 500, never a day or time guessed from a
+number) and changes nothing."""
 
 from __future__ import annotations
 
@@ -56,3 +57,13 @@ def test_a_run_for_a_day_not_written_yyyy_mm_dd_is_refused(api: Api) -> None:
     for value in [*BAD, 0, 20261120, None, True]:
         assert_422(api.post(f"{BASE}/runs", {"business_day": value}))
     assert api.get(f"{BASE}/runs").json()["data"] == runs
+
+
+@pytest.mark.parametrize("path", ["/v1/payments", "/v1/dossiers"])
+@pytest.mark.parametrize("name", ["created_from", "created_to"])
+def test_time_filters_take_iso_8601_only_never_a_number(api: Api, path: str, name: str) -> None:
+    for value in ("0", "1700000000", "1e9", "2026-11-20", "2026-11-20T00:00:00", "0001-01-01T00:00:00+07:00"):
+        assert_422(api.get(path, params={name: value}))
+    for value in ("2026-11-20T00:00:00Z", "2026-11-20T07:00:00+07:00", "2026-11-20T00:00:00.5+00:00"):
+        r = api.get(path, params={name: value})
+        assert r.status_code == 200, r.text

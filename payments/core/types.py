@@ -42,8 +42,18 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the datetime is out of range once converted to UTC") from exc
 
 
+_ISO_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+\-Zz]*")
+
+
+def _iso_moment(value: object) -> object:
+    # Lax parsing would take "0" or "1700000000" for a Unix time: a client writes an ISO 8601 date and time.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_MOMENT.fullmatch(value)):
+        return value
+    raise ValueError("a time is written YYYY-MM-DDTHH:MM[:SS[.ffffff]] with Z or an offset")
+
+
 # An aware datetime from a client, normalised to UTC; one that cannot be expressed in UTC is a validation error.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_moment), AfterValidator(_to_utc)]
 
 
 FIRST_BUSINESS_DAY = date(2000, 1, 1)
