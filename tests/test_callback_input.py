@@ -3,9 +3,11 @@ nothing; a refused message does not use up its event id."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +21,7 @@ from adapters.sandbox import SIGNATURE_HEADER, sign
 from adapters.vnpay import sign_params
 from payments.core.context import AppContext
 from payments.models import metadata
+from payments.webhooks import service as webhooks
 from tests.conftest import Api, agency_api
 from tests.factories import dossier_body, payment_body
 
@@ -261,3 +264,28 @@ def test_a_sandbox_callback_refused_for_its_amount_or_order_does_not_block_the_r
     assert _sandbox(hapi, _sandbox_event(payment)).json()["result"] == "duplicate"
     kinds = [e["kind"] for e in hapi.get(f"/v1/payments/{payment['id']}").json()["events"]]
     assert "gateway.amount_mismatch" in kinds  # the refusal is still on record
+
+
+# --- the reference receiver documented for client systems ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"webhook-signature": "v1,é"},
+        {"webhook-signature": "v1,\u0661\u0662"},
+        {"webhook-timestamp": "\u0661\u0662"},
+        {"webhook-timestamp": " 1700000000"},
+        {"webhook-timestamp": "9" * 5000},
+    ],
+    ids=repr,
+)
+def test_the_reference_webhook_verifier_refuses_hostile_headers_without_raising(changes: dict[str, str]) -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    now = datetime.now(UTC)
+    stamp = int(now.timestamp())
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": webhooks.sign(secret, "msg_1", stamp, "{}"),
+    }
+    assert webhooks.verify(secret, headers, "{}", now=now)
+    assert not webhooks.verify(secret, {**headers, **changes}, "{}", now=now)
