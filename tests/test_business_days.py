@@ -1,9 +1,11 @@
 """Every business-day parameter takes exactly YYYY-MM-DD within 2000-01-01..2100-12-31, and every time filter an ISO
 8601 time with its offset; anything else is a 422 problem+json (never a 500, never a day or time guessed from a
-number) and changes nothing."""
+number) and changes nothing. A list cursor that this API did not make is a 422 too, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -67,3 +69,22 @@ def test_time_filters_take_iso_8601_only_never_a_number(api: Api, path: str, nam
     for value in ("2026-11-20T00:00:00Z", "2026-11-20T07:00:00+07:00", "2026-11-20T00:00:00.5+00:00"):
         r = api.get(path, params={name: value})
         assert r.status_code == 200, r.text
+
+
+def _cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("path", ["/v1/payments", "/v1/dossiers", "/v1/bank-credits", f"{BASE}/exceptions"])
+def test_a_forged_cursor_is_a_422_on_every_database(api: Api, path: str) -> None:
+    moment = "2026-11-20T00:00:00+00:00"
+    for cursor in (
+        _cursor(moment, "pay_\u0000x"),
+        _cursor(moment, "x" * 500),
+        _cursor(moment, ["pay_1"]),
+        _cursor(moment, 7),
+        _cursor("0001-01-01T00:00:00+07:00", "pay_1"),
+        _cursor(moment),
+    ):
+        assert_422(api.get(path, params={"cursor": cursor}))
+    assert api.get(path, params={"cursor": _cursor(moment, "pay_1")}).status_code == 200
