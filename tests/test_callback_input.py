@@ -147,6 +147,22 @@ def test_an_adapter_without_a_static_reply_answers_404_problem_json(api: Api, mo
     assert r.json()["code"] == "not_found"
 
 
+def test_an_adapter_that_lets_a_parsing_error_escape_gets_the_invalid_reply(
+    api: Api, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from adapters.sandbox import SandboxGateway
+
+    def careless(self: SandboxGateway, request: Any) -> Any:
+        return json.loads(request.body)["event"]["id"]  # KeyError, TypeError, ValueError...
+
+    monkeypatch.setattr(SandboxGateway, "parse_callback", careless)
+    before = count_rows(api.ctx)
+    for body in (b"", b"[]", b'{"event": 1}'):
+        assert_unverified(api.client.post("/v1/gateways/sandbox/callback", content=body), "sandbox")
+    assert count_rows(api.ctx) == before
+    assert "gateway.callback.adapter_error" in capfd.readouterr().err
+
+
 # --- signatures that are not ASCII -------------------------------------------------------------------------------
 @pytest.mark.parametrize("signature", ["é", "0" * 63 + "é", "\u0661" * 64])
 def test_non_ascii_signatures_are_invalid_not_server_errors(hapi: Api, signature: str) -> None:

@@ -70,6 +70,11 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     except InvalidCallback as exc:
         log.warning("gateway.callback.rejected", gateway=gateway, agency=agency_code, reason=str(exc))
         outcome = CallbackOutcome.invalid_signature
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+        # An adapter (a third-party one, say) that let a parsing error escape: whatever the message was, it was not
+        # verified and parsed, so it is refused like a bad signature, and someone should look at the adapter.
+        log.error("gateway.callback.adapter_error", gateway=gateway, agency=agency_code, exc_info=exc)
+        outcome = CallbackOutcome.invalid_signature
     else:
         outcome = await run_in_threadpool(handle_callback, ctx, adapter, event, agency_code)
         log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
