@@ -243,6 +243,12 @@ def test_a_signed_sandbox_callback_that_is_not_well_formed_changes_nothing(hapi:
     assert hapi.get(f"/v1/payments/{payment['id']}").json()["status"] == "pending"
 
 
+def test_an_event_id_as_long_as_its_column_is_accepted(hapi: Api) -> None:
+    payment = _pay(hapi, "sandbox")
+    r = _sandbox(hapi, _sandbox_event(payment, event_id="e" * 200))
+    assert r.status_code == 200 and r.json()["result"] == "accepted"
+
+
 # --- a refused message does not use up its event id --------------------------------------------------------------
 def _vnpay_ipn(api: Api, params: dict[str, str], amount: int) -> Any:
     ipn = {

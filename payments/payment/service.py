@@ -510,17 +510,20 @@ def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency
 # message (same transaction, right amount) is applied instead of being answered "duplicate".
 NOT_CONSUMED = frozenset({CallbackOutcome.amount_mismatch, CallbackOutcome.unknown_order})
 _TEXT_LIMITS = {
-    "event_id": min(_length(GatewayInbox, "event_id"), _length(BankCredit, "bank_transaction_id")),
+    "event_id": _length(GatewayInbox, "event_id"),
     "gateway_reference": _length(Payment, "gateway_reference"),
     "merchant_reference": _length(Payment, "id"),
 }
+# A bank credit's event id is also its bank transaction id.
+_CREDIT_ID_LIMIT = _length(BankCredit, "bank_transaction_id")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-def malformed_event(event: CallbackEvent) -> str | None:
+def malformed_event(event: CallbackEvent, pushes_funds: bool = False) -> str | None:
     """Why a verified event cannot be stored as it is (too long for its column, control characters, an amount out
     of range), or None. Checked for every adapter, built in or not, before anything is written."""
-    for name, limit in _TEXT_LIMITS.items():
+    limits = {**_TEXT_LIMITS, "event_id": _CREDIT_ID_LIMIT} if pushes_funds else _TEXT_LIMITS
+    for name, limit in limits.items():
         value = getattr(event, name)
         if not isinstance(value, str) or len(value) > limit or not value.isprintable():
             return f"{name} is not printable text of at most {limit} characters"
@@ -537,7 +540,7 @@ def handle_callback(
     ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent, agency_code: str | None = None
 ) -> CallbackOutcome:
     """Apply a verified callback once, in the order: known order, amount, state."""
-    why = malformed_event(event)
+    why = malformed_event(event, getattr(gateway, "pushes_funds", False))
     if why is not None:
         log.warning("gateway.callback.malformed", gateway=gateway.name, reason=why)
         return CallbackOutcome.invalid_signature
