@@ -362,11 +362,15 @@ class StripeGateway:
         intent = self._fetch_intent(gateway_reference)
         if intent is None:
             raise GatewayDeclinedError(f"no Stripe PaymentIntent {gateway_reference}")
+        try:
+            amount = amount_from_json(intent.get("amount"), minimum=0)
+        except ValueError as exc:
+            raise GatewayTechnicalError(f"Stripe answered a PaymentIntent without a valid amount: {exc}") from exc
         return {
             "publishable_key": self._publishable_key,
             "client_secret": intent["client_secret"],
             "js_url": self._js_url,
-            "amount": amount_from_json(intent["amount"], minimum=0),
+            "amount": amount,
             "currency": str(intent["currency"]).upper(),
             "status": intent_status(intent).value,
         }
