@@ -99,8 +99,14 @@ def _agency_exists(ctx: AppContext, code: str) -> bool:
     # Anything that cannot be a stored code is not looked up (PostgreSQL refuses NUL characters in a query).
     if not 0 < len(code) <= AGENCY_CODE_MAX or not code.isascii() or not code.isprintable():
         return False
-    with ctx.db.read() as s:
-        return s.exec(select(Agency.id).where(Agency.code == code)).first() is not None
+    # Agencies are never deleted, so only codes found are remembered: a new agency is seen at once.
+    known = ctx.shared("gateway.callback_agencies", set, set)
+    if code not in known:
+        with ctx.db.read() as s:
+            if s.exec(select(Agency.id).where(Agency.code == code)).first() is None:
+                return False
+        known.add(code)
+    return True
 
 
 def _without_account(ctx: AppContext, gateway: str) -> Response:
