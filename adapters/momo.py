@@ -88,6 +88,7 @@ from adapters.base import (
     StatusResult,
 )
 from adapters.http import client_for, request_with_retries
+from adapters.money import amount_from_json_or_text, amount_from_text
 
 
 class Kind(Enum):
@@ -334,7 +335,8 @@ class MoMoGateway:
             raise InvalidCallback("IPN is for another MoMo partner")
         return _ipn_event(values)
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         # MoMo wants 204 for any IPN we have handled (even one we refused to apply) and retries otherwise.
         if outcome is CallbackOutcome.invalid_signature:
             return CallbackReply(401)
@@ -432,7 +434,7 @@ def _ipn_values(body: bytes) -> tuple[dict[str, str], object]:
 
 def _ipn_event(values: dict[str, str]) -> CallbackEvent:
     try:
-        amount, code = _digits(values["amount"]), _digits(values["resultCode"])
+        amount, code = amount_from_text(values["amount"], minimum=0), _digits(values["resultCode"])
         _digits(values["transId"])
     except ValueError as exc:
         raise InvalidCallback(f"IPN number field is malformed: {exc}") from exc
@@ -458,7 +460,17 @@ def _status_result(answer: dict[str, Any], order_id: str) -> StatusResult:
     if kind in (Kind.refused, Kind.retry):
         # About our query, not the payment (e.g. 13: our signature was refused): it must not fail the payment.
         raise GatewayTechnicalError(f"MoMo refused the status query: resultCode {code} ({meaning})")
-    return StatusResult(payment_status(kind), order_id, _int_or_none(answer.get("amount")), str(code))
+    return StatusResult(payment_status(kind), order_id, _answer_amount(answer), str(code))
+
+
+def _answer_amount(answer: dict[str, Any]) -> int | None:
+    """The amount of a status answer: absent is allowed, malformed means the answer cannot be trusted."""
+    if answer.get("amount") is None:
+        return None
+    try:
+        return amount_from_json_or_text(answer["amount"])
+    except ValueError as exc:
+        raise GatewayTechnicalError(f"MoMo answered a bad amount: {exc}") from exc
 
 
 def _paid_trans_id(payment: dict[str, Any], order_id: str) -> int:

@@ -69,6 +69,12 @@ class GatewayRegistry:
             self._built[key] = self._factories[name](self._context_for(name, agency))
         return self._built[key]
 
+    def factory(self, name: str) -> object:
+        """What builds the named adapter (usually its class), or the adapter itself when a test replaced it."""
+        if name in self._overrides:
+            return self._overrides[name]
+        return self._factories[name]
+
     def context(self, name: str, agency: str | None = None) -> GatewayContext:
         return self._context_for(name, agency)
 

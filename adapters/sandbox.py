@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ from adapters.base import (
     StatusQuery,
     StatusResult,
 )
+from adapters.money import amount_from_json
 
 SIGNATURE_HEADER = "lephi-sandbox-signature"
 TOLERANCE_SECONDS = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 OUTCOMES = {
     "success": GatewayStatus.succeeded,
     "decline": GatewayStatus.failed,
@@ -90,15 +93,17 @@ def verify(secrets_: list[str], body: bytes, header: str, now: float | None = No
     for item in header.split(","):
         k, _, v = item.strip().partition("=")
         parts.setdefault(k, []).append(v)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError) as exc:
-        raise InvalidCallback("signature header has no valid timestamp") from exc
+    stamp = parts.get("t", [""])[0]
+    # ASCII digits only: int() would also take signs, spaces, underscores and other scripts' digits.
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise InvalidCallback("signature header has no valid timestamp")
+    timestamp = int(stamp)
     if abs((now if now is not None else time.time()) - timestamp) > TOLERANCE_SECONDS:
         raise InvalidCallback("signature timestamp outside the tolerance window")
-    given = parts.get("v1", [])
+    # Compared as bytes: compare_digest raises TypeError on a str with non-ASCII characters, which anyone can send.
+    given = [g.encode() for g in parts.get("v1", [])]
     for secret in secrets_:
-        expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+        expected = sign(secret, body, timestamp).split("v1=", 1)[1].encode()
         if any(hmac.compare_digest(expected, g) for g in given):
             return
     raise InvalidCallback("signature does not match")
@@ -145,14 +150,15 @@ class SandboxGateway:
                 merchant_reference=str(data["merchant_reference"]),
                 gateway_reference=str(data["transaction_id"]),
                 status=GatewayStatus(data["status"]),
-                amount=int(data["amount"]),
+                amount=amount_from_json(data["amount"]),
                 currency=str(data["currency"]),
                 raw_code=str(data["status"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidCallback("callback body is not a sandbox event") from exc
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         code = 401 if outcome is CallbackOutcome.invalid_signature else 200
         if outcome in (CallbackOutcome.unknown_order, CallbackOutcome.amount_mismatch):
             code = 422

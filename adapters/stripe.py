@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -55,11 +56,13 @@ from adapters.base import (
     StatusResult,
 )
 from adapters.http import client_for, request_with_retries
+from adapters.money import amount_from_json
 
 DEFAULT_API_BASE = "https://api.stripe.com"
 DEFAULT_JS_URL = "https://js.stripe.com/v3/"
 SIGNATURE_HEADER = "stripe-signature"
 TOLERANCE_SECONDS = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 PAGE_SIZE = 100  # Stripe's maximum for list endpoints
 METADATA_VALUE_MAX = 500  # Stripe rejects longer metadata values
 
@@ -121,10 +124,10 @@ def _parse_signature_header(header: str) -> tuple[int, list[str]]:
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
         if key == "t" and timestamp is None:
-            try:
-                timestamp = int(value)
-            except ValueError as exc:
-                raise InvalidCallback("Stripe-Signature has no valid timestamp") from exc
+            # ASCII digits only: int() would also take signs, spaces, underscores and other scripts' digits.
+            if not _TIMESTAMP.fullmatch(value):
+                raise InvalidCallback("Stripe-Signature has no valid timestamp")
+            timestamp = int(value)
         elif key == "v1" and value:
             signatures.append(value)
     if timestamp is None:
@@ -225,7 +228,11 @@ def _intent_result(intent: Mapping[str, Any]) -> StatusResult:
     error = intent.get("last_payment_error") or {}
     if error.get("code"):
         raw_code = f"{raw_code}:{error['code']}"
-    return StatusResult(intent_status(intent), str(intent["id"]), int(intent["amount"]), raw_code)
+    try:
+        amount = amount_from_json(intent["amount"])
+    except (KeyError, ValueError) as exc:
+        raise GatewayTechnicalError(f"Stripe answered a PaymentIntent without a valid amount: {exc}") from exc
+    return StatusResult(intent_status(intent), str(intent["id"]), amount, raw_code)
 
 
 def _callback_event(event: Mapping[str, Any]) -> CallbackEvent:
@@ -246,7 +253,7 @@ def _callback_event(event: Mapping[str, Any]) -> CallbackEvent:
         merchant_reference=str(metadata.get("merchant_reference", "")),
         gateway_reference=str(intent["id"]),
         status=status,
-        amount=int(amount),
+        amount=amount_from_json(amount),
         currency=str(intent["currency"]).upper(),
         raw_code=event_type,
     )
@@ -301,7 +308,8 @@ class StripeGateway:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidCallback("the body is not a Stripe PaymentIntent event") from exc
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         if outcome is CallbackOutcome.invalid_signature:
             return CallbackReply(400, json.dumps({"error": "invalid signature"}).encode())
         if outcome is CallbackOutcome.error:
@@ -354,11 +362,15 @@ class StripeGateway:
         intent = self._fetch_intent(gateway_reference)
         if intent is None:
             raise GatewayDeclinedError(f"no Stripe PaymentIntent {gateway_reference}")
+        try:
+            amount = amount_from_json(intent.get("amount"), minimum=0)
+        except ValueError as exc:
+            raise GatewayTechnicalError(f"Stripe answered a PaymentIntent without a valid amount: {exc}") from exc
         return {
             "publishable_key": self._publishable_key,
             "client_secret": intent["client_secret"],
             "js_url": self._js_url,
-            "amount": int(intent["amount"]),
+            "amount": amount,
             "currency": str(intent["currency"]).upper(),
             "status": intent_status(intent).value,
         }

@@ -17,10 +17,10 @@ Settings (``GatewayContext.settings``; a missing or invalid one raises ValueErro
 
 Credit notification (POST to the gateway callback URL), JSON object, every field required::
 
-    {"transaction_id": "FT25001123456",     # the bank's id of the credit: deduplication key
+    {"transaction_id": "FT25001123456",     # the bank's id of the credit: deduplication key, 1-100 printable ASCII
      "bank_bin": "970436",                  # the receiving bank, must be ours
      "account_number": "0011001234567",     # the credited account, must be ours
-     "amount": 150000,                      # JSON integer, whole VND, > 0
+     "amount": 150000,                      # JSON integer, whole VND, 1 to 9 999 999 999 999
      "currency": "VND",
      "description": "CK LP3X7K-Q9ABCDE",    # the transfer memo, as the bank reports it (string, may be empty)
      "booked_at": "2025-01-01T09:00:00+07:00"}  # ISO 8601
@@ -61,6 +61,7 @@ from adapters.base import (
     StatusQuery,
     StatusResult,
 )
+from adapters.money import amount_from_json
 from adapters.sandbox import verify
 
 SIGNATURE_HEADER = "lephi-bank-signature"
@@ -78,6 +79,8 @@ _BIN = re.compile(r"[0-9]{6}")
 # Usually digits; some banks issue alias or virtual accounts with letters. 19 is the NAPAS maximum (a card PAN).
 _ACCOUNT = re.compile(r"[0-9A-Za-z]{1,19}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# The bank's id of a credit is the deduplication key: printable ASCII, at most the 100 characters the service keeps.
+_TRANSACTION_ID = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,99}")
 
 
 def crc16_ccitt_false(data: bytes) -> int:
@@ -368,7 +371,8 @@ class VietQRGateway:
             description=str(credit["description"]),
         )
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         # Banks redeliver on any non-2xx, so every handled credit gets 200, whatever the service made of it. Only a
         # processing error asks for redelivery: the credit was not recorded and must not be lost.
         code = {CallbackOutcome.invalid_signature: 401, CallbackOutcome.error: 500}.get(outcome, 200)
@@ -409,9 +413,12 @@ def _credit(body: bytes) -> dict[str, Any]:
     strings = ("transaction_id", "bank_bin", "account_number", "currency", "description", "booked_at")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in strings):
         raise InvalidCallback("notification body is not a credit notification")
-    amount = data.get("amount")
-    if type(amount) is not int or amount <= 0 or not data["transaction_id"] or data["currency"] != CURRENCY:
-        raise InvalidCallback("notification has no valid transaction id, VND currency and positive integer amount")
+    try:
+        data["amount"] = amount_from_json(data.get("amount"))
+    except ValueError as exc:
+        raise InvalidCallback(f"notification amount is not valid: {exc}") from exc
+    if not _TRANSACTION_ID.fullmatch(data["transaction_id"]) or data["currency"] != CURRENCY:
+        raise InvalidCallback("notification has no valid transaction id and VND currency")
     try:
         datetime.fromisoformat(data["booked_at"])
     except ValueError as exc:

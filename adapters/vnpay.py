@@ -24,6 +24,9 @@ Choices and limitations:
 - ``vnp_TxnRef`` is 34 characters: the first 20 characters of the base32 SHA-256 of the attempt's idempotency key,
   then the attempt's ``vnp_CreateDate``. It is the same on every retry of an attempt, unique per day, and carries the
   transaction date that the refund API needs but ``RefundRequest`` does not hold.
+- ``vnp_ReturnUrl`` is sent with ``~ * ! ' ( )`` percent-encoded (``portable_url``): VNPay's own samples in
+  different languages encode exactly these characters differently, so a raw one would make the signature depend on
+  the client library. The payer returns to the same URL.
 - VNPay does not echo our payment id: IPN events have an empty ``merchant_reference``; the service finds the payment
   by gateway and ``gateway_reference`` (the TxnRef).
 - The IPN carries no signing timestamp, so there is no freshness window; a replayed IPN is harmless because its
@@ -81,6 +84,7 @@ from adapters.base import (
     StatusResult,
 )
 from adapters.http import client_for, request_with_retries
+from adapters.money import MAX_AMOUNT, amount_from_text
 
 VERSION = "2.1.0"
 SANDBOX_PAY_URL = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
@@ -151,9 +155,9 @@ REPLIES = {
 }
 
 _HASH = re.compile(r"[0-9a-fA-F]{128}")
-_AMOUNT = re.compile(r"[0-9]{1,18}")
 _TXN_REF = re.compile(r"[A-Z2-7]{20}([0-9]{14})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9 .,:_/-]")
+_PORTABLE = str.maketrans({c: f"%{ord(c):02X}" for c in "~*!'()"})
 
 
 # --- the published algorithms -----------------------------------------------------------------------------------
@@ -197,6 +201,15 @@ def ascii_text(text: str, limit: int = 255) -> str:
     return " ".join(_UNSAFE.sub(" ", bare).split())[:limit].strip()
 
 
+def portable_url(url: str) -> str:
+    """The URL with ``~ * ! ' ( )`` percent-encoded, which means the same URL (RFC 3986 6.2.2) but is signed alike by
+    every VNPay client: form encoders disagree on exactly these characters (PHP's urlencode and Java's URLEncoder
+    escape ``~``, Python's quote_plus keeps it; Python and PHP escape ``*``, Java and JavaScript keep it; ``!'()``
+    are kept by JavaScript and .NET only). Escaped, they become ``%7E``... and every encoder writes ``%`` as ``%25``.
+    """
+    return url.translate(_PORTABLE)
+
+
 def _hmac(secret: str, data: str) -> str:
     return hmac.new(secret.encode(), data.encode(), hashlib.sha512).hexdigest()
 
@@ -207,10 +220,11 @@ def _transaction_date(reference: str) -> str | None:
 
 
 def _vnd(raw: str) -> int:
-    """VNPay amounts are VND x 100."""
-    if not _AMOUNT.fullmatch(raw) or int(raw) % 100:
+    """VNPay amounts are VND x 100: digits only, a whole number of VND."""
+    hundredths = amount_from_text(raw, minimum=100, maximum=MAX_AMOUNT * 100)
+    if hundredths % 100:
         raise ValueError(f"not a VNPay amount: {raw!r}")
-    return int(raw) // 100
+    return hundredths // 100
 
 
 # --- settings ---------------------------------------------------------------------------------------------------
@@ -270,7 +284,7 @@ class VNPayGateway:
             "vnp_OrderInfo": ascii_text(request.description) or f"Thanh toan {ref}",
             "vnp_OrderType": self.order_type,
             "vnp_Locale": self._locale(request.locale),
-            "vnp_ReturnUrl": request.return_url,
+            "vnp_ReturnUrl": portable_url(request.return_url),
             "vnp_IpAddr": request.client_ip,
             "vnp_CreateDate": vnpay_time(request.created_at),
             "vnp_ExpireDate": vnpay_time(request.expires_at),
@@ -313,7 +327,8 @@ class VNPayGateway:
         if not any(matches):
             raise InvalidCallback("vnp_SecureHash does not match")
 
-    def callback_reply(self, outcome: CallbackOutcome) -> CallbackReply:
+    @staticmethod
+    def callback_reply(outcome: CallbackOutcome) -> CallbackReply:
         code, message = REPLIES[outcome]
         return CallbackReply(200, json.dumps({"RspCode": code, "Message": message}).encode())
 
@@ -391,6 +406,8 @@ class VNPayGateway:
         given = answer.get("vnp_SecureHash", "")
         if not given:
             return
+        if not _HASH.fullmatch(given):  # also keeps non-ASCII text away from compare_digest, which raises on it
+            raise GatewayTechnicalError("VNPay answer's vnp_SecureHash is malformed: not trusted")
         # Our own TmnCode goes into the hash: an answer meant for another merchant does not verify.
         values = [self.tmn_code if k == "vnp_TmnCode" else answer.get(k, "") for k in order]
         matches = [hmac.compare_digest(sign_fields(values, s), given.lower()) for s in self._secrets]

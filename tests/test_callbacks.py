@@ -13,7 +13,7 @@ from sqlmodel import select
 from adapters.sandbox import SIGNATURE_HEADER, sign
 from payments.payment.models import GatewayInbox, PaymentEvent
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, payment_body, seed_agency
 
 
 def _pending_payment(api: Api) -> dict[str, Any]:
@@ -185,6 +185,8 @@ def test_callback_before_and_after_browser_return(api: Api) -> None:
 
 def test_callbacks_arrive_on_the_agency_route_and_another_agencys_route_cannot_settle(api: Api) -> None:
     payment = _pending_payment(api)
+    with api.ctx.db.write() as s:
+        seed_agency(s, "AGC-OTHER")
     with api.ctx.db.read() as s:
         rows = s.exec(select(GatewayInbox)).all()
     assert rows == []

@@ -246,6 +246,6 @@ def _date(found: dict[str, str], container: str, n: int) -> date | None:
             return date.fromisoformat(day)
         if moment is not None:
             return local_date(datetime.fromisoformat(moment))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a valid time that has no GMT+7 day (year 1 or 9999)
         raise StatementError(f"{container} {day or moment!r} is not an ISO date", n) from None
     return None

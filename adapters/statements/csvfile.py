@@ -400,11 +400,18 @@ def date_reader(fmt: str) -> Callable[[str], date]:
     """
     if fmt in EPOCH_FORMATS:
         scale = 1000 if fmt == "unix_ms" else 1
-        return _cached(lambda text: datetime.fromtimestamp(_epoch(text) // scale, GMT7).date())
+        return _cached(lambda text: _epoch_day(_epoch(text) // scale))
     pattern = _compile(fmt)
     if pattern is None:
         return _cached(lambda text: local_date(datetime.strptime(text, fmt)))
     return _cached(lambda text: _regex_date(pattern, text))
+
+
+def _epoch_day(seconds: int) -> date:
+    try:
+        return datetime.fromtimestamp(seconds, GMT7).date()
+    except (OverflowError, OSError) as exc:  # beyond what the platform's time functions take
+        raise ValueError(f"{seconds} seconds is not a time") from exc
 
 
 def _epoch(text: str) -> int:

@@ -123,8 +123,8 @@ def balance_line(item: Mapping[str, Any], position: int) -> StatementLine:
         kind=TYPE_KINDS.get(str(item.get("type")), LineKind.other),
         amount=amount,
         fee=fee,
-        booked_on=_day(created),
-        value_on=None if available_on is None else _day(_int(available_on)),
+        booked_on=_day(created, position),
+        value_on=None if available_on is None else _day(available_on, position),
         reference=_reference(item.get("source")),
         description=str(item.get("description") or ""),
     )
@@ -136,8 +136,11 @@ def _int(value: Any) -> int:
     return value
 
 
-def _day(epoch: int) -> date:
-    return datetime.fromtimestamp(epoch, GMT7).date()
+def _day(epoch: object, position: int) -> date:
+    try:
+        return datetime.fromtimestamp(_int(epoch), GMT7).date()
+    except (ValueError, OverflowError, OSError):  # not an integer, or beyond what the platform's time functions take
+        raise StatementError(f"{epoch!r} is not a Stripe timestamp", position) from None
 
 
 def _reference(source: Any) -> str:

@@ -36,7 +36,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
     path = make_url(url).database
     connect_args = {"timeout": settings.sqlite_busy_timeout_ms / 1000, "check_same_thread": False}
     if not path or path == ":memory:":
-        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool, hide_parameters=True)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
@@ -45,6 +45,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_timeout=60,
+            hide_parameters=True,
         )
 
     @event.listens_for(engine, "connect")
@@ -77,6 +78,8 @@ def make_engine(url: str, settings: Settings) -> Engine:
         # fails its transaction, which every caller already treats as retryable.
         pool_recycle=1800,
         pool_timeout=60,
+        # Statement parameters carry personal data (payers' names in bank memos): never in errors or logs.
+        hide_parameters=True,
     )
 
 

@@ -36,7 +36,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("naive datetime in cursor")
-        return moment.astimezone(UTC), str(row_id)
+        # Ids are short printable ASCII; anything else (a NUL, which PostgreSQL refuses) was not made here.
+        if not isinstance(row_id, str) or len(row_id) > 64 or not (row_id.isascii() and row_id.isprintable()):
+            raise ValueError("not an id in cursor")
+        return moment.astimezone(UTC), row_id
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed("the cursor is not one this API returned", field="cursor") from exc
 

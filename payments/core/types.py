@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from sqlalchemy import DateTime, Enum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,8 +42,43 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("the datetime is out of range once converted to UTC") from exc
 
 
+_ISO_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}[0-9:.+\-Zz]*")
+
+
+def _iso_moment(value: object) -> object:
+    # Lax parsing would take "0" or "1700000000" for a Unix time: a client writes an ISO 8601 date and time.
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_MOMENT.fullmatch(value)):
+        return value
+    raise ValueError("a time is written YYYY-MM-DDTHH:MM[:SS[.ffffff]] with Z or an offset")
+
+
 # An aware datetime from a client, normalised to UTC; one that cannot be expressed in UTC is a validation error.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_moment), AfterValidator(_to_utc)]
+
+
+FIRST_BUSINESS_DAY = date(2000, 1, 1)
+LAST_BUSINESS_DAY = date(2100, 12, 31)
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value: object) -> object:
+    # Lax parsing would read 0 as 1970-01-01 and accept timestamps and datetimes: only YYYY-MM-DD is a day.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+def _bounded_day(value: date) -> date:
+    # Far-off days overflow once turned into GMT+7 datetimes; none of them can be a business day here.
+    if not FIRST_BUSINESS_DAY <= value <= LAST_BUSINESS_DAY:
+        raise ValueError(f"the day must be between {FIRST_BUSINESS_DAY} and {LAST_BUSINESS_DAY}")
+    return value
+
+
+# A business day (or any calendar day) from a client: strictly YYYY-MM-DD, within 2000-01-01..2100-12-31.
+BusinessDay = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_bounded_day)]
 
 
 def utcnow() -> datetime:

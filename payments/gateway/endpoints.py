@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import select
 
-from adapters.base import CallbackOutcome, CallbackRequest, IgnoredEvent, InvalidCallback
+from adapters.base import (
+    CallbackOutcome,
+    CallbackReply,
+    CallbackRequest,
+    IgnoredEvent,
+    InvalidCallback,
+    PaymentGateway,
+)
 from adapters.sandbox import OUTCOMES, SandboxGateway
+from payments.agency.models import Agency
 from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
 from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
@@ -21,6 +31,7 @@ from payments.payment.service import handle_callback
 log = get_logger(__name__)
 router = APIRouter(tags=["gateways"])
 pages = APIRouter(include_in_schema=False)
+AGENCY_CODE_MAX = 40  # the agency table's code column
 
 
 @router.get("/v1/gateways/{gateway}/callback", response_class=Response, include_in_schema=False)
@@ -47,7 +58,9 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     ctx: AppContext = request.app.state.ctx
     if gateway not in ctx.gateways:
         raise UnknownGateway(f"no payment gateway named {gateway!r}")
-    adapter = ctx.gateways.get(gateway, agency_code)
+    adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
+    if adapter is None:
+        return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
     try:
         event = adapter.parse_callback(raw)
@@ -58,10 +71,55 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     except InvalidCallback as exc:
         log.warning("gateway.callback.rejected", gateway=gateway, agency=agency_code, reason=str(exc))
         outcome = CallbackOutcome.invalid_signature
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as exc:
+        # An adapter (a third-party one, say) that let a parsing error escape: whatever the message was, it was not
+        # verified and parsed, so it is refused like a bad signature, and someone should look at the adapter.
+        log.error("gateway.callback.adapter_error", gateway=gateway, agency=agency_code, exc_info=exc)
+        outcome = CallbackOutcome.invalid_signature
     else:
         outcome = await run_in_threadpool(handle_callback, ctx, adapter, event, agency_code)
         log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
-    reply = adapter.callback_reply(outcome)
+    return _response(adapter.callback_reply(outcome))
+
+
+def _account(ctx: AppContext, gateway: str, agency_code: str | None) -> PaymentGateway | None:
+    """The adapter holding the account this callback address names, or None when there is none: an unknown agency,
+    or a gateway without settings for it. Unknown agencies never reach the registry, which keeps one adapter per
+    (gateway, agency) for the life of the process."""
+    if agency_code is not None and not _agency_exists(ctx, agency_code):
+        log.warning("gateway.callback.unknown_agency", gateway=gateway, agency=agency_code[:AGENCY_CODE_MAX])
+        return None
+    try:
+        return ctx.gateways.get(gateway, agency_code)
+    except ValueError as exc:  # the adapter refused its settings: nothing here can verify the message
+        log.warning("gateway.callback.not_configured", gateway=gateway, agency=agency_code, error=str(exc))
+        return None
+
+
+def _agency_exists(ctx: AppContext, code: str) -> bool:
+    # Anything that cannot be a stored code is not looked up (PostgreSQL refuses NUL characters in a query).
+    if not 0 < len(code) <= AGENCY_CODE_MAX or not code.isascii() or not code.isprintable():
+        return False
+    # Agencies are never deleted, so only codes found are remembered: a new agency is seen at once.
+    known = ctx.shared("gateway.callback_agencies", set, set)
+    if code not in known:
+        with ctx.db.read() as s:
+            if s.exec(select(Agency.id).where(Agency.code == code)).first() is None:
+                return False
+        known.add(code)
+    return True
+
+
+def _without_account(ctx: AppContext, gateway: str) -> Response:
+    """What the gateway's protocol answers to a message that cannot be verified (VNPay RspCode 97, Stripe 400, ...),
+    when its adapter gives that answer without an account (a static ``callback_reply``); otherwise 404."""
+    reply = inspect.getattr_static(ctx.gateways.factory(gateway), "callback_reply", None)
+    if isinstance(reply, staticmethod):
+        return _response(reply.__func__(CallbackOutcome.invalid_signature))
+    raise NotFound("no account of this gateway at this callback address")
+
+
+def _response(reply: CallbackReply) -> Response:
     return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
 
 

@@ -21,7 +21,9 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
-    connectable = config.attributes.get("connection") or create_engine(url, poolclass=pool.NullPool)
+    connectable = config.attributes.get("connection") or create_engine(
+        url, poolclass=pool.NullPool, hide_parameters=True
+    )
     if hasattr(connectable, "connect"):
         if url.startswith("sqlite"):
             from pathlib import Path

@@ -6,6 +6,7 @@ same transaction; no database transaction is held open across a gateway call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from adapters.base import (
     StartPayment,
     StatusQuery,
 )
+from adapters.money import MAX_AMOUNT
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
 from payments.auth.service import Principal
@@ -47,6 +49,7 @@ from payments.outbox.service import enqueue
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
+from payments.transfer.models import BankCredit
 from payments.webhooks.service import emit
 
 log = get_logger(__name__)
@@ -473,6 +476,12 @@ def payment_by_reference(s: Session, gateway: str, reference: str) -> Payment | 
     return s.exec(select(Payment).where(Payment.gateway == gateway, Payment.gateway_reference == reference)).first()
 
 
+def _length(model: Any, column: str) -> int:
+    length = model.__table__.c[column].type.length
+    assert isinstance(length, int)
+    return length
+
+
 class _DuplicateEvent(Exception):
     """This gateway event id is already in the inbox."""
 
@@ -493,10 +502,44 @@ def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency
     return payment
 
 
+# Outcomes that refuse a message without acting on it: its event id stays free, so that the gateway's corrected
+# message (same transaction, right amount) is applied instead of being answered "duplicate".
+NOT_CONSUMED = frozenset({CallbackOutcome.amount_mismatch, CallbackOutcome.unknown_order})
+_TEXT_LIMITS = {
+    "event_id": _length(GatewayInbox, "event_id"),
+    "gateway_reference": _length(Payment, "gateway_reference"),
+    "merchant_reference": _length(Payment, "id"),
+}
+# A bank credit's event id is also its bank transaction id.
+_CREDIT_ID_LIMIT = _length(BankCredit, "bank_transaction_id")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def malformed_event(event: CallbackEvent, pushes_funds: bool = False) -> str | None:
+    """Why a verified event cannot be stored as it is (too long for its column, control characters, an amount out
+    of range), or None. Checked for every adapter, built in or not, before anything is written."""
+    limits = {**_TEXT_LIMITS, "event_id": _CREDIT_ID_LIMIT} if pushes_funds else _TEXT_LIMITS
+    for name, limit in limits.items():
+        value = getattr(event, name)
+        if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+            return f"{name} is not printable text of at most {limit} characters"
+    if not event.event_id:
+        return "event_id is empty"
+    if type(event.amount) is not int or not 0 <= event.amount <= MAX_AMOUNT:
+        return f"amount is not a whole number between 0 and {MAX_AMOUNT}"
+    if not isinstance(event.currency, str) or not _CURRENCY.fullmatch(event.currency):
+        return "currency is not a three-letter code"
+    return None
+
+
 def handle_callback(
     ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent, agency_code: str | None = None
 ) -> CallbackOutcome:
     """Apply a verified callback once, in the order: known order, amount, state."""
+    why = malformed_event(event, getattr(gateway, "pushes_funds", False))
+    if why is not None:
+        log.warning("gateway.callback.malformed", gateway=gateway.name, reason=why)
+        return CallbackOutcome.invalid_signature
     try:
         with ctx.db.write() as s:
             inbox = GatewayInbox(gateway=gateway.name, event_id=event.event_id, outcome="processing")
@@ -525,9 +568,12 @@ def handle_callback(
                     gateway_reference=event.gateway_reference,
                     raw_code=event.raw_code,
                 )
-            inbox.payment_id = payment.id if payment else None
-            inbox.outcome = outcome.value
-            s.add(inbox)
+            if outcome in NOT_CONSUMED:
+                s.delete(inbox)
+            else:
+                inbox.payment_id = payment.id if payment else None
+                inbox.outcome = outcome.value
+                s.add(inbox)
             return outcome
     except _DuplicateEvent:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)

@@ -21,6 +21,7 @@ from payments.core.context import AppContext
 from payments.core.pagination import Page
 from payments.core.responses import IdempotencyKey, problems, respond
 from payments.core.schemas import StrictModel
+from payments.core.types import BusinessDay
 from payments.idempotency.service import Claim, fingerprint
 from payments.reconcile.exceptions import (
     ExceptionFilter,
@@ -72,7 +73,7 @@ class NoteIn(StrictModel):
 
 
 class RunIn(StrictModel):
-    business_day: date = Field(description="The business day (GMT+7) to match.", examples=["2026-11-20"])
+    business_day: BusinessDay = Field(description="The business day (GMT+7) to match.", examples=["2026-11-20"])
 
     @field_validator("business_day")
     @classmethod
@@ -220,8 +221,8 @@ def get_exceptions(
     principal: Reader,
     status: ExceptionStatus | None = None,
     category: Category | None = None,
-    business_day_from: date | None = None,
-    business_day_to: date | None = None,
+    business_day_from: BusinessDay | None = None,
+    business_day_to: BusinessDay | None = None,
     payment_id: Annotated[str | None, Query(max_length=40)] = None,
     dossier_id: Annotated[str | None, Query(max_length=40)] = None,
     dossier_code: Annotated[str | None, Query(max_length=20)] = None,
@@ -285,7 +286,7 @@ def post_reopen(
 # --- runs and imports ---------------------------------------------------------------------------------------------
 @router.get("/runs", response_model=Page[RunOut], responses=problems(401, 403, 422))
 def get_runs(
-    ctx: CtxDep, principal: Reader, business_day: date | None = None, limit: Limit = 20, cursor: Cursor = None
+    ctx: CtxDep, principal: Reader, business_day: BusinessDay | None = None, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[RunOut]:
     """The agency's matching runs, the latest first, each with its counts and the imports it read."""
     with ctx.db.read() as s:
@@ -336,7 +337,7 @@ def _import_out(row: StatementImport) -> ImportOut:
 
 # --- reports ------------------------------------------------------------------------------------------------------
 @router.get("/reports/daily", response_model=DailyCloseOut, responses={**FILES, **problems(401, 403, 422)})
-def get_daily_close(ctx: CtxDep, principal: Reader, business_day: date, fmt: Format = "json") -> Response:
+def get_daily_close(ctx: CtxDep, principal: Reader, business_day: BusinessDay, fmt: Format = "json") -> Response:
     """The daily close: per procedure and payment method, the payments that succeeded on the business day (GMT+7),
     their gross, the refunds completed that day and the net, with totals and the day's open exceptions. CSV is
     UTF-8 with a BOM; text that a spreadsheet would take for a formula is written as text."""
@@ -350,7 +351,7 @@ def get_daily_close(ctx: CtxDep, principal: Reader, business_day: date, fmt: For
 
 
 @router.get("/reports/exceptions", response_model=ExceptionsReportOut, responses={**FILES, **problems(401, 403, 422)})
-def get_exceptions_report(ctx: CtxDep, principal: Reader, business_day: date, fmt: Format = "json") -> Response:
+def get_exceptions_report(ctx: CtxDep, principal: Reader, business_day: BusinessDay, fmt: Format = "json") -> Response:
     """Every exception of a business day, whatever its status, for working offline or filing. Details and notes
     are free text: in CSV and XLSX, text that a spreadsheet would take for a formula is written as text."""
     with ctx.db.read() as s:

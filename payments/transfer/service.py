@@ -38,7 +38,7 @@ def apply_credit(s: Session, credit: Credit, agency_code: str | None) -> tuple[C
         source=credit.source,
         reference=credit.reference or None,
         amount=credit.amount,
-        memo=credit.memo[:500],
+        memo=_printable(credit.memo)[:500],
         status=CreditStatus.unmatched,
         reason="",
     )
@@ -54,6 +54,11 @@ def apply_credit(s: Session, credit: Credit, agency_code: str | None) -> tuple[C
     s.add(row)
     log.info("transfer.credit", credit_id=row.id, status=row.status.value, payment_id=row.payment_id)
     return row.status, CallbackOutcome.accepted
+
+
+def _printable(memo: str) -> str:
+    # The payer wrote it: control characters (NUL is refused by PostgreSQL) become spaces, the rest is kept.
+    return "".join(c if c.isprintable() else " " for c in memo)
 
 
 def _payment_for(s: Session, credit: Credit, agency_code: str | None) -> Payment | None:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -317,6 +317,38 @@ def test_start_payment_builds_the_documented_pay_url(gw: VNPayGateway) -> None:
     assert sign_params({**params, "vnp_TxnRef": "HS000123"}, SECRET) == PAY_HASH
 
 
+# How VNPay's published samples form-encode a value (PHP urlencode, Java URLEncoder, .NET WebUtility.UrlEncode,
+# Node encodeURIComponent with %20 -> +), next to Python's quote_plus that hash_data uses.
+SAMPLE_ENCODERS = {
+    "python": lambda v: quote_plus(v, safe=""),
+    "php": lambda v: quote_plus(v, safe="").replace("~", "%7E"),
+    "java": lambda v: quote_plus(v, safe="*").replace("~", "%7E"),
+    "dotnet": lambda v: quote_plus(v, safe="*!()").replace("~", "%7E"),
+    "node": lambda v: quote(v, safe="~*!'()").replace("%20", "+"),
+}
+
+
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        "https://example.gov.vn/return",
+        "https://portal.example.gov.vn/~so-tu-phap/done",
+        "https://portal.example.gov.vn/done?ho_so=A*B&x=(1)!'",
+        "https://portal.example.gov.vn/done?q=a%20b+c~d",
+    ],
+)
+def test_the_signed_return_url_encodes_alike_in_every_vnpay_sample(gw: VNPayGateway, return_url: str) -> None:
+    params = gw.pay_params(start_request(return_url=return_url))
+    signed = {
+        name: "&".join(f"{k}={encode(v)}" for k, v in sorted(params.items()))
+        for name, encode in SAMPLE_ENCODERS.items()
+    }
+    assert signed["python"] == hash_data(params)
+    assert len(set(signed.values())) == 1, signed
+    # The same address: only characters that mean the same percent-encoded were changed.
+    assert unquote(params["vnp_ReturnUrl"]) == unquote(return_url)
+
+
 def test_start_payment_uses_the_configured_pay_url_and_settings() -> None:
     gw = make_gateway(pay_url="https://pay.vnpay.test/vpcpay.html", order_type="billpayment", locale="en")
     params = dict(parse_qsl(urlsplit(gw.start_payment(start_request(locale="fr")).next_url).query))
@@ -537,6 +569,12 @@ def test_an_unanswered_query_is_a_technical_error(
         pytest.param({**querydr_answer(), "vnp_SecureHash": "0" * 128}, id="wrong-hash"),
         pytest.param(querydr_answer(vnp_TxnRef="ANOTHERREF"), id="other-transaction"),
         pytest.param(querydr_answer(vnp_Amount="15000050"), id="bad-amount"),
+        pytest.param({**querydr_answer(), "vnp_SecureHash": "é" * 128}, id="non-ascii-hash"),
+        pytest.param({**querydr_answer(), "vnp_SecureHash": "0" * 127 + "é"}, id="non-ascii-hash-end"),
+        pytest.param(querydr_answer(vnp_Amount="+15000000"), id="signed-amount"),
+        pytest.param(querydr_answer(vnp_Amount="15000000.00"), id="decimal-amount"),
+        pytest.param(querydr_answer(vnp_Amount="١٥٠٠٠٠٠٠"), id="non-ascii-digits"),
+        pytest.param(querydr_answer(vnp_Amount="9" * 30 + "00"), id="huge-amount"),
     ],
 )
 def test_untrustworthy_query_answers_are_technical_errors(

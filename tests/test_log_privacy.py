@@ -1,0 +1,88 @@
+"""Log lines carry neither secrets nor personal data: database errors omit their statement parameters, and sensitive
+keys are redacted at any depth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from payments.core.context import AppContext
+from payments.core.logging import REDACTED, configure_logging, get_logger, redact
+from payments.transfer.models import BankCredit, CreditStatus
+
+PAYER = "NGUYEN THI BI MAT 7QX"
+
+
+def _credit(memo: str) -> BankCredit:
+    return BankCredit(
+        gateway="vietqr",
+        bank_transaction_id="FT-PRIVACY-1",
+        source="notification",
+        amount=150000,
+        status=CreditStatus.unmatched,
+        reason="",
+        memo=memo,
+    )
+
+
+def test_a_database_error_and_its_log_line_carry_no_parameter_values(
+    ctx: AppContext, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with ctx.db.write() as s:
+        s.add(_credit(f"CK {PAYER}"))
+    configure_logging("INFO", json=True)
+    with pytest.raises(IntegrityError) as caught, ctx.db.write() as s:
+        s.add(_credit(f"CK {PAYER} lan 2"))
+    get_logger(__name__).error("db.failed", exc_info=caught.value)
+    logged = capfd.readouterr().err
+    assert "db.failed" in logged and "IntegrityError" in logged
+    assert PAYER not in str(caught.value) and "SQL parameters hidden" in str(caught.value)
+    # PostgreSQL names the duplicate key's values in a DETAIL line of its own: the log line drops it too.
+    assert PAYER not in logged and "FT-PRIVACY-1" not in logged
+
+
+def test_a_failing_row_in_a_database_error_is_not_logged(ctx: AppContext, capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", json=True)
+    row = _credit(f"CK {PAYER}")
+    row.reason = None  # type: ignore[assignment]
+    with pytest.raises(IntegrityError) as caught, ctx.db.write() as s:
+        s.add(row)
+    get_logger(__name__).error("db.failed", exc_info=caught.value)
+    logged = capfd.readouterr().err
+    assert "db.failed" in logged and PAYER not in logged
+
+
+def test_sensitive_keys_are_redacted_at_any_depth() -> None:
+    event = {
+        "event": "transfer.credit",
+        "credit_id": "crd_1",
+        "detail": {
+            "memo": f"CK {PAYER}",
+            "payer": {"name": PAYER, "id_number": "001099012345", "phone": "0912345678"},
+            "lines": [{"email": "bi.mat@example.com", "amount": 5}, ("x", {"webhook_secret": "whsec_1"})],
+            "ok": {"status": "matched"},
+        },
+        "Authorization": "Bearer lephi_x",
+    }
+    out = redact(None, "info", event)
+    text = json.dumps(out)
+    for secret in (PAYER, "001099012345", "0912345678", "bi.mat@example.com", "whsec_1", "lephi_x"):
+        assert secret not in text
+    assert out["event"] == "transfer.credit" and out["credit_id"] == "crd_1"
+    assert out["detail"]["memo"] == REDACTED and out["detail"]["payer"] == REDACTED
+    assert out["detail"]["lines"][0] == {"email": REDACTED, "amount": 5}
+    assert out["detail"]["ok"] == {"status": "matched"}
+
+
+def test_redaction_never_fails_on_deep_or_odd_values() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(500):
+        node["next"] = {}
+        node = node["next"]  # type: ignore[assignment]
+    node["password"] = "p"
+    out = redact(None, "info", {"event": "e", "deep": deep, "n": 1, "b": b"x", "none": None, 3: "int key"})
+    assert "p" not in json.dumps(out["deep"]).replace("[redacted]", "")
+    assert out["n"] == 1 and out["b"] == b"x" and out[3] == "int key"
