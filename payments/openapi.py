@@ -133,7 +133,22 @@ def complete(doc: dict[str, Any], routes: Iterable[Any]) -> dict[str, Any]:
                 op = doc["paths"][route.path_format][method.lower()]
                 _complete_operation(op, route.tags, api_route.dependant, method.lower())
     _add_links(doc)
+    _describe_bytes(doc)
     return doc
+
+
+def _describe_bytes(doc: dict[str, Any]) -> None:
+    """A body declared by its media type alone (XML, PDF, CSV, XLSX, HTML) is bytes or text: said so, a generated
+    client can send and read it."""
+    for item in doc["paths"].values():
+        for op in item.values():
+            contents = [op.get("requestBody", {}).get("content", {})]
+            contents += [response.get("content", {}) for response in op["responses"].values()]
+            for content in contents:
+                for media, body in content.items():
+                    if "json" not in media and not body.get("schema"):
+                        text = media.startswith("text/")
+                        body["schema"] = {"type": "string"} if text else {"type": "string", "format": "binary"}
 
 
 def _complete_operation(op: dict[str, Any], tags: list[str], dependant: Dependant, method: str) -> None:
