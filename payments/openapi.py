@@ -73,6 +73,7 @@ REPLAYED = {
     "description": "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
     "schema": {"type": "string", "enum": ["true"]},
 }
+CONTENT_DISPOSITION = {"description": "The file's name, for a file download.", "schema": {"type": "string"}}
 WWW_AUTHENTICATE = {"description": "The Bearer challenge.", "schema": {"type": "string"}}
 IDEMPOTENCY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]{1,255}$"}
 DESCRIPTIONS = {
@@ -149,6 +150,12 @@ def _describe_bytes(doc: dict[str, Any]) -> None:
                     if "json" not in media and not body.get("schema"):
                         text = media.startswith("text/")
                         body["schema"] = {"type": "string"} if text else {"type": "string", "format": "binary"}
+            for status, response in op["responses"].items():
+                files = [
+                    m for m in response.get("content", {}) if "json" not in m and m not in ("text/html", "text/plain")
+                ]
+                if status.startswith("2") and files:
+                    response.setdefault("headers", {})["Content-Disposition"] = CONTENT_DISPOSITION
 
 
 def _complete_operation(op: dict[str, Any], tags: list[str], dependant: Dependant, method: str) -> None:
