@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from payments.openapi import export
+from tests.conftest import Api
 
 COMMITTED = Path(__file__).parent.parent / "openapi" / "openapi.json"
+PROBLEM = "#/components/schemas/Problem"
 
 
 def test_committed_openapi_is_current() -> None:
@@ -32,3 +38,73 @@ def test_request_models_forbid_unknown_fields_and_never_take_amounts_or_status()
     for name in ("DossierIn", "PaymentIn"):
         props = set(schemas[name]["properties"])
         assert not props & {"amount", "status", "paid_at", "succeeded_at", "total_amount"}, name
+
+
+def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            yield method, path, op
+
+
+def test_the_idempotency_key_is_required_wherever_it_is_taken() -> None:
+    doc = json.loads(export())
+    keyed = 0
+    for method, path, op in _operations(doc):
+        for param in op.get("parameters", []):
+            if param["name"] == "Idempotency-Key":
+                keyed += 1
+                assert param["required"] is True, f"{method} {path}"
+                assert param["schema"]["minLength"] == 1 and param["schema"]["maxLength"] == 255, f"{method} {path}"
+                assert {"400", "409", "422"} <= set(op["responses"]), f"{method} {path}"
+    assert keyed == 10
+
+
+def test_without_an_idempotency_key_the_answer_is_the_documented_400(api: Api) -> None:
+    r = api.post("/v1/reconciliation/runs", {"business_day": "2026-01-02"}, key=False)
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "idempotency_key_missing"
+
+
+def test_authenticated_operations_declare_the_api_key_and_its_answers() -> None:
+    doc = json.loads(export())
+    scheme = doc["components"]["securitySchemes"]["ApiKey"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    for method, path, op in _operations(doc):
+        public = not path.startswith("/v1/") or "/callback" in path
+        if public:
+            assert "security" not in op, f"{method} {path} is public"
+            continue
+        assert op["security"] == [{"ApiKey": []}], f"{method} {path}"
+        assert {"401", "403", "422", "429"} <= set(op["responses"]), f"{method} {path}"
+        assert op["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+        if "{" in path:
+            assert "404" in op["responses"], f"{method} {path} looks an object up"
+
+
+def test_every_error_is_documented_as_problem_json() -> None:
+    doc = json.loads(export())
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert {"type", "title", "status", "detail", "code"} <= set(doc["components"]["schemas"]["Problem"]["required"])
+    for method, path, op in _operations(doc):
+        for status, response in op["responses"].items():
+            if status.isdigit() and int(status) >= 400:
+                assert response["content"] == {"application/problem+json": {"schema": {"$ref": PROBLEM}}}, (
+                    f"{method} {path} {status}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/dossiers", "GET, POST"),
+        ("/v1/webhook-endpoints", "GET, POST"),
+        ("/v1/receipts/verify", "POST"),
+        ("/v1/gateways/sandbox/callback", "GET, POST"),
+        ("/v1/payments/pay_x/refunds", "GET, POST"),
+    ],
+)
+def test_a_405_lists_every_method_of_the_resource(api: Api, path: str, allowed: str) -> None:
+    r = api.client.request("PATCH", path, headers=api.auth)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allowed
+    assert r.headers["content-type"] == "application/problem+json" and r.json()["code"] == "method_not_allowed"

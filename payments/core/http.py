@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments.core.errors import (
@@ -66,6 +68,9 @@ def install_error_handlers(app: FastAPI) -> None:
             # the same failure as invalid JSON, so the same stable code.
             return problem_response(MalformedRequest("the body is not valid UTF-8 JSON"))
         code = _STATUS_CODES.get(exc.status_code, "http_error")
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         body = {
             "type": PROBLEM_TYPE_BASE + code,
             "title": str(exc.detail),
@@ -73,7 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "detail": str(exc.detail),
             "code": code,
         }
-        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=exc.headers)
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -86,6 +91,21 @@ def install_error_handlers(app: FastAPI) -> None:
             "code": "internal_error",
         }
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the resource supports. Starlette names only those of the first route whose path matched; where
+    templates overlap (``/v1/receipts/verify`` and ``/v1/receipts/{document_id}``) the most literal one names the
+    resource, as a client reading the API document would expect."""
+    matched: dict[str, set[str]] = {}
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and route.path_format is not None:
+            matched.setdefault(route.path_format, set()).update(route.methods or ())
+    if not matched:
+        return ""
+    resource = min(matched, key=lambda template: template.count("{"))
+    return ", ".join(sorted(matched[resource]))
 
 
 class RequestLimitsMiddleware:

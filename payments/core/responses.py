@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from payments.core.http import PROBLEM_JSON
 from payments.idempotency.service import Outcome
 
+# Optional here only so that a missing key is the stable 400 ``idempotency_key_missing`` rather than a generic 422; the
+# OpenAPI document marks it required, with its format (payments/openapi.py).
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -34,7 +34,8 @@ pages = APIRouter(include_in_schema=False)
 AGENCY_CODE_MAX = 40  # the agency table's code column
 
 
-@router.get("/v1/gateways/{gateway}/callback", response_class=Response, include_in_schema=False)
+# Some gateways notify with GET (VNPay's IPN), others with POST: both are documented, as both are answered.
+@router.get("/v1/gateways/{gateway}/callback", response_class=Response, operation_id="gateway_callback_get")
 @router.post(
     "/v1/gateways/{gateway}/callback", response_class=Response, responses={404: {"description": "No such gateway"}}
 )
@@ -43,7 +44,9 @@ async def gateway_callback(gateway: str, request: Request) -> Response:
     return await _callback(request, gateway, None)
 
 
-@router.get("/v1/gateways/{gateway}/callback/{agency_code}", response_class=Response, include_in_schema=False)
+@router.get(
+    "/v1/gateways/{gateway}/callback/{agency_code}", response_class=Response, operation_id="agency_gateway_callback_get"
+)
 @router.post(
     "/v1/gateways/{gateway}/callback/{agency_code}",
     response_class=Response,
