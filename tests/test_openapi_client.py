@@ -110,8 +110,10 @@ def test_generated_client_runs_the_demo_flow(generated: ModuleType, api: Api) ->
     # The payer's side: the sandbox's page, whose signed callback reaches the service.
     page = api.client.get(payment.next_url)
     action = re.search(r'action="([^"]+)"', page.text)
-    assert action, page.text
-    assert api.client.post(action.group(1), data={"outcome": "success"}, follow_redirects=False).status_code == 303
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert action and token, page.text
+    form = {"outcome": "success", "csrf": token.group(1)}  # the page's form, with its token, as a browser sends it
+    assert api.client.post(action.group(1), data=form, follow_redirects=False).status_code == 303
 
     paid = get_payment.sync(client=client, payment_id=payment.id)
     assert isinstance(paid, models.PaymentOut) and paid.status == models.PaymentStatus.SUCCEEDED
