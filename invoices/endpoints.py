@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
@@ -14,7 +15,7 @@ from invoices.jobs import signers
 from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tax.models import TaxMessage, TaxMessageKind
-from invoices.verification import verify_upload
+from invoices.verification import Verification, verify_upload
 from invoices.verify import MAX_XML_BYTES, InvalidDocument
 from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
@@ -231,9 +232,14 @@ async def post_verify(request: Request, ctx: CtxDep, principal: Reader) -> Verif
     """Verify an e-receipt: signed by a certificate registered for the seller it names, unaltered, nothing unsigned
     riding along, valid against the format's XSD. Says exactly which values were signed, or why it does not verify."""
     body = await request.body()
-    try:
+
+    def check() -> Verification:
         with ctx.db.read() as s:
-            checked = verify_upload(s, ctx.settings, body)
+            return verify_upload(s, ctx.settings, body)
+
+    try:
+        # Up to 2 MiB of parsing, canonicalization, RSA and XSD work: off the event loop, or it stalls every request.
+        checked = await run_in_threadpool(check)
     except InvalidDocument as exc:
         raise ValidationFailed(f"the document does not verify: {exc.detail}", reason=str(exc.reason)) from exc
     result = checked.document

@@ -35,6 +35,12 @@ def verify_upload(s: Session, settings: Settings, xml: bytes) -> Verification:
         # Signed, but not a document of the format: no reader could rely on where its values sit.
         raise InvalidDocument(Reason.schema, "; ".join(exc.errors[:5])) from exc
     agency = agencies[document.agency]
+    signed_name = document.signed_values.get("NDHDon/NBan/Ten", "")
+    if signed_name != agency.name:
+        # The tax code binds the certificate; the name a reader sees must be the same agency's too.
+        raise InvalidDocument(
+            Reason.wrong_seller, f"the signed seller name is not that of agency {agency.code}, whose key signed it"
+        )
     stored = s.exec(
         select(Document).where(
             Document.agency_id == agency.id,

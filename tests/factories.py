@@ -75,3 +75,12 @@ def sandbox_outcome(client: Any, settings: Any, reference: str, outcome: str, **
     client.cookies.set(COOKIE, browser)
     data = {"outcome": outcome, "csrf": sign(settings, browser, f"sandbox:{reference}")}
     return client.post(f"/sandbox/pay/{reference}", data=data, **kw)
+
+
+def page_form(html: str, **fields: str) -> dict[str, str]:
+    """A page's form as a browser submits it: its hidden CSRF token plus the given fields."""
+    import re
+
+    token = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert token, html
+    return {"csrf": token.group(1), **fields}

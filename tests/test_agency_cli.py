@@ -150,6 +150,15 @@ def test_a_json_schedule_is_stored_like_the_toml_one(api: Api, cli: Cli, tmp_pat
     assert stored_schedule(api.ctx, "STP-HN") == stored_schedule(api.ctx, "STP-HCM") == as_file(raw)
 
 
+def test_a_tax_code_already_used_by_another_agency_is_refused(api: Api, cli: Cli) -> None:
+    """Receipts verify by tax code: two agencies sharing one could each sign in the other's name."""
+    assert create(cli, EXAMPLE).exit_code == 0
+    again = create(cli, EXAMPLE, code="STP-OTHER")
+    assert again.exit_code == 2 and "tax code" in again.output, again.output
+    with api.ctx.db.read() as s:
+        assert s.execute(select(Agency).where(Agency.code == "STP-OTHER")).first() is None
+
+
 def test_list_and_show(api: Api, cli: Cli) -> None:
     raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert create(cli, EXAMPLE, methods="sandbox").exit_code == 0

@@ -41,7 +41,7 @@ from payments.payment.models import Payment
 from payments.reconcile.models import Category, ReconException
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body, seed_agency
+from tests.factories import dossier_body, page_form, payment_body, seed_agency
 
 ALL_SCOPES = [s.value for s in Scope]
 PROBLEM_JSON = "application/problem+json"
@@ -100,7 +100,7 @@ def pay(api: Api, outcome: str | None) -> dict[str, Any]:
         page = api.client.get(payment["next_url"])
         action = re.search(r'action="([^"]+)"', page.text)
         assert action, page.text
-        r = api.client.post(action.group(1), data={"outcome": outcome}, follow_redirects=False)
+        r = api.client.post(action.group(1), data=page_form(page.text, outcome=outcome), follow_redirects=False)
         assert r.status_code == 303, r.text
     return dict(api.get(f"/v1/payments/{payment['id']}").json())
 

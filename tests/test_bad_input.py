@@ -48,7 +48,7 @@ from payments.core.errors import PROBLEM_TYPE_BASE
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 from payments.models import metadata
 from tests.conftest import Api
-from tests.factories import PROCEDURE, dossier_body, payment_body
+from tests.factories import PROCEDURE, dossier_body, page_form, payment_body
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
@@ -211,7 +211,7 @@ def pay(api: Api, outcome: str | None = "success") -> dict[str, Any]:
         assert page.status_code == 200, page.text
         action = re.search(r'action="([^"]+)"', page.text)
         assert action
-        r = api.client.post(action.group(1), data={"outcome": outcome}, follow_redirects=False)
+        r = api.client.post(action.group(1), data=page_form(page.text, outcome=outcome), follow_redirects=False)
         assert r.status_code == 303, r.text
     return dict(api.get(f"/v1/payments/{payment['id']}").json())
 

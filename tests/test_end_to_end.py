@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.conftest import Api
-from tests.factories import dossier_body, payment_body
+from tests.factories import dossier_body, page_form, payment_body
 
 
 def _pay(api: Api, outcome: str) -> dict:
@@ -23,7 +23,7 @@ def _pay(api: Api, outcome: str) -> dict:
     assert page.status_code == 200 and "110.000" in page.text
     action = re.search(r'action="([^"]+)"', page.text)
     assert action
-    r = api.client.post(action.group(1), data={"outcome": outcome}, follow_redirects=False)
+    r = api.client.post(action.group(1), data=page_form(page.text, outcome=outcome), follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "https://portal.example.gov.vn/done"
     return api.get(f"/v1/payments/{payment['id']}").json()
 

@@ -18,8 +18,6 @@ from tests.conftest import Api
 VALID_KEY = re.compile(rb"^[\x21-\x7e]{1,255}$")
 
 
-# Known and tracked elsewhere: a number is still read as a date or time in the query (``business_day=0`` is
-# 1970-01-01); the strict date types of issue 9, point 3 refuse it. Drop this once they are in.
 def config(api: Api) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {

@@ -155,6 +155,9 @@ def test_a_tampered_body_or_an_old_timestamp_does_not_verify(api: Api, receiver:
     assert not verify(secret, {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 301)}, body)
     other = "whsec_" + base64.b64encode(b"x" * 24).decode()
     assert not verify(other, headers, body)
+    # A receiver following this reference never raises on missing headers: it answers "not verified".
+    assert not verify(secret, {}, body)
+    assert not verify(secret, {k: v for k, v in headers.items() if k != "webhook-id"}, body)
 
 
 def test_event_type_filter_and_disabled_endpoints(api: Api, receiver: Receiver) -> None:

@@ -60,6 +60,10 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
         raise ValidationFailed(f"unknown payment methods {unknown}; this service knows {sorted(known)}")
     if s.exec(select(Agency.id).where(Agency.code == data.code)).first() is not None:
         raise Conflict(f"an agency with code {data.code!r} already exists")
+    # A receipt verifies in the name of the agencies registered for its tax code: two agencies sharing one could each
+    # issue documents that verify as the other's.
+    if s.exec(select(Agency.code).where(Agency.tax_code == data.tax_code)).first() is not None:
+        raise Conflict(f"an agency with tax code {data.tax_code} already exists; each agency has its own")
     agency = Agency(
         code=data.code,
         name=data.name,

@@ -285,13 +285,15 @@ def verify(
     secret: str, headers: dict[str, str], body: str, *, now: datetime | None = None, tolerance: int = 300
 ) -> bool:
     """What a receiver does; used by the tests and documented for client systems."""
-    stamp = headers["webhook-timestamp"]
-    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):  # int() also takes signs, spaces, other digits
+    stamp, message_id = headers.get("webhook-timestamp", ""), headers.get("webhook-id", "")
+    if not message_id or not (
+        stamp.isascii() and stamp.isdigit() and len(stamp) <= 12
+    ):  # int() also takes signs, spaces, other digits
         return False
     timestamp = int(stamp)
     current = int((now or utcnow()).timestamp())
     if abs(current - timestamp) > tolerance:
         return False
-    expected = sign(secret, headers["webhook-id"], timestamp, body).encode()
+    expected = sign(secret, message_id, timestamp, body).encode()
     # Bytes: compare_digest raises TypeError on a str with non-ASCII characters, which anyone can send.
     return any(hmac.compare_digest(expected, c.encode()) for c in headers["webhook-signature"].split())
