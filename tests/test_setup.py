@@ -119,3 +119,15 @@ def test_development_never_uses_the_demo_agencys_tax_code_as_the_provider() -> N
     settings = Settings(database_url="sqlite://")
     assert settings.effective_provider_tax_code != DEMO_TAX_CODE
     assert Settings(database_url="sqlite://", province="Gia Lai").effective_notice_place == "Gia Lai"
+
+
+def test_sqlite_commits_are_durable_by_default(tmp_path: Path) -> None:
+    """The suite runs with synchronous=NORMAL for speed; the service itself fsyncs every commit unless told not to."""
+    from payments.core.db import make_engine
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}")
+    assert settings.sqlite_synchronous == "FULL"
+    engine = make_engine(settings.effective_database_url, settings)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    engine.dispose()
