@@ -9,25 +9,29 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from payments.app import create_app
 from payments.auth.models import Scope
 from payments.auth.service import create_key
+from payments.cli import app as cli_app
 from payments.cli import server_config
-from payments.core.config import Settings
+from payments.core.config import Settings, get_settings
 from payments.core.context import AppContext, build_context
 from payments.core.db import Database, make_engine, normalise_url
+from payments.core.logging import configure_logging
 from payments.migrate import upgrade
 from payments.models import metadata
 from tests.factories import seed_agency
@@ -222,3 +226,27 @@ def agency_api(database_url: str, tmp_path: Path, code: str, methods: list[str],
     with TestClient(create_app(settings, context), raise_server_exceptions=False) as client:
         yield Api(client, context, key, agency.id, code)
     context.close()
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
+    """``lephi`` run in-process against the test database (the ``api`` fixture has seeded agency AGC-A)."""
+    monkeypatch.setenv("LEPHI_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEPHI_ENV", "test")
+    monkeypatch.setenv("LEPHI_DATA_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("LEPHI_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("LEPHI_RUN_WORKER", "false")
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(cli_app, list(args))
+        # The CLI configures logging for itself; give the app under test its own configuration back.
+        configure_logging(api.ctx.settings.log_level, api.ctx.settings.log_json)
+        return result
+
+    yield run
+    get_settings.cache_clear()

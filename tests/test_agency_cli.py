@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +19,14 @@ import pytest
 from click.testing import Result
 from sqlalchemy import func, select
 from sqlmodel import col
-from typer.testing import CliRunner
 
 from invoices.signing import make_dev_certificate
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
-from payments.cli import app as cli_app
-from payments.core.config import get_settings
 from payments.core.context import AppContext
-from payments.core.logging import configure_logging
 from payments.models import metadata
-from tests.conftest import Api
+from tests.conftest import Api, Cli
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fee-schedule.toml"
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    """``lephi`` in-process against the test database (the ``api`` fixture has seeded agency AGC-A)."""
-    monkeypatch.setenv("LEPHI_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEPHI_ENV", "test")
-    monkeypatch.setenv("LEPHI_DATA_DIR", str(tmp_path / "cli"))
-    monkeypatch.setenv("LEPHI_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("LEPHI_RUN_WORKER", "false")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str) -> Result:
-        result = runner.invoke(cli_app, list(args))
-        configure_logging(api.ctx.settings.log_level, api.ctx.settings.log_json)
-        return result
-
-    yield run
-    get_settings.cache_clear()
 
 
 def count_rows(ctx: AppContext) -> dict[str, int]:

@@ -16,31 +16,26 @@ import base64
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import Result
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from payments.auth.models import ApiKey, Scope
 from payments.auth.service import create_key, revoke_key
-from payments.cli import app as cli_app
-from payments.core.config import get_settings
 from payments.core.context import AppContext
 from payments.core.errors import PROBLEM_TYPE_BASE
-from payments.core.logging import configure_logging
 from payments.jobs import HANDLERS
 from payments.models import metadata
 from payments.outbox.worker import Worker
 from payments.payment.models import Payment
 from payments.reconcile.models import Category, ReconException
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
-from tests.conftest import Api
+from tests.conftest import Api, Cli
 from tests.factories import dossier_body, page_form, payment_body, seed_agency
 
 ALL_SCOPES = [s.value for s in Scope]
@@ -619,29 +614,7 @@ def test_keys_are_stored_only_as_a_hash(api: Api) -> None:
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------------
-Cli = Callable[..., Result]
 KEY_ID = re.compile(r"\bkey_[0-9a-f]{24}\b")
-
-
-@pytest.fixture
-def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
-    """``lephi`` run in-process against the test database (the ``api`` fixture has seeded agency AGC-A)."""
-    monkeypatch.setenv("LEPHI_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEPHI_ENV", "test")
-    monkeypatch.setenv("LEPHI_DATA_DIR", str(tmp_path / "cli"))
-    monkeypatch.setenv("LEPHI_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("LEPHI_RUN_WORKER", "false")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def run(*args: str) -> Result:
-        result = runner.invoke(cli_app, list(args))
-        # The CLI configures logging for itself; give the app under test its own configuration back.
-        configure_logging(api.ctx.settings.log_level, api.ctx.settings.log_json)
-        return result
-
-    yield run
-    get_settings.cache_clear()
 
 
 def _create(cli: Cli, scopes: str, agency: str = "AGC-A") -> tuple[str, str, Result]:
