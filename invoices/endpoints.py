@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
+from invoices.errors import InvalidDocument
 from invoices.jobs import signers
 from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tax.models import TaxMessage, TaxMessageKind
 from invoices.verification import Verification, verify_upload
-from invoices.verify import MAX_XML_BYTES, InvalidDocument
+from invoices.verify import MAX_XML_BYTES
 from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from invoices.errors import OriginalNotIssued
 from invoices.keys import SignerStore
-from invoices.service import OriginalNotIssued, issue_adjustment, issue_receipt
+from invoices.service import issue_adjustment, issue_receipt
 from invoices.tax.service import apply_replies, gateway_for, send_pending
 from payments.core.context import AppContext
 from payments.outbox.worker import Handler, Periodic, RetryLater

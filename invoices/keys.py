@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from invoices.errors import MissingSigningKey
 from invoices.signing import LocalSigner, Signer, make_dev_certificate
 from invoices.verify import Pin, subject_tax_code
 from payments.core.config import Environment, Settings
@@ -19,10 +20,6 @@ from payments.core.logging import get_logger
 
 log = get_logger(__name__)
 _SHA256 = hashes.SHA256()
-
-
-class MissingSigningKey(RuntimeError):
-    """No key is configured for this agency: documents cannot be issued until one is."""
 
 
 class SignerStore:

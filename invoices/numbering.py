@@ -6,13 +6,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
+from invoices.errors import SeriesExhausted
 from invoices.models import SeriesCounter
 
 MAX_NUMBER = 99_999_999  # SHDon has at most 8 digits
-
-
-class SeriesExhausted(RuntimeError):
-    """The series has used all 8-digit numbers this year; the agency must register a new series."""
 
 
 def series_for_year(series: str, year: int) -> str:

@@ -34,8 +34,9 @@ from weasyprint import HTML  # type: ignore[import-untyped]  # WeasyPrint ships 
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[import-untyped]
 
+from invoices.errors import InvalidDocument, Reason
 from invoices.format import CURRENT, DOSSIER_FIELD
-from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, parse_xml
+from invoices.verify import VIETNAM, ds, parse_xml
 
 __all__ = [
     "FETCHER",

@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
 from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
@@ -44,18 +45,6 @@ log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
 METHOD_TEXT = {"stripe": "Thẻ", "vietqr": "CK", "vnpay": "CK", "momo": "Ví điện tử", "sandbox": "CK"}
 CURRENT_PURPOSES = (DocumentPurpose.original, DocumentPurpose.replacement)
-
-
-class OriginalNotIssued(RuntimeError):
-    """An adjustment waits for the document it corrects; the outbox runs the job again later."""
-
-
-class DocumentReplaced(Conflict):
-    code, title = "document_replaced", "The document has been replaced; correct its replacement instead"
-
-
-class DocumentAdjusted(Conflict):
-    code, title = "document_adjusted", "The document has adjustments and can no longer be replaced"
 
 
 def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: datetime | None = None) -> str | None:

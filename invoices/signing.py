@@ -50,15 +50,14 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureConstructionMethod, SignatureMethod
 from signxml.signer import XMLSigner
 
+from invoices.errors import InvalidDocument, Reason
 from invoices.verify import (
     DOCUMENT,
     DS,
     NOTICE,
     SIGNATURE_PROPERTIES_TYPE,
     VIETNAM,
-    InvalidDocument,
     Layout,
-    Reason,
     _signed_data,
     ds,
     parse_xml,

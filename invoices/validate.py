@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
+from invoices.errors import InvalidDocument, Reason
 from invoices.format import PROFILES
 
 # lxml objects, untyped for the reason above.
@@ -22,29 +23,27 @@ _Schema: TypeAlias = Any
 _Parser: TypeAlias = Any
 
 
-class InvalidDocument(ValueError):
-    """The XML is not a valid document; `errors` says why, one message per problem with its line number."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
 # lxml keeps a validator's error log on the validator object, so two threads validating at once with one compiled
 # schema could read each other's errors. Validation takes about a millisecond: serialising it is cheap.
 _validate_lock = threading.Lock()
 
 
 def validate(xml: bytes) -> None:
-    """Raise `InvalidDocument` unless `xml` is an HDon valid for the format version its PBan names."""
+    """Raise `InvalidDocument` unless `xml` is an HDon valid for the format version its PBan names (reason
+    ``schema``, one message per problem in ``errors``)."""
     tree = _parse(xml)
-    schema = _schema_for(tree)
+    conform(tree, _xsd_for(tree))
+
+
+def conform(tree: _Tree, xsd: str) -> None:
+    """Raise `InvalidDocument` (reason ``schema``) unless the parsed XML is valid against the package's XSD ``xsd``."""
+    schema = _schema(xsd)
     with _validate_lock:
         if schema.validate(tree):
             return
         # The path as well as the line: a built document is one long line, so the line alone locates nothing.
         errors = [f"line {error.line}, {error.path}: {error.message}" for error in schema.error_log]
-    raise InvalidDocument(errors)
+    raise InvalidDocument(Reason.schema, "; ".join(errors), errors)
 
 
 def _parser() -> _Parser:
@@ -58,21 +57,23 @@ def _parse(xml: bytes) -> _Tree:
     try:
         root = etree.fromstring(xml, _parser())
     except etree.XMLSyntaxError as exc:
-        raise InvalidDocument([f"line {exc.lineno}: {exc.msg}"]) from None
+        raise InvalidDocument(Reason.parse_error, f"line {exc.lineno}: {exc.msg}") from None
     tree = root.getroottree()
     if tree.docinfo.doctype:
-        raise InvalidDocument([f"line 1: a document type declaration is not allowed ({tree.docinfo.doctype})"])
+        raise InvalidDocument(
+            Reason.doctype, f"line 1: a document type declaration is not allowed ({tree.docinfo.doctype})"
+        )
     return tree
 
 
-def _schema_for(tree: _Tree) -> _Schema:
+def _xsd_for(tree: _Tree) -> str:
     root = tree.getroot()
     version = root.findtext("DLHDon/TTChung/PBan")
     if root.tag != "HDon" or version not in PROFILES:
         where = root.find("DLHDon/TTChung/PBan")
         line = where.sourceline if where is not None else root.sourceline
-        raise InvalidDocument([f"line {line}: not an HDon of a known format version (PBan {version!r})"])
-    return _schema(PROFILES[version].xsd)
+        raise InvalidDocument(Reason.schema, f"line {line}: not an HDon of a known format version (PBan {version!r})")
+    return PROFILES[version].xsd
 
 
 @cache

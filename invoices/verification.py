@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from invoices import validate
+from invoices.errors import InvalidDocument, Reason
 from invoices.keys import registered_pins
 from invoices.models import Document
-from invoices.verify import MAX_XML_BYTES, InvalidDocument, Reason, VerifiedDocument, verify
+from invoices.verify import MAX_XML_BYTES, VerifiedDocument, verify
 from payments.agency.models import Agency
 from payments.core.config import Settings
 
@@ -31,7 +32,7 @@ def verify_upload(s: Session, settings: Settings, xml: bytes) -> Verification:
     document = verify(xml, pins, max_bytes=MAX_XML_BYTES)
     try:
         validate.validate(xml)
-    except validate.InvalidDocument as exc:
+    except InvalidDocument as exc:
         # Signed, but not a document of the format: no reader could rely on where its values sit.
         raise InvalidDocument(Reason.schema, "; ".join(exc.errors[:5])) from exc
     agency = agencies[document.agency]

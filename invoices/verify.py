@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, TypeAlias
 
 from cryptography import x509
@@ -34,14 +33,14 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from invoices.errors import InvalidDocument, Reason
+
 __all__ = [
     "DOCUMENT",
     "MAX_XML_BYTES",
     "NOTICE",
-    "InvalidDocument",
     "Layout",
     "Pin",
-    "Reason",
     "VerifiedDocument",
     "VerifiedNotice",
     "parse_xml",
@@ -105,34 +104,6 @@ class Pin:
 def pinned(*certificates: x509.Certificate) -> list[Pin]:
     """Pins for certificates trusted for the seller each one names in its subject (``UID=MST:``), and no other."""
     return [Pin(certificate, subject_tax_code(certificate) or "") for certificate in certificates]
-
-
-class Reason(StrEnum):
-    """Why a document was refused; the value is a stable code for logs and API errors."""
-
-    too_large = "too-large"
-    parse_error = "parse-error"
-    doctype = "doctype"
-    malformed = "malformed"
-    no_signature = "no-signature"
-    untrusted_certificate = "untrusted-certificate"
-    certificate_not_valid = "certificate-not-valid"
-    algorithm = "algorithm"
-    reference = "reference"
-    digest_mismatch = "digest-mismatch"
-    bad_signature = "bad-signature"
-    wrong_seller = "wrong-seller"  # a valid signature, by a certificate not registered for the seller it names
-    unsigned_content = "unsigned-content"  # comments, or elements the signature does not cover where none belong
-    schema = "schema"  # not a document of the format (XSD)
-
-
-class InvalidDocument(ValueError):
-    """The document is not a well-formed e-receipt signed by a pinned certificate; nothing in it may be trusted."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -213,8 +213,9 @@ def certs_dev(agency: Annotated[str, typer.Option(help="Agency code, e.g. DEMO-S
 def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
     """Verify an e-receipt XML file: signed by a certificate registered for the seller it names, unaltered, nothing
     unsigned riding along, valid against the format's XSD."""
+    from invoices.errors import InvalidDocument
     from invoices.verification import verify_upload
-    from invoices.verify import MAX_XML_BYTES, InvalidDocument
+    from invoices.verify import MAX_XML_BYTES
 
     ctx = _ctx()
     if file.stat().st_size > MAX_XML_BYTES:

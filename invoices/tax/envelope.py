@@ -28,13 +28,13 @@ from typing import Any, Final, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
+from invoices.errors import EnvelopeError
 from invoices.format import CURRENT
-from invoices.validate import InvalidDocument, _schema, _validate_lock
+from invoices.validate import conform
 from invoices.verify import parse_xml
 
 __all__ = [
     "RECEIVER",
-    "EnvelopeError",
     "Header",
     "MessageType",
     "build_envelope",
@@ -63,10 +63,6 @@ class MessageType(IntEnum):
     check_result = 204
     notice = 300
     technical_reply = 999
-
-
-class EnvelopeError(ValueError):
-    """The envelope cannot be built as asked; nothing was stored or sent."""
 
 
 def message_type_for_series(series: str) -> MessageType:
@@ -107,8 +103,8 @@ class Header:
 def build_envelope(header: Header, documents: Sequence[bytes]) -> bytes:
     """The TDiep carrying ``documents`` (signed XML, each one element after an optional XML declaration).
 
-    Raises ``EnvelopeError`` for a document that cannot travel unchanged, ``invoices.verify.InvalidDocument`` for
-    one that is not safe XML, ``invoices.validate.InvalidDocument`` when the header breaks the TDiep schema.
+    Raises ``EnvelopeError`` for a document that cannot travel unchanged, ``invoices.errors.InvalidDocument`` for
+    one that is not safe XML or whose header breaks the TDiep schema.
     """
     if not documents:
         raise EnvelopeError("an envelope carries at least one document")
@@ -169,12 +165,7 @@ def _element_bytes(document: bytes) -> bytes:
 
 def _check(envelope: bytes, documents: Sequence[bytes]) -> None:
     root = parse_xml(envelope)
-    # invoices.validate's compiled-once schemas, and its lock: lxml keeps a schema's error log on the schema.
-    with _validate_lock:
-        schema = _schema(XSD)
-        if not schema.validate(root):
-            errors = [f"{error.path}: {error.message}" for error in schema.error_log]
-            raise InvalidDocument(errors)
+    conform(root, XSD)
     carried = list(root.find("DLieu"))
     # The property the signatures depend on: each document canonicalises inside the envelope as it did alone.
     for inside, document in zip(carried, documents, strict=True):

@@ -35,20 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
+from invoices.errors import InvalidDocument, MessageConflict, UnreadableReply
 from invoices.tax.envelope import MESSAGE_ID, MessageType
-from invoices.verify import MAX_XML_BYTES, InvalidDocument, parse_xml
+from invoices.verify import MAX_XML_BYTES, parse_xml
 from payments.core.logging import get_logger
 
 __all__ = [
     "REPLY_TAGS",
     "FileDropGateway",
-    "MessageConflict",
     "OutgoingMessage",
     "Reply",
     "ReplyError",
     "ReplyTags",
     "TaxGateway",
-    "UnreadableReply",
     "parse_reply",
 ]
 
@@ -104,14 +103,6 @@ class Reply:
     accepted: bool | None  # the verdict of a 999 or 204; None for a type that carries none
     errors: tuple[ReplyError, ...]
     code: str | None  # MCCQT of a 202
-
-
-class UnreadableReply(ValueError):
-    """Not a reply this service can read: not XML, a DOCTYPE, not a TDiep, or a field missing."""
-
-
-class MessageConflict(RuntimeError):
-    """A different message already lies under this MTDiep: it is never overwritten."""
 
 
 class TaxGateway(Protocol):

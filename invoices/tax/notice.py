@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from invoices.errors import InvalidDocument, Reason
 from invoices.model import DocumentId, Number, Series, TaxCode, Template, Text30, Text50, Text100, Text255, Text400
-from invoices.validate import InvalidDocument, _schema, _validate_lock
-from invoices.verify import InvalidDocument as UnreadableXml
+from invoices.validate import conform
 from invoices.verify import parse_xml
 
 if TYPE_CHECKING:
@@ -192,21 +192,14 @@ def notice_xml(notice: Notice) -> bytes:
 
 
 def validate_notice(xml: bytes) -> None:
-    """Raise ``invoices.validate.InvalidDocument`` unless ``xml`` is a TBao valid for the version its PBan names."""
-    try:
-        root = parse_xml(xml)
-    except UnreadableXml as exc:
-        raise InvalidDocument([str(exc)]) from None
+    """Raise ``InvalidDocument`` unless ``xml`` is a TBao valid for the version its PBan names."""
+    root = parse_xml(xml)
     version = root.findtext("DLTBao/PBan")
     if root.tag != "TBao" or version not in NOTICE_PROFILES:
-        raise InvalidDocument([f"line {root.sourceline}: not a TBao of a known format version (PBan {version!r})"])
-    # invoices.validate's compiled-once schemas, and its lock: lxml keeps a schema's error log on the schema.
-    with _validate_lock:
-        schema = _schema(NOTICE_PROFILES[version].xsd)
-        if schema.validate(root):
-            return
-        errors = [f"line {error.line}, {error.path}: {error.message}" for error in schema.error_log]
-    raise InvalidDocument(errors)
+        raise InvalidDocument(
+            Reason.schema, f"line {root.sourceline}: not a TBao of a known format version (PBan {version!r})"
+        )
+    conform(root, NOTICE_PROFILES[version].xsd)
 
 
 def signed_notice(signer: Signer, notice: Notice) -> bytes:

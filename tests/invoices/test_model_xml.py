@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]  # no stubs installed
 from pydantic import ValidationError
 
+from invoices.errors import InvalidDocument
 from invoices.format import CURRENT, DocumentKind
 from invoices.model import (
     Buyer,
@@ -31,7 +32,7 @@ from invoices.model import (
     TaxGroup,
     lines_from_dossier,
 )
-from invoices.validate import InvalidDocument, validate
+from invoices.validate import validate
 from invoices.xml import build_xml
 from payments.agency.models import Agency
 from payments.dossier.models import Dossier, DossierFeeLine

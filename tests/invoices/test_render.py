@@ -19,6 +19,7 @@ import pytest
 import segno
 from markupsafe import escape
 
+from invoices.errors import InvalidDocument, Reason
 from invoices.format import DocumentKind
 from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine
 from invoices.render import (
@@ -35,7 +36,7 @@ from invoices.render import (
     render_pdf,
 )
 from invoices.signing import LocalSigner, make_dev_certificate
-from invoices.verify import VIETNAM, InvalidDocument, Reason
+from invoices.verify import VIETNAM
 from invoices.xml import build_xml
 
 TAX_CODE = "5800123456"

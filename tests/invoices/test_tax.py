@@ -24,12 +24,11 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 from structlog.testing import capture_logs
 
-from invoices import validate as validate_module
+from invoices.errors import EnvelopeError, InvalidDocument, MessageConflict, Reason
 from invoices.jobs import signers
 from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate
 from invoices.tax.envelope import (
-    EnvelopeError,
     Header,
     MessageType,
     build_envelope,
@@ -37,11 +36,11 @@ from invoices.tax.envelope import (
     message_type_for_series,
     new_message_id,
 )
-from invoices.tax.gateway import FileDropGateway, MessageConflict, OutgoingMessage, Reply
+from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply
 from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
-from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, pinned, verify, verify_notice
+from invoices.verify import VIETNAM, ds, pinned, verify, verify_notice
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow
@@ -261,7 +260,7 @@ def test_envelope_refuses_a_doctype_and_a_header_that_does_not_hold_together() -
         build_envelope(header, [])
     with pytest.raises(EnvelopeError, match="sender code and 32"):
         Header("V0100000000", MessageType.notice, new_message_id("V0199999999"), TAX_CODE)
-    with pytest.raises(validate_module.InvalidDocument, match="MST"):  # the tdiep XSD checks the header too
+    with pytest.raises(InvalidDocument, match="MST"):  # the tdiep XSD checks the header too
         build_envelope(Header("V0100000000", MessageType.notice, new_message_id("V0100000000"), "12"), [b"<a/>"])
 
 
@@ -628,9 +627,9 @@ def test_the_xsd_refuses_a_notice_edited_outside_the_model() -> None:
         xml.replace(b"<DDanh>", b"<Extra/><DDanh>"),
     ):
         assert edited != xml
-        with pytest.raises(validate_module.InvalidDocument):
+        with pytest.raises(InvalidDocument):
             validate_notice(edited)
-    with pytest.raises(validate_module.InvalidDocument, match="a DOCTYPE is not allowed"):
+    with pytest.raises(InvalidDocument, match="a DOCTYPE is not allowed"):
         validate_notice(b'<!DOCTYPE TBao [<!ENTITY e "x">]><TBao>&e;</TBao>')
 
 
