@@ -124,8 +124,8 @@ def _measure(url: str, data_dir: Path, documents: int, rounds: int) -> tuple[lis
     from sqlmodel import select
 
     from invoices.jobs import signers
-    from invoices.models import Document
     from invoices.service import issue_receipt
+    from invoices.tables import Document
     from invoices.verify import verify
     from payments.core.config import Settings
     from payments.core.context import build_context
@@ -179,8 +179,8 @@ def _breakdown(ctx: object, store: object, samples: int = 200) -> dict[str, floa
     """One document's cost by step, measured on a built document outside the database."""
     from datetime import date
 
+    from invoices.content import Buyer, Document, FeeLine, Seller
     from invoices.format import DocumentKind
-    from invoices.model import Buyer, Document, FeeLine, Seller
     from invoices.validate import validate
     from invoices.xml import build_xml
 

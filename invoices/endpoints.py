@@ -13,9 +13,9 @@ from sqlmodel import Session, col, select
 
 from invoices.errors import InvalidDocument
 from invoices.jobs import signers
-from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
-from invoices.tax.models import TaxMessage, TaxMessageKind
+from invoices.tables import Document, DocumentPurpose
+from invoices.tax.tables import TaxMessage, TaxMessageKind
 from invoices.verification import Verification, verify_upload
 from invoices.verify import MAX_XML_BYTES
 from payments.auth.access import is_foreign, owned_or_404

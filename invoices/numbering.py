@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from invoices.errors import SeriesExhausted
-from invoices.models import SeriesCounter
+from invoices.tables import SeriesCounter
 
 MAX_NUMBER = 99_999_999  # SHDon has at most 8 digits
 

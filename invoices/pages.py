@@ -13,8 +13,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
-from invoices.models import Document
 from invoices.service import lookup_url
+from invoices.tables import Document
 from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
 from payments.core.ratelimit import RateLimiter

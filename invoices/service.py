@@ -18,13 +18,13 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from invoices.content import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
 from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
-from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
-from invoices.models import Document as DocumentRow
-from invoices.models import DocumentPurpose
 from invoices.numbering import series_for_year, take_number
+from invoices.tables import Document as DocumentRow
+from invoices.tables import DocumentPurpose
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
 from invoices.tax.service import queue_document, queue_notice
 from invoices.validate import validate

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from invoices import validate
 from invoices.errors import InvalidDocument, Reason
 from invoices.keys import registered_pins
-from invoices.models import Document
+from invoices.tables import Document
 from invoices.verify import MAX_XML_BYTES, VerifiedDocument, verify
 from payments.agency.models import Agency
 from payments.core.config import Settings

@@ -19,8 +19,8 @@ from typing import Any, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
+from invoices.content import Buyer, Document, FeeLine, Related, Seller, ServiceLine
 from invoices.format import DOSSIER_FIELD
-from invoices.model import Buyer, Document, FeeLine, Related, Seller, ServiceLine
 
 _Element: TypeAlias = Any  # an lxml element, untyped for the reason above
 _Child = tuple[str, str | None]

@@ -243,8 +243,8 @@ def tax_sync() -> None:
     """Hand queued messages to the T-VAN folder and read its replies now (the worker does it every minute)."""
     from sqlmodel import func, select
 
-    from invoices.tax.models import TaxMessage
     from invoices.tax.service import apply_replies, gateway_for, send_pending
+    from invoices.tax.tables import TaxMessage
 
     ctx = _ctx()
     gateway = gateway_for(ctx.settings)

@@ -2,8 +2,8 @@
 
 from sqlmodel import SQLModel
 
-from invoices.models import Document, SeriesCounter
-from invoices.tax.models import TaxMessage, TaxReply
+from invoices.tables import Document, SeriesCounter
+from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine

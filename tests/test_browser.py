@@ -17,7 +17,7 @@ import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from sqlmodel import select
 
-from invoices.models import Document
+from invoices.tables import Document
 from payments.app import create_app
 from payments.auth.service import create_key
 from payments.cli import server_config

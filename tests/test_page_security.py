@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import select
 
-from invoices.models import Document
+from invoices.tables import Document
 from payments.app import create_app
 from payments.cli import server_config
 from payments.core.context import AppContext, build_context

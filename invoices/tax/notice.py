@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from invoices.content import DocumentId, Number, Series, TaxCode, Template, Text30, Text50, Text100, Text255, Text400
 from invoices.errors import InvalidDocument, Reason
-from invoices.model import DocumentId, Number, Series, TaxCode, Template, Text30, Text50, Text100, Text255, Text400
 from invoices.validate import conform
 from invoices.verify import parse_xml
 
 if TYPE_CHECKING:
-    from invoices.models import Document as DocumentRow
     from invoices.signing import Signer
+    from invoices.tables import Document as DocumentRow
 
 __all__ = [
     "NOTICE_PROFILES",

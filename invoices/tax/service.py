@@ -28,12 +28,12 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from invoices.models import Document
 from invoices.signing import Signer
+from invoices.tables import Document
 from invoices.tax.envelope import Header, MessageType, build_envelope, message_type_for_series, new_message_id
 from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply, TaxGateway
-from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.tax.notice import Notice, signed_notice
+from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from payments.agency.models import Agency
 from payments.core.config import Settings
 from payments.core.context import AppContext

@@ -69,8 +69,8 @@ from adapters.statements.base import GMT7, LineKind, StatementFormat, StatementL
 from adapters.statements.writers import write_file
 from adapters.vietqr import find_reference, make_reference
 from adapters.vnpay import ascii_text, txn_ref
-from invoices.models import Document, SeriesCounter
 from invoices.numbering import series_for_year
+from invoices.tables import Document, SeriesCounter
 from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
 from payments.core.context import AppContext
 from payments.core.db import Database

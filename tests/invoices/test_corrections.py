@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]
 from sqlmodel import col, select
 
+from invoices.content import FeeLine, ServiceLine
 from invoices.jobs import signers
-from invoices.model import FeeLine, ServiceLine
-from invoices.models import Document, DocumentPurpose
 from invoices.service import _decrease, issue_adjustment
+from invoices.tables import Document, DocumentPurpose
 from invoices.verify import pinned, verify
 from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus

@@ -12,8 +12,8 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from invoices.jobs import signers
-from invoices.models import Document
 from invoices.service import issue_receipt
+from invoices.tables import Document
 from invoices.verify import pinned, verify
 from payments.core.types import utcnow
 from payments.jobs import HANDLERS

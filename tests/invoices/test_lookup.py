@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 from sqlmodel import select
 
-from invoices.models import Document
+from invoices.tables import Document
 from payments.core.ratelimit import RateLimiter
 from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker

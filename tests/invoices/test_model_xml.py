@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]  # no stubs installed
 from pydantic import ValidationError
 
-from invoices.errors import InvalidDocument
-from invoices.format import CURRENT, DocumentKind
-from invoices.model import (
+from invoices.content import (
     Buyer,
     CorrectionKind,
     Document,
@@ -32,6 +30,8 @@ from invoices.model import (
     TaxGroup,
     lines_from_dossier,
 )
+from invoices.errors import InvalidDocument
+from invoices.format import CURRENT, DocumentKind
 from invoices.validate import validate
 from invoices.xml import build_xml
 from payments.agency.models import Agency

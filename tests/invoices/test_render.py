@@ -19,9 +19,9 @@ import pytest
 import segno
 from markupsafe import escape
 
+from invoices.content import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine
 from invoices.errors import InvalidDocument, Reason
 from invoices.format import DocumentKind
-from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine
 from invoices.render import (
     FETCHER,
     FONTS_DIR,

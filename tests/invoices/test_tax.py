@@ -26,8 +26,8 @@ from structlog.testing import capture_logs
 
 from invoices.errors import EnvelopeError, InvalidDocument, MessageConflict, Reason
 from invoices.jobs import signers
-from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate
+from invoices.tables import Document
 from invoices.tax.envelope import (
     Header,
     MessageType,
@@ -37,9 +37,9 @@ from invoices.tax.envelope import (
     new_message_id,
 )
 from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply
-from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
+from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.verify import VIETNAM, ds, pinned, verify, verify_notice
 from payments.agency.models import Agency
 from payments.core.context import AppContext

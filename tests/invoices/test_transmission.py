@@ -11,9 +11,9 @@ from lxml import etree  # type: ignore[import-untyped]
 from sqlmodel import select
 
 from invoices.jobs import signers
-from invoices.models import Document
+from invoices.tables import Document
 from invoices.tax.envelope import documents_in
-from invoices.tax.models import TaxMessage
+from invoices.tax.tables import TaxMessage
 from invoices.verify import pinned, verify, verify_notice
 from payments.jobs import HANDLERS, PERIODIC
 from payments.outbox.worker import Worker

@@ -15,8 +15,8 @@ from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from invoices.jobs import signers
-from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
+from invoices.tables import Document
 from invoices.verify import ds
 from payments.core.config import get_settings
 from payments.jobs import HANDLERS

@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from adapters.statements.base import StatementFormat
-from invoices.models import Document, DocumentPurpose
+from invoices.tables import Document, DocumentPurpose
 from payments.agency.models import Procedure
 from payments.auth.service import create_key
 from payments.core.context import AppContext

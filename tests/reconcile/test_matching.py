@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from adapters.statements.base import StatementFormat
-from invoices.models import Document, DocumentPurpose
+from invoices.tables import Document, DocumentPurpose
 from payments.agency.models import Procedure
 from payments.core.context import AppContext
 from payments.dossier.models import Dossier, DossierStatus
