@@ -17,7 +17,7 @@ from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tables import Document, DocumentPurpose
 from invoices.tax.tables import TaxMessage, TaxMessageKind
 from invoices.verification import Verification, verify_upload
-from invoices.verify import MAX_XML_BYTES
+from invoices.xmldsig import MAX_XML_BYTES
 from payments.auth.access import is_foreign, owned_or_404
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope

@@ -36,7 +36,7 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[impor
 
 from invoices.errors import InvalidDocument, Reason
 from invoices.format import CURRENT, DOSSIER_FIELD
-from invoices.verify import VIETNAM, ds, parse_xml
+from invoices.xmldsig import VIETNAM, ds, parse_xml
 
 __all__ = [
     "FETCHER",

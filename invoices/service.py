@@ -28,8 +28,8 @@ from invoices.tables import DocumentPurpose
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
 from invoices.tax.service import queue_document, queue_notice
 from invoices.validate import validate
-from invoices.verify import parse_xml
 from invoices.xml import build_xml
+from invoices.xmldsig import parse_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
 from payments.core.context import AppContext
@@ -90,7 +90,7 @@ def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now:
                 )
             ).all()
             fees, services = _dossier_lines(s, payment.dossier_id)
-            fees, services = _decrease(fees, services, already=-sum(earlier), amount=refund.amount)
+            fees, services = decreased_lines(fees, services, already=-sum(earlier), amount=refund.amount)
             content = _Content(
                 _buyer_of(current.xml),
                 fees,
@@ -230,7 +230,7 @@ def _dossier_lines(s: Session, dossier_id: str) -> tuple[tuple[FeeLine, ...], tu
     return lines_from_dossier(lines)
 
 
-def _decrease(
+def decreased_lines(
     fees: Sequence[FeeLine], services: Sequence[ServiceLine], *, already: int, amount: int
 ) -> tuple[tuple[FeeLine, ...], tuple[ServiceLine, ...]]:
     """The negative lines of a refund of ``amount`` after ``already`` đồng were refunded: the refunded range is laid

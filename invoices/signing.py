@@ -51,16 +51,16 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.signer import XMLSigner
 
 from invoices.errors import InvalidDocument, Reason
-from invoices.verify import (
+from invoices.xmldsig import (
     DOCUMENT,
     DS,
     NOTICE,
     SIGNATURE_PROPERTIES_TYPE,
     VIETNAM,
     Layout,
-    _signed_data,
     ds,
     parse_xml,
+    signed_element,
 )
 from payments.agency.rules import TAX_CODE_RULE, is_tax_code
 
@@ -135,7 +135,7 @@ class LocalSigner:
 
     def _sign(self, xml: bytes, layout: Layout) -> bytes:
         root = parse_xml(xml)
-        data_id = _signed_data(root, layout).get("Id")
+        data_id = signed_element(root, layout).get("Id")
         ids = _Ids.new(layout.slot)
         _add_placeholder(_seller_slot(root, layout.slot), ids, self._signing_time())
         signer = XMLSigner(

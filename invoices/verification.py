@@ -11,7 +11,8 @@ from invoices import validate
 from invoices.errors import InvalidDocument, Reason
 from invoices.keys import registered_pins
 from invoices.tables import Document
-from invoices.verify import MAX_XML_BYTES, VerifiedDocument, verify
+from invoices.verify import VerifiedDocument, verify
+from invoices.xmldsig import MAX_XML_BYTES
 from payments.agency.models import Agency
 from payments.core.config import Settings
 

@@ -21,7 +21,7 @@ import re
 from base64 import b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 
@@ -34,16 +34,28 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, 
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from invoices.errors import InvalidDocument, Reason
+from invoices.xmldsig import (
+    C14N,
+    DOCUMENT,
+    DS,
+    ENVELOPED,
+    MAX_XML_BYTES,
+    NOTICE,
+    RSA_SHA256,
+    SHA256,
+    VIETNAM,
+    Layout,
+    ds,
+    hardened_parser,
+    parse_xml,
+    signed_element,
+)
 
 __all__ = [
-    "DOCUMENT",
     "MAX_XML_BYTES",
-    "NOTICE",
-    "Layout",
     "Pin",
     "VerifiedDocument",
     "VerifiedNotice",
-    "parse_xml",
     "pinned",
     "signed_values",
     "subject_tax_code",
@@ -51,45 +63,9 @@ __all__ = [
     "verify_notice",
 ]
 
-MAX_XML_BYTES = 2 * 1024 * 1024
-DS = "http://www.w3.org/2000/09/xmldsig#"
-C14N = CanonicalizationMethod.CANONICAL_XML_1_0.value
-RSA_SHA256 = SignatureMethod.RSA_SHA256.value
-SHA256 = DigestAlgorithm.SHA256.value
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-SIGNATURE_PROPERTIES_TYPE = "http://www.w3.org/2000/09/xmldsig#SignatureProperties"
-# Documents from the tax authority carry SigningTime without an offset; it is Vietnam time (no DST).
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 
 _Element: TypeAlias = Any  # an lxml element, untyped for the reason above
-
-
-def ds(tag: str) -> str:
-    return f"{{{DS}}}{tag}"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a signed message keeps the data its signature covers and the signature itself."""
-
-    root: str
-    signed_data: str  # the root's one child with an Id, referenced by the signature
-    slot: str  # the child of DSCKS that holds the signer's ds:Signature
-    signer: str  # who signs, for messages
-    signer_tax_code: str  # the path, inside the signed data, of the signer's tax code
-    unsigned_children: tuple[str, ...]  # other children of the root the format allows, not covered by this signature
-    other_slots: tuple[str, ...]  # other children of DSCKS: signatures of other parties, not checked here
-
-    @property
-    def signature_path(self) -> str:
-        return f"{self.root}/DSCKS/{self.slot}"
-
-
-DOCUMENT = Layout(
-    "HDon", "DLHDon", "NBan", "seller", "NDHDon/NBan/MST", ("DLQRCode", "MCCQT"), ("NMua", "CQT", "CCKSKhac")
-)
-NOTICE = Layout("TBao", "DLTBao", "NNT", "taxpayer", "MST", (), ("CQT",))
 
 
 @dataclass(frozen=True)
@@ -138,27 +114,6 @@ class VerifiedNotice:
     signing_time: datetime
     form: str  # MSo
     taxpayer_tax_code: str  # MST
-
-
-def _parser() -> Any:
-    # A fresh parser per document: lxml parsers keep state and are not meant to be shared between threads.
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
-
-
-def parse_xml(data: bytes, *, max_bytes: int = MAX_XML_BYTES) -> _Element:
-    """Parse untrusted XML: size-limited, no DTD (a DOCTYPE is refused outright), no entities, no network."""
-    if len(data) > max_bytes:
-        raise InvalidDocument(Reason.too_large, f"{len(data)} bytes, over the {max_bytes}-byte limit")
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise InvalidDocument(Reason.parse_error, f"not well-formed XML: {exc}") from exc
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise InvalidDocument(Reason.doctype, "a DOCTYPE is not allowed")
-    return root
 
 
 def verify(xml: bytes, trusted: Sequence[Pin], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedDocument:
@@ -214,7 +169,7 @@ class _Layout:
 
 
 def _inspect(root: _Element, layout: Layout = DOCUMENT) -> _Layout:
-    data = _signed_data(root, layout)
+    data = signed_element(root, layout)
     signature = _seller_signature(root, layout)
     if [child.tag for child in signature] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo"), ds("Object")]:
         raise InvalidDocument(Reason.malformed, "Signature must hold SignedInfo, SignatureValue, KeyInfo, Object")
@@ -276,16 +231,6 @@ def _other_signatures(dscks: _Element, layout: Layout) -> list[str]:
 
 def _name(element: _Element) -> str:
     return str(etree.QName(element).localname) if isinstance(element.tag, str) else "?"
-
-
-def _signed_data(root: _Element, layout: Layout = DOCUMENT) -> _Element:
-    """The one ``HDon/DLHDon`` (or the layout's equivalent), which must carry an Id; shared with the signer."""
-    found = root.findall(layout.signed_data) if root.tag == layout.root else []
-    if len(found) != 1 or not found[0].get("Id"):
-        raise InvalidDocument(
-            Reason.malformed, f"expected an {layout.root} root with exactly one {layout.signed_data} carrying an Id"
-        )
-    return found[0]
 
 
 def _seller_signature(root: _Element, layout: Layout = DOCUMENT) -> _Element:
@@ -426,7 +371,12 @@ def _check_cryptography(
         # The xmldsig schema wants SignatureProperty content outside the ds namespace, yet the tax authority's
         # documents put SigningTime in it; _inspect checked the structure instead.
         results = _Verifier().verify(
-            xml, x509_cert=certificate, parser=_parser(), id_attribute="Id", validate_schema=False, expect_config=config
+            xml,
+            x509_cert=certificate,
+            parser=hardened_parser(),
+            id_attribute="Id",
+            validate_schema=False,
+            expect_config=config,
         )
     except InvalidDigest as exc:
         raise InvalidDocument(Reason.digest_mismatch, f"{exc}: the content changed after signing") from exc

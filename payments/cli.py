@@ -215,7 +215,7 @@ def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
     unsigned riding along, valid against the format's XSD."""
     from invoices.errors import InvalidDocument
     from invoices.verification import verify_upload
-    from invoices.verify import MAX_XML_BYTES
+    from invoices.xmldsig import MAX_XML_BYTES
 
     ctx = _ctx()
     if file.stat().st_size > MAX_XML_BYTES:

@@ -31,7 +31,7 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 from invoices.errors import EnvelopeError
 from invoices.format import CURRENT
 from invoices.validate import conform
-from invoices.verify import parse_xml
+from invoices.xmldsig import parse_xml
 
 __all__ = [
     "RECEIVER",

@@ -37,7 +37,7 @@ from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from invoices.errors import InvalidDocument, MessageConflict, UnreadableReply
 from invoices.tax.envelope import MESSAGE_ID, MessageType
-from invoices.verify import MAX_XML_BYTES, parse_xml
+from invoices.xmldsig import MAX_XML_BYTES, parse_xml
 from payments.core.logging import get_logger
 
 __all__ = [

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from invoices.content import DocumentId, Number, Series, TaxCode, Template, Text30, Text50, Text100, Text255, Text400
 from invoices.errors import InvalidDocument, Reason
 from invoices.validate import conform
-from invoices.verify import parse_xml
+from invoices.xmldsig import parse_xml
 
 if TYPE_CHECKING:
     from invoices.signing import Signer

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from invoices.content import FeeLine, ServiceLine
 from invoices.jobs import signers
-from invoices.service import _decrease, issue_adjustment
+from invoices.service import decreased_lines, issue_adjustment
 from invoices.tables import Document, DocumentPurpose
 from invoices.verify import pinned, verify
 from payments.jobs import HANDLERS
@@ -247,11 +247,11 @@ def test_successive_refunds_never_take_more_from_a_line_than_it_held(
     points = sorted({0, total, *(round(c * total) for c in cuts)})
     taken: dict[str, int] = {}
     for start, end in itertools.pairwise(points):
-        out_fees, out_services = _decrease(fees, services, already=start, amount=end - start)
+        out_fees, out_services = decreased_lines(fees, services, already=start, amount=end - start)
         assert -sum(f.amount for f in out_fees) - sum(s.amount for s in out_services) == end - start
         for line in (*out_fees, *out_services):
             assert line.amount < 0
             taken[line.name] = taken.get(line.name, 0) - line.amount
     assert taken == {line.name: line.amount for line in (*fees, *services)}
     with pytest.raises(ValueError, match="exceeds"):
-        _decrease(fees, services, already=total, amount=1)
+        decreased_lines(fees, services, already=total, amount=1)

@@ -11,7 +11,8 @@ import pytest
 import invoices
 from invoices.errors import InvalidDocument, InvoiceError, Reason
 from invoices.validate import validate
-from invoices.verify import parse_xml, pinned, verify
+from invoices.verify import pinned, verify
+from invoices.xmldsig import parse_xml
 from payments.core.errors import Conflict
 
 

@@ -36,8 +36,8 @@ from invoices.render import (
     render_pdf,
 )
 from invoices.signing import LocalSigner, make_dev_certificate
-from invoices.verify import VIETNAM
 from invoices.xml import build_xml
+from invoices.xmldsig import VIETNAM
 
 TAX_CODE = "5800123456"
 AGENCY = "Sở Tư pháp tỉnh Lâm Đồng"

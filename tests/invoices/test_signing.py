@@ -30,7 +30,8 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 
 from invoices.errors import InvalidDocument, Reason
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
-from invoices.verify import DS, MAX_XML_BYTES, VIETNAM, Pin, ds, pinned, verify
+from invoices.verify import Pin, pinned, verify
+from invoices.xmldsig import DS, MAX_XML_BYTES, VIETNAM, ds
 
 TAX_CODE = "5800123456"
 CERT_FROM = datetime(2026, 1, 1, tzinfo=UTC)  # fixed, so the suite does not depend on today's date

@@ -40,7 +40,8 @@ from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
-from invoices.verify import VIETNAM, ds, pinned, verify, verify_notice
+from invoices.verify import pinned, verify, verify_notice
+from invoices.xmldsig import VIETNAM, ds
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from invoices.jobs import signers
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
 from invoices.tables import Document
-from invoices.verify import ds
+from invoices.xmldsig import ds
 from payments.core.config import get_settings
 from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
@@ -261,7 +261,7 @@ def test_cli_verifies_the_receipts_of_an_agency_whose_key_is_a_p12(
 
 def test_verification_takes_the_documented_2_mib_and_other_routes_keep_their_own_limit(api: Api) -> None:
     _pay(api)
-    from invoices.verify import MAX_XML_BYTES
+    from invoices.xmldsig import MAX_XML_BYTES
 
     padded = _receipt(api).replace(b"<DSCKS>", b" " * (200 * 1024) + b"<DSCKS>")  # 200 KiB: over the JSON limit
     answer = _verify(api, padded)
