@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import IntEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Strict, computed_field, model_validator
 
@@ -22,9 +22,53 @@ from invoices.format import CURRENT, PROFILES, DocumentKind, FormatProfile, prof
 from invoices.words import MAX_AMOUNT, amount_in_words
 from payments.agency.models import FeeKind
 
-if TYPE_CHECKING:
-    from payments.agency.models import Agency
-    from payments.dossier.models import Dossier, DossierFeeLine
+
+class SellerFacts(Protocol):
+    """What the seller block needs of an agency: its table row, or the same columns read by a joined query."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def tax_code(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def bank_account(self) -> str: ...
+    @property
+    def bank_name(self) -> str: ...
+
+
+class PayerFacts(Protocol):
+    """What the buyer block needs of a dossier."""
+
+    @property
+    def payer_name(self) -> str: ...
+    @property
+    def payer_tax_code(self) -> str | None: ...
+    @property
+    def payer_address(self) -> str | None: ...
+    @property
+    def payer_email(self) -> str | None: ...
+    @property
+    def payer_phone(self) -> str | None: ...
+
+
+class LineFacts(Protocol):
+    """One computed fee line of a dossier."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+
 
 # Characters outside the XML 1.0 `Char` production: lxml refuses them, so the model refuses them first.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -108,7 +152,7 @@ class Seller(_Frozen):
     bank_name: Text400 | None = None
 
     @classmethod
-    def from_agency(cls, agency: Agency) -> Seller:
+    def from_agency(cls, agency: SellerFacts) -> Seller:
         # The agency table stores "" for "no bank account"; the document omits the element instead.
         return cls(
             name=agency.name,
@@ -130,7 +174,7 @@ class Buyer(_Frozen):
     phone: Text20 | None = None
 
     @classmethod
-    def from_dossier(cls, dossier: Dossier) -> Buyer:
+    def from_dossier(cls, dossier: PayerFacts) -> Buyer:
         return cls(
             name=dossier.payer_name,
             tax_code=dossier.payer_tax_code or None,
@@ -307,7 +351,7 @@ def _round(value: Decimal, rounding: str = ROUND_HALF_UP) -> int:
     return int(value.quantize(Decimal(1), rounding=rounding))
 
 
-def lines_from_dossier(lines: Iterable[DossierFeeLine]) -> tuple[tuple[FeeLine, ...], tuple[ServiceLine, ...]]:
+def lines_from_dossier(lines: Iterable[LineFacts]) -> tuple[tuple[FeeLine, ...], tuple[ServiceLine, ...]]:
     """Split a dossier's computed fee lines: phí and lệ phí go to DSLPhi, service charges become KCT lines."""
     ordered = sorted(lines, key=lambda line: line.position)
     unknown = {line.kind for line in ordered} - set(FeeKind)

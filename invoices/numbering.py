@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import Table, and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from invoices.errors import SeriesExhausted
 from invoices.tables import SeriesCounter
@@ -17,25 +17,39 @@ def series_for_year(series: str, year: int) -> str:
     return f"{series[0]}{year % 100:02d}{series[3:]}"
 
 
+_COUNTER: Table = SeriesCounter.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+# Built once: Core statements on the session's connection, without the ORM's per-statement work (autoflush,
+# ORM compile state), on the path every issued document takes.
+_NEXT = (
+    update(_COUNTER)
+    .where(
+        and_(
+            _COUNTER.c.agency_id == bindparam("a"),
+            _COUNTER.c.template == bindparam("t"),
+            _COUNTER.c.series == bindparam("s"),
+            _COUNTER.c.year == bindparam("y"),
+        )
+    )
+    .values(last_number=_COUNTER.c.last_number + 1)
+    .returning(_COUNTER.c.last_number)
+)
+_FIRST = insert(_COUNTER)
+
+
 def take_number(s: Session, agency_id: str, template: str, series: str, year: int) -> int:
     """The next number, taken under the counter row's lock until the caller commits (or rolls back and gives it
     back). On PostgreSQL the UPDATE locks the row; on SQLite the write transaction already holds the database."""
-    where = (
-        col(SeriesCounter.agency_id) == agency_id,
-        col(SeriesCounter.template) == template,
-        col(SeriesCounter.series) == series,
-        col(SeriesCounter.year) == year,
-    )
-    stmt = update(SeriesCounter).where(*where).values(last_number=col(SeriesCounter.last_number) + 1)
+    conn = s.connection()
+    key = {"a": agency_id, "t": template, "s": series, "y": year}
     for _ in range(2):
-        row = s.execute(stmt.returning(col(SeriesCounter.last_number))).first()
+        row = conn.execute(_NEXT, key).first()
         if row is not None:
             if row[0] > MAX_NUMBER:
                 raise SeriesExhausted(f"series {template}{series} has no number left in {year}")
             return int(row[0])
         try:
-            with s.begin_nested():  # the first document of the series this year; a concurrent first one may win
-                s.add(SeriesCounter(agency_id=agency_id, template=template, series=series, year=year))
+            with conn.begin_nested():  # the first document of the series this year; a concurrent first one may win
+                conn.execute(_FIRST, {"agency_id": agency_id, "template": template, "series": series, "year": year})
         except IntegrityError:
             pass
     raise RuntimeError("could not take a number")  # pragma: no cover - the counter row exists after the insert

@@ -8,17 +8,32 @@ per refund, one replacement per replaced document.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import Table, and_, bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from invoices.content import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
+from invoices.content import (
+    Buyer,
+    CorrectionKind,
+    Document,
+    FeeLine,
+    LineFacts,
+    PayerFacts,
+    Related,
+    Seller,
+    ServiceLine,
+    lines_from_dossier,
+)
 from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
@@ -26,7 +41,7 @@ from invoices.numbering import series_for_year, take_number
 from invoices.tables import Document as DocumentRow
 from invoices.tables import DocumentPurpose
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
-from invoices.tax.service import queue_document, queue_notice
+from invoices.tax.service import queue_issued, queue_notice
 from invoices.validate import validate
 from invoices.xml import build_xml
 from invoices.xmldsig import parse_xml
@@ -35,34 +50,106 @@ from payments.auth.access import owned_or_404
 from payments.core.context import AppContext
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
+from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine
+from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.payment.models import Payment, Refund, RefundStatus
 from payments.payment.states import PAID
-from payments.webhooks.service import emit
+from payments.webhooks.models import WebhookMessage, event_body
 
 log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
 METHOD_TEXT = {"stripe": "Thẻ", "vietqr": "CK", "vnpay": "CK", "momo": "Ví điện tử", "sandbox": "CK"}
 CURRENT_PURPOSES = (DocumentPurpose.original, DocumentPurpose.replacement)
 
+# SQLModel declares no __table__ on its classes; the tables are what the Core statements below need.
+_PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
+_DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
+_LINE: Table = DossierFeeLine.__table__  # type: ignore[attr-defined]
+_AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
+_DOCUMENT: Table = DocumentRow.__table__  # type: ignore[attr-defined]
+# One row per fee line (one with NULL line columns when the dossier has none), each carrying the payment, dossier,
+# agency and any original already issued: everything a receipt needs in one round trip. Built once.
+_RECEIPT_FACTS = (
+    sa_select(
+        _DOCUMENT.c.id.label("issued_id"),
+        _PAYMENT.c.status,
+        _PAYMENT.c.gateway,
+        _PAYMENT.c.agency_id,
+        _DOSSIER.c.code.label("dossier_code"),
+        _DOSSIER.c.payer_name,
+        _DOSSIER.c.payer_tax_code,
+        _DOSSIER.c.payer_address,
+        _DOSSIER.c.payer_email,
+        _DOSSIER.c.payer_phone,
+        _AGENCY.c.code.label("agency_code"),
+        _AGENCY.c.name.label("agency_name"),
+        _AGENCY.c.tax_code.label("agency_tax_code"),
+        _AGENCY.c.address.label("agency_address"),
+        _AGENCY.c.bank_account.label("agency_bank_account"),
+        _AGENCY.c.bank_name.label("agency_bank_name"),
+        _LINE.c.kind,
+        _LINE.c.name,
+        _LINE.c.quantity,
+        _LINE.c.unit_amount,
+        _LINE.c.amount,
+        _LINE.c.position,
+    )
+    .select_from(
+        _PAYMENT.join(_DOSSIER, _DOSSIER.c.id == _PAYMENT.c.dossier_id)
+        .join(_AGENCY, _AGENCY.c.id == _PAYMENT.c.agency_id)
+        .outerjoin(
+            _DOCUMENT,
+            and_(_DOCUMENT.c.payment_id == _PAYMENT.c.id, _DOCUMENT.c.purpose == DocumentPurpose.original.value),
+        )
+        .outerjoin(_LINE, _LINE.c.dossier_id == _DOSSIER.c.id)
+    )
+    .where(_PAYMENT.c.id == bindparam("payment_id"))
+    .order_by(_LINE.c.position)
+)
+_INSERT_DOCUMENT = insert(_DOCUMENT)
+_INSERT_MESSAGE = insert(WebhookMessage.__table__)  # type: ignore[attr-defined]
+_INSERT_JOB = insert(OutboxJob.__table__)  # type: ignore[attr-defined]
+
 
 def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: datetime | None = None) -> str | None:
-    """Issue the payment's e-receipt if it has none; returns the document id (None if the payment is not paid)."""
+    """Issue the payment's e-receipt if it has none; returns the document id (None if the payment is not paid).
+
+    One write transaction: one joined SELECT reads the payment, its dossier and fee lines, its agency and any
+    original already issued; then the number, the signed document, its event and its outbox jobs are written with
+    Core statements and committed together."""
     try:
         with ctx.db.write() as s:
-            existing = _original(s, payment_id)
-            if existing is not None:
-                return existing
-            payment = s.get(Payment, payment_id)
-            if payment is None or payment.status not in PAID:
+            rows = s.connection().execute(_RECEIPT_FACTS, {"payment_id": payment_id}).all()
+            if not rows:
                 return None
-            fees, services = _dossier_lines(s, payment.dossier_id)
-            dossier = s.get(Dossier, payment.dossier_id)
-            assert dossier is not None
-            content = _Content(Buyer.from_dossier(dossier), fees, services)
-            row = _issue(s, ctx, signers, payment, content, DocumentPurpose.original, now or datetime.now(UTC))
-            return row.id
+            first = rows[0]
+            if first.issued_id is not None:
+                return str(first.issued_id)
+            if first.status not in PAID:
+                return None
+            lines = cast("list[LineFacts]", [row for row in rows if row.position is not None])
+            fees, services = lines_from_dossier(lines)
+            facts = _Facts(
+                payment_id=payment_id,
+                gateway=first.gateway,
+                dossier_code=first.dossier_code,
+                agency_id=first.agency_id,
+                agency_code=first.agency_code,
+                seller=Seller.from_agency(
+                    _Agency(
+                        first.agency_name,
+                        first.agency_tax_code,
+                        first.agency_address,
+                        first.agency_bank_account,
+                        first.agency_bank_name,
+                    )
+                ),
+            )
+            content = _Content(Buyer.from_dossier(cast("PayerFacts", first)), fees, services)
+            issued = _issue(s, ctx, signers, facts, content, DocumentPurpose.original, now or datetime.now(UTC))
+            return issued.id
     except IntegrityError:
         # Another worker issued it first (PostgreSQL); its document stands and our number went back with the rollback.
         with ctx.db.read() as s:
@@ -98,18 +185,18 @@ def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now:
                 related=current,
                 reason=f"Điều chỉnh giảm do hoàn tiền {refund.id}",
             )
-            row = _issue(
+            issued = _issue(
                 s,
                 ctx,
                 signers,
-                payment,
+                _facts_of(s, payment),
                 content,
                 DocumentPurpose.adjustment,
                 now or datetime.now(UTC),
                 refund_id=refund.id,
                 created_by=refund.created_by,
             )
-            return row.id
+            return issued.id
     except IntegrityError:
         with ctx.db.read() as s:
             return s.exec(select(DocumentRow.id).where(DocumentRow.refund_id == refund_id)).first()
@@ -162,10 +249,19 @@ def replace_document(
         raise ValidationFailed(f"the corrected payer details are not valid: {problems}") from None
     fees, services = _dossier_lines(s, payment.dossier_id)
     content = _Content(buyer, fees, services, related=replaced, reason=reason)
-    row = _issue(
-        s, ctx, signers, payment, content, DocumentPurpose.replacement, now or datetime.now(UTC), created_by=actor
+    issued = _issue(
+        s,
+        ctx,
+        signers,
+        _facts_of(s, payment),
+        content,
+        DocumentPurpose.replacement,
+        now or datetime.now(UTC),
+        created_by=actor,
     )
-    _notify_tax_office(s, ctx, signers, replaced, reason, row.issue_date)
+    _notify_tax_office(s, ctx, signers, replaced, reason, issued.issue_date)
+    row = s.get(DocumentRow, issued.id)
+    assert row is not None  # written above, in this transaction
     return row
 
 
@@ -284,21 +380,68 @@ def _buyer_of(xml: bytes) -> Buyer:
     )
 
 
+class _Agency(NamedTuple):
+    name: str
+    tax_code: str
+    address: str
+    bank_account: str
+    bank_name: str
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What a document needs to know of its payment, dossier and agency."""
+
+    payment_id: str
+    gateway: str
+    dossier_code: str
+    agency_id: str
+    agency_code: str
+    seller: Seller
+
+
+def _facts_of(s: Session, payment: Payment) -> _Facts:
+    agency = s.get(Agency, payment.agency_id)
+    dossier = s.get(Dossier, payment.dossier_id)
+    assert agency is not None and dossier is not None
+    return _Facts(payment.id, payment.gateway, dossier.code, agency.id, agency.code, Seller.from_agency(agency))
+
+
+@dataclass(frozen=True)
+class IssuedDocument:
+    """A document row as written: what the event and the callers need, without loading the row back."""
+
+    id: str
+    agency_id: str
+    payment_id: str
+    purpose: DocumentPurpose
+    template: str
+    series: str
+    year: int
+    number: int
+    issue_date: date
+    total: int
+    lookup_code: str
+    xml: bytes
+    related_document_id: str | None
+    refund_id: str | None
+    reason: str | None
+    created_by: str | None
+    created_at: datetime
+
+
 def _issue(
     s: Session,
     ctx: AppContext,
     signers: SignerStore,
-    payment: Payment,
+    facts: _Facts,
     content: _Content,
     purpose: DocumentPurpose,
     now: datetime,
     *,
     refund_id: str | None = None,
     created_by: str | None = None,
-) -> DocumentRow:
-    agency = s.get(Agency, payment.agency_id)
-    dossier = s.get(Dossier, payment.dossier_id)
-    assert agency is not None and dossier is not None
+) -> IssuedDocument:
     issue_date = now.astimezone(GMT7).date()
     series = series_for_year(ctx.settings.receipt_series, issue_date.year)
     related = None
@@ -317,24 +460,26 @@ def _issue(
         series=series,
         number=1,
         issue_date=issue_date,
-        dossier_code=dossier.code,
-        payment_method=METHOD_TEXT.get(payment.gateway, "CK"),
+        dossier_code=facts.dossier_code,
+        payment_method=METHOD_TEXT.get(facts.gateway, "CK"),
         provider_tax_code=ctx.settings.effective_provider_tax_code,
-        seller=Seller.from_agency(agency),
+        seller=facts.seller,
         buyer=content.buyer,
         fee_lines=content.fees,
         service_lines=content.services,
         related=related,
         document_id="DLHDon",
     )
-    number = take_number(s, agency.id, draft.template, series, issue_date.year)
+    number = take_number(s, facts.agency_id, draft.template, series, issue_date.year)
     doc = draft.model_copy(update={"number": number})
     xml = build_xml(doc)
     validate(xml)  # never sign a document the format would reject
-    signed = signers.for_agency(agency.code, agency.tax_code, agency.name).sign(xml)
-    row = DocumentRow(
-        agency_id=agency.id,
-        payment_id=payment.id,
+    seller = facts.seller
+    signed = signers.for_agency(facts.agency_code, seller.tax_code, seller.name).sign(xml)
+    issued = IssuedDocument(
+        id=new_id("doc"),
+        agency_id=facts.agency_id,
+        payment_id=facts.payment_id,
         purpose=purpose,
         template=doc.template,
         series=series,
@@ -348,26 +493,61 @@ def _issue(
         refund_id=refund_id,
         reason=content.reason,
         created_by=created_by,
+        created_at=utcnow(),
     )
-    s.add(row)
-    s.flush()
-    _announce(s, ctx, row, dossier.code)
+    conn = s.connection()
+    conn.execute(_INSERT_DOCUMENT, asdict(issued))
+    jobs = _announce(s, ctx, issued, facts.dossier_code)
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
-        queue_document(s, ctx.settings, row)
-        enqueue(s, "tax.send", {})
+        queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series, signed)
+        jobs.append(_job("tax.send", {}, issued.created_at))
+    conn.execute(_INSERT_JOB, jobs)
     log.info(
-        "receipt.issued", document_id=row.id, purpose=purpose.value, payment_id=payment.id, series=series, number=number
+        "receipt.issued",
+        document_id=issued.id,
+        purpose=purpose.value,
+        payment_id=facts.payment_id,
+        series=series,
+        number=number,
     )
-    return row
+    return issued
 
 
-def _announce(s: Session, ctx: AppContext, row: DocumentRow, dossier_code: str) -> None:
-    """Written with the document, so the client systems hear of every document and of no document that rolled back."""
-    emit(s, row.agency_id, "receipt.issued", receipt_event(ctx, row, dossier_code))
+def _announce(s: Session, ctx: AppContext, issued: IssuedDocument, dossier_code: str) -> list[dict[str, Any]]:
+    """Written with the document, so the client systems hear of every document and of no document that rolled back.
+    Writes the ``receipt.issued`` webhook message as ``payments.webhooks.service.emit`` does; returns its fan-out
+    job for the caller to insert with the others."""
+    now = utcnow()
+    message_id = new_id("msg")
+    body = event_body(message_id, "receipt.issued", now, receipt_event(ctx, issued, dossier_code))
+    s.connection().execute(
+        _INSERT_MESSAGE,
+        {
+            "id": message_id,
+            "agency_id": issued.agency_id,
+            "event_type": "receipt.issued",
+            "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+            "created_at": now,
+        },
+    )
+    return [_job("webhook.fanout", {"message_id": message_id}, now)]
 
 
-def receipt_event(ctx: AppContext, row: DocumentRow, dossier_code: str) -> dict[str, object]:
+def _job(kind: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """An outbox row as ``payments.outbox.service.enqueue`` writes it."""
+    return {
+        "kind": kind,
+        "payload": payload,
+        "status": OutboxStatus.pending,
+        "run_after": now,
+        "attempts": 0,
+        "max_attempts": 10,
+        "created_at": now,
+    }
+
+
+def receipt_event(ctx: AppContext, row: IssuedDocument | DocumentRow, dossier_code: str) -> dict[str, object]:
     return {
         "id": row.id,
         "payment_id": row.payment_id,

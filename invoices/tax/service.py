@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Connection, and_, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -39,9 +39,9 @@ from payments.core.config import Settings
 from payments.core.context import AppContext
 from payments.core.db import affected
 from payments.core.logging import get_logger
-from payments.core.types import utcnow
+from payments.core.types import new_id, utcnow
 
-__all__ = ["apply_replies", "gateway_for", "queue_document", "queue_notice", "send_pending"]
+__all__ = ["apply_replies", "gateway_for", "queue_document", "queue_issued", "queue_notice", "send_pending"]
 
 log = get_logger(__name__)
 Status = TaxMessageStatus
@@ -96,6 +96,43 @@ def queue_notice(s: Session, settings: Settings, signer: Signer, agency: Agency,
     return _queue(s, settings, agency, TaxMessageKind.notice, MessageType.notice, [signed], None)
 
 
+def queue_issued(
+    conn: Connection, settings: Settings, agency_id: str, tax_code: str, document_id: str, series: str, xml: bytes
+) -> None:
+    """The message carrying a document issued in this same transaction, which no message can carry yet: written
+    with one Core INSERT on the transaction's connection, for the path every issued document takes."""
+    message_type = message_type_for_series(series)
+    header = _header(settings, message_type, tax_code)
+    now = utcnow()
+    conn.execute(
+        _INSERT_MESSAGE,
+        {
+            "id": new_id("txm"),
+            "agency_id": agency_id,
+            "document_id": document_id,
+            "kind": TaxMessageKind.document,
+            "message_type": int(message_type),
+            "mtdiep": header.message_id,
+            "status": Status.queued,
+            "xml": build_envelope(header, [xml]),
+            "mccqt": None,
+            "error": None,
+            "created_at": now,
+            "sent_at": None,
+            "updated_at": now,
+        },
+    )
+    log.info("tax.message_queued", mtdiep=header.message_id, type=int(message_type), document=document_id)
+
+
+_INSERT_MESSAGE = insert(TaxMessage.__table__)  # type: ignore[attr-defined]  # SQLModel declares no __table__
+
+
+def _header(settings: Settings, message_type: MessageType, tax_code: str) -> Header:
+    sender = settings.effective_tax_sender_code
+    return Header(sender, message_type, new_message_id(sender), tax_code)
+
+
 def _queue(
     s: Session,
     settings: Settings,
@@ -105,8 +142,7 @@ def _queue(
     documents: Sequence[bytes],
     document_id: str | None,
 ) -> TaxMessage:
-    sender = settings.effective_tax_sender_code
-    header = Header(sender, message_type, new_message_id(sender), agency.tax_code)
+    header = _header(settings, message_type, agency.tax_code)
     row = TaxMessage(
         agency_id=agency.id,
         document_id=document_id,

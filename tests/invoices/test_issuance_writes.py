@@ -1,0 +1,99 @@
+"""What one receipt costs the database: one joined read, one transaction, one commit, Core writes with the outbox
+jobs in one statement; and the rows written are those the ORM path wrote (event, jobs, tax message)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlmodel import col, select
+
+from invoices.jobs import signers
+from invoices.service import issue_receipt
+from invoices.tables import Document
+from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus
+from payments.outbox.models import OutboxJob, OutboxStatus
+from payments.webhooks.models import WebhookMessage
+from tests.conftest import Api
+from tests.factories import dossier_body, payment_body, sandbox_outcome
+
+
+@dataclass
+class Trace:
+    statements: list[tuple[str, bool]] = field(default_factory=list)  # (SQL, executemany)
+    commits: int = 0
+
+    def kinds(self) -> list[str]:
+        return [sql.split(None, 1)[0].upper() for sql, _many in self.statements]
+
+
+@contextmanager
+def traced(api: Api) -> Iterator[Trace]:
+    engine = api.ctx.db.engine
+    trace = Trace()
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, many: bool) -> None:
+        trace.statements.append((statement.strip(), many))
+
+    def on_commit(_conn: Any) -> None:
+        trace.commits += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield trace
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(engine, "commit", on_commit)
+
+
+def _paid(api: Api) -> str:
+    code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
+    payment = api.post("/v1/payments", payment_body(code)).json()
+    sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
+    return str(payment["id"])
+
+
+def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
+    first, payment_id = _paid(api), _paid(api)
+    store = signers(api.ctx)
+    issue_receipt(api.ctx, store, first)  # the series' counter row now exists, as it does all year
+    with traced(api) as trace:
+        document_id = issue_receipt(api.ctx, store, payment_id)
+    assert document_id is not None
+    kinds = [kind for kind in trace.kinds() if kind not in {"BEGIN", "SAVEPOINT", "RELEASE"}]
+    # The number, the document, its webhook message, its tax message, then every outbox job in one statement.
+    assert kinds == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT"], trace.statements
+    assert trace.commits == 1
+    outbox_inserts = [(sql, many) for sql, many in trace.statements if "INTO outbox" in sql]
+    assert len(outbox_inserts) == 1
+
+    with traced(api) as again:
+        assert issue_receipt(api.ctx, store, payment_id) == document_id
+    assert [kind for kind in again.kinds() if kind != "BEGIN"] == ["SELECT"]
+
+
+def test_the_rows_written_with_the_document_are_complete(api: Api) -> None:
+    payment_id = _paid(api)
+    document_id = issue_receipt(api.ctx, signers(api.ctx), payment_id)
+    with api.ctx.db.read() as s:
+        document = s.get(Document, document_id)
+        assert document is not None and document.created_at is not None
+        message = s.exec(select(WebhookMessage).where(WebhookMessage.event_type == "receipt.issued")).one()
+        body = json.loads(message.body)
+        assert body["id"] == message.id and body["type"] == "receipt.issued"
+        assert body["data"]["id"] == document_id and body["data"]["number"] == document.number
+        assert body["data"]["lookup_code"] == document.lookup_code
+        jobs = s.exec(select(OutboxJob).where(col(OutboxJob.created_at) >= document.created_at)).all()
+        by_kind = {job.kind: job for job in jobs}
+        assert by_kind["webhook.fanout"].payload == {"message_id": message.id}
+        assert by_kind["tax.send"].payload == {}
+        for job in (by_kind["webhook.fanout"], by_kind["tax.send"]):
+            assert job.status is OutboxStatus.pending and job.attempts == 0 and job.max_attempts == 10
+        tax = s.exec(select(TaxMessage).where(TaxMessage.document_id == document_id)).one()
+        assert tax.kind is TaxMessageKind.document and tax.status is TaxMessageStatus.queued
+        assert document.xml.split(b"?>", 1)[1].strip() in tax.xml
