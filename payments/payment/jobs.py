@@ -37,7 +37,7 @@ def refund(ctx: AppContext, payload: dict[str, Any]) -> None:
     retry_refund(ctx, str(payload["refund_id"]))
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: dict[str, Handler[AppContext]] = {
     "payment.expire": expire,
     "payment.requery": requery,
     "refund.retry": refund,

@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from payments.core.config import Environment, Settings
+from payments.core.config import Environment, PaymentSettings
 from payments.core.context import AppContext
 from payments.core.db import affected
 from payments.core.errors import ValidationFailed
@@ -66,7 +66,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def check_url(url: str, settings: Settings) -> str:
+def check_url(url: str, settings: PaymentSettings) -> str:
     """HTTPS only in production; no credentials in the URL (they would sit in logs and listings); a host, address
     and port that the target policy allows (payments/webhooks/targets.py)."""
     try:
@@ -229,7 +229,7 @@ def _send(
     for ip in where.addresses:
         to_ip = httpx.URL(url).copy_with(host=str(ip), port=where.target.port)
         try:
-            response = _client(ctx).post(
+            response = ctx.webhook_http.post(
                 to_ip, content=body, headers={**headers, "host": where.target.host_header}, extensions=extensions
             )
         except httpx.HTTPError as exc:
@@ -263,22 +263,6 @@ def shown_error(stored: str | None) -> str | None:
         return stored
     legacy = re.fullmatch(r"HTTP (\d{3})", stored)
     return f"http_{legacy[1]}" if legacy else "network"
-
-
-def _client(ctx: AppContext) -> httpx.Client:
-    # Never follow redirects: the registered URL is the only place a signed message goes. No proxy from the
-    # environment: the connection must go to the address that was checked. No kept-alive connections: one made
-    # (and certificate-checked) for one endpoint's name must not carry another endpoint's message to the same address.
-    return ctx.shared(
-        "webhook_http",
-        httpx.Client,
-        lambda: httpx.Client(
-            timeout=ctx.settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        ),
-    )
 
 
 def verify(

@@ -20,7 +20,7 @@ from invoices.model import FeeLine, ServiceLine
 from invoices.models import Document, DocumentPurpose
 from invoices.service import _decrease, issue_adjustment
 from invoices.verify import pinned, verify
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookMessage

@@ -15,8 +15,8 @@ from invoices.jobs import signers
 from invoices.models import Document
 from invoices.service import issue_receipt
 from invoices.verify import pinned, verify
+from lephi.jobs import HANDLERS
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
 from tests.conftest import Api
@@ -151,8 +151,8 @@ def test_cli_makes_a_dev_certificate_and_verifies_a_receipt_file(
 ) -> None:
     from typer.testing import CliRunner
 
-    from payments.cli import app
-    from payments.core.config import get_settings
+    from lephi.cli import app
+    from lephi.settings import get_settings
 
     payment = _paid(api)
     Worker(api.ctx, HANDLERS).run_once()

@@ -42,10 +42,10 @@ from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, Ta
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
 from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, pinned, verify, verify_notice
+from lephi.jobs import HANDLERS
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from tests.conftest import Api

@@ -15,7 +15,7 @@ from invoices.models import Document
 from invoices.tax.envelope import documents_in
 from invoices.tax.models import TaxMessage
 from invoices.verify import pinned, verify, verify_notice
-from payments.jobs import HANDLERS, PERIODIC
+from lephi.jobs import HANDLERS, PERIODIC
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome

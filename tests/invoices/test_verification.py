@@ -18,8 +18,8 @@ from invoices.jobs import signers
 from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
 from invoices.verify import ds
-from payments.core.config import get_settings
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
+from lephi.settings import get_settings
 from payments.outbox.worker import Worker
 from tests.conftest import ALL_SCOPES, Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome, seed_agency
@@ -215,7 +215,7 @@ CLI_ATTACKS = ["a comment splitting the payer's name", "a DLHDon copy in an HDon
 
 
 def test_cli_refuses_the_same_attacks_as_the_api(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from payments.cli import app
+    from lephi.cli import app
 
     _pay(api)
     _other_agency(api)
@@ -245,7 +245,7 @@ def test_cli_refuses_the_same_attacks_as_the_api(api: Api, tmp_path: Path, monke
 def test_cli_verifies_the_receipts_of_an_agency_whose_key_is_a_p12(
     p12_only: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from payments.cli import app
+    from lephi.cli import app
 
     _pay(p12_only)
     (tmp_path / "receipt.xml").write_bytes(_receipt(p12_only))
