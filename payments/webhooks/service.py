@@ -39,6 +39,9 @@ from payments.outbox.worker import RetryLater
 from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, event_body
 
+# Outbox job kinds this package runs (payments.webhooks.jobs).
+FANOUT = "webhook.fanout"
+DELIVER = "webhook.deliver"
 log = get_logger(__name__)
 
 EVENT_TYPES = (
@@ -106,7 +109,7 @@ def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> N
         event_body(message.id, event_type, now, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True
     )
     s.add(message)
-    enqueue(s, "webhook.fanout", {"message_id": message.id})
+    enqueue(s, FANOUT, {"message_id": message.id})
 
 
 def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
@@ -133,7 +136,7 @@ def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
                 event_type=message.event_type,
             )
             s.add(delivery)
-            enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+            enqueue(s, DELIVER, {"delivery_id": delivery.id})
 
 
 def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
@@ -216,7 +219,7 @@ def retry_now(s: Session, delivery: WebhookDelivery) -> None:
         .where(col(WebhookDelivery.id) == delivery.id)
         .values(status=DeliveryStatus.pending, attempts=0, last_error=None)
     )
-    enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+    enqueue(s, DELIVER, {"delivery_id": delivery.id})
 
 
 def _send(

@@ -25,7 +25,6 @@ from sqlmodel import col, select
 from structlog.testing import capture_logs
 
 from invoices import validate as validate_module
-from invoices.jobs import signers
 from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate
 from invoices.tax.envelope import (
@@ -94,7 +93,7 @@ def replies_stored(ctx: AppContext) -> list[TaxReply]:
 
 
 def agency_signer(api: Api) -> Any:
-    return signers(api.ctx).for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
+    return api.ctx.signers.for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
 
 
 def drop(root: Path, xml: bytes, name: str | None = None) -> Path:
