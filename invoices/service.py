@@ -34,6 +34,7 @@ from invoices.content import (
     ServiceLine,
     lines_from_dossier,
 )
+from invoices.context import ReceiptContext
 from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
@@ -47,7 +48,6 @@ from invoices.xml import build_xml
 from invoices.xmldsig import parse_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
-from payments.core.context import AppContext
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
@@ -113,7 +113,9 @@ _INSERT_MESSAGE = insert(WebhookMessage.__table__)  # type: ignore[attr-defined]
 _INSERT_JOB = insert(OutboxJob.__table__)  # type: ignore[attr-defined]
 
 
-def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: datetime | None = None) -> str | None:
+def issue_receipt(
+    ctx: ReceiptContext, signers: SignerStore, payment_id: str, now: datetime | None = None
+) -> str | None:
     """Issue the payment's e-receipt if it has none; returns the document id (None if the payment is not paid).
 
     One write transaction: one joined SELECT reads the payment, its dossier and fee lines, its agency and any
@@ -156,7 +158,9 @@ def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: d
             return _original(s, payment_id)
 
 
-def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now: datetime | None = None) -> str | None:
+def issue_adjustment(
+    ctx: ReceiptContext, signers: SignerStore, refund_id: str, now: datetime | None = None
+) -> str | None:
     """Issue the adjustment document (TCHDon 2, negative amounts) that records a succeeded refund."""
     try:
         with ctx.db.write() as s:
@@ -215,7 +219,7 @@ class BuyerChanges:
 
 def replace_document(
     s: Session,
-    ctx: AppContext,
+    ctx: ReceiptContext,
     signers: SignerStore,
     agency_id: str,
     document_id: str,
@@ -266,7 +270,7 @@ def replace_document(
 
 
 def _notify_tax_office(
-    s: Session, ctx: AppContext, signers: SignerStore, replaced: DocumentRow, reason: str, on: date
+    s: Session, ctx: ReceiptContext, signers: SignerStore, replaced: DocumentRow, reason: str, on: date
 ) -> None:
     """The 04/SS-HĐĐT notice that a document was replaced (TCTBao 3), signed and queued with the replacement."""
     settings = ctx.settings
@@ -432,7 +436,7 @@ class IssuedDocument:
 
 def _issue(
     s: Session,
-    ctx: AppContext,
+    ctx: ReceiptContext,
     signers: SignerStore,
     facts: _Facts,
     content: _Content,
@@ -514,7 +518,7 @@ def _issue(
     return issued
 
 
-def _announce(s: Session, ctx: AppContext, issued: IssuedDocument, dossier_code: str) -> list[dict[str, Any]]:
+def _announce(s: Session, ctx: ReceiptContext, issued: IssuedDocument, dossier_code: str) -> list[dict[str, Any]]:
     """Written with the document, so the client systems hear of every document and of no document that rolled back.
     Writes the ``receipt.issued`` webhook message as ``payments.webhooks.service.emit`` does; returns its fan-out
     job for the caller to insert with the others."""
@@ -547,7 +551,7 @@ def _job(kind: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def receipt_event(ctx: AppContext, row: IssuedDocument | DocumentRow, dossier_code: str) -> dict[str, object]:
+def receipt_event(ctx: ReceiptContext, row: IssuedDocument | DocumentRow, dossier_code: str) -> dict[str, object]:
     return {
         "id": row.id,
         "payment_id": row.payment_id,
@@ -565,7 +569,7 @@ def receipt_event(ctx: AppContext, row: IssuedDocument | DocumentRow, dossier_co
     }
 
 
-def lookup_url(ctx: AppContext, code: str) -> str:
+def lookup_url(ctx: ReceiptContext, code: str) -> str:
     return f"{ctx.settings.public_url.rstrip('/')}/r/{code}"
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlmodel import col, select
 
-from invoices.jobs import signers
 from invoices.service import issue_receipt
 from invoices.tables import Document
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus
@@ -60,7 +59,7 @@ def _paid(api: Api) -> str:
 
 def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
     first, payment_id = _paid(api), _paid(api)
-    store = signers(api.ctx)
+    store = api.ctx.signers
     issue_receipt(api.ctx, store, first)  # the series' counter row now exists, as it does all year
     with traced(api) as trace:
         document_id = issue_receipt(api.ctx, store, payment_id)
@@ -79,7 +78,7 @@ def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
 
 def test_the_rows_written_with_the_document_are_complete(api: Api) -> None:
     payment_id = _paid(api)
-    document_id = issue_receipt(api.ctx, signers(api.ctx), payment_id)
+    document_id = issue_receipt(api.ctx, api.ctx.signers, payment_id)
     with api.ctx.db.read() as s:
         document = s.get(Document, document_id)
         assert document is not None and document.created_at is not None

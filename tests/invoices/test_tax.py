@@ -25,7 +25,6 @@ from sqlmodel import col, select
 from structlog.testing import capture_logs
 
 from invoices.errors import EnvelopeError, InvalidDocument, MessageConflict, Reason
-from invoices.jobs import signers
 from invoices.signing import LocalSigner, make_dev_certificate
 from invoices.tables import Document
 from invoices.tax.envelope import (
@@ -42,10 +41,10 @@ from invoices.tax.service import apply_replies, gateway_for, queue_document, que
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.verify import pinned, verify, verify_notice
 from invoices.xmldsig import VIETNAM, ds
+from lephi.jobs import HANDLERS
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from tests.conftest import Api
@@ -94,7 +93,7 @@ def replies_stored(ctx: AppContext) -> list[TaxReply]:
 
 
 def agency_signer(api: Api) -> Any:
-    return signers(api.ctx).for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
+    return api.ctx.signers.for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
 
 
 def drop(root: Path, xml: bytes, name: str | None = None) -> Path:
