@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
@@ -500,7 +500,7 @@ def _issue(
         created_at=utcnow(),
     )
     conn = s.connection()
-    conn.execute(_INSERT_DOCUMENT, asdict(issued))
+    conn.execute(_INSERT_DOCUMENT, dict(vars(issued)))  # asdict() would deep-copy the signed XML
     jobs = _announce(s, ctx, issued, facts.dossier_code)
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
