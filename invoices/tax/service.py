@@ -109,11 +109,11 @@ def queue_issued(
     with one Core INSERT on the transaction's connection, for the path every issued document takes."""
     message_type = message_type_for_series(series)
     header = _header(settings, message_type, tax_code)
-    now = utcnow()
+    now, message_id = utcnow(), new_id("txm")
     conn.execute(
         _INSERT_MESSAGE,
         {
-            "id": new_id("txm"),
+            "id": message_id,
             "agency_id": agency_id,
             "document_id": document_id,
             "kind": TaxMessageKind.document,
@@ -128,7 +128,13 @@ def queue_issued(
             "updated_at": now,
         },
     )
-    log.info("tax.message_queued", mtdiep=header.message_id, type=int(message_type), document=document_id)
+    log.info(
+        "tax.message_queued",
+        message_id=message_id,
+        mtdiep=header.message_id,
+        type=int(message_type),
+        document=document_id,
+    )
 
 
 _INSERT_MESSAGE = insert(TaxMessage.__table__)  # type: ignore[attr-defined]  # SQLModel declares no __table__
