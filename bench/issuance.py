@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import payments_create as pc
+from bench import harness
 
 TARGET_RATIO = 0.5
 
@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--documents", type=int, default=400, help="documents per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pg-admin-url", default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", pc.DEFAULT_PG_ADMIN_URL))
+    parser.add_argument(
+        "--pg-admin-url", default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL)
+    )
     args = parser.parse_args(argv)
     from payments.core.logging import configure_logging
 
@@ -232,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"sqlite:///{data_dir / 'bench.db'}", data_dir, args.documents, args.rounds
                 )
             else:
-                pc.check_postgres(args.pg_admin_url)
-                with pc.postgres_database(args.pg_admin_url) as url:
+                harness.check_postgres(args.pg_admin_url)
+                with harness.postgres_database(args.pg_admin_url) as url:
                     results, breakdown, ok = _measure(url, data_dir, args.documents, args.rounds)
         failed = failed or not ok
         ratio = statistics.median(r.ratio for r in results)
