@@ -271,6 +271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "change without editing the product",
     )
     p.add_argument("--count-sql", action="store_true", help="count SQL statements and transactions per request")
+    p.add_argument("--show-sql", action="store_true", help="with --count-sql, also print each request's statements")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (SQLite file, server logs)")
     args = p.parse_args(argv)
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.count_sql:
         from bench import sqlcount
 
-        return sqlcount.run(dbs, args.pg_admin_url, args.env, args.json)
+        return sqlcount.run(dbs, args.pg_admin_url, args.env, args.json, verbose=args.show_sql)
     print(harness.machine_notes())
     print(
         f"method: the bare app and the product each in its own uvicorn process, {args.connections} keep-alive "

@@ -16,10 +16,25 @@ from payments.core.context import AppContext, build_context
 from payments.jobs import HANDLERS
 from payments.migrate import upgrade
 
-__all__ = ["HANDLERS", "AppContext", "Settings", "build_context", "create", "create_app", "upgrade"]
+__all__ = [
+    "HANDLERS",
+    "AppContext",
+    "Settings",
+    "app_from_environment",
+    "build_context",
+    "create",
+    "create_app",
+    "upgrade",
+]
 
 READY_PATH = "/readyz"
 
 
 def create() -> FastAPI:
     return create_app(get_settings())
+
+
+def app_from_environment() -> FastAPI:
+    """The app as ``create`` builds it in a fresh server process, with the settings of the current environment."""
+    get_settings.cache_clear()
+    return create()
