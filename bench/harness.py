@@ -102,7 +102,7 @@ def proc_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
-def _postgres_ticks() -> int | None:
+def postgres_ticks() -> int | None:
     if not Path("/proc").is_dir():
         return None
     total = 0
@@ -138,7 +138,7 @@ class CpuSample:
             time.perf_counter(),
             time.process_time(),
             proc_ticks(server_pid),
-            _postgres_ticks() if with_postgres else None,
+            postgres_ticks() if with_postgres else None,
             _machine_ticks(),
         )
 
@@ -369,8 +369,8 @@ def load_spec(
 def _other(raw: dict[str, Any]) -> float | None:
     if raw["machine_busy"] is None or raw["server_cpu"] is None:
         return None
-    ours = raw["server_cpu"] + raw["loadgen_cpu"] + (raw["postgres_cpu"] or 0.0)
-    return max(0.0, raw["machine_busy"] * (os.cpu_count() or 1) - ours)
+    ours = float(raw["server_cpu"] + raw["loadgen_cpu"] + (raw["postgres_cpu"] or 0.0))
+    return max(0.0, float(raw["machine_busy"]) * (os.cpu_count() or 1) - ours)
 
 
 def summarise(db: str, endpoint: str, raw: dict[str, Any], expect: int) -> Result:

@@ -166,6 +166,8 @@ def requests_for(
 
 def seed(env: dict[str, str]) -> tuple[str, dict[str, list[str]], str, dict[str, Any]]:
     """Both benchmarks' seeds in one database, then every method on the demo agency (each seed sets its own)."""
+    from sqlmodel import select
+
     from bench import callbacks
     from bench import payments_create as pc
     from bench.server import Settings, build_context
@@ -178,7 +180,7 @@ def seed(env: dict[str, str]) -> tuple[str, dict[str, list[str]], str, dict[str,
     ctx = build_context(settings)
     try:
         with ctx.db.write() as s:
-            for row in s.query(Agency).filter(Agency.code == agency):
+            for row in s.exec(select(Agency).where(Agency.code == agency)):
                 row.payment_methods = sorted({*row.payment_methods, *pc.METHODS, "vnpay", "stripe"})
                 s.add(row)
     finally:
