@@ -118,14 +118,14 @@ def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[Seeded]]]
     each with its own unpaid dossier and the gateway reference its adapter would have returned."""
     from sqlmodel import select
 
-    from bench.server import Settings, build_context, upgrade
+    from bench.server import Settings, build_container, upgrade
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.agency.models import Agency, FeeScheduleLine, Procedure
 
     with harness.environment(env):
         settings = Settings()
     upgrade(settings.effective_database_url)
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     seeded: dict[str, list[Seeded]] = {phase.gateway: [] for phase in PHASES}
     try:
         with ctx.db.write() as s:
@@ -366,12 +366,12 @@ def read_back(env: dict[str, str], seeded: dict[str, list[Seeded]]) -> list[Sett
     from sqlalchemy import func
     from sqlmodel import select
 
-    from bench.server import Settings, build_context
+    from bench.server import Settings, build_container
     from payments.payment.models import GatewayInbox, Payment
 
     with harness.environment(env):
         settings = Settings()
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     out = []
     try:
         with ctx.db.read() as s:

@@ -123,16 +123,15 @@ def _measure(url: str, data_dir: Path, documents: int, rounds: int) -> tuple[lis
     from cryptography.hazmat.primitives.asymmetric import padding
     from sqlmodel import select
 
-    from bench.server import Settings, build_context
-    from invoices.jobs import signers
+    from bench.server import Settings, build_container
     from invoices.models import Document
     from invoices.service import issue_receipt
     from invoices.verify import pinned, verify
 
     payments = _seed(url, data_dir, documents * rounds + 20)
     settings = Settings(database_url=url, data_dir=data_dir, run_worker=False, log_level="WARNING")
-    ctx = build_context(settings)
-    store = signers(ctx)
+    ctx = build_container(settings)
+    store = ctx.signers
     signer = store.for_agency("DEMO-STP", "0100000000", "demo")
     key = signer.key  # type: ignore[attr-defined]  # the local signer: the benchmark compares with its own key
     message = os.urandom(1024)
@@ -210,7 +209,6 @@ def _breakdown(ctx: object, store: object, samples: int = 200) -> dict[str, floa
 
 
 # --- --workers: worker processes draining one outbox queue -----------------------------------------------------
-RECEIPT_JOB = "receipt.issue"  # the outbox job kind a succeeded payment enqueues for its receipt
 TARGET_WORKER_SCALING = 1.7  # issue 10: two workers issue at least 1.7 times what one does
 
 
@@ -234,6 +232,14 @@ class WorkerPhase:
         return self.cpu_seconds / self.documents * 1000
 
 
+def receipt_job() -> str:
+    """The outbox job kind whose handler issues a payment's receipt, as the composition root routes it."""
+    from bench.server import HANDLERS
+    from invoices.jobs import issue
+
+    return next(kind for kind, handler in HANDLERS.items() if handler is issue)
+
+
 def _worker_settings(url: str, data_dir: Path) -> Any:
     from bench.server import Settings
 
@@ -245,13 +251,13 @@ def worker_child() -> None:
     receipt jobs as the outbox worker does until none is left; report what it did as JSON on stdout."""
     import json
 
-    from bench.server import HANDLERS, build_context
+    from bench.server import HANDLERS, build_container
     from payments.core.logging import configure_logging
     from payments.outbox.worker import Worker
 
     configure_logging("WARNING")
     spec = json.loads(sys.stdin.readline())
-    ctx = build_context(_worker_settings(spec["url"], Path(spec["data_dir"])))
+    ctx = build_container(_worker_settings(spec["url"], Path(spec["data_dir"])))
     by_kind: dict[str, list[float]] = {}  # kind -> [jobs, CPU seconds in the handler]
 
     def timed(kind: str, handler: Any) -> Any:
@@ -267,7 +273,7 @@ def worker_child() -> None:
         return run
 
     worker = Worker(ctx, {k: timed(k, h) for k, h in HANDLERS.items()}, name=f"bench-{os.getpid()}")
-    HANDLERS[RECEIPT_JOB](ctx, {"payment_id": spec["warm_payment"]})
+    HANDLERS[receipt_job()](ctx, {"payment_id": spec["warm_payment"]})
     print("ready", flush=True)
     sys.stdin.readline()
     cpu, jobs = time.process_time(), 0
@@ -279,14 +285,15 @@ def worker_child() -> None:
 
 
 def _enqueue(url: str, data_dir: Path, payment_ids: list[str]) -> None:
-    from bench.server import build_context
+    from bench.server import build_container
     from payments.outbox.service import enqueue
 
-    ctx = build_context(_worker_settings(url, data_dir))
+    kind = receipt_job()
+    ctx = build_container(_worker_settings(url, data_dir))
     try:
         with ctx.db.write() as s:
             for payment_id in payment_ids:
-                enqueue(s, RECEIPT_JOB, {"payment_id": payment_id})
+                enqueue(s, kind, {"payment_id": payment_id})
     finally:
         ctx.close()
 
@@ -357,15 +364,14 @@ def _check_documents(url: str, data_dir: Path, expected: int) -> bool:
     """Every queued job done, one document per payment, numbers gap-free, every document verifies."""
     from sqlmodel import select
 
-    from bench.server import build_context
-    from invoices.jobs import signers
+    from bench.server import build_container
     from invoices.models import Document
     from invoices.verify import pinned, verify
     from payments.outbox.models import OutboxJob, OutboxStatus
 
-    ctx = build_context(_worker_settings(url, data_dir))
+    ctx = build_container(_worker_settings(url, data_dir))
     try:
-        certificate = signers(ctx).for_agency("DEMO-STP", "0100000000", "demo").certificate
+        certificate = ctx.signers.for_agency("DEMO-STP", "0100000000", "demo").certificate
         with ctx.db.read() as s:
             docs = s.exec(select(Document)).all()
             undone = [j for j in s.exec(select(OutboxJob)) if j.status != OutboxStatus.done]
@@ -386,15 +392,14 @@ def _check_documents(url: str, data_dir: Path, expected: int) -> bool:
 
 def measure_workers(url: str, data_dir: Path, documents: int, workers: int, pg: bool) -> tuple[list[WorkerPhase], bool]:
     """One phase per worker count (1, then ``workers``), each draining its own queue of ``documents`` jobs."""
-    from bench.server import build_context
-    from invoices.jobs import signers
+    from bench.server import build_container
 
     counts = sorted({1, workers})
     total = documents * len(counts) + sum(counts)  # each worker process warms up on a payment of its own
     payments = _seed(url, data_dir, total)
-    ctx = build_context(_worker_settings(url, data_dir))
+    ctx = build_container(_worker_settings(url, data_dir))
     try:  # the agency's key is made once, before the workers load it
-        signers(ctx).for_agency("DEMO-STP", "0100000000", "demo")
+        ctx.signers.for_agency("DEMO-STP", "0100000000", "demo")
     finally:
         ctx.close()
     phases = []

@@ -74,7 +74,7 @@ def endpoint_label(method: str) -> str:
 def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[str]]]:
     """Migrate, then seed the demo agency (with every configured method), an API key that may write dossiers and
     payments, and ``count`` unpaid dossiers per payment method."""
-    from bench.server import Settings, build_context, upgrade
+    from bench.server import Settings, build_container, upgrade
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.auth.models import Scope
     from payments.auth.service import create_key
@@ -84,7 +84,7 @@ def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[str]]]:
     with harness.environment(env):
         settings = Settings()
     upgrade(settings.effective_database_url)
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     codes = {m: [f"B{m[0].upper()}-{i:07d}" for i in range(count)] for m in METHODS}
     try:
         with ctx.db.write() as s:

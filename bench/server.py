@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from payments.app import create_app
-from payments.core.config import Settings, get_settings
-from payments.core.context import AppContext, build_context
-from payments.jobs import HANDLERS
-from payments.migrate import upgrade
+from lephi.app import create_app
+from lephi.container import Container, build_container
+from lephi.jobs import HANDLERS
+from lephi.migrate import upgrade
+from lephi.settings import Settings, get_settings
 
 __all__ = [
     "HANDLERS",
-    "AppContext",
+    "Container",
     "Settings",
     "app_from_environment",
-    "build_context",
+    "build_container",
     "create",
     "create_app",
     "upgrade",

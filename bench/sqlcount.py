@@ -170,14 +170,14 @@ def seed(env: dict[str, str]) -> tuple[str, dict[str, list[str]], str, dict[str,
 
     from bench import callbacks
     from bench import payments_create as pc
-    from bench.server import Settings, build_context
+    from bench.server import Settings, build_container
     from payments.agency.models import Agency
 
     key, codes = pc.seed(env, 2)
     agency, pending = callbacks.seed(env, 2)
     with harness.environment(env):
         settings = Settings()
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     try:
         with ctx.db.write() as s:
             for row in s.exec(select(Agency).where(Agency.code == agency)):
