@@ -146,7 +146,8 @@ class CpuSample:
 def _pct_ticks(a: int | None, b: int | None, seconds: float) -> float | None:
     if a is None or b is None or seconds <= 0:
         return None
-    return 100.0 * (b - a) / CLOCK_TICKS / seconds
+    # A postgres backend that exits inside the window takes its ticks with it: the sum can shrink, never below 0.
+    return max(0.0, 100.0 * (b - a) / CLOCK_TICKS / seconds)
 
 
 # --- the load generator -------------------------------------------------------------------------------------------
