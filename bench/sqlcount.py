@@ -60,11 +60,12 @@ class Recorder:
             c.verbs[verb] = c.verbs.get(verb, 0) + 1
             c.sql.append(" ".join(text.split())[:300])
 
-    def _bump(self, name: str) -> Callable[..., None]:
+    def _bump(self, name: str, marker: str) -> Callable[..., None]:
         def listener(*_args: Any) -> None:
             with self.lock:
                 if self.current is not None:
                     setattr(self.current, name, getattr(self.current, name) + 1)
+                    self.current.sql.append(marker)
 
         return listener
 
@@ -75,9 +76,9 @@ class Recorder:
 
         listeners: list[tuple[str, Callable[..., None]]] = [
             ("before_cursor_execute", self.before_cursor_execute),
-            ("begin", self._bump("transactions")),
-            ("commit", self._bump("commits")),
-            ("rollback", self._bump("rollbacks")),
+            ("begin", self._bump("transactions", "-- begin")),
+            ("commit", self._bump("commits", "-- commit")),
+            ("rollback", self._bump("rollbacks", "-- rollback")),
         ]
         for name, fn in listeners:
             event.listen(Engine, name, fn)
