@@ -353,7 +353,8 @@ def _run_workers(url: str, data_dir: Path, workers: int, batch: list[str], warm:
         documents=len(batch),
         seconds=max(r["end"] for r in reports) - start,
         cpu_seconds=sum(r["cpu"] for r in reports),
-        postgres_cpu_seconds=None if pg0 is None or pg1 is None else (pg1 - pg0) / harness.CLOCK_TICKS,
+        # backends that exit inside the window take their ticks with them
+        postgres_cpu_seconds=None if pg0 is None or pg1 is None else max(0, pg1 - pg0) / harness.CLOCK_TICKS,
         jobs=done,
         per_worker=[r["jobs"] for r in reports],
         by_kind=by_kind,
