@@ -26,7 +26,7 @@ from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
 from payments.pages import forms
 from payments.pages.render import render
-from payments.payment.service import handle_callback
+from payments.payment.callbacks import handle_callback
 
 log = get_logger(__name__)
 router = APIRouter(tags=["gateways"])
