@@ -85,7 +85,7 @@ def handle_callback(
     ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent, agency_code: str | None = None
 ) -> CallbackOutcome:
     """Apply a verified callback once, in the order: known order, amount, state."""
-    why = malformed_event(event, getattr(gateway, "pushes_funds", False))
+    why = malformed_event(event, gateway.pushes_funds)
     if why is not None:
         log.warning("gateway.callback.malformed", gateway=gateway.name, reason=why)
         return CallbackOutcome.invalid_signature
@@ -97,7 +97,7 @@ def handle_callback(
                 s.flush()
             except IntegrityError as exc:
                 raise _DuplicateEvent from exc
-            if getattr(gateway, "pushes_funds", False):
+            if gateway.pushes_funds:
                 return _credit_callback(s, gateway.name, event, agency_code, inbox)
             payment = find_callback_payment(s, gateway.name, event, agency_code)
             if payment is None:
