@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from adapters.base import (
@@ -27,7 +28,7 @@ from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
 from payments.auth.service import Principal
 from payments.core.context import AppContext
-from payments.core.db import affected
+from payments.core.db import affected, table_of
 from payments.core.errors import (
     DossierNotPayable,
     GatewayUnavailable,
@@ -69,6 +70,16 @@ class PaymentFilter:
 
 
 # --- the state machine ------------------------------------------------------------------------------------------
+# Writes here are Core statements built once: they run in every callback and status change, where ORM flushes and
+# ORM-enabled update()s (which autoflush and synchronise the session) cost more than the SQL itself.
+_PAYMENTS = table_of(Payment)
+_DOSSIERS = table_of(Dossier)
+_MOVE = update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id"), _PAYMENTS.c.status == bindparam("b_status"))
+_FLAG = update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id")).values(requires_review=True)
+_DOSSIER_PAID = update(_DOSSIERS).where(_DOSSIERS.c.id == bindparam("b_id"), _DOSSIERS.c.status == DossierStatus.unpaid)
+_INSERT_EVENT = insert(table_of(PaymentEvent))
+
+
 def transition(
     s: Session,
     payment: Payment,
@@ -88,25 +99,24 @@ def transition(
     changes: dict[str, Any] = {"status": to, "updated_at": now, **(values or {})}
     if to is S.succeeded:
         changes["succeeded_at"] = now
-    result = s.execute(
-        update(Payment).where(col(Payment.id) == payment.id, col(Payment.status) == current).values(**changes)
-    )
-    if affected(result) != 1:
+    if affected(s.execute(_MOVE, {"b_id": payment.id, "b_status": current, **changes})) != 1:
         return False
     for key, value in changes.items():
-        setattr(payment, key, value)
-    s.add(
-        PaymentEvent(
-            payment_id=payment.id,
-            kind=kind,
-            from_status=current.value,
-            to_status=to.value,
-            actor=actor,
-            gateway_reference=gateway_reference or payment.gateway_reference,
-            amount=payment.amount,
-            detail=detail or {},
-            created_at=now,
-        )
+        # Written already: the object follows without becoming dirty (no second UPDATE at commit).
+        set_committed_value(payment, key, value)
+    s.execute(
+        _INSERT_EVENT,
+        {
+            "payment_id": payment.id,
+            "kind": kind,
+            "from_status": current.value,
+            "to_status": to.value,
+            "actor": actor,
+            "gateway_reference": gateway_reference or payment.gateway_reference,
+            "amount": payment.amount,
+            "detail": detail or {},
+            "created_at": now,
+        },
     )
     if to in NOTIFIED:
         emit(s, payment.agency_id, f"payment.{to.value}", _event_data(payment, kind, detail))
@@ -114,9 +124,8 @@ def transition(
         # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
         enqueue(s, "receipt.issue", {"payment_id": payment.id})
         s.execute(
-            update(Dossier)
-            .where(col(Dossier.id) == payment.dossier_id, col(Dossier.status) == DossierStatus.unpaid)
-            .values(status=DossierStatus.paid, paid_at=now, updated_at=now)
+            _DOSSIER_PAID,
+            {"b_id": payment.dossier_id, "status": DossierStatus.paid, "paid_at": now, "updated_at": now},
         )
     log.info(
         "payment.transition",
@@ -148,15 +157,23 @@ def _event_data(payment: Payment, kind: str, detail: dict[str, Any] | None) -> d
 
 def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> None:
     """An event that records a fact without a status change (a rejected or ignored gateway message)."""
-    s.add(
-        PaymentEvent(
-            payment_id=payment.id,
-            kind=kind,
-            actor=actor,
-            gateway_reference=payment.gateway_reference,
-            detail=detail,
-        )
+    row = {"payment_id": payment.id, "kind": kind, "from_status": None, "to_status": None, "actor": actor}
+    s.execute(
+        _INSERT_EVENT,
+        {
+            **row,
+            "gateway_reference": payment.gateway_reference,
+            "amount": None,
+            "detail": detail,
+            "created_at": utcnow(),
+        },
     )
+
+
+def flag_for_review(s: Session, payment: Payment) -> None:
+    """A person must look at this payment (money that arrived late or did not match, a conflicting callback)."""
+    s.execute(_FLAG, {"b_id": payment.id})
+    set_committed_value(payment, "requires_review", True)
 
 
 def apply_gateway_status(
@@ -197,7 +214,7 @@ def apply_gateway_status(
     if target is S.succeeded and payment.status not in LIVE:
         # The payer's money was taken after we gave up on the attempt: never drop it silently.
         note(s, payment, "gateway.late_success", actor, raw_code=raw_code)
-        s.execute(update(Payment).where(col(Payment.id) == payment.id).values(requires_review=True))
+        flag_for_review(s, payment)
         log.error("gateway.late_success", payment_id=payment.id, status=payment.status.value)
         return CallbackOutcome.already_final
     values = {"gateway_reference": gateway_reference} if gateway_reference and not payment.gateway_reference else None

@@ -25,15 +25,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from payments.core.config import Environment, Settings
 from payments.core.context import AppContext
-from payments.core.db import affected
+from payments.core.db import affected, table_of
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
-from payments.core.types import utcnow
+from payments.core.types import new_id, utcnow
 from payments.outbox.service import enqueue
 from payments.outbox.worker import RetryLater
 from payments.webhooks import targets
@@ -54,6 +54,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
 USER_AGENT = "Lephi-Webhooks/1"
 # What a failed attempt is recorded as (besides ``http_<status>``): docs/api.md#webhooks.
 ERROR_CATEGORIES = frozenset({"timeout", "refused", "tls", "dns", "blocked", "protocol", "network", "disabled"})
+_INSERT_MESSAGE = insert(table_of(WebhookMessage))
 
 
 def new_secret() -> str:
@@ -100,13 +101,14 @@ def check_event_types(types: list[str]) -> list[str]:
 def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> None:
     """Record an event in the caller's transaction; it is delivered only if that transaction commits."""
     assert event_type in EVENT_TYPES, event_type
-    now = utcnow()
-    message = WebhookMessage(agency_id=agency_id, event_type=event_type, body="", created_at=now)
-    message.body = json.dumps(
-        event_body(message.id, event_type, now, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    now, message_id = utcnow(), new_id("msg")
+    body = json.dumps(
+        event_body(message_id, event_type, now, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True
     )
-    s.add(message)
-    enqueue(s, "webhook.fanout", {"message_id": message.id})
+    # Core, not an ORM object: this runs in every payment's final transition, where a flush costs more than the rest.
+    row = {"id": message_id, "agency_id": agency_id, "event_type": event_type, "body": body, "created_at": now}
+    s.execute(_INSERT_MESSAGE, row)
+    enqueue(s, "webhook.fanout", {"message_id": message_id})
 
 
 def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
