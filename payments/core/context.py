@@ -10,6 +10,7 @@ import httpx
 
 from adapters.base import GatewayContext, PaymentGateway
 from adapters.registry import GatewayRegistry, discover
+from payments.auth.cache import ApiKeyCache
 from payments.core.config import Settings
 from payments.core.db import Database, make_engine
 from payments.gateway.config import GatewayConfig
@@ -26,9 +27,14 @@ class AppContext:
     idempotency: Idempotency
     http: httpx.Client | None = field(default=None)
     gateway_config: GatewayConfig = field(default_factory=lambda: GatewayConfig({}, {}))
+    # API keys held in memory, checked against the key version row (payments/auth/cache.py).
+    api_keys: ApiKeyCache = field(init=False)
     _agency_codes: dict[str, str] = field(default_factory=dict)
     # Long-lived objects of other packages (e.g. the invoices' signing keys), built once per process on first use.
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_keys = ApiKeyCache(self.db)
 
     def callback_url(self, gateway: str, agency_code: str | None = None) -> str:
         base = f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
