@@ -61,7 +61,11 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     ctx: AppContext = request.app.state.ctx
     if gateway not in ctx.gateways:
         raise UnknownGateway(f"no payment gateway named {gateway!r}")
-    adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
+    # An agency already seen needs no query: the adapter is found without leaving the event loop.
+    if agency_code is None or agency_code in _known_agencies(ctx):
+        adapter = _account(ctx, gateway, agency_code)
+    else:
+        adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
     if adapter is None:
         return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
@@ -104,13 +108,18 @@ def _agency_exists(ctx: AppContext, code: str) -> bool:
     if not 0 < len(code) <= AGENCY_CODE_MAX or not code.isascii() or not code.isprintable():
         return False
     # Agencies are never deleted, so only codes found are remembered: a new agency is seen at once.
-    known = ctx.shared("gateway.callback_agencies", set, set)
+    known = _known_agencies(ctx)
     if code not in known:
         with ctx.db.read() as s:
             if s.exec(select(Agency.id).where(Agency.code == code)).first() is None:
                 return False
         known.add(code)
     return True
+
+
+def _known_agencies(ctx: AppContext) -> set[str]:
+    known: set[str] = ctx.shared("gateway.callback_agencies", set, set)
+    return known
 
 
 def _without_account(ctx: AppContext, gateway: str) -> Response:

@@ -43,7 +43,7 @@ from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
 from payments.idempotency.service import Claim
-from payments.outbox.service import enqueue
+from payments.outbox.service import enqueue, enqueue_many
 from payments.payment.models import Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
@@ -118,11 +118,13 @@ def transition(
             "created_at": now,
         },
     )
+    # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
+    jobs = [("receipt.issue", {"payment_id": payment.id})] if to is S.succeeded else []
     if to in NOTIFIED:
-        emit(s, payment.agency_id, f"payment.{to.value}", _event_data(payment, kind, detail))
+        emit(s, payment.agency_id, f"payment.{to.value}", _event_data(payment, kind, detail), also=jobs)
+    else:
+        enqueue_many(s, jobs)
     if to is S.succeeded:
-        # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
-        enqueue(s, "receipt.issue", {"payment_id": payment.id})
         s.execute(
             _DOSSIER_PAID,
             {"b_id": payment.dossier_id, "status": DossierStatus.paid, "paid_at": now, "updated_at": now},

@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import ssl
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from payments.core.db import affected, table_of
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
-from payments.outbox.service import enqueue
+from payments.outbox.service import enqueue, enqueue_many
 from payments.outbox.worker import RetryLater
 from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, event_body
@@ -98,8 +99,11 @@ def check_event_types(types: list[str]) -> list[str]:
     return sorted(set(types))
 
 
-def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> None:
-    """Record an event in the caller's transaction; it is delivered only if that transaction commits."""
+def emit(
+    s: Session, agency_id: str, event_type: str, data: dict[str, Any], also: Sequence[tuple[str, dict[str, Any]]] = ()
+) -> None:
+    """Record an event in the caller's transaction; it is delivered only if that transaction commits. ``also``: the
+    caller's own outbox jobs, written in the same statement as the event's."""
     assert event_type in EVENT_TYPES, event_type
     now, message_id = utcnow(), new_id("msg")
     body = json.dumps(
@@ -108,7 +112,7 @@ def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> N
     # Core, not an ORM object: this runs in every payment's final transition, where a flush costs more than the rest.
     row = {"id": message_id, "agency_id": agency_id, "event_type": event_type, "body": body, "created_at": now}
     s.execute(_INSERT_MESSAGE, row)
-    enqueue(s, "webhook.fanout", {"message_id": message_id})
+    enqueue_many(s, [("webhook.fanout", {"message_id": message_id}), *also])
 
 
 def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
