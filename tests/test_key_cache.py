@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from lephi.settings import Settings
 from payments.auth.cache import CHECK_SECONDS, ApiKeyCache
 from payments.auth.models import Scope
 from payments.auth.service import Principal, create_key, key_version, revoke_key
-from payments.core.config import Settings
 from payments.core.db import Database, make_engine
 from payments.core.errors import Unauthenticated
 from tests.conftest import make_settings

@@ -25,7 +25,7 @@ from payments.core.context import AppContext
 from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
 from payments.pages import forms
-from payments.pages.render import render
+from payments.pages.render import check_form, render
 from payments.payment.callbacks import handle_callback
 
 log = get_logger(__name__)
@@ -62,7 +62,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     if gateway not in ctx.gateways:
         raise UnknownGateway(f"no payment gateway named {gateway!r}")
     # An agency already seen needs no query: the adapter is found without leaving the event loop.
-    if agency_code is None or agency_code in _known_agencies(ctx):
+    if agency_code is None or agency_code in ctx.callback_agencies:
         adapter = _account(ctx, gateway, agency_code)
     else:
         adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
@@ -108,18 +108,13 @@ def _agency_exists(ctx: AppContext, code: str) -> bool:
     if not 0 < len(code) <= AGENCY_CODE_MAX or not code.isascii() or not code.isprintable():
         return False
     # Agencies are never deleted, so only codes found are remembered: a new agency is seen at once.
-    known = _known_agencies(ctx)
+    known = ctx.callback_agencies
     if code not in known:
         with ctx.db.read() as s:
             if s.exec(select(Agency.id).where(Agency.code == code)).first() is None:
                 return False
         known.add(code)
     return True
-
-
-def _known_agencies(ctx: AppContext) -> set[str]:
-    known: set[str] = ctx.shared("gateway.callback_agencies", set, set)
-    return known
 
 
 def _without_account(ctx: AppContext, gateway: str) -> Response:
@@ -159,7 +154,7 @@ def sandbox_submit(
     ctx: CtxDep,
     csrf: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
-    refused = forms.check(request, ctx.settings, f"sandbox:{txn_id}", csrf, back=request.url.path)
+    refused = check_form(request, ctx.settings, f"sandbox:{txn_id}", csrf, back=request.url.path)
     if refused is not None:
         return refused
     gateway = _sandbox(ctx)

@@ -19,7 +19,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from payments.core.config import Settings
+from payments.core.config import PaymentSettings
 from payments.core.db import Database, affected
 from payments.core.errors import (
     IdempotencyKeyInProgress,
@@ -92,7 +92,7 @@ class _PrepareFailed(Exception):
 
 
 class Idempotency:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: PaymentSettings) -> None:
         self._db = db
         self._settings = settings
 
