@@ -166,7 +166,12 @@ class GatewayContext:
 
 @runtime_checkable
 class PaymentGateway(Protocol):
+    """Adapters subclass it (``class MyGateway(PaymentGateway)``) to inherit the defaults of its attributes."""
+
     name: str
+    # True for a gateway whose callbacks report money already in the agency's account (a bank transfer): such a
+    # credit is recorded and matched, never rejected, and its event id is the bank's transaction id.
+    pushes_funds: bool = False
 
     def start_payment(self, request: StartPayment) -> StartResult:
         """Create the payment at the gateway; the same idempotency key must give the same payment."""

@@ -79,6 +79,7 @@ from adapters.base import (
     GatewayStatus,
     GatewayTechnicalError,
     InvalidCallback,
+    PaymentGateway,
     RefundOutcome,
     RefundRequest,
     RefundResult,
@@ -265,7 +266,7 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class MoMoGateway:
+class MoMoGateway(PaymentGateway):
     name = "momo"
 
     def __init__(self, context: GatewayContext, *, sleep: Callable[[float], None] = time.sleep) -> None:

@@ -28,6 +28,7 @@ from adapters.base import (
     GatewayDeclinedError,
     GatewayStatus,
     InvalidCallback,
+    PaymentGateway,
     RefundOutcome,
     RefundRequest,
     RefundResult,
@@ -109,7 +110,7 @@ def verify(secrets_: list[str], body: bytes, header: str, now: float | None = No
     raise InvalidCallback("signature does not match")
 
 
-class SandboxGateway:
+class SandboxGateway(PaymentGateway):
     name = "sandbox"
 
     def __init__(self, context: GatewayContext) -> None:

@@ -47,6 +47,7 @@ from adapters.base import (
     GatewayTechnicalError,
     IgnoredEvent,
     InvalidCallback,
+    PaymentGateway,
     RefundOutcome,
     RefundRequest,
     RefundResult,
@@ -259,7 +260,7 @@ def _callback_event(event: Mapping[str, Any]) -> CallbackEvent:
     )
 
 
-class StripeGateway:
+class StripeGateway(PaymentGateway):
     name = "stripe"
 
     def __init__(

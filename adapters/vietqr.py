@@ -54,6 +54,7 @@ from adapters.base import (
     GatewayDeclinedError,
     GatewayStatus,
     InvalidCallback,
+    PaymentGateway,
     RefundRequest,
     RefundResult,
     StartPayment,
@@ -313,7 +314,7 @@ def classify_credit(expected: int, credited: int) -> Literal["exact", "underpaid
 SECRET_MIN_LENGTH = 16
 
 
-class VietQRGateway:
+class VietQRGateway(PaymentGateway):
     """Bank transfer to the agency's account; settled by the bank's signed credit notifications and statements."""
 
     name = "vietqr"

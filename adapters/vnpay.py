@@ -75,6 +75,7 @@ from adapters.base import (
     GatewayStatus,
     GatewayTechnicalError,
     InvalidCallback,
+    PaymentGateway,
     RefundOutcome,
     RefundRequest,
     RefundResult,
@@ -242,7 +243,7 @@ def _secret_list(settings: Mapping[str, Any], key: str) -> list[str]:
     return list(value)
 
 
-class VNPayGateway:
+class VNPayGateway(PaymentGateway):
     name = "vnpay"
 
     def __init__(self, context: GatewayContext) -> None:

@@ -15,6 +15,7 @@ from adapters.registry import GatewayRegistry, discover
 from invoices.keys import SignerStore
 from invoices.service import current_document
 from lephi.settings import Settings
+from payments.auth.cache import ApiKeyCache
 from payments.core.context import ContextMethods
 from payments.core.db import Database, make_engine
 from payments.core.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ class Container(ContextMethods):
     idempotency: Idempotency
     signers: SignerStore
     api_limiter: RateLimiter
+    api_keys: ApiKeyCache
     lookup_limiter: RateLimiter
     webhook_http: httpx.Client
     http: httpx.Client | None = None
@@ -100,6 +102,7 @@ def build_container(
         idempotency=Idempotency(database, settings),
         signers=SignerStore(settings),
         api_limiter=RateLimiter(settings.api_rate_per_minute),
+        api_keys=ApiKeyCache(database),
         lookup_limiter=RateLimiter(settings.lookup_rate_per_minute),
         webhook_http=webhook_http or webhook_client(settings),
         http=http,

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from lephi.jobs import HANDLERS
 from lephi.tables import metadata
+from payments.auth.cache import CHECK_SECONDS
 from payments.auth.models import ApiKey, Scope
 from payments.auth.service import create_key, revoke_key
 from payments.core.context import AppContext
@@ -62,6 +63,13 @@ def assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def _after_key_check(api: Api) -> None:
+    """The service's clock moved past its next check of the key version: a key revoked before is refused from
+    then on (payments/auth/cache.py; the two-process case is in tests/test_key_cache.py)."""
+    clock = api.ctx.api_keys.clock
+    api.ctx.api_keys.clock = lambda: clock() + CHECK_SECONDS
 
 
 def new_key(ctx: AppContext, scopes: list[str], agency: str = "AGC-A") -> tuple[str, str]:
@@ -252,6 +260,7 @@ def test_revoked_key_is_401(api: Api, endpoint: Endpoint) -> None:
     assert api.client.get("/v1/payments", headers=bearer(raw)).status_code == 200
     with api.ctx.db.write() as s:
         revoke_key(s, key_id)
+    _after_key_check(api)
     before = count_rows(api.ctx)
     r = endpoint.call(api, NOWHERE, bearer(raw))
     assert_problem(r, 401, "unauthenticated")
@@ -693,6 +702,7 @@ def test_cli_revoke_makes_the_key_fail(api: Api, cli: Cli) -> None:
     assert api.client.get("/v1/payments", headers=bearer(raw)).status_code == 200
     result = cli("apikey", "revoke", key_id)
     assert result.exit_code == 0, result.output
+    _after_key_check(api)
     r = api.client.get("/v1/payments", headers=bearer(raw))
     assert_problem(r, 401, "unauthenticated")
     assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from payments.auth.models import Scope
-from payments.auth.service import Principal, authenticate
+from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.errors import Forbidden, RateLimited, Unauthenticated
 from payments.core.logging import get_logger
@@ -16,7 +17,7 @@ from payments.core.logging import get_logger
 log = get_logger(__name__)
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -24,16 +25,20 @@ def get_ctx(request: Request) -> AppContext:
 CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
-def get_principal(request: Request, ctx: CtxDep) -> Principal:
+async def get_principal(request: Request, ctx: CtxDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         err = Unauthenticated("send the API key as 'Authorization: Bearer <key>'")
         err.headers["WWW-Authenticate"] = "Bearer"
         raise err
-    with ctx.db.read() as s:
+    raw = token.strip()
+    # A key held in memory costs no database transaction and no thread; the database is asked (off the event loop)
+    # only for a key not seen yet or when the key version is due for its check.
+    principal = ctx.api_keys.cached(raw)
+    if principal is None:
         try:
-            principal = authenticate(s, token.strip())
+            principal = await run_in_threadpool(ctx.api_keys.load, raw)
         except Unauthenticated as err:
             err.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             log.info("auth.rejected", path=request.url.path)
@@ -56,8 +61,8 @@ def _within_rate(ctx: AppContext, principal: Principal) -> None:
         raise err
 
 
-def require(scope: Scope) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if scope.value not in principal.scopes:
             raise Forbidden(f"this API key lacks the scope {scope.value!r}", required_scope=scope.value)
         return principal

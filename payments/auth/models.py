@@ -36,3 +36,12 @@ class ApiKey(SQLModel, table=True):
     scopes: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ApiKeyVersion(SQLModel, table=True):
+    """One row whose number goes up in the transaction of every key creation and revocation: processes that keep
+    keys in memory compare it to the number they loaded under, and drop what they hold when it moved."""
+
+    __tablename__ = "api_key_version"
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0)

@@ -6,14 +6,25 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from payments.agency.models import Agency
-from payments.auth.models import ApiKey, Scope
+from payments.auth.models import ApiKey, ApiKeyVersion, Scope
+from payments.core.db import table_of
 from payments.core.errors import NotFound, Unauthenticated, ValidationFailed
 from payments.core.types import utcnow
 
 KEY_PREFIX = "lephi_"
+_VERSIONS = table_of(ApiKeyVersion)
+# An upsert, so that a database whose row went missing (emptied tables) still counts changes.
+_BUMP = {
+    name: insert(_VERSIONS)
+    .values(id=1, version=1)
+    .on_conflict_do_update(index_elements=[_VERSIONS.c.id], set_={"version": _VERSIONS.c.version + 1})
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+_VERSION = select(_VERSIONS.c.version).where(_VERSIONS.c.id == 1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ def create_key(session: Session, agency_code: str, name: str, scopes: list[str])
     key = ApiKey(agency_id=agency.id, name=name, prefix=raw[:12], key_hash=hash_key(raw), scopes=parse_scopes(scopes))
     session.add(key)
     session.flush()
+    bump_version(session)
     return key, raw
 
 
@@ -63,7 +75,17 @@ def revoke_key(session: Session, key_id: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.add(key)
+        bump_version(session)
     return key
+
+
+def bump_version(session: Session) -> None:
+    """Tell every process that keeps keys in memory that they changed; committed with the change itself."""
+    session.execute(_BUMP[session.get_bind().dialect.name])
+
+
+def key_version(session: Session) -> int:
+    return session.execute(_VERSION).scalar_one_or_none() or 0
 
 
 def list_keys(session: Session, agency_code: str | None = None) -> list[tuple[ApiKey, str]]:

@@ -10,6 +10,7 @@ import httpx
 from adapters.base import PaymentGateway
 from adapters.registry import GatewayRegistry
 from payments.agency.models import Agency
+from payments.auth.cache import ApiKeyCache
 from payments.core.config import PaymentSettings
 from payments.core.db import Database
 from payments.core.ratelimit import RateLimiter
@@ -38,6 +39,10 @@ class AppContext(Protocol):
 
     @property
     def api_limiter(self) -> RateLimiter: ...
+    @property
+    def api_keys(self) -> ApiKeyCache:
+        """API keys held in memory, checked against the key version row (``payments.auth.cache``)."""
+
     @property
     def callback_agencies(self) -> set[str]:
         """Agency codes seen on callback URLs (agencies are never deleted, so only found codes are kept)."""

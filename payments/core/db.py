@@ -15,10 +15,10 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from payments.core.config import PaymentSettings
 
@@ -119,3 +119,10 @@ class Database:
 def affected(result: Any) -> int:
     """Rows matched by an UPDATE or DELETE: the outcome of a compare-and-set."""
     return int(result.rowcount)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's table, for Core statements on write paths that must not pay for the ORM unit of work."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

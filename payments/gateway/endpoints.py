@@ -26,7 +26,7 @@ from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
 from payments.pages import forms
 from payments.pages.render import check_form, render
-from payments.payment.service import handle_callback
+from payments.payment.callbacks import handle_callback
 
 log = get_logger(__name__)
 router = APIRouter(tags=["gateways"])
@@ -61,7 +61,11 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     ctx: AppContext = request.app.state.ctx
     if gateway not in ctx.gateways:
         raise UnknownGateway(f"no payment gateway named {gateway!r}")
-    adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
+    # An agency already seen needs no query: the adapter is found without leaving the event loop.
+    if agency_code is None or agency_code in ctx.callback_agencies:
+        adapter = _account(ctx, gateway, agency_code)
+    else:
+        adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
     if adapter is None:
         return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())

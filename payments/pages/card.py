@@ -16,8 +16,9 @@ from payments.core.errors import ForeignOrigin, GatewayUnavailable, NotFound, Va
 from payments.core.security import allow_sources, origin_of
 from payments.pages.forms import foreign_origin
 from payments.pages.render import render
+from payments.payment.expiry import settle_by_query
 from payments.payment.models import Payment
-from payments.payment.service import payment_by_reference, settle_by_query
+from payments.payment.service import payment_by_reference
 from payments.payment.states import LIVE
 
 router = APIRouter(include_in_schema=False)

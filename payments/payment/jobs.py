@@ -10,8 +10,8 @@ from payments.core.types import utcnow
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Handler
 from payments.payment import kinds
+from payments.payment.expiry import expire_payment, settle_by_query
 from payments.payment.refunds import retry_refund
-from payments.payment.service import expire_payment, settle_by_query
 from payments.payment.states import LIVE
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -13,7 +12,7 @@ from adapters.base import CallbackOutcome
 from payments.agency.models import Agency
 from payments.core.logging import get_logger
 from payments.payment.models import Payment
-from payments.payment.service import note, transition
+from payments.payment.service import flag_for_review, note, transition
 from payments.payment.states import LIVE, PaymentStatus
 from payments.transfer.models import BankCredit, CreditStatus
 
@@ -101,6 +100,6 @@ def _hold(s: Session, payment: Payment, row: BankCredit, status: CreditStatus, r
         amount=row.amount,
         reason=reason,
     )
-    s.execute(update(Payment).where(col(Payment.id) == payment.id).values(requires_review=True))
+    flag_for_review(s, payment)
     log.warning("transfer.credit_held", credit_id=row.id, payment_id=payment.id, status=status.value, reason=reason)
     return status, reason

@@ -47,8 +47,8 @@ from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
+from payments.payment.expiry import settle_by_query
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent
-from payments.payment.service import settle_by_query
 from payments.transfer.models import BankCredit
 from tests.conftest import ALL_SCOPES, Api, make_settings
 from tests.contract.drivers import AGENCY, DRIVERS, Driver, drivers, payment_row

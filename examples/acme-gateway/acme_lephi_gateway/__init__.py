@@ -18,6 +18,7 @@ from adapters.base import (
     GatewayDeclinedError,
     GatewayStatus,
     InvalidCallback,
+    PaymentGateway,
     RefundRequest,
     RefundResult,
     StartPayment,
@@ -30,7 +31,7 @@ PAY_PAGE = "https://pay.acme.example/checkout"
 STATUSES = {"paid": GatewayStatus.succeeded, "declined": GatewayStatus.failed, "cancelled": GatewayStatus.cancelled}
 
 
-class AcmeGateway:
+class AcmeGateway(PaymentGateway):
     name = "acme"
 
     def __init__(self, context: GatewayContext) -> None:

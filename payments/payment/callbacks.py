@@ -1,0 +1,167 @@
+"""Verified gateway callbacks: each event applied once, in the order known order, amount, state.
+
+The gateway inbox row is written first: its unique (gateway, event_id) index is what makes a repeated or concurrent
+delivery of the same event a duplicate, whichever process receives it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from adapters.base import CallbackEvent, CallbackOutcome, PaymentGateway
+from adapters.money import MAX_AMOUNT
+from payments.agency.models import Agency
+from payments.core.context import AppContext
+from payments.core.db import table_of
+from payments.core.logging import get_logger
+from payments.core.types import utcnow
+from payments.payment.models import GatewayInbox, Payment
+from payments.payment.service import apply_gateway_status, flag_for_review, note
+from payments.transfer.models import BankCredit
+from payments.transfer.service import Credit, apply_credit
+
+log = get_logger(__name__)
+
+
+def _length(model: Any, column: str) -> int:
+    length = getattr(table_of(model).c[column].type, "length", None)
+    assert isinstance(length, int)
+    return length
+
+
+# The inbox row is written first and settled last, with Core statements built once (no ORM flush on this path).
+_INBOX = table_of(GatewayInbox)
+_INBOX_KEY = (_INBOX.c.gateway == bindparam("b_gateway"), _INBOX.c.event_id == bindparam("b_event_id"))
+_INBOX_INSERT = insert(_INBOX).values(gateway=bindparam("b_gateway"), event_id=bindparam("b_event_id"))
+_INBOX_UPDATE = update(_INBOX).where(*_INBOX_KEY)
+_INBOX_DELETE = delete(_INBOX).where(*_INBOX_KEY)
+
+
+class _DuplicateEvent(Exception):
+    """This gateway event id is already in the inbox."""
+
+
+def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency_code: str | None) -> Payment | None:
+    """The payment a verified callback speaks of: by our id when the gateway echoes it, else by the gateway's
+    reference; a payment of another agency than the callback's account is not it."""
+    # The payment and its agency's code in one query: the account check costs no second round trip.
+    query = select(Payment, Agency.code).join(Agency, col(Agency.id) == Payment.agency_id)
+    if event.merchant_reference:
+        query = query.where(Payment.id == event.merchant_reference)
+    elif event.gateway_reference:
+        query = query.where(Payment.gateway == gateway, Payment.gateway_reference == event.gateway_reference)
+    else:
+        return None
+    found = s.exec(query).first()
+    if found is None or found[0].gateway != gateway:
+        return None
+    payment, code = found
+    assert isinstance(payment, Payment)
+    if agency_code is not None and code != agency_code:
+        log.warning("gateway.callback.wrong_account", gateway=gateway, agency=agency_code, payment_id=payment.id)
+        return None
+    return payment
+
+
+# Outcomes that refuse a message without acting on it: its event id stays free, so that the gateway's corrected
+# message (same transaction, right amount) is applied instead of being answered "duplicate".
+NOT_CONSUMED = frozenset({CallbackOutcome.amount_mismatch, CallbackOutcome.unknown_order})
+_TEXT_LIMITS = {
+    "event_id": _length(GatewayInbox, "event_id"),
+    "gateway_reference": _length(Payment, "gateway_reference"),
+    "merchant_reference": _length(Payment, "id"),
+}
+# A bank credit's event id is also its bank transaction id.
+_CREDIT_ID_LIMIT = _length(BankCredit, "bank_transaction_id")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def malformed_event(event: CallbackEvent, pushes_funds: bool = False) -> str | None:
+    """Why a verified event cannot be stored as it is (too long for its column, control characters, an amount out
+    of range), or None. Checked for every adapter, built in or not, before anything is written."""
+    limits = {**_TEXT_LIMITS, "event_id": _CREDIT_ID_LIMIT} if pushes_funds else _TEXT_LIMITS
+    for name, limit in limits.items():
+        value = getattr(event, name)
+        if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+            return f"{name} is not printable text of at most {limit} characters"
+    if not event.event_id:
+        return "event_id is empty"
+    if type(event.amount) is not int or not 0 <= event.amount <= MAX_AMOUNT:
+        return f"amount is not a whole number between 0 and {MAX_AMOUNT}"
+    if not isinstance(event.currency, str) or not _CURRENCY.fullmatch(event.currency):
+        return "currency is not a three-letter code"
+    return None
+
+
+def handle_callback(
+    ctx: AppContext, gateway: PaymentGateway, event: CallbackEvent, agency_code: str | None = None
+) -> CallbackOutcome:
+    """Apply a verified callback once, in the order: known order, amount, state."""
+    why = malformed_event(event, gateway.pushes_funds)
+    if why is not None:
+        log.warning("gateway.callback.malformed", gateway=gateway.name, reason=why)
+        return CallbackOutcome.invalid_signature
+    try:
+        with ctx.db.write() as s:
+            key = {"b_gateway": gateway.name, "b_event_id": event.event_id}
+            try:
+                s.execute(_INBOX_INSERT, {**key, "outcome": "processing", "received_at": utcnow()})
+            except IntegrityError as exc:
+                raise _DuplicateEvent from exc
+            if gateway.pushes_funds:
+                return _credit_callback(s, gateway.name, event, agency_code, key)
+            payment = find_callback_payment(s, gateway.name, event, agency_code)
+            if payment is None:
+                outcome = CallbackOutcome.unknown_order
+                log.warning("gateway.callback.unknown_order", gateway=gateway.name, reference=event.gateway_reference)
+            elif event.currency != payment.currency:
+                outcome = CallbackOutcome.amount_mismatch
+                note(s, payment, "gateway.currency_mismatch", f"gateway:{gateway.name}", got=event.currency)
+            else:
+                outcome = apply_gateway_status(
+                    s,
+                    payment,
+                    event.status,
+                    actor=f"gateway:{gateway.name}",
+                    kind="gateway.callback",
+                    amount=event.amount,
+                    gateway_reference=event.gateway_reference,
+                    raw_code=event.raw_code,
+                )
+            if outcome in NOT_CONSUMED:
+                s.execute(_INBOX_DELETE, key)
+            else:
+                s.execute(_INBOX_UPDATE, {**key, "payment_id": payment.id if payment else None, "outcome": outcome})
+            return outcome
+    except _DuplicateEvent:
+        log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
+        return CallbackOutcome.duplicate
+    except IntegrityError:
+        # Not a repeat: applying it would break a database guarantee (e.g. a second paid payment for one dossier).
+        # Nothing was written; answer so that the gateway sends it again, and make a person look.
+        log.error(
+            "gateway.callback.conflict",
+            gateway=gateway.name,
+            event_id=event.event_id,
+            reference=event.gateway_reference,
+        )
+        with ctx.db.write() as s:
+            payment = find_callback_payment(s, gateway.name, event, agency_code)
+            if payment is not None:
+                note(s, payment, "gateway.callback_conflict", f"gateway:{gateway.name}", reported=event.status.value)
+                flag_for_review(s, payment)
+        return CallbackOutcome.error
+
+
+def _credit_callback(
+    s: Session, gateway: str, event: CallbackEvent, agency_code: str | None, key: dict[str, str]
+) -> CallbackOutcome:
+    """Money that arrived by transfer is real whatever it says: it is recorded and matched, never rejected."""
+    credit = Credit(gateway, event.event_id, event.amount, event.gateway_reference, event.description, "notification")
+    status, outcome = apply_credit(s, credit, agency_code)
+    s.execute(_INBOX_UPDATE, {**key, "payment_id": None, "outcome": status.value if status else outcome.value})
+    return outcome
