@@ -7,8 +7,9 @@ from typing import Any
 from invoices.context import ReceiptContext
 from invoices.errors import OriginalNotIssued
 from invoices.service import issue_adjustment, issue_receipt
-from invoices.tax.service import apply_replies, gateway_for, send_pending
+from invoices.tax.service import SEND, apply_replies, gateway_for, send_pending
 from payments.outbox.worker import Handler, Periodic, RetryLater
+from payments.payment import kinds
 
 # An adjustment waits this long for the receipt it corrects (issued by an earlier job of the same outbox).
 ADJUSTMENT_WAIT_SECONDS = 30.0
@@ -38,7 +39,11 @@ def send(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     tax_sync(ctx)
 
 
-HANDLERS: dict[str, Handler[ReceiptContext]] = {"receipt.issue": issue, "receipt.adjust": adjust, "tax.send": send}
+HANDLERS: dict[str, Handler[ReceiptContext]] = {
+    kinds.SUCCEEDED: issue,
+    kinds.REFUND_SUCCEEDED: adjust,
+    SEND: send,
+}
 PERIODIC: tuple[Periodic[ReceiptContext], ...] = (
     Periodic("tax.sync", lambda ctx: ctx.settings.tax_sync_seconds, tax_sync),
 )

@@ -8,7 +8,6 @@ per refund, one replacement per replaced document.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from invoices.numbering import series_for_year, take_number
 from invoices.tables import Document as DocumentRow
 from invoices.tables import DocumentPurpose
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
-from invoices.tax.service import queue_issued, queue_notice
+from invoices.tax.service import SEND, queue_issued, queue_notice
 from invoices.validate import validate
 from invoices.xml import build_xml
 from invoices.xmldsig import parse_xml
@@ -52,11 +51,10 @@ from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine
-from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.payment.models import Payment, Refund, RefundStatus
 from payments.payment.states import PAID
-from payments.webhooks.models import WebhookMessage, event_body
+from payments.webhooks.service import emit
 
 log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
@@ -109,8 +107,6 @@ _RECEIPT_FACTS = (
     .order_by(_LINE.c.position)
 )
 _INSERT_DOCUMENT = insert(_DOCUMENT)
-_INSERT_MESSAGE = insert(WebhookMessage.__table__)  # type: ignore[attr-defined]
-_INSERT_JOB = insert(OutboxJob.__table__)  # type: ignore[attr-defined]
 
 
 def issue_receipt(
@@ -291,7 +287,7 @@ def _notify_tax_office(
         documents=(NoticedDocument.from_document(replaced, 1, NoticeAction.replace, reason),),
     )
     queue_notice(s, settings, signers.for_agency(agency.code, agency.tax_code, agency.name), agency, notice)
-    enqueue(s, "tax.send", {})
+    enqueue(s, SEND, {})
 
 
 @dataclass(frozen=True)
@@ -501,12 +497,13 @@ def _issue(
     )
     conn = s.connection()
     conn.execute(_INSERT_DOCUMENT, dict(vars(issued)))  # asdict() would deep-copy the signed XML
-    jobs = _announce(s, ctx, issued, facts.dossier_code)
+    jobs: list[tuple[str, dict[str, Any]]] = []
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
         queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series, signed)
-        jobs.append(_job("tax.send", {}, issued.created_at))
-    conn.execute(_INSERT_JOB, jobs)
+        jobs.append((SEND, {}))
+    # Written with the document, so the client systems hear of every document and of no document that rolled back.
+    emit(s, issued.agency_id, "receipt.issued", receipt_event(ctx, issued, facts.dossier_code), also=jobs)
     log.info(
         "receipt.issued",
         document_id=issued.id,
@@ -516,39 +513,6 @@ def _issue(
         number=number,
     )
     return issued
-
-
-def _announce(s: Session, ctx: ReceiptContext, issued: IssuedDocument, dossier_code: str) -> list[dict[str, Any]]:
-    """Written with the document, so the client systems hear of every document and of no document that rolled back.
-    Writes the ``receipt.issued`` webhook message as ``payments.webhooks.service.emit`` does; returns its fan-out
-    job for the caller to insert with the others."""
-    now = utcnow()
-    message_id = new_id("msg")
-    body = event_body(message_id, "receipt.issued", now, receipt_event(ctx, issued, dossier_code))
-    s.connection().execute(
-        _INSERT_MESSAGE,
-        {
-            "id": message_id,
-            "agency_id": issued.agency_id,
-            "event_type": "receipt.issued",
-            "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
-            "created_at": now,
-        },
-    )
-    return [_job("webhook.fanout", {"message_id": message_id}, now)]
-
-
-def _job(kind: str, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """An outbox row as ``payments.outbox.service.enqueue`` writes it."""
-    return {
-        "kind": kind,
-        "payload": payload,
-        "status": OutboxStatus.pending,
-        "run_after": now,
-        "attempts": 0,
-        "max_attempts": 10,
-        "created_at": now,
-    }
 
 
 def receipt_event(ctx: ReceiptContext, row: IssuedDocument | DocumentRow, dossier_code: str) -> dict[str, object]:

@@ -10,16 +10,17 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from adapters import registry
 from adapters.base import GatewayContext, PaymentGateway
 from adapters.sandbox import SandboxGateway
-from lephi.migrate import current_revision, head_revision
+from lephi.migrate import current_revision, head_revision, upgrade
 from lephi.settings import Settings
 from lephi.tables import metadata
 from payments.core.config import DEV_SANDBOX_SECRET
 from payments.core.db import normalise_url
+from payments.payment import kinds
 
 # What production needs besides the case at hand.
 PRODUCTION: dict[str, Any] = {
@@ -132,3 +133,25 @@ def test_sqlite_commits_are_durable_by_default(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     engine.dispose()
+
+
+def test_jobs_queued_under_the_old_receipt_kinds_keep_their_meaning(tmp_path: Path) -> None:
+    """Jobs written before the payment domain announced facts (receipt.issue, receipt.adjust) are renamed by the
+    migration, so an upgrade in the middle of a day issues every receipt it owes."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for kind in ("receipt.issue", "receipt.adjust", "payment.expire"):
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (kind, payload, status, run_after, attempts, max_attempts, created_at) "
+                    "VALUES (:kind, '{}', 'pending', '2026-12-01 00:00:00', 0, 10, '2026-12-01 00:00:00')"
+                ),
+                {"kind": kind},
+            )
+    upgrade(url)
+    with engine.connect() as conn:
+        got = sorted(row[0] for row in conn.execute(text("SELECT kind FROM outbox")))
+    engine.dispose()
+    assert got == sorted([kinds.SUCCEEDED, kinds.REFUND_SUCCEEDED, kinds.EXPIRE])

@@ -44,6 +44,8 @@ from payments.core.types import new_id, utcnow
 __all__ = ["apply_replies", "gateway_for", "queue_document", "queue_issued", "queue_notice", "send_pending"]
 
 log = get_logger(__name__)
+# The outbox job that hands queued messages to the T-VAN folder (invoices.jobs runs it).
+SEND = "tax.send"
 Status = TaxMessageStatus
 
 

@@ -159,7 +159,7 @@ def _succeed(s: Session, refund_id: str, gateway_reference: str | None) -> None:
     if not moved:  # the table allows every refund step from a refundable state; anything else is a bug
         raise InvalidTransition(f"payment {payment.id} could not record refund {refund_id}")
     # The adjustment document (TCHDon 2) that records the refund, issued by the outbox like the receipt itself.
-    enqueue(s, "receipt.adjust", {"refund_id": refund_id})
+    enqueue(s, kinds.REFUND_SUCCEEDED, {"refund_id": refund_id})
     if target is PaymentStatus.refunded:
         s.execute(
             update(Dossier)

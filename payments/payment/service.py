@@ -44,6 +44,7 @@ from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
 from payments.idempotency.service import Claim
 from payments.outbox.service import enqueue, enqueue_many
+from payments.payment import kinds
 from payments.payment.models import Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
@@ -118,8 +119,8 @@ def transition(
             "created_at": now,
         },
     )
-    # The e-receipt is issued by the outbox, in the same transaction as the success it follows.
-    jobs = [("receipt.issue", {"payment_id": payment.id})] if to is S.succeeded else []
+    # Announced in the same transaction as the success it follows (the invoices package issues the e-receipt).
+    jobs = [(kinds.SUCCEEDED, {"payment_id": payment.id})] if to is S.succeeded else []
     if to in NOTIFIED:
         emit(s, payment.agency_id, f"payment.{to.value}", _event_data(payment, kind, detail), also=jobs)
     else:

@@ -22,6 +22,7 @@ from invoices.verify import pinned, verify
 from lephi.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
+from payments.payment import kinds
 from payments.webhooks.models import WebhookMessage
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
@@ -103,16 +104,16 @@ def test_the_adjustment_job_is_idempotent_and_waits_for_the_receipt(api: Api) ->
     sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     refund = _refund(api, payment["id"], 5_000)  # before any worker ran: the receipt does not exist yet
     with api.ctx.db.write() as s:  # the adjustment job comes due before the receipt's
-        for job in s.exec(select(OutboxJob).where(OutboxJob.kind == "receipt.issue")):
+        for job in s.exec(select(OutboxJob).where(OutboxJob.kind == kinds.SUCCEEDED)):
             job.run_after = job.run_after.replace(year=job.run_after.year + 1)
             s.add(job)
     Worker(api.ctx, HANDLERS).run_once()
     assert _documents(api, payment["id"]) == []
     with api.ctx.db.read() as s:
-        adjust = s.exec(select(OutboxJob).where(OutboxJob.kind == "receipt.adjust")).one()
+        adjust = s.exec(select(OutboxJob).where(OutboxJob.kind == kinds.REFUND_SUCCEEDED)).one()
     assert adjust.status is OutboxStatus.pending and adjust.attempts == 0  # waiting does not count as a failure
     with api.ctx.db.write() as s:
-        for job in s.exec(select(OutboxJob).where(col(OutboxJob.kind).in_(["receipt.issue", "receipt.adjust"]))):
+        for job in s.exec(select(OutboxJob).where(col(OutboxJob.kind).in_([kinds.SUCCEEDED, kinds.REFUND_SUCCEEDED]))):
             job.run_after = job.created_at
             s.add(job)
     Worker(api.ctx, HANDLERS).run_once()

@@ -18,6 +18,7 @@ from lephi.jobs import HANDLERS
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
+from payments.payment import kinds
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
 
@@ -40,8 +41,8 @@ def _documents(api: Api) -> list[Document]:
 def test_success_enqueues_issuance_and_the_worker_issues_a_verifiable_receipt(api: Api) -> None:
     payment = _paid(api)
     with api.ctx.db.read() as s:
-        kinds = [j.kind for j in s.exec(select(OutboxJob).where(OutboxJob.kind == "receipt.issue"))]
-    assert kinds == ["receipt.issue"]
+        queued = [j.kind for j in s.exec(select(OutboxJob).where(OutboxJob.kind == kinds.SUCCEEDED))]
+    assert queued == [kinds.SUCCEEDED]
     Worker(api.ctx, HANDLERS).run_once()
     (doc,) = _documents(api)
     assert doc.payment_id == payment["id"] and doc.number == 1 and doc.total == 115_000
@@ -186,14 +187,14 @@ def test_a_crash_between_payment_success_and_issuance_still_yields_exactly_one_d
     payment = _paid(api)
     asleep = Worker(api.ctx, HANDLERS, name="asleep")
     # It claims the issuance job (and the payment's webhook job) under a lease, then the process freezes.
-    (claimed,) = [job for job in asleep.claim(10) if job.kind == "receipt.issue"]
+    (claimed,) = [job for job in asleep.claim(10) if job.kind == kinds.SUCCEEDED]
 
     def power_cut(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("power cut after signing")
 
     with api.ctx.db.write() as s:  # the lease runs out
         s.execute(update(OutboxJob).values(locked_until=utcnow() - timedelta(seconds=1)))
-    monkeypatch.setattr(service, "_announce", power_cut)
+    monkeypatch.setattr(service, "emit", power_cut)
     Worker(api.ctx, HANDLERS, name="killed").run_once()
     assert _documents(api) == []  # nothing half-issued: the number and the signature rolled back together
     monkeypatch.undo()

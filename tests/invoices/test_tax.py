@@ -47,6 +47,7 @@ from payments.core.context import AppContext
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
+from payments.payment import kinds
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
 from tests.invoices.test_signing import receipt
@@ -68,7 +69,7 @@ def issued(api: Api) -> Document:
     sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], "success")
     with api.ctx.db.write() as s:  # the issuance's own hand-over job is left for the tests to play
         s.execute(update(OutboxJob).where(col(OutboxJob.kind) == "tax.send").values(status=OutboxStatus.done))
-    Worker(api.ctx, {"receipt.issue": HANDLERS["receipt.issue"]}).run_once()
+    Worker(api.ctx, {kinds.SUCCEEDED: HANDLERS[kinds.SUCCEEDED]}).run_once()
     with api.ctx.db.write() as s:
         s.execute(update(OutboxJob).where(col(OutboxJob.kind) == "tax.send").values(status=OutboxStatus.done))
     with api.ctx.db.read() as s:
