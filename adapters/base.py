@@ -167,6 +167,10 @@ class GatewayContext:
 @runtime_checkable
 class PaymentGateway(Protocol):
     name: str
+    # True when ``start_payment`` makes no network call (it computes its answer, or writes only to the service's own
+    # database): the service then creates and starts the payment in one transaction. Adapters that leave it out
+    # are treated as calling the network, so no transaction is held open across their start.
+    starts_offline: bool = False
 
     def start_payment(self, request: StartPayment) -> StartResult:
         """Create the payment at the gateway; the same idempotency key must give the same payment."""

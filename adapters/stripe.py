@@ -261,6 +261,7 @@ def _callback_event(event: Mapping[str, Any]) -> CallbackEvent:
 
 class StripeGateway:
     name = "stripe"
+    starts_offline = False
 
     def __init__(
         self,
