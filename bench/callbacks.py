@@ -51,8 +51,8 @@ from bench import payments_create as pc
 if TYPE_CHECKING:  # the load generator runs this module too, and imports none of the service
     from sqlmodel import Session
 
+    from lephi.settings import Settings
     from payments.agency.models import FeeScheduleLine
-    from payments.core.config import Settings
 
 TARGET_RATIO = 0.5
 STRIPE_TOLERANCE_SECONDS = 300  # adapters.stripe.TOLERANCE_SECONDS (not imported: the load generator stays light)
@@ -165,16 +165,16 @@ def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[Seeded]]]
     each with its own unpaid dossier and the gateway reference its adapter would have returned."""
     from sqlmodel import select
 
+    from lephi.container import build_container
+    from lephi.migrate import upgrade
+    from lephi.settings import Settings
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.agency.models import Agency, FeeScheduleLine, Procedure
-    from payments.core.config import Settings
-    from payments.core.context import build_context
-    from payments.migrate import upgrade
 
     with pc.environment(env):
         settings = Settings()
     upgrade(settings.effective_database_url)
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     seeded: dict[str, list[Seeded]] = {phase.gateway: [] for phase in PHASES}
     try:
         with ctx.db.write() as s:
@@ -415,13 +415,13 @@ def read_back(env: dict[str, str], seeded: dict[str, list[Seeded]]) -> list[Sett
     from sqlalchemy import func
     from sqlmodel import select
 
-    from payments.core.config import Settings
-    from payments.core.context import build_context
+    from lephi.container import build_container
+    from lephi.settings import Settings
     from payments.payment.models import GatewayInbox, Payment
 
     with pc.environment(env):
         settings = Settings()
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     out = []
     try:
         with ctx.db.read() as s:

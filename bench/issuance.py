@@ -49,12 +49,12 @@ class Round:
 def _seed(url: str, data_dir: Path, count: int) -> list[str]:
     from sqlmodel import Session
 
+    from lephi.migrate import upgrade
+    from lephi.settings import Settings
     from payments.agency.demo import seed_demo
     from payments.agency.models import Agency
-    from payments.core.config import Settings
     from payments.core.db import make_engine
     from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
-    from payments.migrate import upgrade
     from payments.payment.models import Payment
     from payments.payment.states import PaymentStatus
 
@@ -123,17 +123,16 @@ def _measure(url: str, data_dir: Path, documents: int, rounds: int) -> tuple[lis
     from cryptography.hazmat.primitives.asymmetric import padding
     from sqlmodel import select
 
-    from invoices.jobs import signers
     from invoices.models import Document
     from invoices.service import issue_receipt
     from invoices.verify import verify
-    from payments.core.config import Settings
-    from payments.core.context import build_context
+    from lephi.container import build_container
+    from lephi.settings import Settings
 
     payments = _seed(url, data_dir, documents * rounds + 20)
     settings = Settings(database_url=url, data_dir=data_dir, run_worker=False, log_level="WARNING")
-    ctx = build_context(settings)
-    store = signers(ctx)
+    ctx = build_container(settings)
+    store = ctx.signers
     signer = store.for_agency("DEMO-STP", "0100000000", "demo")
     key = signer.key  # type: ignore[attr-defined]  # the local signer: the benchmark compares with its own key
     message = os.urandom(1024)

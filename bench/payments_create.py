@@ -407,19 +407,19 @@ def environment(env: dict[str, str]) -> Iterator[None]:
 
 def seed(env: dict[str, str], count: int) -> tuple[str, list[str]]:
     """Migrate, then seed the demo agency, an API key that may create payments and ``count`` unpaid dossiers."""
+    from lephi.container import build_container
+    from lephi.migrate import upgrade
+    from lephi.settings import Settings
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.auth.models import Scope
     from payments.auth.service import create_key
-    from payments.core.config import Settings
-    from payments.core.context import build_context
     from payments.dossier.schemas import DossierIn, PayerIn
     from payments.dossier.service import upsert_dossier
-    from payments.migrate import upgrade
 
     with environment(env):
         settings = Settings()
     upgrade(settings.effective_database_url)
-    ctx = build_context(settings)
+    ctx = build_container(settings)
     try:
         with ctx.db.write() as s:
             dossier, _ = seed_demo(s, settings.data_dir)

@@ -3,7 +3,7 @@
     python -m bench.reconcile [--db sqlite|postgres|both] [--sizes 10000,100000,1000000]
 
 For each database and size it creates a throwaway database (a SQLite file under a temporary directory, or a fresh
-PostgreSQL database that is dropped afterwards), migrates it, and generates with ``payments.reconcile.generate`` one
+PostgreSQL database that is dropped afterwards), migrates it, and generates with ``devtools.generate`` one
 agency's day of that many paid payments (70% VNPay, 30% MoMo) with their dossiers and receipts, 10 injected
 discrepancies of every category a gateway file can show, and the two settlement files (VNPay CSV and MoMo CSV,
 about one line per payment). Generation is not timed. On PostgreSQL the database is then analyzed (``VACUUM
@@ -96,13 +96,13 @@ def _peak_rss_mib() -> float:
 
 
 def child_generate(spec: dict[str, Any]) -> dict[str, Any]:
-    from payments.core.config import Settings
-    from payments.core.context import build_context
-    from payments.migrate import upgrade
-    from payments.reconcile.generate import generate
+    from devtools.generate import generate
+    from lephi.container import build_container
+    from lephi.migrate import upgrade
+    from lephi.settings import Settings
 
     upgrade(spec["url"])
-    ctx = build_context(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
+    ctx = build_container(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
     start = time.perf_counter()
     manifest = generate(
         ctx,
@@ -213,8 +213,8 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
     from sqlmodel import select
 
     from adapters.statements.base import StatementFormat
-    from payments.core.config import Settings
-    from payments.core.context import build_context
+    from lephi.container import build_container
+    from lephi.settings import Settings
     from payments.core.logging import configure_logging
     from payments.reconcile.importer import import_file
     from payments.reconcile.matching import run_day
@@ -222,7 +222,7 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
 
     configure_logging("ERROR")  # one log line per held credit would be measured too
     manifest = pickle.loads((Path(spec["dir"]) / "manifest.pickle").read_bytes())
-    ctx = build_context(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
+    ctx = build_container(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
     start = time.perf_counter()
     for f in spec["files"]:
         import_file(ctx, AGENCY, Path(f["path"]), StatementFormat(f["format"]))

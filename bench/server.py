@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from payments.app import create_app
-from payments.core.config import get_settings
+from lephi.app import create_app
+from lephi.settings import get_settings
 
 BARE_PATH = "/bench/bare"
 

@@ -11,17 +11,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from invoices.jobs import signers
+from invoices.context import ReceiptContext, ReceiptCtxDep
 from invoices.models import Document, DocumentPurpose
 from invoices.service import BuyerChanges, lookup_url, replace_document
 from invoices.tax.models import TaxMessage, TaxMessageKind
 from invoices.verification import Verification, verify_upload
 from invoices.verify import MAX_XML_BYTES, InvalidDocument
 from payments.auth.access import is_foreign, owned_or_404
-from payments.auth.deps import CtxDep, actor_of, require
+from payments.auth.deps import actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
-from payments.core.context import AppContext
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.responses import IdempotencyKey, problems, respond
@@ -120,7 +119,7 @@ def _transmission(s: Session, document_id: str) -> TransmissionOut | None:
     )
 
 
-def _out(ctx: AppContext, doc: Document, s: Session | None = None) -> ReceiptOut:
+def _out(ctx: ReceiptContext, doc: Document, s: Session | None = None) -> ReceiptOut:
     return ReceiptOut(
         transmission=_transmission(s, doc.id) if s is not None else None,
         id=doc.id,
@@ -154,7 +153,7 @@ def _of_payment(s: Session, agency_id: str, payment_id: str) -> None:
 
 @router.get("", response_model=list[ReceiptOut], responses=problems(401, 403, 422))
 def get_receipts(
-    ctx: CtxDep, principal: Reader, payment_id: Annotated[str, Query(min_length=1, max_length=40)]
+    ctx: ReceiptCtxDep, principal: Reader, payment_id: Annotated[str, Query(min_length=1, max_length=40)]
 ) -> list[ReceiptOut]:
     """The documents issued for one payment: its receipt and any corrections, in issue order."""
     with ctx.db.read() as s:
@@ -168,7 +167,7 @@ def get_receipts(
 
 
 @router.get("/{document_id}.xml", response_class=Response, responses={200: {"content": {"application/xml": {}}}})
-def get_receipt_xml(document_id: str, ctx: CtxDep, principal: Reader) -> Response:
+def get_receipt_xml(document_id: str, ctx: ReceiptCtxDep, principal: Reader) -> Response:
     """The signed XML exactly as issued: the legal original."""
     with ctx.db.read() as s:
         doc = _get(s, principal.agency_id, document_id)
@@ -180,7 +179,7 @@ def get_receipt_xml(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
 
 
 @router.get("/{document_id}.pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
-def get_receipt_pdf(document_id: str, ctx: CtxDep, principal: Reader) -> Response:
+def get_receipt_pdf(document_id: str, ctx: ReceiptCtxDep, principal: Reader) -> Response:
     """A PDF copy of the document for printing (Vietnamese, embedded font, QR code to the public lookup page). The
     signed XML is the legal original."""
     from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
@@ -196,7 +195,7 @@ def get_receipt_pdf(document_id: str, ctx: CtxDep, principal: Reader) -> Respons
 def get_receipt_html(
     document_id: str,
     request: Request,
-    ctx: CtxDep,
+    ctx: ReceiptCtxDep,
     principal: Reader,
     lang: Annotated[Literal["vi", "en"], Query()] = "vi",
 ) -> HTMLResponse:
@@ -213,7 +212,7 @@ def get_receipt_html(
 
 
 @router.get("/{document_id}", response_model=ReceiptOut, responses=problems(401, 403, 404))
-def get_receipt(document_id: str, ctx: CtxDep, principal: Reader) -> ReceiptOut:
+def get_receipt(document_id: str, ctx: ReceiptCtxDep, principal: Reader) -> ReceiptOut:
     """One issued document's metadata."""
     with ctx.db.read() as s:
         return _out(ctx, _get(s, principal.agency_id, document_id), s)
@@ -228,7 +227,7 @@ def get_receipt(document_id: str, ctx: CtxDep, principal: Reader) -> ReceiptOut:
         "x-max-body-bytes": MAX_XML_BYTES,
     },
 )
-async def post_verify(request: Request, ctx: CtxDep, principal: Reader) -> VerificationOut:
+async def post_verify(request: Request, ctx: ReceiptCtxDep, principal: Reader) -> VerificationOut:
     """Verify an e-receipt: signed by a certificate registered for the seller it names, unaltered, nothing unsigned
     riding along, valid against the format's XSD. Says exactly which values were signed, or why it does not verify."""
     body = await request.body()
@@ -267,7 +266,7 @@ async def post_verify(request: Request, ctx: CtxDep, principal: Reader) -> Verif
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
 def post_replace(
-    document_id: str, data: ReplacementIn, ctx: CtxDep, principal: Staff, idempotency_key: IdempotencyKey = None
+    document_id: str, data: ReplacementIn, ctx: ReceiptCtxDep, principal: Staff, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Replace an issued receipt whose payer details are wrong (TCHDon 1): a new signed document with a new number
     that names the replaced one. The amounts come from the dossier and cannot change; a refund is an adjustment."""
@@ -277,7 +276,7 @@ def post_replace(
 
     def replace(s: Session) -> tuple[int, dict[str, object]]:
         row = replace_document(
-            s, ctx, signers(ctx), principal.agency_id, document_id, changes, data.reason, actor_of(principal)
+            s, ctx, ctx.signers, principal.agency_id, document_id, changes, data.reason, actor_of(principal)
         )
         return 201, _out(ctx, row, s).model_dump(mode="json")
 

@@ -4,32 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoices.keys import SignerStore
+from invoices.context import ReceiptContext
 from invoices.service import OriginalNotIssued, issue_adjustment, issue_receipt
 from invoices.tax.service import apply_replies, gateway_for, send_pending
-from payments.core.context import AppContext
 from payments.outbox.worker import Handler, Periodic, RetryLater
 
 # An adjustment waits this long for the receipt it corrects (issued by an earlier job of the same outbox).
 ADJUSTMENT_WAIT_SECONDS = 30.0
 
 
-def signers(ctx: AppContext) -> SignerStore:
-    return ctx.shared("signers", SignerStore, lambda: SignerStore(ctx.settings))
+def issue(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
+    issue_receipt(ctx, ctx.signers, str(payload["payment_id"]))
 
 
-def issue(ctx: AppContext, payload: dict[str, Any]) -> None:
-    issue_receipt(ctx, signers(ctx), str(payload["payment_id"]))
-
-
-def adjust(ctx: AppContext, payload: dict[str, Any]) -> None:
+def adjust(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     try:
-        issue_adjustment(ctx, signers(ctx), str(payload["refund_id"]))
+        issue_adjustment(ctx, ctx.signers, str(payload["refund_id"]))
     except OriginalNotIssued:
         raise RetryLater(ADJUSTMENT_WAIT_SECONDS) from None
 
 
-def tax_sync(ctx: AppContext) -> None:
+def tax_sync(ctx: ReceiptContext) -> None:
     """Hand queued messages to the T-VAN folder and apply its replies (a job after each issuance, and periodic)."""
     gateway = gateway_for(ctx.settings)
     if gateway is None:
@@ -38,9 +33,11 @@ def tax_sync(ctx: AppContext) -> None:
     apply_replies(ctx, gateway)
 
 
-def send(ctx: AppContext, payload: dict[str, Any]) -> None:
+def send(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     tax_sync(ctx)
 
 
-HANDLERS: dict[str, Handler] = {"receipt.issue": issue, "receipt.adjust": adjust, "tax.send": send}
-PERIODIC = (Periodic("tax.sync", lambda ctx: ctx.settings.tax_sync_seconds, tax_sync),)
+HANDLERS: dict[str, Handler[ReceiptContext]] = {"receipt.issue": issue, "receipt.adjust": adjust, "tax.send": send}
+PERIODIC: tuple[Periodic[ReceiptContext], ...] = (
+    Periodic("tax.sync", lambda ctx: ctx.settings.tax_sync_seconds, tax_sync),
+)

@@ -12,9 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from invoices.config import ReceiptSettings
 from invoices.signing import LocalSigner, Signer, make_dev_certificate
 from invoices.verify import Pin, subject_tax_code
-from payments.core.config import Environment, Settings
+from payments.core.config import Environment
 from payments.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -26,7 +27,7 @@ class MissingSigningKey(RuntimeError):
 
 
 class SignerStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ReceiptSettings) -> None:
         self._settings = settings
         self._dir = settings.signing_dir or settings.data_dir / "certs"
         self._signers: dict[str, Signer] = {}
@@ -53,7 +54,7 @@ class SignerStore:
         return LocalSigner.from_pem(key_pem, cert.read_bytes(), password if b"ENCRYPTED" in key_pem else None)
 
 
-def registered_pins(settings: Settings, agencies: Iterable[tuple[str, str]]) -> list[Pin]:
+def registered_pins(settings: ReceiptSettings, agencies: Iterable[tuple[str, str]]) -> list[Pin]:
     """Each agency's registered certificates, pinned for that agency's tax code only: the only trust a document
     is verified against. ``agencies`` are (code, tax code) pairs. An agency's certificates are its
     ``<code>.cert.pem`` (several PEM blocks: the current one and earlier ones, so that receipts signed before a

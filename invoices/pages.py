@@ -13,11 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
+from invoices.context import ReceiptContext, ReceiptCtxDep
 from invoices.models import Document
 from invoices.service import lookup_url
-from payments.auth.deps import CtxDep
-from payments.core.context import AppContext
-from payments.core.ratelimit import RateLimiter
 from payments.core.security import nonce
 from payments.pages.render import language, render
 
@@ -26,19 +24,15 @@ _CODE = re.compile(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{12}")
 PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
 
 
-def _limiter(ctx: AppContext) -> RateLimiter:
-    return ctx.shared("lookup_limiter", RateLimiter, lambda: RateLimiter(ctx.settings.lookup_rate_per_minute))
-
-
 def _normalise(code: str) -> str:
     # Printed as groups ("ABCD-EFGH-JKMN") and typed in any case.
     return re.sub(r"[\s-]", "", code).upper()
 
 
-def _find(ctx: AppContext, request: Request, code: str) -> Document | HTMLResponse:
+def _find(ctx: ReceiptContext, request: Request, code: str) -> Document | HTMLResponse:
     """The document, or the page to answer instead: too many lookups (429) or no such code (404, the same for a
     malformed one)."""
-    wait = _limiter(ctx).check(request.client.host if request.client else "unknown")
+    wait = ctx.lookup_limiter.check(request.client.host if request.client else "unknown")
     if wait is not None:
         return _too_many(request, wait)
     normal = _normalise(code)
@@ -71,7 +65,7 @@ def lookup_form(request: Request, code: Annotated[str | None, Query(max_length=4
 
 
 @router.get("/r/{code}.pdf")
-def lookup_pdf(code: str, request: Request, ctx: CtxDep) -> Response:
+def lookup_pdf(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
     from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
 
     doc = _find(ctx, request, code)
@@ -83,7 +77,7 @@ def lookup_pdf(code: str, request: Request, ctx: CtxDep) -> Response:
 
 
 @router.get("/r/{code}.xml")
-def lookup_xml(code: str, request: Request, ctx: CtxDep) -> Response:
+def lookup_xml(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
     doc = _find(ctx, request, code)
     if not isinstance(doc, Document):
         return doc
@@ -92,7 +86,7 @@ def lookup_xml(code: str, request: Request, ctx: CtxDep) -> Response:
 
 
 @router.get("/r/{code}", response_class=HTMLResponse)
-def lookup_page(code: str, request: Request, ctx: CtxDep) -> Response:
+def lookup_page(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
     from invoices.render import render_html
 
     doc = _find(ctx, request, code)

@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from invoices.context import ReceiptContext
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
 from invoices.model import Buyer, CorrectionKind, Document, FeeLine, Related, Seller, ServiceLine, lines_from_dossier
@@ -31,7 +32,6 @@ from invoices.verify import parse_xml
 from invoices.xml import build_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
-from payments.core.context import AppContext
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.dossier.models import Dossier, DossierFeeLine
@@ -58,7 +58,9 @@ class DocumentAdjusted(Conflict):
     code, title = "document_adjusted", "The document has adjustments and can no longer be replaced"
 
 
-def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: datetime | None = None) -> str | None:
+def issue_receipt(
+    ctx: ReceiptContext, signers: SignerStore, payment_id: str, now: datetime | None = None
+) -> str | None:
     """Issue the payment's e-receipt if it has none; returns the document id (None if the payment is not paid)."""
     try:
         with ctx.db.write() as s:
@@ -80,7 +82,9 @@ def issue_receipt(ctx: AppContext, signers: SignerStore, payment_id: str, now: d
             return _original(s, payment_id)
 
 
-def issue_adjustment(ctx: AppContext, signers: SignerStore, refund_id: str, now: datetime | None = None) -> str | None:
+def issue_adjustment(
+    ctx: ReceiptContext, signers: SignerStore, refund_id: str, now: datetime | None = None
+) -> str | None:
     """Issue the adjustment document (TCHDon 2, negative amounts) that records a succeeded refund."""
     try:
         with ctx.db.write() as s:
@@ -139,7 +143,7 @@ class BuyerChanges:
 
 def replace_document(
     s: Session,
-    ctx: AppContext,
+    ctx: ReceiptContext,
     signers: SignerStore,
     agency_id: str,
     document_id: str,
@@ -181,7 +185,7 @@ def replace_document(
 
 
 def _notify_tax_office(
-    s: Session, ctx: AppContext, signers: SignerStore, replaced: DocumentRow, reason: str, on: date
+    s: Session, ctx: ReceiptContext, signers: SignerStore, replaced: DocumentRow, reason: str, on: date
 ) -> None:
     """The 04/SS-HĐĐT notice that a document was replaced (TCTBao 3), signed and queued with the replacement."""
     settings = ctx.settings
@@ -297,7 +301,7 @@ def _buyer_of(xml: bytes) -> Buyer:
 
 def _issue(
     s: Session,
-    ctx: AppContext,
+    ctx: ReceiptContext,
     signers: SignerStore,
     payment: Payment,
     content: _Content,
@@ -373,12 +377,12 @@ def _issue(
     return row
 
 
-def _announce(s: Session, ctx: AppContext, row: DocumentRow, dossier_code: str) -> None:
+def _announce(s: Session, ctx: ReceiptContext, row: DocumentRow, dossier_code: str) -> None:
     """Written with the document, so the client systems hear of every document and of no document that rolled back."""
     emit(s, row.agency_id, "receipt.issued", receipt_event(ctx, row, dossier_code))
 
 
-def receipt_event(ctx: AppContext, row: DocumentRow, dossier_code: str) -> dict[str, object]:
+def receipt_event(ctx: ReceiptContext, row: DocumentRow, dossier_code: str) -> dict[str, object]:
     return {
         "id": row.id,
         "payment_id": row.payment_id,
@@ -396,7 +400,7 @@ def receipt_event(ctx: AppContext, row: DocumentRow, dossier_code: str) -> dict[
     }
 
 
-def lookup_url(ctx: AppContext, code: str) -> str:
+def lookup_url(ctx: ReceiptContext, code: str) -> str:
     return f"{ctx.settings.public_url.rstrip('/')}/r/{code}"
 
 

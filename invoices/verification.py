@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from invoices import validate
+from invoices.config import ReceiptSettings
 from invoices.keys import registered_pins
 from invoices.models import Document
 from invoices.verify import MAX_XML_BYTES, InvalidDocument, Reason, VerifiedDocument, verify
 from payments.agency.models import Agency
-from payments.core.config import Settings
 
 __all__ = ["Verification", "verify_upload"]
 
@@ -24,7 +24,7 @@ class Verification:
     issued_here: bool  # this service issued these exact bytes, in that agency's series
 
 
-def verify_upload(s: Session, settings: Settings, xml: bytes) -> Verification:
+def verify_upload(s: Session, settings: ReceiptSettings, xml: bytes) -> Verification:
     """Raise :class:`InvalidDocument` with the precise reason unless ``xml`` is a valid receipt in its signer's name."""
     agencies = {row.code: row for row in s.exec(select(Agency))}
     pins = registered_pins(settings, ((a.code, a.tax_code) for a in agencies.values()))

@@ -21,19 +21,21 @@ from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 from typer.testing import CliRunner
 
-from payments.app import create_app
+from lephi.app import create_app
+from lephi.cli import app as cli_app
+from lephi.cli import server_config
+from lephi.container import Container, build_container
+from lephi.migrate import upgrade
+from lephi.settings import Settings, get_settings
+from lephi.tables import metadata
 from payments.auth.models import Scope
 from payments.auth.service import create_key
-from payments.cli import app as cli_app
-from payments.cli import server_config
-from payments.core.config import Settings, get_settings
-from payments.core.context import AppContext, build_context
 from payments.core.db import Database, make_engine, normalise_url
 from payments.core.logging import configure_logging
-from payments.migrate import upgrade
-from payments.models import metadata
 from tests.factories import seed_agency
 
 # No timing assertion in the suite: Hypothesis's per-example deadline would be one, and the machines are shared.
@@ -112,11 +114,30 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
 
 
+class LateApp:
+    """An ASGI app that forwards to one set later: the container's HTTP client (through which the sandbox gateway's
+    callbacks reach the service) must exist before the app that serves them."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        assert self.app is not None, "no app serves this context yet: use the client fixture"
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture
-def ctx(settings: Settings) -> Iterator[AppContext]:
-    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+def late_app() -> LateApp:
+    return LateApp()
+
+
+@pytest.fixture
+def ctx(settings: Settings, late_app: LateApp) -> Iterator[Container]:
+    http = TestClient(late_app, raise_server_exceptions=False)
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)), http=http)
     yield context
     context.close()
+    http.close()
 
 
 @dataclass
@@ -124,7 +145,7 @@ class Api:
     """A test client signed in as one agency's client system."""
 
     client: TestClient
-    ctx: AppContext
+    ctx: Container
     key: str
     agency_id: str
     agency_code: str
@@ -149,16 +170,16 @@ class Api:
 
 
 @pytest.fixture
-def client(ctx: AppContext) -> Iterator[TestClient]:
+def client(ctx: Container, late_app: LateApp) -> Iterator[TestClient]:
     app = create_app(ctx.settings, ctx)
+    # The sandbox gateway's callbacks travel over HTTP; in tests they go to this app through the context's client.
+    late_app.app = app
     with TestClient(app, raise_server_exceptions=False) as c:
-        # The sandbox gateway's callbacks travel over HTTP; in tests they go to this app through the client.
-        ctx.http = c
         yield c
 
 
 @pytest.fixture
-def api(client: TestClient, ctx: AppContext) -> Api:
+def api(client: TestClient, ctx: Container) -> Api:
     with ctx.db.write() as s:
         agency = seed_agency(s, "AGC-A")
         _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
@@ -168,7 +189,7 @@ def api(client: TestClient, ctx: AppContext) -> Api:
 @dataclass
 class LiveServer:
     url: str
-    ctx: AppContext
+    ctx: Container
     key: str
 
 
@@ -192,7 +213,7 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     settings = make_settings(database_url, tmp_path, public_url=url, db_pool_size=20)
-    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
     with context.db.write() as s:
         seed_agency(s, "AGC-A")
         _, raw = create_key(s, "AGC-A", "test", ALL_SCOPES)
@@ -218,7 +239,7 @@ def agency_api(database_url: str, tmp_path: Path, code: str, methods: list[str],
     path = tmp_path / "gateways.toml"
     path.write_text(gateways)
     settings = make_settings(database_url, tmp_path, gateways_file=path)
-    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
     with context.db.write() as s:
         agency = seed_agency(s, code, methods=methods)
         _, key = create_key(s, code, "test", ALL_SCOPES)

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from invoices.signing import make_dev_certificate
+from lephi.tables import metadata
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.core.context import AppContext
-from payments.models import metadata
 from tests.conftest import Api, Cli
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fee-schedule.toml"

@@ -25,12 +25,12 @@ import pytest
 from click.testing import Result
 from sqlalchemy import func, select
 
+from lephi.jobs import HANDLERS
+from lephi.tables import metadata
 from payments.auth.models import ApiKey, Scope
 from payments.auth.service import create_key, revoke_key
 from payments.core.context import AppContext
 from payments.core.errors import PROBLEM_TYPE_BASE
-from payments.jobs import HANDLERS
-from payments.models import metadata
 from payments.outbox.worker import Worker
 from payments.payment.models import Payment
 from payments.reconcile.models import Category, ReconException

@@ -43,10 +43,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from adapters.sandbox import SIGNATURE_HEADER, sign
+from lephi.tables import metadata
 from payments.core.context import AppContext
 from payments.core.errors import PROBLEM_TYPE_BASE
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
-from payments.models import metadata
 from tests.conftest import Api
 from tests.factories import PROCEDURE, dossier_body, page_form, payment_body
 

@@ -18,12 +18,12 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from sqlmodel import select
 
 from invoices.models import Document
-from payments.app import create_app
+from lephi.app import create_app
+from lephi.cli import server_config
+from lephi.container import build_container
+from lephi.jobs import HANDLERS
 from payments.auth.service import create_key
-from payments.cli import server_config
-from payments.core.context import build_context
 from payments.core.db import Database, make_engine
-from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from tests.adapters.localstripe_server import LocalStripe, run_localstripe
 from tests.conftest import ALL_SCOPES, LiveServer, _free_port, make_settings
@@ -182,7 +182,7 @@ def gateway_pages(database_url: str, tmp_path: Path, localstripe: LocalStripe) -
     gateways = tmp_path / "gateways.toml"
     gateways.write_text(GATEWAYS.format(ls=localstripe))
     settings = make_settings(database_url, tmp_path, public_url=url, gateways_file=gateways)
-    context = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
     with context.db.write() as s:
         seed_agency(s, "AGC-W", methods=["vietqr", "stripe"])
         _, key = create_key(s, "AGC-W", "test", ALL_SCOPES)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from adapters import vietqr
 from adapters.sandbox import SIGNATURE_HEADER, sign
-from payments.models import metadata
+from lephi.tables import metadata
 from tests.conftest import Api, agency_api
 
 NOTIFY_SECRET = "bank-notification-secret-0123456789"

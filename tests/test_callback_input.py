@@ -19,8 +19,8 @@ from adapters import vietqr
 from adapters.base import GatewayContext
 from adapters.sandbox import SIGNATURE_HEADER, sign
 from adapters.vnpay import sign_params
+from lephi.tables import metadata
 from payments.core.context import AppContext
-from payments.models import metadata
 from payments.webhooks import service as webhooks
 from tests.conftest import Api, agency_api
 from tests.factories import dossier_body, payment_body

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from payments.core.context import build_context
+from lephi.container import build_container
 from payments.gateway.config import GatewayConfig, GatewayConfigError
 from tests.conftest import make_settings
 
@@ -41,7 +41,7 @@ def test_each_agency_gets_its_own_adapter_and_callback_url(tmp_path: Path, monke
     path = tmp_path / "gateways.toml"
     path.write_text(FILE)
     monkeypatch.setenv("AGC_B_SECRET", "b-secret")
-    ctx = build_context(make_settings("sqlite://", tmp_path, gateways_file=path))
+    ctx = build_container(make_settings("sqlite://", tmp_path, gateways_file=path))
     a, b = ctx.gateways.get("sandbox", "AGC-A"), ctx.gateways.get("sandbox", "AGC-B")
     assert a is not b and a is ctx.gateways.get("sandbox", "AGC-A")
     assert (

@@ -140,8 +140,8 @@ def test_refund_timeout_stays_pending_and_the_worker_completes_it(api: Api, faul
 
     from sqlalchemy import update
 
+    from lephi.jobs import HANDLERS
     from payments.core.types import utcnow
-    from payments.jobs import HANDLERS
     from payments.outbox.models import OutboxJob
     from payments.outbox.worker import Worker
 
@@ -164,8 +164,8 @@ def test_timed_out_start_settled_by_requery_still_gives_the_payer_a_page(api: Ap
 
     from sqlalchemy import update
 
+    from lephi.jobs import HANDLERS
     from payments.core.types import utcnow
-    from payments.jobs import HANDLERS
     from payments.outbox.models import OutboxJob
     from payments.outbox.worker import Worker
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from payments.openapi import export
+from lephi.app import export
 from tests.conftest import Api
 
 COMMITTED = Path(__file__).parent.parent / "openapi" / "openapi.json"

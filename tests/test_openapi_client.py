@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import PROCEDURE

@@ -20,12 +20,13 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from invoices.models import Document
-from payments.app import create_app
-from payments.cli import server_config
-from payments.core.context import AppContext, build_context
+from lephi.app import create_app
+from lephi.cli import server_config
+from lephi.container import build_container
+from lephi.jobs import HANDLERS
+from payments.core.context import AppContext
 from payments.core.db import Database, make_engine
 from payments.core.proxies import client_address
-from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from payments.payment.models import Payment
 from tests.adapters.localstripe_server import LocalStripe, run_localstripe
@@ -317,11 +318,11 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(database_url: str, 
 
 @pytest.fixture
 def served_ctx(database_url: str, tmp_path: Path) -> Iterator[tuple[str, AppContext]]:
-    """The app as `lephi serve` runs it (uvicorn's configuration from payments.cli), with no trusted proxy."""
+    """The app as `lephi serve` runs it (uvicorn's configuration from lephi.cli), with no trusted proxy."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     settings = make_settings(database_url, tmp_path, public_url=url, lookup_rate_per_minute=2)
-    ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+    ctx = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
     with ctx.db.write() as s:
         seed_agency(s, "AGC-S")
     server = uvicorn.Server(server_config(create_app(settings, ctx), "127.0.0.1", port))

@@ -3,18 +3,20 @@ a refused request, and one client's burst never limits another."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import func
 from sqlmodel import select
 
-from payments.core.ratelimit import RateLimiter
+from lephi.container import build_container
 from payments.dossier.models import Dossier
 from payments.idempotency.models import IdempotencyRecord
-from tests.conftest import Api
+from tests.conftest import Api, make_settings
 from tests.factories import dossier_body
 
 
 def test_a_client_beyond_its_limit_gets_429_with_retry_after_and_nothing_is_stored(api: Api) -> None:
-    api.ctx.extras["api_limiter"] = RateLimiter(3)
+    api.ctx.api_limiter.per_minute = 3
     assert [api.get("/v1/payments").status_code for _ in range(3)] == [200, 200, 200]
     r = api.post("/v1/dossiers", dossier_body())
     assert r.status_code == 429
@@ -27,7 +29,7 @@ def test_a_client_beyond_its_limit_gets_429_with_retry_after_and_nothing_is_stor
 
 
 def test_one_client_does_not_limit_another_and_bad_keys_are_not_counted(api: Api) -> None:
-    api.ctx.extras["api_limiter"] = RateLimiter(2)
+    api.ctx.api_limiter.per_minute = 2
     other = {"Authorization": f"Bearer {api.new_key(['payments:read'])}"}
     for _ in range(5):  # unauthenticated requests are refused before any counting
         assert api.client.get("/v1/payments", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -35,7 +37,11 @@ def test_one_client_does_not_limit_another_and_bad_keys_are_not_counted(api: Api
     assert [api.client.get("/v1/payments", headers=other).status_code for _ in range(2)] == [200, 200]
 
 
-def test_the_default_limit_comes_from_settings(api: Api) -> None:
-    api.ctx.settings.api_rate_per_minute = 1
-    assert api.get("/v1/payments").status_code == 200
-    assert api.get("/v1/payments").status_code == 429
+def test_the_limits_come_from_settings(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, api_rate_per_minute=1, lookup_rate_per_minute=2)
+    ctx = build_container(settings)
+    try:
+        assert (ctx.api_limiter.per_minute, ctx.lookup_limiter.per_minute) == (1, 2)
+        assert ctx.api_limiter.check("key") is None and ctx.api_limiter.check("key") is not None
+    finally:
+        ctx.close()

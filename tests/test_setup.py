@@ -15,10 +15,11 @@ from sqlalchemy import create_engine
 from adapters import registry
 from adapters.base import GatewayContext, PaymentGateway
 from adapters.sandbox import SandboxGateway
-from payments.core.config import DEV_SANDBOX_SECRET, Settings
+from lephi.migrate import current_revision, head_revision
+from lephi.settings import Settings
+from lephi.tables import metadata
+from payments.core.config import DEV_SANDBOX_SECRET
 from payments.core.db import normalise_url
-from payments.migrate import current_revision, head_revision
-from payments.models import metadata
 
 # What production needs besides the case at hand.
 PRODUCTION: dict[str, Any] = {

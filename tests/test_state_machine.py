@@ -39,15 +39,15 @@ from sqlalchemy import create_engine, text, update
 from sqlmodel import col, select
 
 from adapters.sandbox import SIGNATURE_HEADER, sign
-from payments.app import create_app
+from lephi.app import create_app
+from lephi.container import build_container
+from lephi.jobs import HANDLERS
+from lephi.tables import metadata
 from payments.auth.service import create_key
-from payments.core.context import build_context
 from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.gateway.models import SandboxTransaction
-from payments.jobs import HANDLERS
-from payments.models import metadata
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
@@ -80,8 +80,8 @@ class Captured:
 class CallbackRecorder:
     """Stands in for the sandbox's HTTP client: records every callback and delivers it, or loses it on request."""
 
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
+    def __init__(self) -> None:
+        self.client: TestClient | None = None
         self.lose = False
         self.captured: list[Captured] = []
 
@@ -90,6 +90,7 @@ class CallbackRecorder:
         self.captured.append(item)
         if self.lose:
             raise httpx.ConnectError("callback lost by the test")
+        assert self.client is not None
         response = self.client.post(url, content=content, headers=headers)
         assert response.status_code < 500, response.text
         return response
@@ -138,14 +139,16 @@ class PaymentMachine(RuleBasedStateMachine):
         url = self.fresh_database(self.tmp)
         # synchronous=NORMAL: no fsync per commit (WAL keeps it atomic); the test does not need durability.
         self.settings = make_settings(url, self.tmp, db_pool_size=5, sqlite_synchronous="NORMAL")
-        self.ctx = build_context(
-            self.settings, Database(make_engine(self.settings.effective_database_url, self.settings))
+        # The sandbox adapter's HTTP client: its callbacks go to the app below, which needs the context first.
+        self.recorder = CallbackRecorder()
+        self.ctx = build_container(
+            self.settings,
+            Database(make_engine(self.settings.effective_database_url, self.settings)),
+            http=self.recorder,  # type: ignore[arg-type]
         )
         self.client = TestClient(create_app(self.settings, self.ctx), raise_server_exceptions=False)
         self.client.__enter__()
-        # Set before the sandbox adapter is first built: it keeps the client it is given.
-        self.recorder = CallbackRecorder(self.client)
-        self.ctx.http = self.recorder  # type: ignore[assignment]
+        self.recorder.client = self.client
         with self.ctx.db.write() as s:
             seed_agency(s, "AGC-SM")
             _, raw = create_key(s, "AGC-SM", "state machine", ALL_SCOPES)

@@ -8,6 +8,7 @@ DNS is played by replacing ``targets.resolve``; the receivers are real HTTP and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import socket
@@ -31,9 +32,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from payments.core.config import Environment, Settings
+from lephi.jobs import HANDLERS
+from lephi.settings import Settings
+from payments.core.config import Environment
 from payments.core.errors import ValidationFailed
-from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage
@@ -494,11 +496,17 @@ def test_https_presents_the_registered_name_for_sni_and_the_certificate_check(
 ) -> None:
     pki = _pki(tmp_path, certified)
     # The deployment's HTTP client, trusting the test CA instead of the system's.
-    api.ctx.extras["webhook_http"] = httpx.Client(
-        verify=ssl.create_default_context(cafile=pki.ca),
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_keepalive_connections=0),
+    api = dataclasses.replace(
+        api,
+        ctx=dataclasses.replace(
+            api.ctx,
+            webhook_http=httpx.Client(
+                verify=ssl.create_default_context(cafile=pki.ca),
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            ),
+        ),
     )
     server = _serve(pki.server)
     receiver = next(server)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from payments.core.config import Settings
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
+from lephi.settings import Settings
 from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
 from payments.webhooks.service import emit, verify

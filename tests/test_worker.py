@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from lephi.jobs import HANDLERS
 from payments.core.context import AppContext
 from payments.core.types import utcnow
 from payments.gateway.sandbox_store import DbSandboxStore
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Worker

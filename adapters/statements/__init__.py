@@ -1,5 +1,5 @@
 """Reconciliation sources as uniform lines: bank statements (MT940, camt.053, bank CSV), gateway settlement files
-(VNPay, MoMo) and Stripe's balance history; and writers of the same file formats. See ``docs/statements.md``."""
+(VNPay, MoMo) and Stripe's balance history. See ``docs/statements.md``."""
 
 from adapters.statements.base import (
     LineKind,
@@ -7,21 +7,13 @@ from adapters.statements.base import (
     StatementFormat,
     StatementLine,
     file_sha256,
-    parse_file,
 )
 from adapters.statements.camt053 import parse_camt053
-from adapters.statements.csvfile import ColumnMapping, load_mapping, parse_csv
-from adapters.statements.gateway_files import MOMO_MAPPING, VNPAY_MAPPING
+from adapters.statements.csvfile import ColumnMapping, parse_csv
+from adapters.statements.formats import parse_file
+from adapters.statements.gateway_files import MOMO_MAPPING, VNPAY_MAPPING, load_mapping
 from adapters.statements.mt940 import parse_mt940
 from adapters.statements.stripe_balance import stripe_balance_lines
-from adapters.statements.writers import (
-    write_camt053,
-    write_csv,
-    write_file,
-    write_momo_csv,
-    write_mt940,
-    write_vnpay_csv,
-)
 
 __all__ = [
     "MOMO_MAPPING",
@@ -38,10 +30,4 @@ __all__ = [
     "parse_file",
     "parse_mt940",
     "stripe_balance_lines",
-    "write_camt053",
-    "write_csv",
-    "write_file",
-    "write_momo_csv",
-    "write_mt940",
-    "write_vnpay_csv",
 ]

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeAlias
-
-if TYPE_CHECKING:
-    from adapters.statements.csvfile import ColumnMapping
+from typing import IO, TypeAlias
 
 # Business days are Vietnamese days: a payment at 23:30 UTC belongs to the next day in Hà Nội.
 GMT7 = timezone(timedelta(hours=7), "ICT")
@@ -176,21 +173,3 @@ def _value_error(what: str, text: str, column: str | None, problem: str, line: i
 def local_date(moment: datetime) -> date:
     """The GMT+7 business day of a timestamp; a naive timestamp is taken as already in GMT+7."""
     return moment.date() if moment.tzinfo is None else moment.astimezone(GMT7).date()
-
-
-def parse_file(path: Source, fmt: StatementFormat, mapping: ColumnMapping | None = None) -> Iterator[StatementLine]:
-    """The lines of a file in the given format. ``mapping`` is required for ``bank_csv`` and replaces the default
-    column layout for ``vnpay_csv`` and ``momo_csv``; the other formats ignore it."""
-    from adapters.statements import camt053, csvfile, gateway_files, mt940
-
-    if fmt is StatementFormat.mt940:
-        return mt940.parse_mt940(path)
-    if fmt is StatementFormat.camt053:
-        return camt053.parse_camt053(path)
-    if fmt is StatementFormat.bank_csv:
-        if mapping is None:
-            raise ValueError("a bank CSV file needs a column mapping")
-        return csvfile.parse_csv(path, mapping)
-    if fmt in gateway_files.DEFAULT_MAPPINGS:
-        return csvfile.parse_csv(path, mapping or gateway_files.DEFAULT_MAPPINGS[fmt])
-    raise ValueError(f"{fmt} is not a file format: read it with adapters.statements.stripe_balance")

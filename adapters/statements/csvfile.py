@@ -21,13 +21,11 @@ import csv
 import dataclasses
 import io
 import re
-import tomllib
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import IO, Any
 
 from adapters.statements.base import (
@@ -135,20 +133,6 @@ class ColumnMapping:
         elif "credit" in values or "debit" in values:
             values.setdefault("amount", None)
         return dataclasses.replace(base, **values)
-
-
-def load_mapping(path: Path | str, name: str | None = None) -> ColumnMapping:
-    """A mapping from a TOML file: the top-level table, or ``[mappings.<name>]``. A table with
-    ``extends = "vnpay"`` (or ``"momo"``) changes only what it names in that default layout."""
-    from adapters.statements.gateway_files import NAMED_MAPPINGS
-
-    with Path(path).open("rb") as fh:
-        document = tomllib.load(fh)
-    table = dict(document if name is None else document["mappings"][name])
-    parent = table.pop("extends", None)
-    if parent is not None and parent not in NAMED_MAPPINGS:
-        raise ValueError(f"'extends' must be one of {sorted(NAMED_MAPPINGS)}, not {parent!r}")
-    return ColumnMapping.from_dict(table, NAMED_MAPPINGS[parent] if parent else None)
 
 
 # --- reading -------------------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ orderInfo           description                     the order description sent a
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 from adapters.statements.base import LineKind, StatementFormat
 from adapters.statements.csvfile import ColumnMapping
 
@@ -76,3 +79,15 @@ MOMO_MAPPING = ColumnMapping(
 DEFAULT_MAPPINGS = {StatementFormat.vnpay_csv: VNPAY_MAPPING, StatementFormat.momo_csv: MOMO_MAPPING}
 # The names a mapping file's ``extends`` accepts.
 NAMED_MAPPINGS = {"vnpay": VNPAY_MAPPING, "momo": MOMO_MAPPING}
+
+
+def load_mapping(path: Path | str, name: str | None = None) -> ColumnMapping:
+    """A mapping from a TOML file: the top-level table, or ``[mappings.<name>]``. A table with
+    ``extends = "vnpay"`` (or ``"momo"``) changes only what it names in that default layout."""
+    with Path(path).open("rb") as fh:
+        document = tomllib.load(fh)
+    table = dict(document if name is None else document["mappings"][name])
+    parent = table.pop("extends", None)
+    if parent is not None and parent not in NAMED_MAPPINGS:
+        raise ValueError(f"'extends' must be one of {sorted(NAMED_MAPPINGS)}, not {parent!r}")
+    return ColumnMapping.from_dict(table, NAMED_MAPPINGS[parent] if parent else None)

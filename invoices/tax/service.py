@@ -28,6 +28,8 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from invoices.config import ReceiptSettings
+from invoices.context import ReceiptContext
 from invoices.models import Document
 from invoices.signing import Signer
 from invoices.tax.envelope import Header, MessageType, build_envelope, message_type_for_series, new_message_id
@@ -35,8 +37,6 @@ from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply, TaxGat
 from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.tax.notice import Notice, signed_notice
 from payments.agency.models import Agency
-from payments.core.config import Settings
-from payments.core.context import AppContext
 from payments.core.db import affected
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
@@ -63,14 +63,14 @@ TRANSITIONS: dict[Outcome, tuple[frozenset[TaxMessageStatus], TaxMessageStatus]]
 }
 
 
-def gateway_for(settings: Settings) -> TaxGateway | None:
+def gateway_for(settings: ReceiptSettings) -> TaxGateway | None:
     """The T-VAN file drop, or None when transmission is switched off."""
     if not settings.tax_transmission:
         return None
     return FileDropGateway(settings.effective_tax_drop_dir)
 
 
-def queue_document(s: Session, settings: Settings, document: Document) -> TaxMessage:
+def queue_document(s: Session, settings: ReceiptSettings, document: Document) -> TaxMessage:
     """The message carrying an issued document, built and stored in the caller's transaction; the one already
     queued for it when there is one (only a rejected message makes room for a new one)."""
     existing = s.exec(
@@ -88,7 +88,7 @@ def queue_document(s: Session, settings: Settings, document: Document) -> TaxMes
     return _queue(s, settings, agency, TaxMessageKind.document, message_type, [document.xml], document.id)
 
 
-def queue_notice(s: Session, settings: Settings, signer: Signer, agency: Agency, notice: Notice) -> TaxMessage:
+def queue_notice(s: Session, settings: ReceiptSettings, signer: Signer, agency: Agency, notice: Notice) -> TaxMessage:
     """Sign the agency's 04/SS-HĐĐT notice and queue it (MLTDiep 300) in the caller's transaction."""
     if notice.tax_code != agency.tax_code:
         raise ValueError(f"the notice is about taxpayer {notice.tax_code}, not agency {agency.code}")
@@ -98,7 +98,7 @@ def queue_notice(s: Session, settings: Settings, signer: Signer, agency: Agency,
 
 def _queue(
     s: Session,
-    settings: Settings,
+    settings: ReceiptSettings,
     agency: Agency,
     kind: TaxMessageKind,
     message_type: MessageType,
@@ -128,7 +128,7 @@ class _Claimed:
     xml: bytes
 
 
-def send_pending(ctx: AppContext, gateway: TaxGateway, limit: int | None = None) -> int:
+def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = None) -> int:
     """Hand every queued message to the gateway; returns how many were handed over by this call.
 
     Stops at the first batch with a failure, so that a provider outage is not retried in a tight loop.
@@ -151,7 +151,7 @@ def _claimable(stale_before: datetime) -> Any:
     )
 
 
-def _claim(ctx: AppContext, limit: int) -> list[_Claimed]:
+def _claim(ctx: ReceiptContext, limit: int) -> list[_Claimed]:
     now = utcnow()
     claimable = _claimable(now - timedelta(seconds=ctx.settings.worker_lease_seconds))
     with ctx.db.write() as s:
@@ -170,7 +170,7 @@ def _claim(ctx: AppContext, limit: int) -> list[_Claimed]:
         return claimed
 
 
-def _send(ctx: AppContext, gateway: TaxGateway, message: _Claimed) -> bool:
+def _send(ctx: ReceiptContext, gateway: TaxGateway, message: _Claimed) -> bool:
     try:
         gateway.send(OutgoingMessage(message.mtdiep, message.xml))
     except Exception as exc:  # any failure: the message goes back to the queue and the next message is not tried
@@ -184,7 +184,7 @@ def _send(ctx: AppContext, gateway: TaxGateway, message: _Claimed) -> bool:
     return True
 
 
-def _set(ctx: AppContext, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:
+def _set(ctx: ReceiptContext, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:
     with ctx.db.write() as s:
         return _compare_and_set(s, message_id, sources, **values)
 
@@ -204,7 +204,7 @@ class _Applied(StrEnum):
     unmatched = "unmatched"
 
 
-def apply_replies(ctx: AppContext, gateway: TaxGateway) -> int:
+def apply_replies(ctx: ReceiptContext, gateway: TaxGateway) -> int:
     """Store and apply every waiting reply; returns how many were new replies to our messages."""
     applied = 0
     for reply in gateway.replies():
@@ -221,7 +221,7 @@ def apply_replies(ctx: AppContext, gateway: TaxGateway) -> int:
     return applied
 
 
-def _apply(ctx: AppContext, reply: Reply) -> _Applied:
+def _apply(ctx: ReceiptContext, reply: Reply) -> _Applied:
     with ctx.db.write() as s:
         if reply.reference is None:
             return _Applied.unmatched

@@ -12,7 +12,6 @@ from payments.auth.service import Principal, authenticate
 from payments.core.context import AppContext
 from payments.core.errors import Forbidden, RateLimited, Unauthenticated
 from payments.core.logging import get_logger
-from payments.core.ratelimit import RateLimiter
 
 log = get_logger(__name__)
 
@@ -45,7 +44,7 @@ def get_principal(request: Request, ctx: CtxDep) -> Principal:
 
 def _within_rate(ctx: AppContext, principal: Principal) -> None:
     """Each client system's requests per minute, so that one runaway client cannot starve the others."""
-    limiter = ctx.shared("api_limiter", RateLimiter, lambda: RateLimiter(ctx.settings.api_rate_per_minute))
+    limiter = ctx.api_limiter
     wait = limiter.check(principal.key_id)
     if wait is not None:
         log.warning("auth.rate_limited", key_id=principal.key_id, agency_id=principal.agency_id)

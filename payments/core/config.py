@@ -1,22 +1,19 @@
-"""Service settings, read from the environment with the prefix ``LEPHI_``."""
+"""The payment core's settings. The service reads them, with the other packages' settings, from the environment
+(``LEPHI_`` prefix) in its composition root."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
 # they are refused so that a production deployment cannot run with a value published in this repository.
 DEV_SANDBOX_SECRET = "dev-only-sandbox-secret-do-not-use-in-production"  # noqa: S105
-DEV_PROVIDER_TAX_CODE = "0000000000"
-DEV_PROVINCE = "Tỉnh Demo"  # the demo data's province
 # A DNS name, optionally "*." for every subdomain (LEPHI_WEBHOOK_ALLOWED_PRIVATE_HOSTS).
 _HOST_PATTERN = re.compile(r"(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
@@ -27,8 +24,8 @@ class Environment(StrEnum):
     production = "production"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEPHI_", env_file=".env", extra="ignore")
+class PaymentSettings(BaseModel):
+    """What the payment core reads; the service's settings (read from the environment) extend it."""
 
     env: Environment = Environment.development
     data_dir: Path = Path("var")
@@ -63,33 +60,6 @@ class Settings(BaseSettings):
     sandbox_enabled: bool | None = None
     sandbox_secret: str = DEV_SANDBOX_SECRET
 
-    # E-receipts: the tax code of the e-invoice solution provider (MSTTCGP: whoever operates this service), required
-    # in production; and where agencies' signing keys are (``<agency code>.p12`` with LEPHI_SIGNING_PASSWORD, or
-    # ``<agency code>.key.pem`` + ``.cert.pem``).
-    provider_tax_code: str | None = Field(default=None, pattern=r"^[0-9]{10}(-[0-9]{3})?$")
-    signing_dir: Path | None = None
-    signing_password: str | None = None
-    receipt_series: str = Field(default="K26TLP", pattern=r"^[CK]\d{2}[TDLMNBGH][A-Z]{2}$")
-    # Public receipt lookup by lookup code (no API key): requests per minute per client address.
-    lookup_rate_per_minute: int = Field(default=20, ge=1)
-
-    # Transmission to the tax authority through a licensed T-VAN provider's file-drop folder (docs/receipts.md):
-    # messages are written to ``<tax_drop_dir>/outgoing``, the provider's agent writes replies to ``.../replies``.
-    tax_transmission: bool = True
-    tax_drop_dir: Path | None = None
-    # MNGui: the sender code the T-VAN provider assigned (defaults to "V" + the provider tax code).
-    tax_sender_code: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,14}$")
-    # The tax office that manages the agencies (MCQT, TCQT) and the place name (DDanh) printed on 04/SS-HĐĐT
-    # notices. Without an office code no notice is queued (logged as tax.notice_not_queued).
-    tax_office_code: str | None = None
-    tax_office_name: str = "Cục Thuế"
-    # The province this deployment serves (required in production): the place printed on notices unless
-    # LEPHI_NOTICE_PLACE names another.
-    province: str = Field(default="", max_length=100)
-    notice_place: str | None = Field(default=None, min_length=1, max_length=100)
-    # How often the worker hands queued messages to the T-VAN folder and reads its replies.
-    tax_sync_seconds: float = Field(default=60.0, gt=0)
-
     # Signed notifications to client systems (Standard Webhooks): per-attempt timeout and the retry schedule.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_schedule_seconds: list[int] = Field(default=[5, 30, 300, 1800, 7200, 21600, 86400])
@@ -109,21 +79,6 @@ class Settings(BaseSettings):
     # pages. Unset in development: a random key per process (a form rendered by one process is refused by another).
     form_secret: str | None = Field(default=None, min_length=32)
 
-    @model_validator(mode="after")
-    def _refuse_dev_defaults(self) -> Settings:
-        if self.env is Environment.production:
-            if self.sandbox_on and self.sandbox_secret == DEV_SANDBOX_SECRET:
-                raise ValueError("LEPHI_SANDBOX_SECRET must be set to a secret of your own outside development")
-            if not self.database_url:
-                raise ValueError("LEPHI_DATABASE_URL must be set outside development")
-            if not self.form_secret:
-                raise ValueError("LEPHI_FORM_SECRET (32 characters or more) must be set: it signs the pay forms")
-            if not self.provider_tax_code:
-                raise ValueError("LEPHI_PROVIDER_TAX_CODE (MSTTCGP, the service operator's tax code) must be set")
-            if not self.province and not self.notice_place:
-                raise ValueError("LEPHI_PROVINCE (the province this service runs for) must be set")
-        return self
-
     @field_validator("webhook_allowed_private_hosts")
     @classmethod
     def _hosts_or_networks(cls, entries: list[str]) -> list[str]:
@@ -138,15 +93,6 @@ class Settings(BaseSettings):
         return cleaned
 
     @property
-    def effective_provider_tax_code(self) -> str:
-        # Outside production an obvious placeholder: never the demo agency's own tax code.
-        return self.provider_tax_code or DEV_PROVIDER_TAX_CODE
-
-    @property
-    def effective_notice_place(self) -> str:
-        return self.notice_place or self.province or DEV_PROVINCE
-
-    @property
     def sandbox_on(self) -> bool:
         """The sandbox gateway takes no real money, so it is off in production unless explicitly enabled."""
         if self.sandbox_enabled is None:
@@ -154,18 +100,5 @@ class Settings(BaseSettings):
         return self.sandbox_enabled
 
     @property
-    def effective_tax_drop_dir(self) -> Path:
-        return self.tax_drop_dir or self.data_dir / "tax-drop"
-
-    @property
-    def effective_tax_sender_code(self) -> str:
-        return self.tax_sender_code or f"V{self.effective_provider_tax_code}"
-
-    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'lephi.db').as_posix()}"
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

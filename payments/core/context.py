@@ -1,34 +1,61 @@
-"""The long-lived objects of one running service, built once and shared by requests, the worker and the CLI."""
+"""What the payment core needs from the running service: the process-wide objects, named. The service's composition
+root builds one object that has them all (``lephi.container.Container``); code here depends only on this shape."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Protocol
 
 import httpx
 
-from adapters.base import GatewayContext, PaymentGateway
-from adapters.registry import GatewayRegistry, discover
-from payments.core.config import Settings
-from payments.core.db import Database, make_engine
+from adapters.base import PaymentGateway
+from adapters.registry import GatewayRegistry
+from payments.agency.models import Agency
+from payments.core.config import PaymentSettings
+from payments.core.db import Database
+from payments.core.ratelimit import RateLimiter
 from payments.gateway.config import GatewayConfig
 from payments.idempotency.service import Idempotency
 
-T = TypeVar("T")
+
+class AppContext(Protocol):
+    @property
+    def settings(self) -> PaymentSettings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def gateways(self) -> GatewayRegistry: ...
+    @property
+    def gateway_config(self) -> GatewayConfig: ...
+    @property
+    def idempotency(self) -> Idempotency: ...
+    @property
+    def http(self) -> httpx.Client | None:
+        """The client gateways' adapters call their servers with (None: each adapter makes its own)."""
+
+    @property
+    def webhook_http(self) -> httpx.Client:
+        """The client signed notifications go out with; see ``payments.webhooks.service``."""
+
+    @property
+    def api_limiter(self) -> RateLimiter: ...
+    @property
+    def callback_agencies(self) -> set[str]:
+        """Agency codes seen on callback URLs (agencies are never deleted, so only found codes are kept)."""
+
+    def callback_url(self, gateway: str, agency_code: str | None = None) -> str: ...
+    def agency_code(self, agency_id: str) -> str: ...
+    def gateway(self, name: str, agency_id: str) -> PaymentGateway: ...
+    def receipt_code(self, payment_id: str) -> str | None:
+        """The public lookup code of the payment's receipt once issued: the payer page links to it."""
 
 
-@dataclass
-class AppContext:
-    settings: Settings
+class ContextMethods:
+    """The behaviour every context shares, for the composition root's container to inherit."""
+
+    settings: PaymentSettings
     db: Database
     gateways: GatewayRegistry
-    idempotency: Idempotency
-    http: httpx.Client | None = field(default=None)
-    gateway_config: GatewayConfig = field(default_factory=lambda: GatewayConfig({}, {}))
-    _agency_codes: dict[str, str] = field(default_factory=dict)
-    # Long-lived objects of other packages (e.g. the invoices' signing keys), built once per process on first use.
-    extras: dict[str, Any] = field(default_factory=dict)
+    agency_codes: dict[str, str]
 
     def callback_url(self, gateway: str, agency_code: str | None = None) -> str:
         base = f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
@@ -36,66 +63,15 @@ class AppContext:
 
     def agency_code(self, agency_id: str) -> str:
         """Agency codes never change, so they are cached for the life of the process."""
-        if agency_id not in self._agency_codes:
-            from payments.agency.models import Agency
-
+        code = self.agency_codes.get(agency_id)
+        if code is None:
             with self.db.read() as s:
                 agency = s.get(Agency, agency_id)
                 if agency is None:
                     raise KeyError(agency_id)
-                self._agency_codes[agency_id] = agency.code
-        return self._agency_codes[agency_id]
-
-    def shared(self, name: str, kind: type[T], build: Callable[[], T]) -> T:
-        """A long-lived object of another package (signing keys, rate limiters, an HTTP client), built on first use
-        and kept for the life of the process; tests may put their own under ``name`` beforehand."""
-        value = self.extras.get(name)
-        if value is None:
-            value = self.extras[name] = build()
-        if not isinstance(value, kind):
-            raise TypeError(f"ctx.extras[{name!r}] is a {type(value).__name__}, not a {kind.__name__}")
-        return value
+                code = self.agency_codes[agency_id] = agency.code
+        return code
 
     def gateway(self, name: str, agency_id: str) -> PaymentGateway:
         """The adapter holding this agency's merchant account at that gateway."""
         return self.gateways.get(name, self.agency_code(agency_id))
-
-    def close(self) -> None:
-        self.db.dispose()
-
-
-def _builtin_settings(settings: Settings, name: str) -> dict[str, Any]:
-    if name == "sandbox":
-        return {"secret": settings.sandbox_secret}
-    return {}
-
-
-def build_context(settings: Settings, db: Database | None = None, http: httpx.Client | None = None) -> AppContext:
-    from payments.gateway.sandbox_store import DbSandboxStore
-
-    database = db or Database(make_engine(settings.effective_database_url, settings))
-    factories = discover()
-    if not settings.sandbox_on:
-        factories.pop("sandbox", None)
-    config = GatewayConfig.load(settings.gateways_file)
-    ctx = AppContext(
-        settings,
-        database,
-        GatewayRegistry({}, lambda n, a: GatewayContext(n, "", "")),
-        Idempotency(database, settings),
-        http,
-        config,
-    )
-
-    def context_for(name: str, agency_code: str | None) -> GatewayContext:
-        return GatewayContext(
-            name=name,
-            public_url=settings.public_url,
-            callback_url=ctx.callback_url(name, agency_code),
-            settings={**_builtin_settings(settings, name), **config.for_agency(name, agency_code)},
-            http=ctx.http,
-            store=DbSandboxStore(database) if name == "sandbox" else None,
-        )
-
-    ctx.gateways = GatewayRegistry(factories, context_for)
-    return ctx

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from payments.core.config import Settings
+from payments.core.config import PaymentSettings
 
 _WRITE = "lephi_write"
 
@@ -32,7 +32,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str, settings: Settings) -> Engine:
+def _sqlite_engine(url: str, settings: PaymentSettings) -> Engine:
     path = make_url(url).database
     connect_args = {"timeout": settings.sqlite_busy_timeout_ms / 1000, "check_same_thread": False}
     if not path or path == ":memory:":
@@ -66,7 +66,7 @@ def _sqlite_engine(url: str, settings: Settings) -> Engine:
     return engine
 
 
-def make_engine(url: str, settings: Settings) -> Engine:
+def make_engine(url: str, settings: PaymentSettings) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, settings)

@@ -25,7 +25,7 @@ from payments.core.context import AppContext
 from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
 from payments.pages import forms
-from payments.pages.render import render
+from payments.pages.render import check_form, render
 from payments.payment.service import handle_callback
 
 log = get_logger(__name__)
@@ -104,7 +104,7 @@ def _agency_exists(ctx: AppContext, code: str) -> bool:
     if not 0 < len(code) <= AGENCY_CODE_MAX or not code.isascii() or not code.isprintable():
         return False
     # Agencies are never deleted, so only codes found are remembered: a new agency is seen at once.
-    known = ctx.shared("gateway.callback_agencies", set, set)
+    known = ctx.callback_agencies
     if code not in known:
         with ctx.db.read() as s:
             if s.exec(select(Agency.id).where(Agency.code == code)).first() is None:
@@ -150,7 +150,7 @@ def sandbox_submit(
     ctx: CtxDep,
     csrf: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
-    refused = forms.check(request, ctx.settings, f"sandbox:{txn_id}", csrf, back=request.url.path)
+    refused = check_form(request, ctx.settings, f"sandbox:{txn_id}", csrf, back=request.url.path)
     if refused is not None:
         return refused
     gateway = _sandbox(ctx)

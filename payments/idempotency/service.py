@@ -20,7 +20,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from payments.core.config import Settings
+from payments.core.config import PaymentSettings
 from payments.core.db import Database, affected
 from payments.core.errors import (
     IdempotencyKeyInProgress,
@@ -101,7 +101,7 @@ class _PrepareFailed(Exception):
 
 
 class Idempotency:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: PaymentSettings) -> None:
         self._db = db
         self._settings = settings
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import or_, update
 from sqlmodel import col, select
@@ -25,16 +25,21 @@ from payments.outbox.models import OutboxJob, OutboxStatus
 
 log = get_logger(__name__)
 
-Handler = Callable[[AppContext, dict[str, Any]], None]
+# The context a worker's handlers take: each package's handlers declare the context they need (payments' take an
+# AppContext, invoices' a ReceiptContext); the service's worker runs them all with its container, which is both.
+C = TypeVar("C", bound=AppContext)
+C_contra = TypeVar("C_contra", bound=AppContext, contravariant=True)
+
+Handler = Callable[[C, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class Periodic:
+class Periodic(Generic[C_contra]):
     """Work the worker does on a clock rather than from a job (e.g. reading a folder another system writes)."""
 
     name: str
-    every: Callable[[AppContext], float]  # seconds, read from settings each time
-    run: Callable[[AppContext], None]
+    every: Callable[[C_contra], float]  # seconds, read from settings each time
+    run: Callable[[C_contra], None]
 
 
 class RetryLater(Exception):
@@ -50,13 +55,13 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(3600.0, 5.0 * 2**attempt))  # noqa: S311 - jitter, not security
 
 
-class Worker:
+class Worker(Generic[C]):
     def __init__(
         self,
-        ctx: AppContext,
-        handlers: dict[str, Handler],
+        ctx: C,
+        handlers: dict[str, Handler[C]],
         name: str | None = None,
-        periodic: Sequence[Periodic] = (),
+        periodic: Sequence[Periodic[C]] = (),
     ) -> None:
         self.ctx = ctx
         self.handlers = handlers

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
-from invoices.service import current_document
 from payments.agency.models import Agency, Procedure
 from payments.auth.deps import CtxDep
 from payments.auth.service import Principal
@@ -17,7 +16,7 @@ from payments.core.errors import NotFound, PaymentInProgress
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.idempotency.deps import request_fingerprint
 from payments.pages import forms
-from payments.pages.render import language, render
+from payments.pages.render import check_form, language, render
 from payments.payment.create import PaymentCreation
 from payments.payment.models import Payment
 from payments.payment.schemas import PaymentIn
@@ -46,7 +45,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
             select(Payment).where(Payment.dossier_id == dossier.id).order_by(col(Payment.created_at).desc())
         ).first()
         methods = [m for m in agency.payment_methods if m in ctx.gateways]
-        receipt = current_document(s, payment.id) if payment is not None and payment.status in PAID else None
+        receipt_code = ctx.receipt_code(payment.id) if payment is not None and payment.status in PAID else None
         return render(
             request,
             "dossier_pay.html",
@@ -59,7 +58,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
             token=token,
             form_key=secrets.token_urlsafe(16),
             csrf=forms.form_token(request, ctx.settings, f"pay:{token}"),
-            receipt_code=receipt.lookup_code if receipt is not None else None,
+            receipt_code=receipt_code,
         )
 
 
@@ -73,7 +72,7 @@ def pay_submit(
     csrf: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
     here = f"/pay/{token}?lang={language(request)}"
-    refused = forms.check(request, ctx.settings, f"pay:{token}", csrf, back=here)
+    refused = check_form(request, ctx.settings, f"pay:{token}", csrf, back=here)
     if refused is not None:
         return refused
     with ctx.db.read() as s:

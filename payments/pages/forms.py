@@ -17,27 +17,25 @@ import secrets
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from payments.core.config import Settings
-from payments.core.logging import get_logger
+from payments.core.config import PaymentSettings
 from payments.core.security import origin_of
 
-log = get_logger(__name__)
 COOKIE = "lephi_form"
 _NEW_COOKIE = "form_cookie"
 _PROCESS_KEY = secrets.token_bytes(32)
 
 
-def _key(settings: Settings) -> bytes:
+def _key(settings: PaymentSettings) -> bytes:
     return settings.form_secret.encode() if settings.form_secret else _PROCESS_KEY
 
 
-def sign(settings: Settings, browser: str, subject: str) -> str:
+def sign(settings: PaymentSettings, browser: str, subject: str) -> str:
     """The token of a form about ``subject`` for the browser whose cookie holds ``browser``."""
     message = f"{subject}\x00{browser}".encode()
     return hmac.new(_key(settings), message, hashlib.sha256).hexdigest()
 
 
-def form_token(request: Request, settings: Settings, subject: str) -> str:
+def form_token(request: Request, settings: PaymentSettings, subject: str) -> str:
     """The token for a form about ``subject``; makes this browser's cookie when it has none (see ``set_cookie``)."""
     browser = request.cookies.get(COOKIE) or getattr(request.state, _NEW_COOKIE, None)
     if not browser:
@@ -46,14 +44,14 @@ def form_token(request: Request, settings: Settings, subject: str) -> str:
     return sign(settings, browser, subject)
 
 
-def set_cookie(request: Request, settings: Settings, response: HTMLResponse) -> None:
+def set_cookie(request: Request, settings: PaymentSettings, response: HTMLResponse) -> None:
     browser = getattr(request.state, _NEW_COOKIE, None)
     if browser:
         secure = settings.public_url.lower().startswith("https:")
         response.set_cookie(COOKIE, browser, httponly=True, samesite="lax", secure=secure, path="/")
 
 
-def foreign_origin(request: Request, settings: Settings) -> bool:
+def foreign_origin(request: Request, settings: PaymentSettings) -> bool:
     """The browser says this request comes from another site."""
     origin = request.headers.get("origin", "null").lower()
     if origin != "null" and origin != origin_of(settings.public_url):
@@ -61,7 +59,7 @@ def foreign_origin(request: Request, settings: Settings) -> bool:
     return request.headers.get("sec-fetch-site", "same-origin").lower() in {"cross-site", "same-site"}
 
 
-def refusal(request: Request, settings: Settings, subject: str, token: str | None) -> str | None:
+def refusal(request: Request, settings: PaymentSettings, subject: str, token: str | None) -> str | None:
     """Why this submission is refused, or None if it comes from our own form about ``subject``."""
     if foreign_origin(request, settings):
         return "foreign_origin"
@@ -69,15 +67,3 @@ def refusal(request: Request, settings: Settings, subject: str, token: str | Non
     if not browser or not token or not hmac.compare_digest(token, sign(settings, browser, subject)):
         return "bad_token"
     return None
-
-
-def check(request: Request, settings: Settings, subject: str, token: str | None, back: str) -> HTMLResponse | None:
-    """None for a genuine submission; else the 403 page to answer (and nothing is done)."""
-    reason = refusal(request, settings, subject, token)
-    if reason is None:
-        return None
-    from payments.pages.render import render
-
-    # The subject's kind only: the rest is the dossier's pay token.
-    log.warning("pages.form_refused", form=subject.split(":", 1)[0], reason=reason)
-    return render(request, "refused.html", status_code=403, back=back)

@@ -9,9 +9,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from payments.core.config import PaymentSettings
+from payments.core.logging import get_logger
 from payments.core.security import nonce
 from payments.pages import forms
 from payments.pages.i18n import MESSAGES, format_vnd
+
+log = get_logger(__name__)
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -37,3 +41,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     response = HTMLResponse(html, status_code=status_code)
     forms.set_cookie(request, request.app.state.ctx.settings, response)
     return response
+
+
+def check_form(
+    request: Request, settings: PaymentSettings, subject: str, token: str | None, back: str
+) -> HTMLResponse | None:
+    """None for a genuine submission; else the 403 page to answer (and nothing is done)."""
+    reason = forms.refusal(request, settings, subject, token)
+    if reason is None:
+        return None
+    # The subject's kind only: the rest is the dossier's pay token.
+    log.warning("pages.form_refused", form=subject.split(":", 1)[0], reason=reason)
+    return render(request, "refused.html", status_code=403, back=back)

@@ -9,6 +9,7 @@ from payments.core.context import AppContext
 from payments.core.types import utcnow
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Handler
+from payments.payment import kinds
 from payments.payment.refunds import retry_refund
 from payments.payment.service import expire_payment, settle_by_query
 from payments.payment.states import LIVE
@@ -27,7 +28,7 @@ def requery(ctx: AppContext, payload: dict[str, Any]) -> None:
         with ctx.db.write() as s:
             enqueue(
                 s,
-                "payment.requery",
+                kinds.REQUERY,
                 {"payment_id": payment_id, "step": step + 1},
                 run_after=utcnow() + timedelta(seconds=schedule[step + 1]),
             )
@@ -37,8 +38,8 @@ def refund(ctx: AppContext, payload: dict[str, Any]) -> None:
     retry_refund(ctx, str(payload["refund_id"]))
 
 
-HANDLERS: dict[str, Handler] = {
-    "payment.expire": expire,
-    "payment.requery": requery,
-    "refund.retry": refund,
+HANDLERS: dict[str, Handler[AppContext]] = {
+    kinds.EXPIRE: expire,
+    kinds.REQUERY: requery,
+    kinds.REFUND_RETRY: refund,
 }

@@ -21,6 +21,7 @@ from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.idempotency.service import Claim
 from payments.outbox.service import enqueue
+from payments.payment import kinds
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
 from payments.payment.schemas import RefundIn, RefundOut
 from payments.payment.service import get_for_agency, transition
@@ -73,7 +74,7 @@ class RefundCreation:
             )
         )
         # Written with the intent, so the refund completes even if this process dies before asking the gateway.
-        enqueue(s, "refund.retry", {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
+        enqueue(s, kinds.REFUND_RETRY, {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
         claim.attach(s, refund.id)
 
     def run(self, claim: Claim) -> RefundOut:

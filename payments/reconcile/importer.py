@@ -19,8 +19,9 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from adapters.statements.base import LineKind, StatementError, StatementFormat, StatementLine, file_sha256, parse_file
+from adapters.statements.base import LineKind, StatementError, StatementFormat, StatementLine, file_sha256
 from adapters.statements.csvfile import ColumnMapping
+from adapters.statements.formats import parse_file
 from adapters.vietqr import find_reference
 from payments.agency.models import Agency
 from payments.core.context import AppContext

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from payments.core.context import AppContext
 from payments.outbox.worker import Handler
-from payments.webhooks.service import deliver, fan_out
+from payments.webhooks.service import DELIVER, FANOUT, deliver, fan_out
 
-HANDLERS: dict[str, Handler] = {"webhook.fanout": fan_out, "webhook.deliver": deliver}
+HANDLERS: dict[str, Handler[AppContext]] = {FANOUT: fan_out, DELIVER: deliver}

@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from payments.core.config import Environment, Settings
+from payments.core.config import Environment, PaymentSettings
 from payments.core.context import AppContext
 from payments.core.db import affected
 from payments.core.errors import ValidationFailed
@@ -39,6 +39,9 @@ from payments.outbox.worker import RetryLater
 from payments.webhooks import targets
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookMessage, event_body
 
+# Outbox job kinds this package runs (payments.webhooks.jobs).
+FANOUT = "webhook.fanout"
+DELIVER = "webhook.deliver"
 log = get_logger(__name__)
 
 EVENT_TYPES = (
@@ -66,7 +69,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
-def check_url(url: str, settings: Settings) -> str:
+def check_url(url: str, settings: PaymentSettings) -> str:
     """HTTPS only in production; no credentials in the URL (they would sit in logs and listings); a host, address
     and port that the target policy allows (payments/webhooks/targets.py)."""
     try:
@@ -106,7 +109,7 @@ def emit(s: Session, agency_id: str, event_type: str, data: dict[str, Any]) -> N
         event_body(message.id, event_type, now, data), ensure_ascii=False, separators=(",", ":"), sort_keys=True
     )
     s.add(message)
-    enqueue(s, "webhook.fanout", {"message_id": message.id})
+    enqueue(s, FANOUT, {"message_id": message.id})
 
 
 def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
@@ -133,7 +136,7 @@ def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
                 event_type=message.event_type,
             )
             s.add(delivery)
-            enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+            enqueue(s, DELIVER, {"delivery_id": delivery.id})
 
 
 def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
@@ -216,7 +219,7 @@ def retry_now(s: Session, delivery: WebhookDelivery) -> None:
         .where(col(WebhookDelivery.id) == delivery.id)
         .values(status=DeliveryStatus.pending, attempts=0, last_error=None)
     )
-    enqueue(s, "webhook.deliver", {"delivery_id": delivery.id})
+    enqueue(s, DELIVER, {"delivery_id": delivery.id})
 
 
 def _send(
@@ -229,7 +232,7 @@ def _send(
     for ip in where.addresses:
         to_ip = httpx.URL(url).copy_with(host=str(ip), port=where.target.port)
         try:
-            response = _client(ctx).post(
+            response = ctx.webhook_http.post(
                 to_ip, content=body, headers={**headers, "host": where.target.host_header}, extensions=extensions
             )
         except httpx.HTTPError as exc:
@@ -263,22 +266,6 @@ def shown_error(stored: str | None) -> str | None:
         return stored
     legacy = re.fullmatch(r"HTTP (\d{3})", stored)
     return f"http_{legacy[1]}" if legacy else "network"
-
-
-def _client(ctx: AppContext) -> httpx.Client:
-    # Never follow redirects: the registered URL is the only place a signed message goes. No proxy from the
-    # environment: the connection must go to the address that was checked. No kept-alive connections: one made
-    # (and certificate-checked) for one endpoint's name must not carry another endpoint's message to the same address.
-    return ctx.shared(
-        "webhook_http",
-        httpx.Client,
-        lambda: httpx.Client(
-            timeout=ctx.settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_keepalive_connections=0),
-        ),
-    )
 
 
 def verify(

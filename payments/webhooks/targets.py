@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from payments.core.config import Environment, Settings
+from payments.core.config import Environment, PaymentSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -97,7 +97,7 @@ class Policy:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, settings: Settings) -> Policy:
+    def of(cls, settings: PaymentSettings) -> Policy:
         networks: list[IPNetwork] = []
         names: list[str] = []
         for entry in settings.webhook_allowed_private_hosts:
@@ -153,7 +153,7 @@ def resolve(name: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
 
-def check_registration(url: str, settings: Settings) -> None:
+def check_registration(url: str, settings: PaymentSettings) -> None:
     """Refuse a URL that is or resolves to a refused address. A name without an address now is let through: DNS may
     change, and every delivery resolves and checks again."""
     policy = Policy.of(settings)
@@ -164,7 +164,7 @@ def check_registration(url: str, settings: Settings) -> None:
         return
 
 
-def route(url: str, settings: Settings) -> Route:
+def route(url: str, settings: PaymentSettings) -> Route:
     """Resolve and check the URL's host for one delivery; raises TargetRefused or Unresolvable."""
     policy = Policy.of(settings)
     target = parse(url, policy)

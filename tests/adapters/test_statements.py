@@ -43,14 +43,11 @@ from adapters.statements import (
     load_mapping,
     parse_file,
     stripe_balance_lines,
-    write_camt053,
-    write_csv,
-    write_file,
-    write_mt940,
 )
 from adapters.statements.base import GMT7
 from adapters.statements.csvfile import date_reader
 from adapters.statements.stripe_balance import balance_line
+from devtools.statement_writers import write_camt053, write_csv, write_file, write_mt940
 from tests.adapters.localstripe_server import LocalStripe, run_localstripe
 
 DATA = Path(__file__).parent / "statements_data"

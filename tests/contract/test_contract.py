@@ -39,12 +39,12 @@ from sqlmodel import col, select
 
 import adapters.http
 from adapters.base import GatewayTechnicalError
-from payments.app import create_app
+from lephi.app import create_app
+from lephi.container import build_container
+from lephi.jobs import HANDLERS
 from payments.auth.service import create_key
-from payments.core.context import build_context
 from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
 from payments.payment.models import GatewayInbox, Payment, PaymentEvent
@@ -72,7 +72,7 @@ def api(driver: Driver, database_url: str, tmp_path: Path) -> Iterator[Api]:
         path = tmp_path / "gateways.toml"
         path.write_text(setup.gateways_toml)
         settings = make_settings(database_url, tmp_path, gateways_file=path)
-        ctx = build_context(settings, Database(make_engine(settings.effective_database_url, settings)))
+        ctx = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
         with ctx.db.write() as s:
             agency = seed_agency(s, AGENCY, methods=setup.methods)
             _, key = create_key(s, AGENCY, "test", ALL_SCOPES)

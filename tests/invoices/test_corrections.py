@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]
 from sqlmodel import col, select
 
-from invoices.jobs import signers
 from invoices.model import FeeLine, ServiceLine
 from invoices.models import Document, DocumentPurpose
 from invoices.service import _decrease, issue_adjustment
 from invoices.verify import pinned, verify
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookMessage
@@ -55,7 +54,7 @@ def _data(xml: bytes) -> Any:
 
 
 def _certificate(api: Api) -> Any:
-    return signers(api.ctx).for_agency("AGC-A", "0100000001", "Agency AGC-A").certificate
+    return api.ctx.signers.for_agency("AGC-A", "0100000001", "Agency AGC-A").certificate
 
 
 def test_a_full_refund_issues_one_signed_adjustment_with_negative_amounts(api: Api) -> None:
@@ -118,8 +117,8 @@ def test_the_adjustment_job_is_idempotent_and_waits_for_the_receipt(api: Api) ->
             s.add(job)
     Worker(api.ctx, HANDLERS).run_once()
     Worker(api.ctx, HANDLERS).run_once()
-    first = issue_adjustment(api.ctx, signers(api.ctx), refund["id"])
-    again = issue_adjustment(api.ctx, signers(api.ctx), refund["id"])
+    first = issue_adjustment(api.ctx, api.ctx.signers, refund["id"])
+    again = issue_adjustment(api.ctx, api.ctx.signers, refund["id"])
     docs = _documents(api, payment["id"])
     assert [d.purpose for d in docs] == [DocumentPurpose.original, DocumentPurpose.adjustment]
     assert first == again == docs[1].id
@@ -127,7 +126,7 @@ def test_the_adjustment_job_is_idempotent_and_waits_for_the_receipt(api: Api) ->
 
 def test_a_failed_refund_issues_no_adjustment(api: Api) -> None:
     payment = _paid_and_issued(api)
-    assert issue_adjustment(api.ctx, signers(api.ctx), "rfd_000000000000000000000000") is None
+    assert issue_adjustment(api.ctx, api.ctx.signers, "rfd_000000000000000000000000") is None
     assert len(_documents(api, payment["id"])) == 1
 
 

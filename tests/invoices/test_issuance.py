@@ -11,12 +11,11 @@ import pytest
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from invoices.jobs import signers
 from invoices.models import Document
 from invoices.service import issue_receipt
 from invoices.verify import pinned, verify
+from lephi.jobs import HANDLERS
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob
 from payments.outbox.worker import Worker
 from tests.conftest import Api
@@ -46,7 +45,7 @@ def test_success_enqueues_issuance_and_the_worker_issues_a_verifiable_receipt(ap
     Worker(api.ctx, HANDLERS).run_once()
     (doc,) = _documents(api)
     assert doc.payment_id == payment["id"] and doc.number == 1 and doc.total == 115_000
-    signer = signers(api.ctx).for_agency("AGC-A", "0100000001", "Agency AGC-A")
+    signer = api.ctx.signers.for_agency("AGC-A", "0100000001", "Agency AGC-A")
     verified = verify(doc.xml, pinned(signer.certificate))
     assert verified.number == 1 and verified.total == 115_000 and verified.seller_tax_code == "0100000001"
     assert "Một trăm mười lăm nghìn đồng".encode() in doc.xml and b"Nguy\xe1\xbb\x85n V\xc4\x83n An" in doc.xml
@@ -58,7 +57,7 @@ def test_retries_and_two_workers_still_give_exactly_one_document(api: Api) -> No
     lock = threading.Lock()
 
     def run() -> None:
-        got = issue_receipt(api.ctx, signers(api.ctx), payment["id"])
+        got = issue_receipt(api.ctx, api.ctx.signers, payment["id"])
         with lock:
             ids.append(got)
 
@@ -74,7 +73,7 @@ def test_retries_and_two_workers_still_give_exactly_one_document(api: Api) -> No
 
 def test_signing_failure_rolls_back_and_the_number_is_reused(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = _paid(api), _paid(api)
-    store = signers(api.ctx)
+    store = api.ctx.signers
     signer = store.for_agency("AGC-A", "0100000001", "Agency AGC-A")
 
     class Broken:
@@ -96,7 +95,7 @@ def test_signing_failure_rolls_back_and_the_number_is_reused(api: Api, monkeypat
 def test_an_unpaid_payment_gets_no_document(api: Api) -> None:
     code = api.post("/v1/dossiers", dossier_body()).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
-    assert issue_receipt(api.ctx, signers(api.ctx), payment["id"]) is None
+    assert issue_receipt(api.ctx, api.ctx.signers, payment["id"]) is None
     with api.ctx.db.read() as s:
         assert s.exec(select(func.count()).select_from(Document)).one() == 0
 
@@ -151,8 +150,8 @@ def test_cli_makes_a_dev_certificate_and_verifies_a_receipt_file(
 ) -> None:
     from typer.testing import CliRunner
 
-    from payments.cli import app
-    from payments.core.config import get_settings
+    from lephi.cli import app
+    from lephi.settings import get_settings
 
     payment = _paid(api)
     Worker(api.ctx, HANDLERS).run_once()

@@ -11,8 +11,8 @@ from pypdf import PdfReader
 from sqlmodel import select
 
 from invoices.models import Document
+from lephi.jobs import HANDLERS
 from payments.core.ratelimit import RateLimiter
-from payments.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
@@ -100,7 +100,7 @@ def test_unknown_and_malformed_codes_get_the_same_not_found_page(api: Api, code:
 
 def test_lookups_are_rate_limited_per_address(api: Api) -> None:
     doc = _issued(api)
-    api.ctx.extras["lookup_limiter"] = RateLimiter(3)
+    api.ctx.lookup_limiter.per_minute = 3
     statuses = [api.client.get(f"/r/{doc.lookup_code}").status_code for _ in range(3)]
     statuses.append(api.client.get("/r/AAAAAAAAAAAA").status_code)
     assert statuses == [200, 200, 200, 429]

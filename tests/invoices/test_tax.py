@@ -25,7 +25,6 @@ from sqlmodel import col, select
 from structlog.testing import capture_logs
 
 from invoices import validate as validate_module
-from invoices.jobs import signers
 from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate
 from invoices.tax.envelope import (
@@ -42,10 +41,10 @@ from invoices.tax.models import TaxMessage, TaxMessageKind, TaxMessageStatus, Ta
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
 from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
 from invoices.verify import VIETNAM, InvalidDocument, Reason, ds, pinned, verify, verify_notice
+from lephi.jobs import HANDLERS
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.types import utcnow
-from payments.jobs import HANDLERS
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from tests.conftest import Api
@@ -94,7 +93,7 @@ def replies_stored(ctx: AppContext) -> list[TaxReply]:
 
 
 def agency_signer(api: Api) -> Any:
-    return signers(api.ctx).for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
+    return api.ctx.signers.for_agency(api.agency_code, TAX_CODE, f"Agency {api.agency_code}")
 
 
 def drop(root: Path, xml: bytes, name: str | None = None) -> Path:

@@ -10,12 +10,11 @@ import pytest
 from lxml import etree  # type: ignore[import-untyped]
 from sqlmodel import select
 
-from invoices.jobs import signers
 from invoices.models import Document
 from invoices.tax.envelope import documents_in
 from invoices.tax.models import TaxMessage
 from invoices.verify import pinned, verify, verify_notice
-from payments.jobs import HANDLERS, PERIODIC
+from lephi.jobs import HANDLERS, PERIODIC
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
@@ -45,7 +44,7 @@ def test_an_issued_receipt_is_handed_to_the_t_van_folder_and_its_acknowledgement
         document = s.get(Document, receipt["id"])
         assert document is not None
     assert carried == document.xml  # the legal original, byte for byte
-    certificate = signers(api.ctx).for_agency(api.agency_code, "0100000001", "x").certificate
+    certificate = api.ctx.signers.for_agency(api.agency_code, "0100000001", "x").certificate
     assert verify(carried, pinned(certificate)).number == receipt["number"]
 
     drop(root, technical(transmission["message_id"]))
@@ -68,7 +67,7 @@ def test_a_replacement_sends_the_signed_04_ss_notice(api: Api, monkeypatch: pyte
     (notice,) = notices
     assert notice.status.value == "sent"
     (carried,) = documents_in(notice.xml)
-    certificate = signers(api.ctx).for_agency(api.agency_code, "0100000001", "x").certificate
+    certificate = api.ctx.signers.for_agency(api.agency_code, "0100000001", "x").certificate
     data = verify_notice(carried, pinned(certificate)).signed_data
     assert data.findtext("MCQT") == "10100"
     assert data.findtext("DSHDon/HDon/SHDon") == str(receipt["number"])

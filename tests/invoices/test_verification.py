@@ -14,12 +14,11 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from invoices.jobs import signers
 from invoices.models import Document
 from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
 from invoices.verify import ds
-from payments.core.config import get_settings
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
+from lephi.settings import get_settings
 from payments.outbox.worker import Worker
 from tests.conftest import ALL_SCOPES, Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome, seed_agency
@@ -81,7 +80,7 @@ def test_a_document_in_one_agencys_name_signed_with_another_agencys_registered_k
     _pay(api)
     other = _other_agency(api)
     # Agency B's key is registered with the service (it signs B's own receipts) ...
-    b_signer = signers(api.ctx).for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B")
+    b_signer = api.ctx.signers.for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B")
     _pay(other)
     assert _verify(api, _receipt(api, other.agency_id)).json()["seller_agency"] == "AGC-B"
     # ... but a document naming agency A as the seller, signed with it, is not A's.
@@ -202,7 +201,7 @@ def test_unsigned_content_never_rides_along(api: Api, attack: Callable[[bytes], 
 
 def test_a_signed_document_that_breaks_the_format_is_refused(api: Api) -> None:
     _pay(api)
-    signer = signers(api.ctx).for_agency("AGC-A", "0100000001", "Agency AGC-A")
+    signer = api.ctx.signers.for_agency("AGC-A", "0100000001", "Agency AGC-A")
     no_address = _resigned(
         _receipt(api), signer, lambda r: r.find("DLHDon/NDHDon/NBan").remove(r.find("DLHDon/NDHDon/NBan/DChi"))
     )
@@ -215,13 +214,13 @@ CLI_ATTACKS = ["a comment splitting the payer's name", "a DLHDon copy in an HDon
 
 
 def test_cli_refuses_the_same_attacks_as_the_api(api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from payments.cli import app
+    from lephi.cli import app
 
     _pay(api)
     _other_agency(api)
     good = _receipt(api)
     files = {
-        "wrong-seller": _resigned(good, signers(api.ctx).for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B")),
+        "wrong-seller": _resigned(good, api.ctx.signers.for_agency("AGC-B", OTHER_TAX_CODE, "Agency AGC-B")),
         **{UNSIGNED[name][1] + f"-{i}": UNSIGNED[name][0](good) for i, name in enumerate(CLI_ATTACKS)},
     }
     monkeypatch.setenv("LEPHI_DATABASE_URL", api.ctx.settings.effective_database_url)
@@ -245,7 +244,7 @@ def test_cli_refuses_the_same_attacks_as_the_api(api: Api, tmp_path: Path, monke
 def test_cli_verifies_the_receipts_of_an_agency_whose_key_is_a_p12(
     p12_only: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from payments.cli import app
+    from lephi.cli import app
 
     _pay(p12_only)
     (tmp_path / "receipt.xml").write_bytes(_receipt(p12_only))

@@ -14,8 +14,8 @@ from click.testing import Result
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
-from payments.cli import app as cli_app
-from payments.core.config import get_settings
+from lephi.cli import app as cli_app
+from lephi.settings import get_settings
 from payments.core.context import AppContext
 from payments.core.logging import configure_logging
 from tests.reconcile.test_matching import DAY, _file, _payment, _row

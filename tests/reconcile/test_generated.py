@@ -1,4 +1,4 @@
-"""Import and matching on generated data (``payments.reconcile.generate``), on both databases: every injected
+"""Import and matching on generated data (``devtools.generate``), on both databases: every injected
 discrepancy is found in its category and nothing else is flagged, re-importing changes nothing, and a malformed file
 names its line and imports nothing."""
 
@@ -17,10 +17,10 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from adapters.statements.base import GMT7, StatementFormat
+from devtools.generate import Manifest, generate, write_files
 from payments.core.context import AppContext
 from payments.core.db import Database, make_engine
 from payments.payment.models import Payment
-from payments.reconcile.generate import Manifest, generate, write_files
 from payments.reconcile.importer import ImportFailed, ImportResult, import_file
 from payments.reconcile.matching import RunResult, run_day
 from payments.reconcile.models import EXCEPTIONS, ExceptionStatus, ReconException, StatementEntry, StatementImport

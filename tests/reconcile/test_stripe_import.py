@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from payments.jobs import HANDLERS
+from lephi.jobs import HANDLERS
 from payments.outbox.worker import Worker
 from payments.reconcile.importer import ImportFailed
 from payments.reconcile.matching import run_day

@@ -8,7 +8,6 @@ document, so it must say exactly what the service answers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,7 +16,6 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from payments.auth.deps import get_principal
-from payments.core.config import Settings
 from payments.core.http import PROBLEM_JSON
 
 SECURITY_SCHEME = "ApiKey"
@@ -242,13 +240,3 @@ def _add_links(doc: dict[str, Any]) -> None:
         response["links"] = {
             name: {"operationId": target, "parameters": params} for name, (target, params) in links.items()
         }
-
-
-def export() -> str:
-    from payments.app import create_app
-    from payments.core.context import build_context
-    from payments.core.db import Database, make_engine
-
-    settings = Settings(database_url="sqlite://", run_worker=False)
-    app = create_app(settings, build_context(settings, Database(make_engine("sqlite://", settings))))
-    return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"

@@ -3,6 +3,7 @@ command ends with a summary table."""
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,21 +14,16 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 from rich.table import Table
 
 from adapters.statements.base import StatementFormat
+from lephi.cli.common import context
 
 if TYPE_CHECKING:
-    from payments.core.context import AppContext
+    from lephi.container import Container
 
 app = typer.Typer(help="Reconciliation of settlements and bank statements for finance staff.", no_args_is_help=True)
 GMT7 = timezone(timedelta(hours=7))
 FILE_FORMATS = [f.value for f in StatementFormat if f is not StatementFormat.stripe_api]
 console = Console(stderr=True)
 out = Console()
-
-
-def _ctx() -> AppContext:
-    from payments.cli import _ctx as build
-
-    return build()
 
 
 def _yesterday() -> date:
@@ -43,7 +39,7 @@ def _day(value: str | None) -> date:
         raise typer.BadParameter(f"{value!r} is not a date like 2026-11-26") from None
 
 
-def _agency_id(ctx: AppContext, code: str) -> str:
+def _agency_id(ctx: Container, code: str) -> str:
     from sqlmodel import select
 
     from payments.agency.models import Agency
@@ -66,14 +62,14 @@ def import_command(
 ) -> None:
     """Import settlement files or bank statements. A file already imported adds nothing; a malformed file imports
     nothing and names the line."""
-    from adapters.statements.csvfile import load_mapping
+    from adapters.statements.gateway_files import load_mapping
     from payments.core.errors import LephiError
     from payments.reconcile.importer import ImportResult, import_file
 
     if fmt not in FILE_FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FILE_FORMATS)}")
     column_mapping = load_mapping(mapping, mapping_name) if mapping else None
-    ctx = _ctx()
+    ctx = context()
     results: list[tuple[Path, ImportResult]] = []
     failed = False
     with Progress(
@@ -125,7 +121,7 @@ def stripe_command(
     from payments.core.errors import LephiError
     from payments.reconcile.stripe_import import import_stripe
 
-    ctx = _ctx()
+    ctx = context()
     target = _day(day)
     with console.status(f"reading Stripe's balance history of {target}"):
         try:
@@ -152,7 +148,7 @@ def run_command(
     from payments.reconcile.matching import RunResult, run_day
     from payments.reconcile.models import Category
 
-    ctx = _ctx()
+    ctx = context()
     agency_id = _agency_id(ctx, agency)
     last = _day(day)
     targets = [last - timedelta(days=n) for n in reversed(range(days))]
@@ -193,7 +189,7 @@ def report_command(
         raise typer.BadParameter("--format must be table, csv, xlsx or json")
     if fmt != "table" and output is None:
         raise typer.BadParameter("--output is required for csv, xlsx and json")
-    ctx = _ctx()
+    ctx = context()
     agency_id = _agency_id(ctx, agency)
     target = _day(day)
     with ctx.db.read() as s:
@@ -226,7 +222,6 @@ def report_command(
     ctx.close()
 
 
-@app.command("generate")
 def generate_command(
     agency: Annotated[str, typer.Option(help="Code of the NEW agency to create, e.g. GEN-01.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the settlement files.", file_okay=False)],
@@ -238,12 +233,12 @@ def generate_command(
 ) -> None:
     """Make realistic test data (never in production): a new agency's day of payments, receipts and refunds, its
     VNPay and MoMo settlement files and bank statement, with known discrepancies of every category."""
+    from devtools.generate import generate
     from payments.core.config import Environment
-    from payments.reconcile.generate import generate
 
     if bank_format not in {"mt940", "camt053"}:
         raise typer.BadParameter("--bank-format must be mt940 or camt053")
-    ctx = _ctx()
+    ctx = context()
     if ctx.settings.env is Environment.production:
         console.print("[red]error:[/red] generated data is for development and test databases only")
         raise typer.Exit(2)
@@ -272,3 +267,8 @@ def generate_command(
     )
     console.print("next: lephi reconcile import FILE --agency " + agency + " --format FORMAT, then lephi reconcile run")
     ctx.close()
+
+
+# Test data is made only where the development tools are installed (a source checkout), never by an installed service.
+if importlib.util.find_spec("devtools") is not None:
+    app.command("generate")(generate_command)

@@ -8,13 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from payments.core.config import Environment, get_settings
+from lephi.cli import reconcile
+from lephi.cli.common import context
+from lephi.settings import get_settings
+from payments.core.config import Environment
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp
 
-    from payments.core.context import AppContext
+    from lephi.container import Container
+
 
 app = typer.Typer(
     help="Lephi: cashless collection of administrative procedure fees.",
@@ -33,28 +37,13 @@ agency = typer.Typer(help="Agencies: onboarding, with their payment methods and 
 app.add_typer(agency, name="agency")
 
 
-def _reconcile() -> typer.Typer:
-    from payments.reconcile.cli import app as reconcile
-
-    return reconcile
-
-
-app.add_typer(_reconcile(), name="reconcile")
-
-
-def _ctx() -> AppContext:
-    from payments.core.context import build_context
-    from payments.core.logging import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return build_context(settings)
+app.add_typer(reconcile.app, name="reconcile")
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the latest."""
-    from payments.migrate import upgrade
+    from lephi.migrate import upgrade
 
     upgrade(get_settings().effective_database_url)
     typer.echo("database is at the latest migration")
@@ -70,7 +59,7 @@ def _seed() -> tuple[str, str]:
     from payments.agency.demo import seed_demo
     from payments.dossier.service import to_out
 
-    ctx = _ctx()
+    ctx = context()
     with ctx.db.write() as s:
         configured = list(ctx.gateway_config.agencies.get("DEMO-STP", {}))
         dossier, key = seed_demo(s, ctx.settings.data_dir, configured)
@@ -107,7 +96,7 @@ def serve(
     migrate()
     if settings.env is Environment.development:
         _print_demo(_seed())
-    from payments.app import create_app
+    from lephi.app import create_app
 
     uvicorn.Server(server_config(create_app(settings), host, port)).run()
 
@@ -124,10 +113,10 @@ def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
 @app.command("worker")
 def run_worker() -> None:
     """Run the outbox worker (payment expiry, status re-queries, refund retries) until stopped."""
-    from payments.jobs import HANDLERS, PERIODIC
+    from lephi.jobs import HANDLERS, PERIODIC
     from payments.outbox.worker import Worker
 
-    ctx = _ctx()
+    ctx = context()
     w = Worker(ctx, HANDLERS, periodic=PERIODIC)
     try:
         w.run_forever()
@@ -148,7 +137,7 @@ def apikey_create(
     from payments.auth.service import create_key
     from payments.core.errors import LephiError
 
-    ctx = _ctx()
+    ctx = context()
     try:
         with ctx.db.write() as s:
             key, raw = create_key(s, agency, name, [x.strip() for x in scopes.split(",") if x.strip()])
@@ -167,7 +156,7 @@ def apikey_revoke(key_id: str) -> None:
     from payments.auth.service import revoke_key
     from payments.core.errors import LephiError
 
-    ctx = _ctx()
+    ctx = context()
     try:
         with ctx.db.write() as s:
             revoke_key(s, key_id)
@@ -182,7 +171,7 @@ def apikey_list(agency: Annotated[str | None, typer.Option(help="Only this agenc
     """List API keys (never the keys themselves)."""
     from payments.auth.service import list_keys
 
-    ctx = _ctx()
+    ctx = context()
     with ctx.db.read() as s:
         rows = list_keys(s, agency)
     for key, code in rows:
@@ -198,7 +187,7 @@ def certs_dev(agency: Annotated[str, typer.Option(help="Agency code, e.g. DEMO-S
     from invoices.keys import write_dev_certificate
     from payments.agency.models import Agency
 
-    ctx = _ctx()
+    ctx = context()
     with ctx.db.read() as s:
         row = s.exec(select(Agency).where(Agency.code == agency)).first()
     if row is None:
@@ -216,7 +205,7 @@ def receipts_verify(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
     from invoices.verification import verify_upload
     from invoices.verify import MAX_XML_BYTES, InvalidDocument
 
-    ctx = _ctx()
+    ctx = context()
     if file.stat().st_size > MAX_XML_BYTES:
         typer.echo(f"NOT VALID (too-large): over the {MAX_XML_BYTES}-byte limit")
         raise typer.Exit(1)
@@ -245,7 +234,7 @@ def tax_sync() -> None:
     from invoices.tax.models import TaxMessage
     from invoices.tax.service import apply_replies, gateway_for, send_pending
 
-    ctx = _ctx()
+    ctx = context()
     gateway = gateway_for(ctx.settings)
     if gateway is None:
         typer.echo("transmission is off (LEPHI_TAX_TRANSMISSION=false)")
@@ -277,7 +266,7 @@ def agency_create(
     from payments.agency.service import agency_in, create_agency
     from payments.core.errors import LephiError
 
-    ctx = _ctx()
+    ctx = context()
     try:
         data = agency_in(
             code=code,
@@ -304,7 +293,7 @@ def agency_create(
     _warn_unconfigured(ctx, row.code, row.payment_methods)
 
 
-def _warn_unconfigured(ctx: AppContext, code: str, methods: list[str]) -> None:
+def _warn_unconfigured(ctx: Container, code: str, methods: list[str]) -> None:
     """A gateway needs the agency's own merchant account before money can reach the agency; say so, not refuse:
     the operator may add the account to the gateways file after onboarding."""
     configured = ctx.gateway_config.agencies.get(code, {})
@@ -322,7 +311,7 @@ def agency_list() -> None:
     """List agencies: code, tax code, payment methods, number of procedures, name."""
     from payments.agency.service import list_agencies
 
-    ctx = _ctx()
+    ctx = context()
     with ctx.db.read() as s:
         rows = list_agencies(s)
     ctx.close()
@@ -338,7 +327,7 @@ def agency_show(code: str) -> None:
     from payments.agency.service import agency_detail
     from payments.core.errors import LephiError
 
-    ctx = _ctx()
+    ctx = context()
     try:
         with ctx.db.read() as s:
             detail = agency_detail(s, code)
@@ -367,7 +356,7 @@ def agency_show(code: str) -> None:
 @app.command()
 def openapi() -> None:
     """Print the OpenAPI document (the committed copy is openapi/openapi.json)."""
-    from payments.openapi import export
+    from lephi.app import export
 
     sys.stdout.write(export())
 

@@ -66,9 +66,9 @@ from sqlmodel import Session, col, select
 from adapters.momo import PAYMENT_PREFIX as MOMO_PREFIX
 from adapters.momo import momo_id
 from adapters.statements.base import GMT7, LineKind, StatementFormat, StatementLine
-from adapters.statements.writers import write_file
 from adapters.vietqr import find_reference, make_reference
 from adapters.vnpay import ascii_text, txn_ref
+from devtools.statement_writers import write_file
 from invoices.models import Document, SeriesCounter
 from invoices.numbering import series_for_year
 from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
@@ -250,7 +250,7 @@ class Manifest:
 
 
 def _db(db_or_ctx: AppContext | Database) -> Database:
-    return db_or_ctx.db if isinstance(db_or_ctx, AppContext) else db_or_ctx
+    return db_or_ctx if isinstance(db_or_ctx, Database) else db_or_ctx.db
 
 
 def generate(

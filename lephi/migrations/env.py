@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import payments.models
-from payments.core.config import Settings
+import lephi.tables
+from lephi.settings import Settings
 from payments.core.db import normalise_url
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or normalise_url(Settings().effective_database_url)
-target_metadata = payments.models.metadata
+target_metadata = lephi.tables.metadata
 
 
 def run_offline() -> None:

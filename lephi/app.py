@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,12 +10,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from payments.core.config import Settings, get_settings
-from payments.core.context import AppContext, build_context
+from lephi import openapi
+from lephi.container import Container, build_container
+from lephi.health import router as health
+from lephi.jobs import HANDLERS, PERIODIC
+from lephi.settings import Settings, get_settings
+from payments.core.db import Database, make_engine
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
 from payments.core.proxies import TrustedProxyMiddleware
 from payments.core.security import SecurityHeadersMiddleware
+from payments.outbox.worker import Worker
 
 DESCRIPTION = """Lephi collects the fees and charges (phí, lệ phí) of administrative procedures without cash.
 
@@ -31,18 +37,15 @@ def body_limits() -> dict[str, int]:
     return {"/v1/receipts/verify": MAX_XML_BYTES}
 
 
-def create_app(settings: Settings | None = None, ctx: AppContext | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
     settings = settings or (ctx.settings if ctx else get_settings())
     configure_logging(settings.log_level, settings.log_json)
-    context = ctx or build_context(settings)
+    context = ctx or build_container(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if settings.run_worker:
-            from payments.jobs import HANDLERS, PERIODIC
-            from payments.outbox.worker import Worker
-
             worker = Worker(context, HANDLERS, periodic=PERIODIC)
             threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
         yield
@@ -69,7 +72,6 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     from payments.dossier.endpoints import router as dossiers
     from payments.gateway.endpoints import pages as sandbox_pages
     from payments.gateway.endpoints import router as gateways
-    from payments.health import router as health
     from payments.pages.card import router as card_pages
     from payments.pages.docs import router as docs
     from payments.pages.endpoints import router as payer_pages
@@ -101,11 +103,16 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
     # before anything reads it.
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https:"))
     app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
-    from payments import openapi
-
     openapi.install(app)
     return app
 
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+def export() -> str:
+    """The OpenAPI document of a service with default settings, as committed in openapi/openapi.json."""
+    settings = Settings(database_url="sqlite://", run_worker=False)
+    app = create_app(settings, build_container(settings, Database(make_engine("sqlite://", settings))))
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"

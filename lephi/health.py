@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from lephi.migrate import current_revision, head_revision
 from payments.auth.deps import CtxDep
-from payments.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 

@@ -1,0 +1,106 @@
+"""The process-wide objects of one running service, built once and shared by requests, the worker and the CLI.
+
+Domain packages never import this module: they declare what they need as Protocols (``payments.core.context.
+AppContext``, ``invoices.context.ReceiptContext``) and the container has it all, under those names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from adapters.base import GatewayContext
+from adapters.registry import GatewayRegistry, discover
+from invoices.keys import SignerStore
+from invoices.service import current_document
+from lephi.settings import Settings
+from payments.core.context import ContextMethods
+from payments.core.db import Database, make_engine
+from payments.core.ratelimit import RateLimiter
+from payments.gateway.config import GatewayConfig
+from payments.gateway.sandbox_store import DbSandboxStore
+from payments.idempotency.service import Idempotency
+
+
+@dataclass(frozen=True, eq=False)
+class Container(ContextMethods):
+    settings: Settings
+    db: Database
+    gateways: GatewayRegistry
+    gateway_config: GatewayConfig
+    idempotency: Idempotency
+    signers: SignerStore
+    api_limiter: RateLimiter
+    lookup_limiter: RateLimiter
+    webhook_http: httpx.Client
+    http: httpx.Client | None = None
+    agency_codes: dict[str, str] = field(default_factory=dict)
+    callback_agencies: set[str] = field(default_factory=set)
+
+    def receipt_code(self, payment_id: str) -> str | None:
+        with self.db.read() as s:
+            document = current_document(s, payment_id)
+            return document.lookup_code if document is not None else None
+
+    def close(self) -> None:
+        self.webhook_http.close()
+        self.db.dispose()
+
+
+def webhook_client(settings: Settings) -> httpx.Client:
+    # Never follow redirects: the registered URL is the only place a signed message goes. No proxy from the
+    # environment: the connection must go to the address that was checked. No kept-alive connections: one made
+    # (and certificate-checked) for one endpoint's name must not carry another endpoint's message to the same address.
+    return httpx.Client(
+        timeout=settings.webhook_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+
+def _builtin_settings(settings: Settings, name: str) -> dict[str, Any]:
+    if name == "sandbox":
+        return {"secret": settings.sandbox_secret}
+    return {}
+
+
+def build_container(
+    settings: Settings,
+    db: Database | None = None,
+    http: httpx.Client | None = None,
+    webhook_http: httpx.Client | None = None,
+) -> Container:
+    database = db or Database(make_engine(settings.effective_database_url, settings))
+    factories = discover()
+    if not settings.sandbox_on:
+        factories.pop("sandbox", None)
+    config = GatewayConfig.load(settings.gateways_file)
+
+    def callback_url(name: str, agency_code: str | None) -> str:
+        base = f"{settings.public_url.rstrip('/')}/v1/gateways/{name}/callback"
+        return f"{base}/{agency_code}" if agency_code else base
+
+    def context_for(name: str, agency_code: str | None) -> GatewayContext:
+        return GatewayContext(
+            name=name,
+            public_url=settings.public_url,
+            callback_url=callback_url(name, agency_code),
+            settings={**_builtin_settings(settings, name), **config.for_agency(name, agency_code)},
+            http=http,
+            store=DbSandboxStore(database) if name == "sandbox" else None,
+        )
+
+    return Container(
+        settings=settings,
+        db=database,
+        gateways=GatewayRegistry(factories, context_for),
+        gateway_config=config,
+        idempotency=Idempotency(database, settings),
+        signers=SignerStore(settings),
+        api_limiter=RateLimiter(settings.api_rate_per_minute),
+        lookup_limiter=RateLimiter(settings.lookup_rate_per_minute),
+        webhook_http=webhook_http or webhook_client(settings),
+        http=http,
+    )

@@ -1,0 +1,35 @@
+"""The service's settings, read from the environment with the prefix ``LEPHI_`` (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from invoices.config import ReceiptSettings
+from payments.core.config import DEV_SANDBOX_SECRET, Environment
+
+
+class Settings(ReceiptSettings, BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEPHI_", env_file=".env", extra="ignore")
+
+    @model_validator(mode="after")
+    def _refuse_dev_defaults(self) -> Settings:
+        if self.env is Environment.production:
+            if self.sandbox_on and self.sandbox_secret == DEV_SANDBOX_SECRET:
+                raise ValueError("LEPHI_SANDBOX_SECRET must be set to a secret of your own outside development")
+            if not self.database_url:
+                raise ValueError("LEPHI_DATABASE_URL must be set outside development")
+            if not self.form_secret:
+                raise ValueError("LEPHI_FORM_SECRET (32 characters or more) must be set: it signs the pay forms")
+            if not self.provider_tax_code:
+                raise ValueError("LEPHI_PROVIDER_TAX_CODE (MSTTCGP, the service operator's tax code) must be set")
+            if not self.province and not self.notice_place:
+                raise ValueError("LEPHI_PROVINCE (the province this service runs for) must be set")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
