@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 _joined: ContextVar[Session | None] = ContextVar("lephi_joined_transaction", default=None)
 
 
-def insert_or_nothing(s: Session, table: Table, conflict: Sequence[str]) -> Any:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING`` in the session's dialect (SQLite >= 3.35 and PostgreSQL);
-    add ``.values(...)`` and ``.returning(...)``: no row comes back when the conflict happened."""
-    dialect = s.get_bind().dialect.name
+def insert_or_nothing(s: Session, table: Table, conflict: Sequence[str], returning: Sequence[str] = ()) -> Any:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING [RETURNING ...]`` in the session's dialect (SQLite >= 3.35 and
+    PostgreSQL), built once: execute it with the row as parameters. No row comes back when the conflict happened."""
+    return _insert_or_nothing(s.get_bind().dialect.name, table, tuple(conflict), tuple(returning))
+
+
+@functools.cache
+def _insert_or_nothing(dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]) -> Any:
     module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return stmt.returning(*(table.c[name] for name in returning)) if returning else stmt
+
+
+def connection(s: Session) -> Connection:
+    """The session's connection in its transaction: Core statements executed on it skip the ORM's execution path
+    (no autoflush, no ORM compile step), which is most of what a small statement costs."""
+    return s.connection()
 
 
 @contextmanager

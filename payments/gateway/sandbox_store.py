@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from adapters.sandbox import SandboxRecord
 from payments.core.db import Database, affected
-from payments.core.sql import insert_or_nothing, joined
+from payments.core.sql import connection, insert_or_nothing, joined
 from payments.core.types import utcnow
 from payments.gateway.models import SandboxTransaction
 
@@ -39,11 +39,14 @@ class DbSandboxStore:
             values = {k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}
             table = SandboxTransaction.__table__  # type: ignore[attr-defined]
             now = utcnow()
-            stored = s.execute(
-                insert_or_nothing(s, table, ["idempotency_key"])
-                .values(**values, refund_keys=[], created_at=now, updated_at=now)
-                .returning(table.c.id)
-            ).first()
+            stored = (
+                connection(s)
+                .execute(
+                    insert_or_nothing(s, table, ["idempotency_key"], ["id"]),
+                    {**values, "refund_keys": [], "created_at": now, "updated_at": now},
+                )
+                .first()
+            )
             return record if stored is not None else self._by_key_in(s, record.idempotency_key)
         try:  # insert first: a retry with the same key is the rare case
             with self._db.write() as s:

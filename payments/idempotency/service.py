@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Table, bindparam, delete, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -29,12 +29,18 @@ from payments.core.errors import (
     IdempotencyKeyReused,
     LephiError,
 )
-from payments.core.sql import insert_or_nothing
+from payments.core.sql import connection, insert_or_nothing
 from payments.core.types import utcnow
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 
 # Core statements on the table: the claim and its answer are on every write request's path.
 _RECORD: Table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_ATTACH = update(_RECORD).where(_RECORD.c.id == bindparam("record_id")).values(resource_id=bindparam("resource"))
+_FINISH = (
+    update(_RECORD)
+    .where(_RECORD.c.id == bindparam("record_id"))
+    .values(state=bindparam("new_state"), response_status=bindparam("status"), response_body=bindparam("body"))
+)
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -54,15 +60,19 @@ class Claim:
 
     def attach(self, session: Session, resource_id: str) -> None:
         """Record the resource created so far, in the caller's transaction."""
-        session.execute(update(_RECORD).where(_RECORD.c.id == self.record_id).values(resource_id=resource_id))
+        connection(session).execute(_ATTACH, {"record_id": self.record_id, "resource": resource_id})
         self.resource_id = resource_id
 
     def finish(self, session: Session, status: int, body: dict[str, Any]) -> None:
         """Store the response in the caller's transaction, so the result and its record commit together."""
-        session.execute(
-            update(_RECORD)
-            .where(_RECORD.c.id == self.record_id)
-            .values(state=IdempotencyState.completed, response_status=status, response_body=json.dumps(body))
+        connection(session).execute(
+            _FINISH,
+            {
+                "record_id": self.record_id,
+                "new_state": IdempotencyState.completed,
+                "status": status,
+                "body": json.dumps(body),
+            },
         )
         self.finished = True
 
@@ -191,11 +201,12 @@ class Idempotency:
         }
         # The first request with a key inserts it; on PostgreSQL a concurrent one waits here for the first to finish,
         # then finds its row below.
-        claim = insert_or_nothing(s, _RECORD, ["client_id", "key"]).values(**new).returning(_RECORD.c.id)
-        record_id = s.execute(claim).scalar()
+        conn = connection(s)
+        claim = insert_or_nothing(s, _RECORD, ["client_id", "key"], ["id"])
+        record_id = conn.execute(claim, new).scalar()
         if record_id is not None:
             return Claim(record_id, None)
-        rec = s.execute(
+        rec = conn.execute(
             core_select(
                 _RECORD.c.id,
                 _RECORD.c.fingerprint,
@@ -205,13 +216,14 @@ class Idempotency:
                 _RECORD.c.response_body,
                 _RECORD.c.locked_until,
                 _RECORD.c.expires_at,
-            ).where(_RECORD.c.client_id == client_id, _RECORD.c.key == key)
+            ).where(_RECORD.c.client_id == bindparam("client_id"), _RECORD.c.key == bindparam("key")),
+            {"client_id": client_id, "key": key},
         ).first()
         if rec is None:
             raise _KeyTaken  # removed between the two statements; claim again
         if rec.expires_at <= now:
-            s.execute(delete(_RECORD).where(_RECORD.c.id == rec.id))
-            record_id = s.execute(claim).scalar()
+            conn.execute(delete(_RECORD).where(_RECORD.c.id == rec.id))
+            record_id = conn.execute(claim, new).scalar()
             if record_id is None:
                 raise _KeyTaken
             return Claim(record_id, None)
@@ -226,7 +238,7 @@ class Idempotency:
             err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
             err.headers["Retry-After"] = "1"
             raise err
-        s.execute(update(_RECORD).where(_RECORD.c.id == rec.id).values(locked_until=lease))
+        conn.execute(update(_RECORD).where(_RECORD.c.id == rec.id).values(locked_until=lease))
         return Claim(rec.id, rec.resource_id)
 
     def _store_new(self, client_id: str, key: str, fp: str, status: int, body: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -36,7 +36,7 @@ from payments.core.errors import (
     PaymentInProgress,
 )
 from payments.core.logging import get_logger
-from payments.core.sql import joining
+from payments.core.sql import connection, joining
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
@@ -54,6 +54,15 @@ _EVENT: Table = PaymentEvent.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxJob.__table__  # type: ignore[attr-defined]
 _DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
 _AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
+# Built once: building a statement costs more CPU than SQLite takes to run it.
+_INSERT_PAYMENT = insert(_PAYMENT)
+_INSERT_EVENT = insert(_EVENT)
+_INSERT_JOB = insert(_OUTBOX)
+_DOSSIER_AND_VERSION = (
+    select(_DOSSIER.c.id, _DOSSIER.c.code, _DOSSIER.c.status, _DOSSIER.c.total_amount, _AGENCY.c.version)
+    .join(_AGENCY, _AGENCY.c.id == _DOSSIER.c.agency_id)
+    .where(_DOSSIER.c.agency_id == bindparam("agency_id"), _DOSSIER.c.code == bindparam("code"))
+)
 
 
 def _gateway_for(ctx: AppContext, agency: AgencyView, method: str) -> PaymentGateway:
@@ -208,12 +217,13 @@ class PaymentCreation:
         }
 
     def _insert(self, s: Session, values: dict[str, Any], events: list[dict[str, Any]], now: datetime) -> None:
+        conn = connection(s)
         try:
-            s.execute(insert(_PAYMENT).values(**values))
+            conn.execute(_INSERT_PAYMENT, values)
         except IntegrityError as exc:
             # The unique index keeps one live attempt per dossier, whoever got there first.
             raise PaymentInProgress("another payment for this dossier is in progress") from exc
-        s.execute(insert(_EVENT), events)
+        conn.execute(_INSERT_EVENT, events)
         payment_id = values["id"]
         jobs = []
         if values["status"] in LIVE:
@@ -223,7 +233,7 @@ class PaymentCreation:
                 requery = {"payment_id": payment_id, "step": 0}
                 jobs.append(_job("payment.requery", requery, now + timedelta(seconds=first[0]), now))
         if jobs:
-            s.execute(insert(_OUTBOX), jobs)
+            conn.execute(_INSERT_JOB, jobs)
 
     def _live_attempt(self) -> str | None:
         with self.ctx.db.read() as s:
