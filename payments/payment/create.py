@@ -178,11 +178,8 @@ class PaymentCreation:
     def _dossier_and_agency(self, s: Session) -> tuple[Any, AgencyView]:
         """The dossier and, in the same statement, the agency's version for its cached copy."""
         agency_id = self.principal.agency_id
-        dossier = s.execute(
-            select(_DOSSIER.c.id, _DOSSIER.c.code, _DOSSIER.c.status, _DOSSIER.c.total_amount, _AGENCY.c.version)
-            .join(_AGENCY, _AGENCY.c.id == _DOSSIER.c.agency_id)
-            .where(_DOSSIER.c.agency_id == agency_id, _DOSSIER.c.code == self.data.dossier_code)
-        ).first()
+        params = {"agency_id": agency_id, "code": self.data.dossier_code}
+        dossier = connection(s).execute(_DOSSIER_AND_VERSION, params).first()
         if dossier is None:
             find_dossier(s, agency_id, self.data.dossier_code)  # raises the 404, logging another agency's code
             raise NotFound(f"no dossier with code {self.data.dossier_code!r}")
