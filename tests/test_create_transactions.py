@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 from sqlmodel import col
 
-from payments.agency.models import Agency
+from payments.agency.models import Agency, FeeScheduleLine, Procedure
 from payments.agency.service import touch
 from payments.core.db import Database, make_engine
 from tests.conftest import Api
@@ -88,8 +88,16 @@ def test_dossier_is_one_write_transaction(api: Api) -> None:
         code = _dossier(api)
     writes = seen.write_transactions
     assert len(writes) == 1, writes
-    assert writes[0][0].startswith("INSERT INTO IDEMPOTENCY_RECORD") and "ON CONFLICT" in writes[0][0]
-    assert code
+    statements = writes[0]
+    assert statements[0].startswith("INSERT INTO IDEMPOTENCY_RECORD") and "ON CONFLICT" in statements[0]
+    # claim, agency version with the dossier's existence, dossier, its fee lines, stored answer: no schedule read
+    assert len(statements) == 5, statements
+    assert not any("FEE_SCHEDULE_LINE" in s or "FROM PROCEDURE" in s for s in statements)
+    stored = api.get(f"/v1/dossiers/{code}").json()
+    assert stored["total_amount"] == 110_000 and [line["fee_code"] for line in stored["fee_lines"]] == [
+        "LE_PHI",
+        "BAN_SAO",
+    ]
 
 
 def test_agency_change_from_another_process_is_seen_by_the_next_request(api: Api) -> None:
@@ -100,8 +108,16 @@ def test_agency_change_from_another_process_is_seen_by_the_next_request(api: Api
     try:
         with elsewhere.write() as s:
             s.execute(update(Agency).where(col(Agency.id) == api.agency_id).values(payment_methods=["vietqr"]))
+            fee = select(Procedure.id).where(Procedure.agency_id == api.agency_id)
+            s.execute(
+                update(FeeScheduleLine)
+                .where(col(FeeScheduleLine.procedure_id).in_(fee), col(FeeScheduleLine.code) == "LE_PHI")
+                .values(unit_amount=150_000)
+            )
             touch(s, api.agency_id)
     finally:
         elsewhere.dispose()
     r = api.post("/v1/payments", payment_body(code))
     assert r.status_code == 422 and r.json()["code"] == "method_not_enabled", r.text
+    r = api.post("/v1/dossiers", dossier_body(copies=0))
+    assert r.status_code == 201 and r.json()["total_amount"] == 150_000, r.text
