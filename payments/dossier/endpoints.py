@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
@@ -41,8 +42,10 @@ async def put_dossier(data: DossierIn, ctx: CtxDep, principal: Writer, idem: Ide
         out, created = dossiers.put_dossier(s, principal.agency_id, data, ctx.settings.public_url)
         return (201 if created else 200), out.model_dump(mode="json")
 
-    # A few short local statements: cheaper on the event loop than a hop to a worker thread and back.
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idem.key, idem.fingerprint(data), upsert))
+    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
+    # (PostgreSQL), and on the event loop that wait would stall every other request.
+    run = ctx.idempotency.run_in_transaction
+    return respond(await run_in_threadpool(run, principal.key_id, idem.key, idem.fingerprint(data), upsert))
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))

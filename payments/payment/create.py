@@ -94,12 +94,8 @@ class PaymentCreation:
         self.payment: Payment | None = None
         self._answer: PaymentOut | None = None
 
-    @property
-    def starts_offline(self) -> bool:
-        return _starts_offline(self.ctx, self.data.method)
-
     def outcome(self, client_id: str, key: str | None, fp: str) -> Outcome:
-        prepare = self._create_and_start if self.starts_offline else self.prepare
+        prepare = self._create_and_start if _starts_offline(self.ctx, self.data.method) else self.prepare
         try:
             return self.ctx.idempotency.run(client_id, key, fp, self._operation, prepare)
         except PaymentInProgress as exc:

@@ -38,11 +38,9 @@ Refunder = Annotated[Principal, Depends(require(Scope.refunds_write))]
 async def post_payment(data: PaymentIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Start paying a dossier's fee; send the payer to ``next_url``. One live attempt per dossier."""
     creation = PaymentCreation(ctx, principal, data, actor_of(principal))
-    fp = idem.fingerprint(data)
-    if creation.starts_offline:
-        # A few short local statements: cheaper on the event loop than a hop to a worker thread and back.
-        return respond(creation.outcome(principal.key_id, idem.key, fp))
-    return respond(await run_in_threadpool(creation.outcome, principal.key_id, idem.key, fp))
+    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
+    # (PostgreSQL), and on the event loop that wait would stall every other request.
+    return respond(await run_in_threadpool(creation.outcome, principal.key_id, idem.key, idem.fingerprint(data)))
 
 
 @router.get("/{payment_id}", response_model=PaymentOut, responses=problems(401, 403, 404))
