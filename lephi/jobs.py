@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from invoices.jobs import HANDLERS as INVOICE_HANDLERS
 from invoices.jobs import PERIODIC as INVOICE_PERIODIC
 from lephi.container import Container
@@ -9,5 +11,17 @@ from payments.outbox.worker import Handler, Periodic
 from payments.payment.jobs import HANDLERS as PAYMENT_HANDLERS
 from payments.webhooks.jobs import HANDLERS as WEBHOOK_HANDLERS
 
-HANDLERS: dict[str, Handler[Container]] = {**PAYMENT_HANDLERS, **INVOICE_HANDLERS, **WEBHOOK_HANDLERS}
+
+def merged(*tables: Mapping[str, Handler[Container]]) -> dict[str, Handler[Container]]:
+    """One handler per kind: a kind claimed by two packages would silently lose one of them, so it stops the start."""
+    handlers: dict[str, Handler[Container]] = {}
+    for table in tables:
+        for kind, handler in table.items():
+            if kind in handlers:
+                raise ValueError(f"outbox job kind {kind!r} has two handlers")
+            handlers[kind] = handler
+    return handlers
+
+
+HANDLERS = merged(PAYMENT_HANDLERS, INVOICE_HANDLERS, WEBHOOK_HANDLERS)
 PERIODIC: tuple[Periodic[Container], ...] = (*INVOICE_PERIODIC,)

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
@@ -148,3 +149,13 @@ def test_unknown_job_kind_is_not_lost(ctx: AppContext) -> None:
     with ctx.db.read() as s:
         job = s.exec(select(OutboxJob)).one()
     assert job.status is OutboxStatus.pending and "no handler" in (job.last_error or "")
+
+
+def test_a_job_kind_with_two_handlers_stops_the_start() -> None:
+    from lephi.jobs import merged
+
+    def one(_ctx: AppContext, _payload: dict[str, Any]) -> None: ...
+
+    assert set(merged({"a.x": one}, {"b.y": one})) == {"a.x", "b.y"}
+    with pytest.raises(ValueError, match=r"'a\.x' has two handlers"):
+        merged({"a.x": one}, {"a.x": one})
