@@ -1,17 +1,19 @@
-"""Benchmark of verified gateway callbacks (VNPay IPN, Stripe webhook) against a bare endpoint in the same process.
+"""Benchmark of verified gateway callbacks (VNPay IPN, Stripe webhook) against a bare FastAPI app in its own process.
 
-    python -m bench.callbacks [--db sqlite|postgres|both] [--duration 15] [--warmup 3] [--connections 32]
+    python -m bench.callbacks [--db sqlite|postgres|both] [--postgres URL] [--duration 15] [--warmup 3]
+                              [--connections 32]
 
-It reuses ``bench.payments_create`` (throwaway databases, the uvicorn process serving ``bench.server:create``, the
-load generator, CPU accounting and the report table) and adds what callbacks need. For each database it migrates a
-fresh database and seeds, straight into it before the server starts: the demo agency, with VNPay and Stripe merchant
-accounts in a gateways TOML file (``LEPHI_GATEWAYS_FILE``; test secrets), and for each of the two gateways ``N``
-pending payments with known gateway references, each with its own dossier. Then, in one server process, it measures
-three phases one after the other, each with a warm-up and a measured window:
+It drives the server with the shared load generator (``bench.harness``) and reuses ``bench.payments_create``'s
+throwaway databases and server environment. For each database it migrates a fresh database and seeds, straight into
+it before the server starts: the demo agency, with VNPay and Stripe merchant accounts in a gateways TOML file
+(``LEPHI_GATEWAYS_FILE``; test secrets), and for each of the two gateways ``N`` pending payments with known gateway
+references, each with its own dossier. Then it measures three phases one after the other, each with a warm-up and a
+measured window:
 
-1. ``GET /bench/bare``, the baseline;
-2. VNPay IPNs: ``GET /v1/gateways/vnpay/callback/{agency}`` with a valid ``vnp_SecureHash``, one per payment, so
-   each is a first notification: it is verified, recorded in the inbox and moves its payment to ``succeeded``;
+1. the bare FastAPI app (``bench.bare``), in its own uvicorn process, the baseline;
+2. in one uvicorn process serving the product, VNPay IPNs: ``GET /v1/gateways/vnpay/callback/{agency}`` with a valid
+   ``vnp_SecureHash``, one per payment, so each is a first notification: it is verified, recorded in the inbox and
+   moves its payment to ``succeeded``;
 3. Stripe webhooks: ``POST /v1/gateways/stripe/callback/{agency}`` carrying ``payment_intent.succeeded`` for a
    distinct payment, with a valid ``Stripe-Signature`` made at generation time. They are generated just before the
    phase, and warm-up + duration is capped well under Stripe's 300 s tolerance (the age is checked and printed).
@@ -22,39 +24,38 @@ Lephi also answers Stripe 200 for events it cannot use (unknown order, amount mi
 phases the gateway inbox and the payments are read back from the database: every callback must have been
 ``accepted`` and have moved its payment to ``succeeded``.
 
-Exit status: 0 when every request got its success reply and the database agrees, 1 otherwise. The target (throughput
-at least 0.5 of the bare endpoint's) is reported, never enforced.
+Exit status: 0 when every request got its success reply and the database agrees, 1 otherwise. The target (server
+CPU per callback at most 15 times the bare app's) is reported, never enforced.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 from urllib.parse import urlencode
 
+from bench import bare as bare_app
+from bench import harness
 from bench import payments_create as pc
 
-if TYPE_CHECKING:  # the load generator runs this module too, and imports none of the service
+if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from lephi.settings import Settings
+    from bench.server import Settings
     from payments.agency.models import FeeScheduleLine
 
-TARGET_RATIO = 0.5
+TARGET_CPU_RATIO = 15.0  # issue 10: server CPU per verified callback <= 15x the bare app's
 STRIPE_TOLERANCE_SECONDS = 300  # adapters.stripe.TOLERANCE_SECONDS (not imported: the load generator stays light)
 STRIPE_MARGIN_SECONDS = 60  # for generation, process start-up and the last replies
 PAYMENTS_PER_SECOND = 500  # default seed per gateway, per second of warm-up + measurement
@@ -94,61 +95,13 @@ class Seeded:
 class Phase:
     gateway: str
     endpoint: str  # label in the report
-    reply: str  # how the load generator tells the success reply: "rspcode" (VNPay) or "status" (Stripe)
+    expect_json: dict[str, str] | None  # what a 200 must also carry to be the success reply (VNPay's RspCode)
 
 
 PHASES = (
-    Phase("vnpay", "VNPay IPN (GET, signed query)", "rspcode"),
-    Phase("stripe", "Stripe webhook (POST, signed)", "status"),
+    Phase("vnpay", "VNPay IPN (GET, signed query)", {"RspCode": "00"}),
+    Phase("stripe", "Stripe webhook (POST, signed)", None),
 )
-
-
-# --- the load generator: bench.payments_create's, sending whole precomputed requests ------------------------------
-def _as_is(_spec: dict[str, Any], request: str | None, _idempotency_key: str | None) -> bytes:
-    """Stands in for ``payments_create._render``: each "body" of the spec is already a whole HTTP request."""
-    assert request is not None
-    return request.encode("latin-1")
-
-
-class _VNPayReplyConnection(pc.HttpConnection):
-    """A 200 that is not ``{"RspCode": "00"}`` is VNPay's refusal: it is labelled, so that it counts as an error."""
-
-    async def request(self, raw: bytes) -> tuple[Any, bytes]:
-        status, body = await super().request(raw)
-        if status != 200:
-            return status, body
-        try:
-            code = json.loads(body).get("RspCode")
-        except (ValueError, AttributeError):
-            code = None
-        return (200, body) if code == "00" else (f"200 RspCode={code}", body)
-
-
-def loadgen_main(reply: str) -> None:
-    """``--loadgen``: ``payments_create.loadgen_main`` (spec on stdin, JSON on stdout) with requests sent as is.
-
-    Its ``_drive`` renders each request from one method, path and header set; a callback differs per request in its
-    path (VNPay's signed query) or in a header (Stripe-Signature), so the requests are rendered here beforehand."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(pc, "_render", _as_is))
-        if reply == "rspcode":
-            stack.enter_context(mock.patch.object(pc, "HttpConnection", _VNPayReplyConnection))
-        pc.loadgen_main()
-
-
-def run_load(spec: dict[str, Any], reply: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.callbacks", "--loadgen", "--reply", reply],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=pc.ROOT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"load generator failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
 
 
 # --- seed -----------------------------------------------------------------------------------------------------------
@@ -165,13 +118,11 @@ def seed(env: dict[str, str], count: int) -> tuple[str, dict[str, list[Seeded]]]
     each with its own unpaid dossier and the gateway reference its adapter would have returned."""
     from sqlmodel import select
 
-    from lephi.container import build_container
-    from lephi.migrate import upgrade
-    from lephi.settings import Settings
+    from bench.server import Settings, build_container, upgrade
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.agency.models import Agency, FeeScheduleLine, Procedure
 
-    with pc.environment(env):
+    with harness.environment(env):
         settings = Settings()
     upgrade(settings.effective_database_url)
     ctx = build_container(settings)
@@ -415,11 +366,10 @@ def read_back(env: dict[str, str], seeded: dict[str, list[Seeded]]) -> list[Sett
     from sqlalchemy import func
     from sqlmodel import select
 
-    from lephi.container import build_container
-    from lephi.settings import Settings
+    from bench.server import Settings, build_container
     from payments.payment.models import GatewayInbox, Payment
 
-    with pc.environment(env):
+    with harness.environment(env):
         settings = Settings()
     ctx = build_container(settings)
     out = []
@@ -441,17 +391,15 @@ def read_back(env: dict[str, str], seeded: dict[str, list[Seeded]]) -> list[Sett
 
 
 # --- one database, three phases -------------------------------------------------------------------------------------
-def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> tuple[list[pc.Result], list[Settled]]:
+def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> tuple[list[harness.Result], list[Settled]]:
+    from bench.server import READY_PATH
     from payments.agency.demo import DEMO_AGENCY
 
     data_dir = workdir / db
     data_dir.mkdir()
-    port = pc.free_port()
-    with contextlib.ExitStack() as stack:
-        if db == "sqlite":
-            url = f"sqlite:///{(data_dir / 'lephi.db').as_posix()}"
-        else:
-            url = stack.enter_context(pc.postgres_database(args.pg_admin_url))
+    results = [bare_app.measure(db, args.connections, args.warmup, args.duration, data_dir)]
+    port = harness.free_port()
+    with pc.throwaway_database(db, data_dir, args.pg_admin_url) as url:
         gateways_file = data_dir / "gateways.toml"
         env = pc.server_env(url, data_dir, port, [f"LEPHI_GATEWAYS_FILE={gateways_file}", *args.env])
         write_gateways_file(gateways_file, DEMO_AGENCY)
@@ -462,59 +410,45 @@ def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> tuple[li
             f"{time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        proc = stack.enter_context(pc.server(env, port, data_dir / "server.log", args.app))
-        print(f"[{db}] server pid {proc.pid} on port {port}", flush=True)
-        common = {
-            "host": "127.0.0.1",
-            "port": port,
-            "connections": args.connections,
-            "warmup": args.warmup,
-            "duration": args.duration,
-            "server_pid": proc.pid,
-            "with_postgres": db == "postgres",
-        }
-        bare = {**common, "method": "GET", "path": pc.BARE_PATH, "headers": {}, "expect": 200}
-        results = [pc.summarise(db, f"GET {pc.BARE_PATH}", pc.run_load(bare), 200)]
-        print(f"[{db}] bare: {results[-1].rps:.0f} req/s", flush=True)
-        host = f"127.0.0.1:{port}"
-        for phase in PHASES:
-            started = time.perf_counter()
-            if phase.gateway == "vnpay":
-                requests, signed_at = vnpay_requests(host, agency, seeded["vnpay"]), None
-            else:
-                requests, signed_at = stripe_requests(host, agency, seeded["stripe"])
-            built = time.perf_counter() - started
-            spec = {**common, "method": "-", "path": "-", "headers": {}, "bodies": requests, "expect": 200}
-            results.append(pc.summarise(db, phase.endpoint, run_load(spec, phase.reply), 200))
-            age = f"; signatures {time.time() - signed_at:.0f} s old at the end" if signed_at else ""
-            print(
-                f"[{db}] {phase.gateway}: {results[-1].rps:.0f} req/s ({len(requests)} requests built and signed "
-                f"in {built:.1f} s before the phase{age})",
-                flush=True,
+        log = data_dir / "server.log"
+        with harness.uvicorn_server(args.app, env, port, log, READY_PATH) as proc:
+            print(f"[{db}] server pid {proc.pid} on port {port}", flush=True)
+            common = harness.load_spec(
+                port, proc.pid, args.connections, args.warmup, args.duration, with_postgres=db == "postgres"
             )
+            host = f"127.0.0.1:{port}"
+            for phase in PHASES:
+                started = time.perf_counter()
+                if phase.gateway == "vnpay":
+                    requests, signed_at = vnpay_requests(host, agency, seeded["vnpay"]), None
+                else:
+                    requests, signed_at = stripe_requests(host, agency, seeded["stripe"])
+                built = time.perf_counter() - started
+                spec = {**common, "raw": requests, "expect": 200, "expect_json": phase.expect_json}
+                results.append(harness.phase(db, phase.endpoint, spec))
+                age = f"; signatures {time.time() - signed_at:.0f} s old at the end" if signed_at else ""
+                print(
+                    f"[{db}] {phase.gateway}: {len(requests)} requests built and signed in {built:.1f} s before "
+                    f"the phase{age}",
+                    flush=True,
+                )
         settled = read_back(env, seeded)
-        warnings = [line for line in (data_dir / "server.log").read_text().splitlines() if line.strip()]
-        if warnings:
-            print(f"[{db}] the server logged {len(warnings)} lines at WARNING or above; first: {warnings[0][:300]}")
+        harness.server_log_warnings(db, log)
     return results, settled
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
-def verdicts(results: list[pc.Result], settled: dict[str, list[Settled]]) -> list[str]:
+def verdicts(results: list[harness.Result], settled: dict[str, list[Settled]]) -> list[str]:
     out = []
+    bare = pc.bare_of(results)
     for db in dict.fromkeys(r.db for r in results):
-        bare = next(r for r in results if r.db == db and r.endpoint.endswith(pc.BARE_PATH))
         for phase, check in zip(PHASES, settled[db], strict=True):
             r = next(r for r in results if r.db == db and r.endpoint == phase.endpoint)
-            ratio = r.rps / bare.rps if bare.rps else float("nan")
-            cpu = ""
-            mine, base = r.server_cpu_ms_per_request, bare.server_cpu_ms_per_request
-            if mine and base:
-                cpu = f"; server CPU {mine:.2f} ms/request vs bare {base:.2f} ms (CPU ratio {base / mine:.2f})"
+            ratio = r.cpu_ratio(bare[db])
+            verdict = "-" if ratio is None else f"{ratio:.1f}x ({'met' if ratio <= TARGET_CPU_RATIO else 'MISSED'})"
             out.append(
-                f"{db} {phase.gateway}: callbacks/bare throughput = {r.rps:.0f}/{bare.rps:.0f} = {ratio:.2f} "
-                f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'}); "
-                f"p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; errors = {r.errors}{cpu}"
+                f"{db} {phase.gateway}: server CPU per callback / bare app's = {verdict} (target <= "
+                f"{TARGET_CPU_RATIO:g}x); p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms; errors = {r.errors}"
             )
             out.append(
                 f"  database: {check.seeded} seeded, inbox {check.inbox or '{}'}, payments {check.payments}: "
@@ -525,14 +459,23 @@ def verdicts(results: list[pc.Result], settled: dict[str, list[Settled]]) -> lis
                 out += [f"    {s}" for s in r.error_samples]
             if r.exhausted:
                 out.append(f"  ran out of seeded payments after {r.seconds:.1f} s; raise --payments")
-        if bare.errors:
-            out.append(f"{db} bare: replies {bare.statuses}")
+        if bare[db].errors:
+            out.append(f"{db} bare: replies {bare[db].statuses}")
     return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.callbacks", description=__doc__.split("\n\n")[0])
-    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None, help="default sqlite")
+    p.add_argument(
+        "--postgres",
+        "--pg-admin-url",
+        dest="pg_admin_url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL); "
+        "given alone, the run is on PostgreSQL",
+    )
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement (default 3)")
     p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
@@ -543,44 +486,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"pending payments to seed per gateway, one per callback (default: {PAYMENTS_PER_SECOND} per second of "
         "warm-up + duration)",
     )
-    p.add_argument(
-        "--pg-admin-url",
-        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", pc.DEFAULT_PG_ADMIN_URL),
-        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL)",
-    )
     p.add_argument("--env", action="append", default=[], metavar="LEPHI_NAME=value", help="extra server setting")
-    p.add_argument("--app", default="bench.server:create", help="ASGI app factory (must keep the bare route)")
+    p.add_argument("--app", default="bench.server:create", help="ASGI app factory uvicorn serves")
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (SQLite file, server logs)")
-    p.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--reply", choices=["status", "rspcode"], default="status", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.db is None:
+        args.db = "postgres" if args.pg_admin_url else "sqlite"
+    if args.pg_admin_url is None:
+        args.pg_admin_url = os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL)
     if args.payments is None:
         args.payments = int(PAYMENTS_PER_SECOND * (args.warmup + args.duration))
     budget = STRIPE_TOLERANCE_SECONDS - STRIPE_MARGIN_SECONDS
-    if not args.loadgen and args.warmup + args.duration > budget:
+    if args.warmup + args.duration > budget:
         p.error(f"--warmup + --duration may not exceed {budget} s: Stripe refuses signatures older than 300 s")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.loadgen:
-        loadgen_main(args.reply)
-        return 0
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     if "postgres" in dbs:
-        pc.check_postgres(args.pg_admin_url)
-    print(pc.machine_notes())
+        harness.check_postgres(args.pg_admin_url)
+    print(harness.machine_notes())
     print(
-        f"method: one uvicorn process, {args.connections} keep-alive connections from a separate load-generator "
-        f"process, {args.warmup:g} s warm-up then {args.duration:g} s measured per phase (bare, VNPay IPN, Stripe "
-        f"webhook); {args.payments} pending payments per gateway"
+        f"method: the bare app and the product each in its own uvicorn process, {args.connections} keep-alive "
+        f"connections from a separate load-generator process, {args.warmup:g} s warm-up then {args.duration:g} s "
+        f"measured per phase (bare app, VNPay IPN, Stripe webhook); {args.payments} pending payments per gateway"
         + (f"; settings {' '.join(args.env)}" if args.env else ""),
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="lephi-bench-callbacks-"))
-    results: list[pc.Result] = []
+    results: list[harness.Result] = []
     settled: dict[str, list[Settled]] = {}
     try:
         for db in dbs:
@@ -591,19 +528,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    bare = pc.bare_of(results)
     print()
-    print(pc.table(results))
+    print(harness.table(results, bare))
     print()
     for line in verdicts(results, settled):
         print(line)
-    print(pc.machine_notes())
+    print(harness.machine_notes())
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
-                    "results": [
-                        {**asdict(r), "server_cpu_ms_per_request": r.server_cpu_ms_per_request} for r in results
-                    ],
+                    "results": [r.as_json(bare[r.db]) for r in results],
                     "database": {db: [asdict(c) for c in checks] for db, checks in settled.items()},
                 },
                 indent=2,

@@ -44,7 +44,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench import payments_create as pc
+from bench import harness
 
 DAY = date(2026, 11, 20)
 AGENCY = "BENCH-RECON"
@@ -262,7 +262,7 @@ def run_child(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     subprocess.run(
         [sys.executable, "-m", "bench.reconcile", "--child", kind, json.dumps(spec), str(out)],
         check=True,
-        cwd=pc.ROOT,
+        cwd=harness.ROOT,
     )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -274,7 +274,7 @@ def database(db: str, workdir: Path, admin_url: str) -> Iterator[str]:
     if db == "sqlite":
         yield f"sqlite:///{workdir / 'bench.db'}"
     else:
-        with pc.postgres_database(admin_url) as url:
+        with harness.postgres_database(admin_url) as url:
             yield url
 
 
@@ -347,15 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="payments per run, comma-separated")
     parser.add_argument(
         "--pg-admin-url",
-        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", pc.DEFAULT_PG_ADMIN_URL),
+        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL),
         help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL)",
     )
     options = parser.parse_args(args)
     sizes = [int(s.replace("_", "")) for s in options.sizes.split(",")]
     dbs = ["sqlite", "postgres"] if options.db == "both" else [options.db]
     if "postgres" in dbs:
-        pc.check_postgres(options.pg_admin_url)
-    print(pc.machine_notes() + "; the machine is shared with other work")
+        harness.check_postgres(options.pg_admin_url)
+    print(harness.machine_notes() + "; the machine is shared with other work")
     print(
         f"method: per size, {int(MIX['vnpay'] * 100)}% VNPay / {int(MIX['momo'] * 100)}% MoMo payments of one day, "
         f"{sum(INJECTED.values())} injected discrepancies; baseline, then Lephi, each in its own process",

@@ -1,7 +1,9 @@
-"""The ASGI app the benchmark serves: Lephi's own app plus a bare endpoint used as the baseline.
+"""The product as a user starts it: the only module of ``bench/`` that imports the application shell.
 
-uvicorn runs ``bench.server:create`` as a factory; the settings come from the ``LEPHI_*`` environment that
-``bench.payments_create`` sets for the server process. The bare route lives only here, never in the product.
+uvicorn runs ``bench.server:create`` as a factory; the settings come from the ``LEPHI_*`` environment that the
+benchmark sets for the server process. Seeding, in-process SQL counting and the issuance workers take the settings,
+the context, the migrations and the job handlers from here too, so that moving the shell is a change to this file.
+The baseline is not in this process: it is ``bench.bare``, in a process of its own.
 """
 
 from __future__ import annotations
@@ -9,17 +11,30 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from lephi.app import create_app
-from lephi.settings import get_settings
+from lephi.container import Container, build_container
+from lephi.jobs import HANDLERS
+from lephi.migrate import upgrade
+from lephi.settings import Settings, get_settings
 
-BARE_PATH = "/bench/bare"
+__all__ = [
+    "HANDLERS",
+    "Container",
+    "Settings",
+    "app_from_environment",
+    "build_container",
+    "create",
+    "create_app",
+    "upgrade",
+]
+
+READY_PATH = "/readyz"
 
 
 def create() -> FastAPI:
-    app = create_app(get_settings())
+    return create_app(get_settings())
 
-    @app.get(BARE_PATH, include_in_schema=False)
-    async def bare() -> dict[str, object]:
-        """The baseline: an async endpoint that touches nothing and returns a small JSON."""
-        return {"ok": True, "service": "lephi"}
 
-    return app
+def app_from_environment() -> FastAPI:
+    """The app as ``create`` builds it in a fresh server process, with the settings of the current environment."""
+    get_settings.cache_clear()
+    return create()

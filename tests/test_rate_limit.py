@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -37,11 +38,14 @@ def test_one_client_does_not_limit_another_and_bad_keys_are_not_counted(api: Api
     assert [api.client.get("/v1/payments", headers=other).status_code for _ in range(2)] == [200, 200]
 
 
-def test_the_limits_come_from_settings(database_url: str, tmp_path: Path) -> None:
-    settings = make_settings(database_url, tmp_path, api_rate_per_minute=1, lookup_rate_per_minute=2)
+def test_the_limits_and_the_webhook_timeout_come_from_settings(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        database_url, tmp_path, api_rate_per_minute=1, lookup_rate_per_minute=2, webhook_timeout_seconds=3.5
+    )
     ctx = build_container(settings)
     try:
         assert (ctx.api_limiter.per_minute, ctx.lookup_limiter.per_minute) == (1, 2)
+        assert ctx.webhook_http.timeout == httpx.Timeout(3.5)
         assert ctx.api_limiter.check("key") is None and ctx.api_limiter.check("key") is not None
     finally:
         ctx.close()

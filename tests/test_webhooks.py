@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import func, select
 
@@ -214,7 +215,8 @@ def test_an_exhausted_schedule_marks_the_delivery_failed_and_staff_can_send_it_a
 def test_a_slow_endpoint_times_out_and_is_retried(
     api: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api.ctx.settings, "webhook_timeout_seconds", 0.2)
+    # The deployment's client is built from LEPHI_WEBHOOK_TIMEOUT_SECONDS (test_rate_limit checks that).
+    monkeypatch.setattr(api.ctx.webhook_http, "timeout", httpx.Timeout(0.2))
     monkeypatch.setattr(api.ctx.settings, "webhook_retry_schedule_seconds", [3600])
     _register(api, receiver.url, event_types=["payment.failed"])
     receiver.delay = 1.0
