@@ -172,6 +172,10 @@ class PaymentGateway(Protocol):
     # True for a gateway whose callbacks report money already in the agency's account (a bank transfer): such a
     # credit is recorded and matched, never rejected, and its event id is the bank's transaction id.
     pushes_funds: bool = False
+    # True when ``start_payment`` makes no network call (it computes its answer, or writes only to the service's own
+    # database): the service then creates and starts the payment in one transaction. Adapters that leave it out
+    # are treated as calling the network, so no transaction is held open across their start.
+    starts_offline: bool = False
 
     def start_payment(self, request: StartPayment) -> StartResult:
         """Create the payment at the gateway; the same idempotency key must give the same payment."""

@@ -268,6 +268,7 @@ def _int_or_none(value: object) -> int | None:
 
 class MoMoGateway(PaymentGateway):
     name = "momo"
+    starts_offline = False
 
     def __init__(self, context: GatewayContext, *, sleep: Callable[[float], None] = time.sleep) -> None:
         settings = context.settings

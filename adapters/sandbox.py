@@ -112,6 +112,7 @@ def verify(secrets_: list[str], body: bytes, header: str, now: float | None = No
 
 class SandboxGateway(PaymentGateway):
     name = "sandbox"
+    starts_offline = True
 
     def __init__(self, context: GatewayContext) -> None:
         self._ctx = context

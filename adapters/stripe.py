@@ -262,6 +262,7 @@ def _callback_event(event: Mapping[str, Any]) -> CallbackEvent:
 
 class StripeGateway(PaymentGateway):
     name = "stripe"
+    starts_offline = False
 
     def __init__(
         self,

@@ -318,6 +318,7 @@ class VietQRGateway(PaymentGateway):
     """Bank transfer to the agency's account; settled by the bank's signed credit notifications and statements."""
 
     name = "vietqr"
+    starts_offline = True
     # A credit is money already in the agency's account: the service records and matches it, never rejects it.
     pushes_funds = True
 

@@ -245,6 +245,7 @@ def _secret_list(settings: Mapping[str, Any], key: str) -> list[str]:
 
 class VNPayGateway(PaymentGateway):
     name = "vnpay"
+    starts_offline = False
 
     def __init__(self, context: GatewayContext) -> None:
         settings = context.settings

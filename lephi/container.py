@@ -15,6 +15,7 @@ from adapters.registry import GatewayRegistry, discover
 from invoices.keys import SignerStore
 from invoices.service import current_document
 from lephi.settings import Settings
+from payments.agency.cache import AgencyCache
 from payments.auth.cache import ApiKeyCache
 from payments.core.context import ContextMethods
 from payments.core.db import Database, make_engine
@@ -33,6 +34,7 @@ class Container(ContextMethods):
     idempotency: Idempotency
     signers: SignerStore
     api_limiter: RateLimiter
+    agencies: AgencyCache
     api_keys: ApiKeyCache
     lookup_limiter: RateLimiter
     webhook_http: httpx.Client
@@ -102,6 +104,7 @@ def build_container(
         idempotency=Idempotency(database, settings),
         signers=SignerStore(settings),
         api_limiter=RateLimiter(settings.api_rate_per_minute),
+        agencies=AgencyCache(),
         api_keys=ApiKeyCache(database),
         lookup_limiter=RateLimiter(settings.lookup_rate_per_minute),
         webhook_http=webhook_http or webhook_client(settings),

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
+from payments.agency.service import touch
 from payments.auth.models import Scope
 from payments.auth.service import authenticate, create_key
 from payments.core.errors import Unauthenticated
@@ -81,6 +82,8 @@ def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = N
     if agency.payment_methods != methods:
         agency.payment_methods = methods
         session.add(agency)
+        session.flush()
+        touch(session, agency.id)
     dossier = session.exec(select(Dossier).where(Dossier.code == DEMO_DOSSIER, Dossier.agency_id == agency.id)).first()
     if dossier is None:
         dossier, _ = upsert_dossier(

@@ -29,6 +29,9 @@ class Agency(SQLModel, table=True):
     bank_name: str = Field(default="", max_length=200)
     payment_methods: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Bumped in the same transaction as any change to the agency, its procedures or its fees, so that every process
+    # can keep them in memory and notice a change with one cheap read (payments/agency/cache.py).
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class Procedure(SQLModel, table=True):

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import Field, ValidationError, field_validator
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -97,6 +98,12 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
         )
     s.flush()
     return agency
+
+
+def touch(s: Session, agency_id: str) -> None:
+    """Mark the agency, its procedures or its fees as changed, in the caller's transaction: every process's cached
+    copy (payments/agency/cache.py) is re-read on its next use."""
+    s.execute(update(Agency).where(col(Agency.id) == agency_id).values(version=col(Agency.version) + 1))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import httpx
 
 from adapters.base import PaymentGateway
 from adapters.registry import GatewayRegistry
+from payments.agency.cache import AgencyCache
 from payments.agency.models import Agency
 from payments.auth.cache import ApiKeyCache
 from payments.core.config import PaymentSettings
@@ -39,6 +40,10 @@ class AppContext(Protocol):
 
     @property
     def api_limiter(self) -> RateLimiter: ...
+    @property
+    def agencies(self) -> AgencyCache:
+        """Agencies and their fee schedules, re-read when their version changes."""
+
     @property
     def api_keys(self) -> ApiKeyCache:
         """API keys held in memory, checked against the key version row (``payments.auth.cache``)."""

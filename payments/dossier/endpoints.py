@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
@@ -12,12 +13,13 @@ from payments.auth.deps import CtxDep, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.pagination import Page
-from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.responses import problems, respond
 from payments.core.types import UtcDatetime
+from payments.dossier import service as dossiers
 from payments.dossier.models import DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut
-from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out, upsert_dossier
-from payments.idempotency.service import fingerprint
+from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out
+from payments.idempotency.deps import Idempotent
 
 router = APIRouter(prefix="/v1/dossiers", tags=["dossiers"])
 Writer = Annotated[Principal, Depends(require(Scope.dossiers_write))]
@@ -33,17 +35,17 @@ Reader = Annotated[Principal, Depends(require(Scope.dossiers_read))]
         **problems(400, 401, 403, 409, 413, 422),
     },
 )
-def put_dossier(
-    data: DossierIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+async def put_dossier(data: DossierIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Create a dossier's fee order, or update it by code while nothing is paid; the fee comes from the schedule."""
 
     def upsert(s: Session) -> tuple[int, dict[str, object]]:
-        dossier, created = upsert_dossier(s, principal.agency_id, data)
-        return (201 if created else 200), to_out(s, dossier, ctx.settings.public_url).model_dump(mode="json")
+        out, created = dossiers.put_dossier(s, ctx.agencies, principal.agency_id, data, ctx.settings.public_url)
+        return (201 if created else 200), out.model_dump(mode="json")
 
-    fp = fingerprint("POST", "/v1/dossiers", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, upsert))
+    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
+    # (PostgreSQL), and on the event loop that wait would stall every other request.
+    run = ctx.idempotency.run_in_transaction
+    return respond(await run_in_threadpool(run, principal.key_id, idem.key, idem.fingerprint(data), upsert))
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import Table, and_, bindparam, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from payments.agency.models import Agency, FeeScheduleLine, Procedure
+from payments.agency.cache import AgencyCache
+from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
 from payments.auth.access import owned_or_404
 from payments.core.errors import DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
-from payments.core.types import utcnow
+from payments.core.sql import connection
+from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut, FeeLineOut
 from payments.payment.models import Payment
@@ -34,7 +39,28 @@ class DossierFilter:
     created_to: datetime | None = None
 
 
-def compute_lines(schedule: list[FeeScheduleLine], items: dict[str, int]) -> list[DossierFeeLine]:
+class ScheduleLine(Protocol):
+    """A fee line of a procedure's schedule, as stored or as cached."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def kind(self) -> FeeKind: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def default_quantity(self) -> int: ...
+    @property
+    def max_quantity(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+
+
+def fee_lines(schedule: Sequence[ScheduleLine], items: dict[str, int]) -> list[dict[str, Any]]:
+    """The dossier's fee lines (as row values, without the dossier's id): each schedule line at the quantity asked,
+    or its default; lines at quantity 0 are left out."""
     known = {line.code for line in schedule}
     unknown = sorted(set(items) - known)
     if unknown:
@@ -50,18 +76,35 @@ def compute_lines(schedule: list[FeeScheduleLine], items: dict[str, int]) -> lis
         if quantity == 0:
             continue
         lines.append(
-            DossierFeeLine(
-                dossier_id="",
-                fee_code=line.code,
-                kind=line.kind.value,
-                name=line.name,
-                unit_amount=line.unit_amount,
-                quantity=quantity,
-                amount=line.unit_amount * quantity,
-                position=line.position,
-            )
+            {
+                "fee_code": line.code,
+                "kind": line.kind.value,
+                "name": line.name,
+                "unit_amount": line.unit_amount,
+                "quantity": quantity,
+                "amount": line.unit_amount * quantity,
+                "position": line.position,
+            }
         )
     return lines
+
+
+def compute_lines(schedule: Sequence[ScheduleLine], items: dict[str, int]) -> list[DossierFeeLine]:
+    return [DossierFeeLine(dossier_id="", **values) for values in fee_lines(schedule, items)]
+
+
+def _quantities(data: DossierIn) -> dict[str, int]:
+    items: dict[str, int] = {}
+    for item in data.items:
+        if item.fee_code in items:
+            raise ValidationFailed(f"fee code {item.fee_code!r} given twice", field="items")
+        items[item.fee_code] = item.quantity
+    return items
+
+
+def _check_total(total: int) -> None:
+    if total <= 0 or total > MAX_TOTAL:
+        raise ValidationFailed("the dossier owes no fee, or an amount out of range", total=total)
 
 
 def find_dossier(session: Session, agency_id: str, code: str) -> Dossier:
@@ -79,15 +122,9 @@ def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[D
     if procedure is None:
         raise ValidationFailed(f"no procedure {data.procedure_code!r} for this agency", field="procedure_code")
     schedule = list(session.exec(select(FeeScheduleLine).where(FeeScheduleLine.procedure_id == procedure.id)))
-    items: dict[str, int] = {}
-    for item in data.items:
-        if item.fee_code in items:
-            raise ValidationFailed(f"fee code {item.fee_code!r} given twice", field="items")
-        items[item.fee_code] = item.quantity
-    lines = compute_lines(schedule, items)
+    lines = compute_lines(schedule, _quantities(data))
     total = sum(line.amount for line in lines)
-    if total <= 0 or total > MAX_TOTAL:
-        raise ValidationFailed("the dossier owes no fee, or an amount out of range", total=total)
+    _check_total(total)
 
     dossier = session.exec(select(Dossier).where(Dossier.agency_id == agency_id, Dossier.code == data.code)).first()
     created = dossier is None
@@ -118,6 +155,76 @@ def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[D
         line.dossier_id = dossier.id
         session.add(line)
     return dossier, created
+
+
+_DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
+_LINE: Table = DossierFeeLine.__table__  # type: ignore[attr-defined]
+_AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
+_INSERT_DOSSIER = insert(_DOSSIER)
+_INSERT_LINE = insert(_LINE)
+# The agency's version (for its cached copy and fee schedule) and whether the dossier exists, in one statement.
+_VERSION_AND_DOSSIER = (
+    core_select(_AGENCY.c.version, _DOSSIER.c.id)
+    .select_from(
+        _AGENCY.outerjoin(_DOSSIER, and_(_DOSSIER.c.agency_id == _AGENCY.c.id, _DOSSIER.c.code == bindparam("code")))
+    )
+    .where(_AGENCY.c.id == bindparam("agency_id"))
+)
+
+
+def put_dossier(
+    s: Session, agencies: AgencyCache, agency_id: str, data: DossierIn, public_url: str
+) -> tuple[DossierOut, bool]:
+    """Create the dossier or update it (see ``upsert_dossier``); returns (what to answer, created). A new dossier,
+    the common case, is computed from the cached fee schedule and written with two Core statements."""
+    found = connection(s).execute(_VERSION_AND_DOSSIER, {"agency_id": agency_id, "code": data.code}).first()
+    if found is None or found.id is not None:
+        dossier, created = upsert_dossier(s, agency_id, data)
+        return to_out(s, dossier, public_url), created
+    agency = agencies.get(s, agency_id, found.version)
+    assert agency is not None
+    procedure = agency.procedures.get(data.procedure_code)
+    if procedure is None:
+        raise ValidationFailed(f"no procedure {data.procedure_code!r} for this agency", field="procedure_code")
+    lines = fee_lines(procedure.lines, _quantities(data))
+    total = sum(line["amount"] for line in lines)
+    _check_total(total)
+    now = utcnow()
+    values = {
+        "id": new_id("dos"),
+        "agency_id": agency_id,
+        "code": data.code,
+        "procedure_id": procedure.id,
+        "payer_name": data.payer.name,
+        "payer_email": data.payer.email,
+        "payer_phone": data.payer.phone,
+        "payer_tax_code": data.payer.tax_code,
+        "payer_address": data.payer.address,
+        "total_amount": total,
+        "status": DossierStatus.unpaid,
+        "pay_token": secrets.token_urlsafe(24),
+        "created_at": now,
+        "updated_at": now,
+        "paid_at": None,
+    }
+    conn = connection(s)
+    conn.execute(_INSERT_DOSSIER, values)
+    conn.execute(_INSERT_LINE, [{**line, "dossier_id": values["id"]} for line in lines])
+    out = DossierOut(
+        code=data.code,
+        agency_code=agency.code,
+        procedure_code=procedure.code,
+        procedure_name=procedure.name,
+        payer_name=data.payer.name,
+        status=DossierStatus.unpaid,
+        total_amount=total,
+        fee_lines=[FeeLineOut(**line) for line in lines],
+        pay_url=f"{public_url.rstrip('/')}/pay/{values['pay_token']}",
+        created_at=now,
+        updated_at=now,
+        paid_at=None,
+    )
+    return out, True
 
 
 def _ensure_editable(session: Session, dossier: Dossier) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from adapters.sandbox import SandboxRecord
 from payments.core.db import Database, affected
+from payments.core.sql import connection, insert_or_nothing, joined
 from payments.core.types import utcnow
 from payments.gateway.models import SandboxTransaction
 
@@ -32,6 +34,20 @@ class DbSandboxStore:
         self._db = db
 
     def create(self, record: SandboxRecord) -> SandboxRecord:
+        s = joined()
+        if s is not None:  # a payment being created in one transaction: the record commits with it
+            values = {k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}
+            table = SandboxTransaction.__table__  # type: ignore[attr-defined]
+            now = utcnow()
+            stored = (
+                connection(s)
+                .execute(
+                    insert_or_nothing(s, table, ["idempotency_key"], ["id"]),
+                    {**values, "refund_keys": [], "created_at": now, "updated_at": now},
+                )
+                .first()
+            )
+            return record if stored is not None else self._by_key_in(s, record.idempotency_key)
         try:  # insert first: a retry with the same key is the rare case
             with self._db.write() as s:
                 s.add(SandboxTransaction(**{k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}))
@@ -40,6 +56,13 @@ class DbSandboxStore:
             assert found is not None
             return found
         return record
+
+    def _by_key_in(self, s: Session, idempotency_key: str) -> SandboxRecord:
+        row = s.execute(
+            select(SandboxTransaction).where(SandboxTransaction.idempotency_key == idempotency_key)
+        ).scalar()
+        assert row is not None
+        return _record(row)
 
     def get(self, txn_id: str) -> SandboxRecord | None:
         with self._db.read() as s:

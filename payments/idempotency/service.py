@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import Table, bindparam, delete, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from payments.core.config import PaymentSettings
 from payments.core.db import Database, affected
@@ -28,9 +29,18 @@ from payments.core.errors import (
     IdempotencyKeyReused,
     LephiError,
 )
+from payments.core.sql import connection, insert_or_nothing
 from payments.core.types import utcnow
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 
+# Core statements on the table: the claim and its answer are on every write request's path.
+_RECORD: Table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_ATTACH = update(_RECORD).where(_RECORD.c.id == bindparam("record_id")).values(resource_id=bindparam("resource"))
+_FINISH = (
+    update(_RECORD)
+    .where(_RECORD.c.id == bindparam("record_id"))
+    .values(state=bindparam("new_state"), response_status=bindparam("status"), response_body=bindparam("body"))
+)
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -50,23 +60,32 @@ class Claim:
 
     def attach(self, session: Session, resource_id: str) -> None:
         """Record the resource created so far, in the caller's transaction."""
-        session.execute(
-            update(IdempotencyRecord).where(col(IdempotencyRecord.id) == self.record_id).values(resource_id=resource_id)
-        )
+        connection(session).execute(_ATTACH, {"record_id": self.record_id, "resource": resource_id})
         self.resource_id = resource_id
 
     def finish(self, session: Session, status: int, body: dict[str, Any]) -> None:
         """Store the response in the caller's transaction, so the result and its record commit together."""
-        session.execute(
-            update(IdempotencyRecord)
-            .where(col(IdempotencyRecord.id) == self.record_id)
-            .values(state=IdempotencyState.completed, response_status=status, response_body=json.dumps(body))
+        connection(session).execute(
+            _FINISH,
+            {
+                "record_id": self.record_id,
+                "new_state": IdempotencyState.completed,
+                "status": status,
+                "body": json.dumps(body),
+            },
         )
         self.finished = True
 
 
 def fingerprint(method: str, path: str, payload: Any) -> str:
     canonical = json.dumps([method, path, payload], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def route_fingerprint(method: str, route: str, path_params: dict[str, Any], payload: Any) -> str:
+    """What makes two requests the same request: the route (its path template, so that a request differs from
+    another route's by more than its parameters), the values of its path parameters, and the body."""
+    canonical = json.dumps([method, route, path_params, payload], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -171,28 +190,43 @@ class Idempotency:
     def _claim_in(self, s: Session, client_id: str, key: str, fp: str) -> Claim | Outcome:
         now = utcnow()
         lease = now + timedelta(seconds=self._settings.idempotency_lease_seconds)
-        rec = s.exec(
-            select(IdempotencyRecord).where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
+        new = {
+            "client_id": client_id,
+            "key": key,
+            "fingerprint": fp,
+            "state": IdempotencyState.in_progress,
+            "locked_until": lease,
+            "created_at": now,
+            "expires_at": now + timedelta(hours=self._settings.idempotency_ttl_hours),
+        }
+        # The first request with a key inserts it; on PostgreSQL a concurrent one waits here for the first to finish,
+        # then finds its row below.
+        conn = connection(s)
+        claim = insert_or_nothing(s, _RECORD, ["client_id", "key"], ["id"])
+        record_id = conn.execute(claim, new).scalar()
+        if record_id is not None:
+            return Claim(record_id, None)
+        rec = conn.execute(
+            core_select(
+                _RECORD.c.id,
+                _RECORD.c.fingerprint,
+                _RECORD.c.state,
+                _RECORD.c.resource_id,
+                _RECORD.c.response_status,
+                _RECORD.c.response_body,
+                _RECORD.c.locked_until,
+                _RECORD.c.expires_at,
+            ).where(_RECORD.c.client_id == bindparam("client_id"), _RECORD.c.key == bindparam("key")),
+            {"client_id": client_id, "key": key},
         ).first()
-        if rec is not None and rec.expires_at <= now:
-            s.delete(rec)
-            s.flush()
-            rec = None
         if rec is None:
-            rec = IdempotencyRecord(
-                client_id=client_id,
-                key=key,
-                fingerprint=fp,
-                locked_until=lease,
-                expires_at=now + timedelta(hours=self._settings.idempotency_ttl_hours),
-            )
-            s.add(rec)
-            try:
-                s.flush()
-            except IntegrityError as exc:
-                raise _KeyTaken from exc
-            assert rec.id is not None
-            return Claim(rec.id, None)
+            raise _KeyTaken  # removed between the two statements; claim again
+        if rec.expires_at <= now:
+            conn.execute(delete(_RECORD).where(_RECORD.c.id == rec.id))
+            record_id = conn.execute(claim, new).scalar()
+            if record_id is None:
+                raise _KeyTaken
+            return Claim(record_id, None)
         if rec.fingerprint != fp:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was first used with a different request; use a new key for a new request"
@@ -204,9 +238,7 @@ class Idempotency:
             err = IdempotencyKeyInProgress("a request with this Idempotency-Key is still running; retry shortly")
             err.headers["Retry-After"] = "1"
             raise err
-        rec.locked_until = lease
-        s.add(rec)
-        assert rec.id is not None
+        conn.execute(update(_RECORD).where(_RECORD.c.id == rec.id).values(locked_until=lease))
         return Claim(rec.id, rec.resource_id)
 
     def _store_new(self, client_id: str, key: str, fp: str, status: int, body: dict[str, Any]) -> None:

@@ -14,22 +14,23 @@ from payments.outbox.models import OutboxJob, OutboxStatus
 
 # A Core insert, built once: no ORM object or flush per job, and no autoflush of the caller's pending objects (a job
 # refers to nothing by foreign key, so it may be written before them).
-_INSERT = insert(table_of(OutboxJob))
+INSERT_JOB = insert(table_of(OutboxJob))
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], run_after: datetime | None = None) -> None:
     now = utcnow()
-    session.execute(_INSERT, _row(kind, payload, run_after or now, now))
+    session.execute(INSERT_JOB, job_row(kind, payload, run_after or now, now))
 
 
 def enqueue_many(session: Session, jobs: list[tuple[str, dict[str, Any]]], run_after: datetime | None = None) -> None:
     """Several jobs due at once, in one statement."""
     if jobs:
         now = utcnow()
-        session.execute(_INSERT, [_row(kind, payload, run_after or now, now) for kind, payload in jobs])
+        session.execute(INSERT_JOB, [job_row(kind, payload, run_after or now, now) for kind, payload in jobs])
 
 
-def _row(kind: str, payload: dict[str, Any], run_after: datetime, now: datetime) -> dict[str, Any]:
+def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: datetime) -> dict[str, Any]:
+    """An outbox row for ``INSERT_JOB``, for callers that write on their own connection."""
     return {
         "kind": kind,
         "payload": payload,

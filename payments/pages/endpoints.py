@@ -14,12 +14,12 @@ from payments.auth.deps import CtxDep
 from payments.auth.service import Principal
 from payments.core.errors import NotFound, PaymentInProgress
 from payments.dossier.models import Dossier, DossierFeeLine
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.deps import request_fingerprint
 from payments.pages import forms
 from payments.pages.render import check_form, language, render
+from payments.payment.create import PaymentCreation
 from payments.payment.models import Payment
 from payments.payment.schemas import PaymentIn
-from payments.payment.service import PaymentCreation
 from payments.payment.states import PAID
 
 router = APIRouter(include_in_schema=False)
@@ -82,15 +82,9 @@ def pay_submit(
         dossier_code=dossier.code, method=method, return_url=f"{ctx.settings.public_url.rstrip('/')}{here}"
     )
     creation = PaymentCreation(ctx, principal, data, "payer")
-
-    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        return 201, creation.run(claim).model_dump(mode="json")
-
     try:
         # The form carries its own key, so a double click or a browser resubmit never starts a second payment.
-        outcome = ctx.idempotency.run(
-            principal.key_id, form_key, fingerprint("POST", "/pay", data.model_dump()), operation, creation.prepare
-        )
+        outcome = creation.outcome(principal.key_id, form_key, request_fingerprint(request, data))
     except PaymentInProgress as exc:
         with ctx.db.read() as s:
             live = s.get(Payment, str(exc.extra.get("payment_id", "")))

@@ -5,19 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from payments.auth.deps import CtxDep, actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.pagination import Page
-from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.responses import problems, respond
 from payments.core.types import UtcDatetime
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.deps import Idempotent
+from payments.idempotency.service import Claim
+from payments.payment.create import PaymentCreation
 from payments.payment.refunds import RefundCreation, list_refunds
 from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
 from payments.payment.service import (
-    PaymentCreation,
     PaymentFilter,
     cancel_payment,
     get_for_agency,
@@ -33,18 +35,12 @@ Refunder = Annotated[Principal, Depends(require(Scope.refunds_write))]
 
 
 @router.post("", response_model=PaymentOut, status_code=201, responses=problems(400, 401, 403, 404, 409, 413, 422, 503))
-def post_payment(
-    data: PaymentIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+async def post_payment(data: PaymentIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Start paying a dossier's fee; send the payer to ``next_url``. One live attempt per dossier."""
-
     creation = PaymentCreation(ctx, principal, data, actor_of(principal))
-
-    def operation(claim: Claim) -> tuple[int, dict[str, object]]:
-        return 201, creation.run(claim).model_dump(mode="json")
-
-    fp = fingerprint("POST", "/v1/payments", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, creation.prepare))
+    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
+    # (PostgreSQL), and on the event loop that wait would stall every other request.
+    return respond(await run_in_threadpool(creation.outcome, principal.key_id, idem.key, idem.fingerprint(data)))
 
 
 @router.get("/{payment_id}", response_model=PaymentOut, responses=problems(401, 403, 404))
@@ -74,16 +70,13 @@ def get_payments(
 
 
 @router.post("/{payment_id}/cancel", response_model=PaymentOut, responses=problems(400, 401, 403, 404, 409, 503))
-def post_cancel(
-    payment_id: str, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_cancel(payment_id: str, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Cancel a payment that has not finished; it is cancelled at the gateway first."""
 
     def operation(_claim: Claim) -> tuple[int, dict[str, object]]:
         return 200, cancel_payment(ctx, principal, payment_id, actor_of(principal)).model_dump(mode="json")
 
-    fp = fingerprint("POST", f"/v1/payments/{payment_id}/cancel", None)
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+    return respond(ctx.idempotency.run(principal.key_id, idem.key, idem.fingerprint(), operation))
 
 
 @router.post(
@@ -92,9 +85,7 @@ def post_cancel(
     status_code=201,
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-def post_refund(
-    payment_id: str, data: RefundIn, ctx: CtxDep, principal: Refunder, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_refund(payment_id: str, data: RefundIn, ctx: CtxDep, principal: Refunder, idem: Idempotent) -> JSONResponse:
     """Refund part or all of a succeeded payment, never more than is still refundable."""
 
     creation = RefundCreation(ctx, principal, payment_id, data, actor_of(principal))
@@ -102,8 +93,8 @@ def post_refund(
     def operation(claim: Claim) -> tuple[int, dict[str, object]]:
         return 201, creation.run(claim).model_dump(mode="json")
 
-    fp = fingerprint("POST", f"/v1/payments/{payment_id}/refunds", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation, creation.prepare))
+    fp = idem.fingerprint(data)
+    return respond(ctx.idempotency.run(principal.key_id, idem.key, fp, operation, creation.prepare))
 
 
 @router.get("/{payment_id}/refunds", response_model=list[RefundOut], responses=problems(401, 403, 404))

@@ -7,46 +7,36 @@ same transaction; no database transaction is held open across a gateway call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from adapters.base import (
     CallbackOutcome,
-    GatewayDeclinedError,
     GatewayStatus,
     GatewayTechnicalError,
-    PaymentGateway,
-    StartPayment,
     StatusQuery,
 )
-from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
 from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.db import affected, table_of
 from payments.core.errors import (
-    DossierNotPayable,
     GatewayUnavailable,
     InvalidTransition,
-    MethodNotEnabled,
     NotFound,
-    PaymentInProgress,
 )
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
-from payments.core.types import new_id, utcnow
+from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
-from payments.dossier.service import find_dossier
-from payments.idempotency.service import Claim
-from payments.outbox.service import enqueue, enqueue_many
+from payments.outbox.service import enqueue_many
 from payments.payment import kinds
 from payments.payment.models import Payment, PaymentEvent
-from payments.payment.schemas import EventOut, PaymentIn, PaymentOut
+from payments.payment.schemas import EventOut, PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
 from payments.webhooks.service import emit
 
@@ -232,162 +222,6 @@ def apply_gateway_status(
         values=values,
     )
     return CallbackOutcome.accepted if moved else CallbackOutcome.already_final
-
-
-# --- creating and starting a payment --------------------------------------------------------------------------
-def _gateway_for(ctx: AppContext, agency: Agency, method: str) -> PaymentGateway:
-    if method not in agency.payment_methods or method not in ctx.gateways:
-        enabled = sorted(set(agency.payment_methods) & set(ctx.gateways.names()))
-        raise MethodNotEnabled(f"method {method!r} is not enabled for this agency; enabled: {enabled}")
-    try:
-        return ctx.gateways.get(method, agency.code)
-    except ValueError as exc:  # the adapter refused its settings: the agency's account is not configured
-        log.error("gateway.not_configured", gateway=method, agency=agency.code, error=str(exc))
-        raise MethodNotEnabled(f"method {method!r} is not configured for this agency") from exc
-
-
-class PaymentCreation:
-    """Creating a payment in two steps: ``prepare`` writes the attempt in the transaction that claims the
-    Idempotency-Key; ``run`` then asks the gateway (no transaction open) and records its answer."""
-
-    def __init__(self, ctx: AppContext, principal: Principal, data: PaymentIn, actor: str) -> None:
-        self.ctx, self.principal, self.data, self.actor = ctx, principal, data, actor
-        self.payment: Payment | None = None
-
-    def prepare(self, s: Session, claim: Claim | None) -> None:
-        agency = s.get(Agency, self.principal.agency_id)
-        assert agency is not None
-        _gateway_for(self.ctx, agency, self.data.method)
-        try:
-            self.payment = _insert_payment(s, self.ctx, self.principal, self.data, self.actor)
-        except IntegrityError as exc:
-            # Another request created a live attempt between our check and our insert (PostgreSQL, READ COMMITTED).
-            raise PaymentInProgress("another payment for this dossier is in progress") from exc
-        if claim:
-            claim.attach(s, self.payment.id)
-
-    def run(self, claim: Claim | None) -> PaymentOut:
-        payment = self.payment
-        if payment is None:  # resumed after a crash: the attempt exists, named by the recovery point
-            assert claim is not None and claim.resource_id is not None
-            with self.ctx.db.read() as s:
-                payment = get_for_agency(s, self.principal.agency_id, claim.resource_id)
-        return start_payment(
-            self.ctx, payment, self.ctx.gateway(payment.gateway, payment.agency_id), claim, self.data.dossier_code
-        )
-
-
-def _insert_payment(s: Session, ctx: AppContext, principal: Principal, data: PaymentIn, actor: str) -> Payment:
-    dossier = find_dossier(s, principal.agency_id, data.dossier_code)
-    if dossier.status is not DossierStatus.unpaid:
-        raise DossierNotPayable(f"dossier {dossier.code!r} is {dossier.status.value}")
-    live = s.exec(
-        select(Payment.id).where(Payment.dossier_id == dossier.id, col(Payment.status).in_(list(LIVE)))
-    ).first()
-    if live is not None:
-        raise PaymentInProgress(f"payment {live} for this dossier is in progress", payment_id=live)
-    now = utcnow()
-    payment = Payment(
-        agency_id=principal.agency_id,
-        dossier_id=dossier.id,
-        gateway=data.method,
-        amount=dossier.total_amount,
-        gateway_token=new_id("gtk"),
-        return_url=str(data.return_url),
-        description=f"Le phi ho so {dossier.code}",
-        expires_at=now + timedelta(seconds=ctx.settings.payment_expiry_seconds),
-        created_at=now,
-        updated_at=now,
-    )
-    s.add(payment)
-    s.flush()
-    s.add(
-        PaymentEvent(
-            payment_id=payment.id,
-            kind="payment.created",
-            to_status=S.created.value,
-            actor=actor,
-            amount=payment.amount,
-            created_at=now,
-        )
-    )
-    enqueue(s, "payment.expire", {"payment_id": payment.id}, run_after=payment.expires_at)
-    first = ctx.settings.requery_schedule_seconds[:1]
-    if first:
-        enqueue(
-            s, "payment.requery", {"payment_id": payment.id, "step": 0}, run_after=now + timedelta(seconds=first[0])
-        )
-    return payment
-
-
-def start_payment(
-    ctx: AppContext, payment: Payment, gateway: PaymentGateway, claim: Claim | None, dossier_code: str
-) -> PaymentOut:
-    payment_id = payment.id
-    # A pending attempt without a next_url was settled by a status query after its start timed out: asking the
-    # gateway again with the same token returns the same payment and the page to send the payer to.
-    if payment.status is not S.created and not (payment.status is S.pending and payment.next_url is None):
-        return _finish(ctx, payment_id, claim)
-    request = StartPayment(
-        merchant_reference=payment.id,
-        idempotency_key=payment.gateway_token,
-        amount=payment.amount,
-        currency=payment.currency,
-        description=payment.description,
-        return_url=payment.return_url,
-        callback_url=ctx.callback_url(payment.gateway, ctx.agency_code(payment.agency_id)),
-        created_at=payment.created_at,
-        expires_at=payment.expires_at,
-    )
-    try:
-        result = gateway.start_payment(request)
-    except GatewayTechnicalError as exc:
-        # The gateway may or may not have created it: leave the attempt for a retry or the status query.
-        log.warning("gateway.start_failed", payment_id=payment.id, gateway=payment.gateway, error=str(exc))
-        raise GatewayUnavailable("the payment gateway did not answer; retry with the same Idempotency-Key") from exc
-    except GatewayDeclinedError as exc:
-        with ctx.db.write() as s:
-            payment = _get(s, payment_id)
-            transition(
-                s,
-                payment,
-                S.failed,
-                actor=f"gateway:{payment.gateway}",
-                kind="gateway.start_declined",
-                detail={"reason": str(exc)[:200]},
-            )
-        return _finish(ctx, payment_id, claim)
-    with ctx.db.write() as s:
-        values = {"gateway_reference": result.gateway_reference, "next_url": result.next_url}
-        moved = False
-        if payment.status is S.created:
-            moved = transition(
-                s,
-                payment,
-                S.pending,
-                actor=f"gateway:{payment.gateway}",
-                kind="gateway.started",
-                gateway_reference=result.gateway_reference,
-                values=values,
-            )
-        elif payment.status is S.pending and payment.next_url is None:
-            stmt = update(Payment).where(col(Payment.id) == payment.id, col(Payment.next_url).is_(None))
-            moved = affected(s.execute(stmt.values(next_url=result.next_url))) == 1
-            payment.next_url = result.next_url
-        if not moved:  # a callback or a worker got there first: answer with what is stored now
-            payment = _get(s, payment_id)
-        out = to_out(s, payment, dossier_code=dossier_code)
-        if claim:
-            claim.finish(s, 201, out.model_dump(mode="json"))
-    return out
-
-
-def _finish(ctx: AppContext, payment_id: str, claim: Claim | None) -> PaymentOut:
-    with ctx.db.write() as s:
-        out = to_out(s, _get(s, payment_id))
-        if claim:
-            claim.finish(s, 201, out.model_dump(mode="json"))
-    return out
 
 
 # --- reading ----------------------------------------------------------------------------------------------------

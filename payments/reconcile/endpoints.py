@@ -19,10 +19,11 @@ from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.pagination import Page
-from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.responses import problems, respond
 from payments.core.schemas import StrictModel
 from payments.core.types import BusinessDay
-from payments.idempotency.service import Claim, fingerprint
+from payments.idempotency.deps import Idempotent, IdempotentRequest
+from payments.idempotency.service import Claim
 from payments.reconcile.exceptions import (
     ExceptionFilter,
     exception_events,
@@ -245,7 +246,7 @@ def get_exception_detail(exception_id: str, ctx: CtxDep, principal: Reader) -> E
 
 
 def _staff_change(
-    ctx: AppContext, principal: Principal, exception_id: str, action: str, data: NoteIn, key: str | None
+    ctx: AppContext, principal: Principal, exception_id: str, action: str, data: NoteIn, idem: IdempotentRequest
 ) -> JSONResponse:
     change = {"resolve": resolve_exception, "reopen": reopen_exception}[action]
 
@@ -253,8 +254,7 @@ def _staff_change(
         row = change(s, principal.agency_id, exception_id, actor_of(principal), data.note)
         return 200, _detail_out(s, row).model_dump(mode="json")
 
-    fp = fingerprint("POST", f"{PREFIX}/exceptions/{exception_id}/{action}", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, key, fp, staff_change))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idem.key, idem.fingerprint(data), staff_change))
 
 
 @router.post(
@@ -262,12 +262,10 @@ def _staff_change(
     response_model=ExceptionDetailOut,
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-def post_resolve(
-    exception_id: str, data: NoteIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_resolve(exception_id: str, data: NoteIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Resolve an open exception, saying why. Only an open exception can be resolved (409 ``exception_not_open``);
     of two staff resolving it at once, one succeeds. Later runs keep the resolution."""
-    return _staff_change(ctx, principal, exception_id, "resolve", data, idempotency_key)
+    return _staff_change(ctx, principal, exception_id, "resolve", data, idem)
 
 
 @router.post(
@@ -275,12 +273,10 @@ def post_resolve(
     response_model=ExceptionDetailOut,
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-def post_reopen(
-    exception_id: str, data: NoteIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_reopen(exception_id: str, data: NoteIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Put a resolved exception back in the queue, saying why (409 ``exception_not_resolved`` otherwise). Who
     resolved it, and when, stays in the trail."""
-    return _staff_change(ctx, principal, exception_id, "reopen", data, idempotency_key)
+    return _staff_change(ctx, principal, exception_id, "reopen", data, idem)
 
 
 # --- runs and imports ---------------------------------------------------------------------------------------------
@@ -297,7 +293,7 @@ def get_runs(
 
 
 @router.post("/runs", response_model=RunCreatedOut, status_code=201, responses=problems(400, 401, 403, 409, 413, 422))
-def post_run(data: RunIn, ctx: CtxDep, principal: Writer, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+def post_run(data: RunIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Match a business day (GMT+7) with the statements imported so far and bring the exceptions queue up to date.
     Safe to run again at any time: resolutions are kept, and what is no longer found is cleared."""
 
@@ -313,8 +309,7 @@ def post_run(data: RunIn, ctx: CtxDep, principal: Writer, idempotency_key: Idemp
             )
         return 201, out.model_dump(mode="json")
 
-    fp = fingerprint("POST", f"{PREFIX}/runs", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run(principal.key_id, idempotency_key, fp, operation))
+    return respond(ctx.idempotency.run(principal.key_id, idem.key, idem.fingerprint(data), operation))
 
 
 @router.get("/imports", response_model=Page[ImportOut], responses=problems(401, 403, 422))

@@ -17,10 +17,10 @@ from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.errors import Conflict
 from payments.core.pagination import Page, newest_first_page
-from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.responses import problems, respond
 from payments.core.schemas import StrictModel
 from payments.core.types import utcnow
-from payments.idempotency.service import fingerprint
+from payments.idempotency.deps import Idempotent
 from payments.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from payments.webhooks.service import (
     EVENT_TYPES,
@@ -109,9 +109,7 @@ def _delivery(s: Session, agency_id: str, delivery_id: str) -> WebhookDelivery:
     status_code=201,
     responses=problems(400, 401, 403, 409, 413, 422),
 )
-def post_endpoint(
-    data: EndpointIn, ctx: CtxDep, principal: Manager, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_endpoint(data: EndpointIn, ctx: CtxDep, principal: Manager, idem: Idempotent) -> JSONResponse:
     """Register an endpoint for the agency's events (all types when ``event_types`` is empty). The answer carries the
     signing secret once; keep it to check ``webhook-signature``."""
     url = check_url(data.url, ctx.settings)
@@ -130,8 +128,7 @@ def post_endpoint(
         s.flush()
         return 201, _endpoint_out(row, with_secret=True).model_dump(mode="json")
 
-    fp = fingerprint("POST", "/v1/webhook-endpoints", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, register))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idem.key, idem.fingerprint(data), register))
 
 
 @router.get("/v1/webhook-endpoints", response_model=list[EndpointOut], responses=problems(401, 403))
@@ -189,9 +186,7 @@ def get_deliveries(
     response_model=DeliveryOut,
     responses=problems(400, 401, 403, 404, 409),
 )
-def post_retry(
-    delivery_id: str, ctx: CtxDep, principal: Manager, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+def post_retry(delivery_id: str, ctx: CtxDep, principal: Manager, idem: Idempotent) -> JSONResponse:
     """Send a failed delivery again, with a fresh retry schedule (e.g. once the endpoint is fixed)."""
 
     def retry(s: Session) -> tuple[int, dict[str, object]]:
@@ -206,5 +201,4 @@ def post_retry(
         s.refresh(row)
         return 200, DeliveryOut.model_validate(row, from_attributes=True).model_dump(mode="json")
 
-    fp = fingerprint("POST", f"/v1/webhook-deliveries/{delivery_id}/retry", None)
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, retry))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idem.key, idem.fingerprint(), retry))
