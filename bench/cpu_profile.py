@@ -1,11 +1,13 @@
 """CPU per request of the hot paths in process, one request at a time, with an optional cProfile dump per path.
 
-    python -m bench.cpu_profile [--count 300] [--kinds dossier,sandbox,vietqr,vnpay,stripe] [--inline] [--out DIR]
+    python -m bench.cpu_profile [--count 300] [--kinds dossier,sandbox,vietqr,vnpay,stripe] [--rounds 10]
+                                [--inline] [--out DIR]
 
 It seeds a throwaway SQLite database as the HTTP benchmarks do, builds the app as the server does
 (``bench.server``) and drives it through ASGI on one event loop, without a server or a load generator: for each
 kind, a warm-up, ``--count`` requests under cProfile (dumped to ``DIR/KIND.prof`` with ``--out``), then ``--count``
-requests without it. Each line gives wall time and process CPU per request.
+requests without it in ``--rounds`` rounds. Each line gives process CPU and wall time per request: the lowest round
+(the least disturbed by other work on the machine) and the median.
 
 ``--inline`` runs the work the endpoints hand to a worker thread on the event loop's thread instead, so that
 cProfile, which sees one thread, sees the database work too; the difference between the two modes' CPU is what
@@ -140,7 +142,19 @@ def run_inline() -> None:
             module.run_in_threadpool = inline  # type: ignore[attr-defined]
 
 
-async def measure(app: Any, kinds: list[str], requests: dict[str, list[Call]], count: int, out: Path | None) -> bool:
+def report(kind: str, label: str, samples: list[tuple[float, float]], size: int) -> None:
+    """The lowest of the rounds (the one least disturbed by whatever else runs on the machine) and the median."""
+    cpu = sorted(c / size * 1e6 for _, c in samples)
+    wall = sorted(w / size * 1e6 for w, _ in samples)
+    print(
+        f"{kind:8} {label:9} CPU per request {cpu[0]:6.0f} us (median {cpu[len(cpu) // 2]:6.0f})"
+        f"  wall {wall[0]:6.0f} us (median {wall[len(wall) // 2]:6.0f})"
+    )
+
+
+async def measure(
+    app: Any, kinds: list[str], requests: dict[str, list[Call]], count: int, rounds: int, out: Path | None
+) -> bool:
     state: dict[str, Any] = {}
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -156,23 +170,25 @@ async def measure(app: Any, kinds: list[str], requests: dict[str, list[Call]], c
         batch = requests[kind]
         for request in batch[:warm]:
             ok &= await call(app, state, request)
-        for label, chunk, profiled in (
-            ("profiled", batch[warm : warm + count], True),
-            ("plain", batch[warm + count : warm + 2 * count], False),
-        ):
-            profiler = cProfile.Profile() if profiled else None
+        profiled = batch[warm : warm + count]
+        profiler = cProfile.Profile()
+        wall, cpu = time.perf_counter(), time.process_time()
+        profiler.enable()
+        for request in profiled:
+            ok &= await call(app, state, request)
+        profiler.disable()
+        report(kind, "profiled", [(time.perf_counter() - wall, time.process_time() - cpu)], len(profiled))
+        if out:
+            profiler.dump_stats(out / f"{kind}.prof")
+        plain = batch[warm + count : warm + 2 * count]
+        size = max(1, len(plain) // rounds)
+        samples = []
+        for start in range(0, size * rounds, size):
             wall, cpu = time.perf_counter(), time.process_time()
-            if profiler:
-                profiler.enable()
-            for request in chunk:
+            for request in plain[start : start + size]:
                 ok &= await call(app, state, request)
-            if profiler:
-                profiler.disable()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            n = max(1, len(chunk))
-            print(f"{kind:8} {label:9} {wall / n * 1e6:7.0f} us wall  {cpu / n * 1e6:7.0f} us CPU per request")
-            if profiler and out:
-                profiler.dump_stats(out / f"{kind}.prof")
+            samples.append((time.perf_counter() - wall, time.process_time() - cpu))
+        report(kind, "plain", samples, size)
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
     return ok
@@ -182,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300, help="requests per kind and mode (default 300)")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds the unprofiled requests are split into")
     parser.add_argument("--inline", action="store_true", help="run worker-thread work on the event loop's thread")
     parser.add_argument("--out", type=Path, help="directory for the cProfile dumps (KIND.prof)")
     args = parser.parse_args(argv)
@@ -213,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.inline:
                 run_inline()
             app = app_from_environment()
-            ok = asyncio.run(measure(app, kinds, requests, args.count, args.out))
+            ok = asyncio.run(measure(app, kinds, requests, args.count, max(1, args.rounds), args.out))
     return 0 if ok else 1
 
 
