@@ -18,6 +18,7 @@ from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
+from payments.core.sql import connection
 from payments.core.types import utcnow
 from payments.payment.models import GatewayInbox, Payment
 from payments.payment.service import apply_gateway_status, flag_for_review, note
@@ -45,18 +46,24 @@ class _DuplicateEvent(Exception):
     """This gateway event id is already in the inbox."""
 
 
+# The payment and its agency's code in one query: the account check costs no second round trip. Built once: building
+# and cache-keying an ORM select costs more than executing it.
+_WITH_AGENCY = select(Payment, Agency.code).join(Agency, col(Agency.id) == Payment.agency_id)
+_BY_ID = _WITH_AGENCY.where(col(Payment.id) == bindparam("b_id"))
+_BY_REFERENCE = _WITH_AGENCY.where(
+    col(Payment.gateway) == bindparam("b_gateway"), col(Payment.gateway_reference) == bindparam("b_reference")
+)
+
+
 def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency_code: str | None) -> Payment | None:
     """The payment a verified callback speaks of: by our id when the gateway echoes it, else by the gateway's
     reference; a payment of another agency than the callback's account is not it."""
-    # The payment and its agency's code in one query: the account check costs no second round trip.
-    query = select(Payment, Agency.code).join(Agency, col(Agency.id) == Payment.agency_id)
     if event.merchant_reference:
-        query = query.where(Payment.id == event.merchant_reference)
+        found = s.exec(_BY_ID, params={"b_id": event.merchant_reference}).first()
     elif event.gateway_reference:
-        query = query.where(Payment.gateway == gateway, Payment.gateway_reference == event.gateway_reference)
+        found = s.exec(_BY_REFERENCE, params={"b_gateway": gateway, "b_reference": event.gateway_reference}).first()
     else:
         return None
-    found = s.exec(query).first()
     if found is None or found[0].gateway != gateway:
         return None
     payment, code = found
@@ -109,7 +116,7 @@ def handle_callback(
         with ctx.db.write() as s:
             key = {"b_gateway": gateway.name, "b_event_id": event.event_id}
             try:
-                s.execute(_INBOX_INSERT, {**key, "outcome": "processing", "received_at": utcnow()})
+                connection(s).execute(_INBOX_INSERT, {**key, "outcome": "processing", "received_at": utcnow()})
             except IntegrityError as exc:
                 raise _DuplicateEvent from exc
             if gateway.pushes_funds:
@@ -132,10 +139,12 @@ def handle_callback(
                     gateway_reference=event.gateway_reference,
                     raw_code=event.raw_code,
                 )
+            # Everything above wrote with Core statements: nothing is pending in the session for these to flush first.
             if outcome in NOT_CONSUMED:
-                s.execute(_INBOX_DELETE, key)
+                connection(s).execute(_INBOX_DELETE, key)
             else:
-                s.execute(_INBOX_UPDATE, {**key, "payment_id": payment.id if payment else None, "outcome": outcome})
+                inbox = {**key, "payment_id": payment.id if payment else None, "outcome": outcome}
+                connection(s).execute(_INBOX_UPDATE, inbox)
             return outcome
     except _DuplicateEvent:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
