@@ -23,7 +23,7 @@ class ReceiptContext(AppContext, Protocol):
         """Public receipt lookups per minute per client address."""
 
 
-def get_receipt_ctx(request: Request) -> ReceiptContext:
+async def get_receipt_ctx(request: Request) -> ReceiptContext:
     ctx: ReceiptContext = request.app.state.ctx
     return ctx
 

@@ -24,9 +24,9 @@ from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
-from payments.core.responses import IdempotencyKey, problems, respond
+from payments.core.responses import problems, respond
 from payments.core.schemas import StrictModel
-from payments.idempotency.service import fingerprint
+from payments.idempotency.deps import Idempotent
 from payments.payment.models import Payment
 
 log = get_logger(__name__)
@@ -267,7 +267,7 @@ async def post_verify(request: Request, ctx: ReceiptCtxDep, principal: Reader) -
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
 def post_replace(
-    document_id: str, data: ReplacementIn, ctx: ReceiptCtxDep, principal: Staff, idempotency_key: IdempotencyKey = None
+    document_id: str, data: ReplacementIn, ctx: ReceiptCtxDep, principal: Staff, idem: Idempotent
 ) -> JSONResponse:
     """Replace an issued receipt whose payer details are wrong (TCHDon 1): a new signed document with a new number
     that names the replaced one. The amounts come from the dossier and cannot change; a refund is an adjustment."""
@@ -281,5 +281,4 @@ def post_replace(
         )
         return 201, _out(ctx, row, s).model_dump(mode="json")
 
-    fp = fingerprint("POST", f"/v1/receipts/{document_id}/replace", data.model_dump(mode="json"))
-    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idempotency_key, fp, replace))
+    return respond(ctx.idempotency.run_in_transaction(principal.key_id, idem.key, idem.fingerprint(data), replace))

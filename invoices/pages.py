@@ -57,7 +57,7 @@ def _not_found(request: Request, code: str) -> HTMLResponse:
 
 
 @router.get("/r", response_class=HTMLResponse)
-def lookup_form(request: Request, code: Annotated[str | None, Query(max_length=40)] = None) -> Response:
+async def lookup_form(request: Request, code: Annotated[str | None, Query(max_length=40)] = None) -> Response:
     if code:
         lang = language(request)
         return RedirectResponse(f"/r/{_normalise(code)[:40]}?lang={lang}", status_code=303)

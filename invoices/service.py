@@ -41,7 +41,7 @@ from invoices.numbering import series_for_year, take_number
 from invoices.tables import Document as DocumentRow
 from invoices.tables import DocumentPurpose
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
-from invoices.tax.service import SEND, queue_issued, queue_notice
+from invoices.tax.service import SEND, queue_issued, queue_notice, send_job_needed
 from invoices.validate import validate
 from invoices.xml import build_xml
 from invoices.xmldsig import parse_xml
@@ -287,7 +287,8 @@ def _notify_tax_office(
         documents=(NoticedDocument.from_document(replaced, 1, NoticeAction.replace, reason),),
     )
     queue_notice(s, settings, signers.for_agency(agency.code, agency.tax_code, agency.name), agency, notice)
-    enqueue(s, SEND, {})
+    if send_job_needed(s.connection()):
+        enqueue(s, SEND, {})
 
 
 @dataclass(frozen=True)
@@ -501,7 +502,8 @@ def _issue(
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
         queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series, signed)
-        jobs.append((SEND, {}))
+        if send_job_needed(conn):
+            jobs.append((SEND, {}))
     # Written with the document, so the client systems hear of every document and of no document that rolled back.
     emit(s, issued.agency_id, "receipt.issued", receipt_event(ctx, issued, facts.dossier_code), also=jobs)
     log.info(

@@ -160,8 +160,8 @@ def test_unknown_gateway_is_404(api: Api) -> None:
 def test_late_success_after_expiry_is_flagged_not_lost(api: Api) -> None:
     payment = _pending_payment(api)
     with api.ctx.db.write() as s:
+        from payments.payment.lifecycle import transition
         from payments.payment.models import Payment
-        from payments.payment.service import transition
         from payments.payment.states import PaymentStatus
 
         row = s.get(Payment, payment["id"])

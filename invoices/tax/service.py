@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, update
+from sqlalchemy import Connection, and_, bindparam, column, insert, literal, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -37,15 +38,38 @@ from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply, TaxGat
 from invoices.tax.notice import Notice, signed_notice
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from payments.agency.models import Agency
-from payments.core.db import affected
+from payments.core.db import affected, table_of
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
+from payments.outbox.models import OutboxJob, OutboxStatus
 
-__all__ = ["apply_replies", "gateway_for", "queue_document", "queue_issued", "queue_notice", "send_pending"]
+__all__ = [
+    "apply_replies",
+    "gateway_for",
+    "queue_document",
+    "queue_issued",
+    "queue_notice",
+    "send_job_needed",
+    "send_pending",
+]
 
 log = get_logger(__name__)
 # The outbox job that hands queued messages to the T-VAN folder (invoices.jobs runs it).
 SEND = "tax.send"
+# A hand-off job that is due and not yet taken by a worker sends every message queued before it runs (send_pending
+# reads again until nothing is left), so a second one would only cost a worker a transaction. One taken already, or
+# waiting out a backoff, may have read the queue before this message: then a new one is queued.
+_SEND_WAITING = (
+    sa_select(literal(1))
+    .select_from(table_of(OutboxJob))
+    .where(
+        column("kind") == SEND,
+        column("status") == OutboxStatus.pending,
+        column("locked_until").is_(None),
+        column("run_after") <= bindparam("now"),
+    )
+    .limit(1)
+)
 Status = TaxMessageStatus
 
 
@@ -316,3 +340,8 @@ def _outcome(reply: Reply) -> Outcome | None:
     if reply.accepted is None:
         return None
     return Outcome.received if reply.accepted else Outcome.refused
+
+
+def send_job_needed(conn: Connection) -> bool:
+    """Whether a message queued in this transaction needs a hand-off job of its own (see ``_SEND_WAITING``)."""
+    return conn.execute(_SEND_WAITING, {"now": utcnow()}).first() is None

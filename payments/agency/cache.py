@@ -110,4 +110,3 @@ def load(s: Session, agency_id: str) -> AgencyView | None:
         payment_methods=tuple(agency.payment_methods),
         procedures={p.code: ProcedureView(p.id, p.code, p.name, tuple(lines[p.id])) for p in procedures},
     )
-

@@ -77,11 +77,6 @@ class Claim:
         self.finished = True
 
 
-def fingerprint(method: str, path: str, payload: Any) -> str:
-    canonical = json.dumps([method, path, payload], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def route_fingerprint(method: str, route: str, path_params: dict[str, Any], payload: Any) -> str:
     """What makes two requests the same request: the route (its path template, so that a request differs from
     another route's by more than its parameters), the values of its path parameters, and the body."""

@@ -18,7 +18,7 @@ from payments.pages.forms import foreign_origin
 from payments.pages.render import render
 from payments.payment.expiry import settle_by_query
 from payments.payment.models import Payment
-from payments.payment.service import payment_by_reference
+from payments.payment.queries import payment_by_reference
 from payments.payment.states import LIVE
 
 router = APIRouter(include_in_schema=False)

@@ -23,14 +23,14 @@ FILES = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"}
 
 
 @router.get("/docs", response_class=HTMLResponse)
-def docs(request: Request) -> HTMLResponse:
+async def docs(request: Request) -> HTMLResponse:
     allow_sources(request, "script-src", "'self'")
     allow_sources(request, "style-src", "'self'")
     return render(request, "swagger.html", openapi_url=request.app.openapi_url)
 
 
 @router.get("/docs/assets/{name}")
-def asset(name: str) -> FileResponse:
+async def asset(name: str) -> FileResponse:
     if name not in FILES:
         raise NotFound("no such documentation asset")
     return FileResponse(ASSETS / name, headers={"Cache-Control": "public, max-age=86400"})

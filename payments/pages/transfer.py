@@ -10,7 +10,7 @@ from payments.auth.deps import CtxDep
 from payments.core.errors import NotFound
 from payments.pages.render import render
 from payments.payment.models import Payment
-from payments.payment.service import payment_by_reference
+from payments.payment.queries import payment_by_reference
 from payments.payment.states import LIVE, PAID
 
 router = APIRouter(include_in_schema=False)

@@ -20,8 +20,8 @@ from payments.core.db import table_of
 from payments.core.logging import get_logger
 from payments.core.sql import connection
 from payments.core.types import utcnow
+from payments.payment.lifecycle import apply_gateway_status, flag_for_review, note
 from payments.payment.models import GatewayInbox, Payment
-from payments.payment.service import apply_gateway_status, flag_for_review, note
 from payments.transfer.models import BankCredit
 from payments.transfer.service import Credit, apply_credit
 

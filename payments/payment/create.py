@@ -43,9 +43,10 @@ from payments.dossier.service import find_dossier
 from payments.idempotency.service import Claim, Outcome
 from payments.outbox.service import INSERT_JOB, job_row
 from payments.payment import kinds
+from payments.payment.lifecycle import transition
 from payments.payment.models import Payment, PaymentEvent
+from payments.payment.queries import get_for_agency, to_out
 from payments.payment.schemas import PaymentIn, PaymentOut
-from payments.payment.service import get_for_agency, to_out, transition
 from payments.payment.states import LIVE, PaymentStatus
 
 log = get_logger(__name__)

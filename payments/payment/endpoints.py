@@ -17,15 +17,10 @@ from payments.core.types import UtcDatetime
 from payments.idempotency.deps import Idempotent
 from payments.idempotency.service import Claim
 from payments.payment.create import PaymentCreation
+from payments.payment.lifecycle import cancel_payment
+from payments.payment.queries import PaymentFilter, get_for_agency, list_payments, to_out
 from payments.payment.refunds import RefundCreation, list_refunds
 from payments.payment.schemas import PaymentIn, PaymentOut, RefundIn, RefundOut
-from payments.payment.service import (
-    PaymentFilter,
-    cancel_payment,
-    get_for_agency,
-    list_payments,
-    to_out,
-)
 from payments.payment.states import PaymentStatus
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])

@@ -4,34 +4,24 @@ No database transaction is held open across a gateway call: read, ask, then appl
 
 from __future__ import annotations
 
-from sqlmodel import Session
-
 from adapters.base import GatewayStatus, GatewayTechnicalError
 from payments.core.context import AppContext
-from payments.core.errors import NotFound
-from payments.payment.models import Payment
-from payments.payment.service import apply_gateway_status, status_query, transition
+from payments.payment.lifecycle import apply_gateway_status, status_query, transition
+from payments.payment.queries import get_payment
 from payments.payment.states import LIVE, PaymentStatus
 
 S = PaymentStatus
 
 
-def _get(s: Session, payment_id: str) -> Payment:
-    payment = s.get(Payment, payment_id)
-    if payment is None:
-        raise NotFound(f"no payment {payment_id!r}")
-    return payment
-
-
 def settle_by_query(ctx: AppContext, payment_id: str, actor: str) -> PaymentStatus:
     """Ask the gateway and apply the answer; raises GatewayTechnicalError when it cannot be asked."""
     with ctx.db.read() as s:
-        payment = _get(s, payment_id)
+        payment = get_payment(s, payment_id)
     if payment.status not in LIVE:
         return payment.status
     result = ctx.gateway(payment.gateway, payment.agency_id).query_status(status_query(payment))
     with ctx.db.write() as s:
-        payment = _get(s, payment_id)
+        payment = get_payment(s, payment_id)
         apply_gateway_status(
             s,
             payment,
@@ -52,10 +42,10 @@ def expire_payment(ctx: AppContext, payment_id: str) -> PaymentStatus:
     if status not in LIVE:
         return status
     with ctx.db.read() as s:
-        payment = _get(s, payment_id)
+        payment = get_payment(s, payment_id)
     result = ctx.gateway(payment.gateway, payment.agency_id).cancel(status_query(payment))
     with ctx.db.write() as s:
-        payment = _get(s, payment_id)
+        payment = get_payment(s, payment_id)
         if result.status in (GatewayStatus.cancelled, GatewayStatus.unknown, GatewayStatus.failed):
             transition(s, payment, S.expired, actor=actor, kind="payment.expired")
         else:

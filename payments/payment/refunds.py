@@ -22,9 +22,10 @@ from payments.dossier.models import Dossier, DossierStatus
 from payments.idempotency.service import Claim
 from payments.outbox.service import enqueue
 from payments.payment import kinds
+from payments.payment.lifecycle import transition
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
+from payments.payment.queries import get_for_agency
 from payments.payment.schemas import RefundIn, RefundOut
-from payments.payment.service import get_for_agency, transition
 from payments.payment.states import PaymentStatus
 
 log = get_logger(__name__)

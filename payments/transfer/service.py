@@ -11,8 +11,8 @@ from sqlmodel import Session, col, select
 from adapters.base import CallbackOutcome
 from payments.agency.models import Agency
 from payments.core.logging import get_logger
+from payments.payment.lifecycle import flag_for_review, note, transition
 from payments.payment.models import Payment
-from payments.payment.service import flag_for_review, note, transition
 from payments.payment.states import LIVE, PaymentStatus
 from payments.transfer.models import BankCredit, CreditStatus
 

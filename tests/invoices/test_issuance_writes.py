@@ -9,13 +9,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlmodel import col, select
 
 from invoices.service import issue_receipt
 from invoices.tables import Document
+from invoices.tax.service import SEND
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus
+from lephi.jobs import HANDLERS
+from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
+from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookMessage
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
@@ -65,8 +69,9 @@ def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
         document_id = issue_receipt(api.ctx, store, payment_id)
     assert document_id is not None
     kinds = [kind for kind in trace.kinds() if kind not in {"BEGIN", "SAVEPOINT", "RELEASE"}]
-    # The number, the document, its webhook message, its tax message, then every outbox job in one statement.
-    assert kinds == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT"], trace.statements
+    # The number, the document, its tax message, whether a hand-off job is already waiting (the first receipt's
+    # is), its webhook message, then every outbox job in one statement.
+    assert kinds == ["SELECT", "UPDATE", "INSERT", "INSERT", "SELECT", "INSERT", "INSERT"], trace.statements
     assert trace.commits == 1
     outbox_inserts = [(sql, many) for sql, many in trace.statements if "INTO outbox" in sql]
     assert len(outbox_inserts) == 1
@@ -96,3 +101,28 @@ def test_the_rows_written_with_the_document_are_complete(api: Api) -> None:
         tax = s.exec(select(TaxMessage).where(TaxMessage.document_id == document_id)).one()
         assert tax.kind is TaxMessageKind.document and tax.status is TaxMessageStatus.queued
         assert document.xml.split(b"?>", 1)[1].strip() in tax.xml
+
+
+def _send_jobs(api: Api) -> list[OutboxJob]:
+    with api.ctx.db.read() as s:
+        return list(s.exec(select(OutboxJob).where(OutboxJob.kind == SEND)).all())
+
+
+def test_one_waiting_hand_off_job_carries_every_queued_tax_message(api: Api) -> None:
+    """Receipts issued while a hand-off job waits for a worker add none; a job already taken (which may have read the
+    queue) or the queue emptied gets a new one for the next message, and the worker hands every message over."""
+    store = api.ctx.signers
+    for _ in range(3):
+        issue_receipt(api.ctx, store, _paid(api))
+    assert len(_send_jobs(api)) == 1
+    with api.ctx.db.write() as s:  # a worker takes it
+        s.execute(update(OutboxJob).where(col(OutboxJob.kind) == SEND).values(locked_until=utcnow()))
+    issue_receipt(api.ctx, store, _paid(api))
+    assert len(_send_jobs(api)) == 2
+    with api.ctx.db.write() as s:
+        s.execute(update(OutboxJob).where(col(OutboxJob.kind) == SEND).values(locked_until=None))
+    Worker(api.ctx, HANDLERS).run_once()
+    Worker(api.ctx, HANDLERS).run_once()
+    with api.ctx.db.read() as s:
+        statuses = s.exec(select(TaxMessage.status).where(TaxMessage.kind == TaxMessageKind.document)).all()
+    assert len(statuses) == 4 and set(statuses) == {TaxMessageStatus.sent}

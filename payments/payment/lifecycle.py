@@ -1,4 +1,6 @@
-"""Payments: creation with one live attempt per dossier, the state machine, reads, cancelling and status queries.
+"""The payment's life: the state machine's moves (each a compare-and-set with its event row), what a gateway's
+reported status means for it, and cancelling. Creation is in ``create``, callbacks in ``callbacks``, expiry and
+status queries in ``expiry``, reads in ``queries``.
 
 Habits kept here: state changes are compare-and-set on the current status; every change writes an event row in the
 same transaction; no database transaction is held open across a gateway call.
@@ -6,13 +8,11 @@ same transaction; no database transaction is held open across a gateway call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from adapters.base import (
     CallbackOutcome,
@@ -20,23 +20,21 @@ from adapters.base import (
     GatewayTechnicalError,
     StatusQuery,
 )
-from payments.auth.access import owned_or_404
 from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.db import affected, table_of
 from payments.core.errors import (
     GatewayUnavailable,
     InvalidTransition,
-    NotFound,
 )
 from payments.core.logging import get_logger
-from payments.core.pagination import newest_first_page
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.outbox.service import enqueue_many
 from payments.payment import kinds
 from payments.payment.models import Payment, PaymentEvent
-from payments.payment.schemas import EventOut, PaymentOut
+from payments.payment.queries import get_for_agency, get_payment, to_out
+from payments.payment.schemas import PaymentOut
 from payments.payment.states import LIVE, PAID, PaymentStatus, can_transition
 from payments.webhooks.service import emit
 
@@ -49,15 +47,6 @@ _FROM_GATEWAY = {
     GatewayStatus.cancelled: S.cancelled,
     GatewayStatus.pending: S.pending,
 }
-
-
-@dataclass(frozen=True)
-class PaymentFilter:
-    status: PaymentStatus | None = None
-    dossier_code: str | None = None
-    method: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
 
 
 # --- the state machine ------------------------------------------------------------------------------------------
@@ -224,62 +213,6 @@ def apply_gateway_status(
     return CallbackOutcome.accepted if moved else CallbackOutcome.already_final
 
 
-# --- reading ----------------------------------------------------------------------------------------------------
-def _get(s: Session, payment_id: str) -> Payment:
-    payment = s.get(Payment, payment_id)
-    if payment is None:
-        raise NotFound(f"no payment {payment_id!r}")
-    return payment
-
-
-def get_for_agency(s: Session, agency_id: str, payment_id: str) -> Payment:
-    return owned_or_404(s.get(Payment, payment_id), agency_id, "payment", payment_id)
-
-
-def to_out(s: Session, payment: Payment, with_events: bool = False, dossier_code: str | None = None) -> PaymentOut:
-    if dossier_code is None:
-        dossier = s.get(Dossier, payment.dossier_id)
-        assert dossier is not None
-        dossier_code = dossier.code
-    events = None
-    if with_events:
-        rows = s.exec(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id).order_by(col(PaymentEvent.id)))
-        events = [EventOut.model_validate(e, from_attributes=True) for e in rows]
-    return PaymentOut(
-        id=payment.id,
-        status=payment.status,
-        amount=payment.amount,
-        currency=payment.currency,
-        dossier_code=dossier_code,
-        method=payment.gateway,
-        next_url=payment.next_url if payment.status in LIVE else None,
-        return_url=payment.return_url,
-        gateway_reference=payment.gateway_reference,
-        refunded_amount=payment.refunded_amount,
-        refundable_amount=payment.amount - payment.refund_reserved if payment.status in PAID else 0,
-        requires_review=payment.requires_review,
-        created_at=payment.created_at,
-        updated_at=payment.updated_at,
-        expires_at=payment.expires_at,
-        succeeded_at=payment.succeeded_at,
-        events=events,
-    )
-
-
-def list_payments(
-    s: Session, agency_id: str, flt: PaymentFilter, limit: int, cursor: str | None
-) -> tuple[list[PaymentOut], str | None]:
-    query = select(Payment).where(Payment.agency_id == agency_id)
-    if flt.status:
-        query = query.where(Payment.status == flt.status)
-    if flt.method:
-        query = query.where(Payment.gateway == flt.method)
-    if flt.dossier_code:
-        query = query.join(Dossier, col(Dossier.id) == Payment.dossier_id).where(Dossier.code == flt.dossier_code)
-    rows, next_cursor = newest_first_page(s, query, Payment, limit, cursor, flt.created_from, flt.created_to)
-    return [to_out(s, p) for p in rows], next_cursor
-
-
 # --- cancelling, and settling by status query ----------------------------------------------------------------
 def status_query(payment: Payment) -> StatusQuery:
     return StatusQuery(
@@ -301,7 +234,7 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     except GatewayTechnicalError as exc:
         raise GatewayUnavailable("the gateway did not confirm the cancellation; retry later") from exc
     with ctx.db.write() as s:
-        payment = _get(s, payment_id)
+        payment = get_payment(s, payment_id)
         if result.status in (GatewayStatus.cancelled, GatewayStatus.unknown):
             transition(s, payment, S.cancelled, actor=actor, kind="payment.cancelled")
         else:
@@ -319,8 +252,3 @@ def cancel_payment(ctx: AppContext, principal: Principal, payment_id: str, actor
     if out.status is not S.cancelled:
         raise InvalidTransition(f"payment {payment_id} is {out.status.value} at the gateway and cannot be cancelled")
     return out
-
-
-def payment_by_reference(s: Session, gateway: str, reference: str) -> Payment | None:
-    """The payment a gateway knows by its own reference (unique per gateway)."""
-    return s.exec(select(Payment).where(Payment.gateway == gateway, Payment.gateway_reference == reference)).first()
