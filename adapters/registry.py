@@ -39,6 +39,20 @@ def discover() -> dict[str, Factory]:
 
 
 ContextFor = Callable[[str, str | None], GatewayContext]
+# What the service reads off an adapter besides its methods; ``PaymentGateway`` gives subclasses the defaults.
+DECLARED = ("pushes_funds", "starts_offline")
+
+
+def _declared(name: str, adapter: PaymentGateway) -> PaymentGateway:
+    """The adapter, if it says how it behaves. One written before these attributes existed (neither subclassing
+    ``PaymentGateway`` nor setting them) is refused as not configured, with the fix named, rather than failing on
+    its first callback."""
+    missing = [attribute for attribute in DECLARED if not hasattr(adapter, attribute)]
+    if missing:
+        raise ValueError(
+            f"the {name!r} adapter does not declare {', '.join(missing)}: subclass adapters.base.PaymentGateway"
+        )
+    return adapter
 
 
 class GatewayRegistry:
@@ -66,7 +80,7 @@ class GatewayRegistry:
         if key not in self._built:
             if name not in self._factories:
                 raise KeyError(name)
-            self._built[key] = self._factories[name](self._context_for(name, agency))
+            self._built[key] = _declared(name, self._factories[name](self._context_for(name, agency)))
         return self._built[key]
 
     def factory(self, name: str) -> object:

@@ -63,7 +63,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
     assert diff == []
 
 
-class _ThirdParty:
+class _ThirdParty(PaymentGateway):
     name = "acme"
 
     def __init__(self, context: GatewayContext) -> None:
@@ -155,3 +155,15 @@ def test_jobs_queued_under_the_old_receipt_kinds_keep_their_meaning(tmp_path: Pa
         got = sorted(row[0] for row in conn.execute(text("SELECT kind FROM outbox")))
     engine.dispose()
     assert got == sorted([kinds.SUCCEEDED, kinds.REFUND_SUCCEEDED, kinds.EXPIRE])
+
+
+def test_an_adapter_that_does_not_declare_its_behaviour_is_refused_as_not_configured() -> None:
+    class Old:  # written before pushes_funds and starts_offline existed
+        name = "old"
+
+        def __init__(self, context: GatewayContext) -> None:
+            self.context = context
+
+    reg = registry.GatewayRegistry({"old": Old}, lambda n, a: GatewayContext(n, "http://x", "http://x/cb"))  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="does not declare pushes_funds, starts_offline"):
+        reg.get("old", "AGC-A")
