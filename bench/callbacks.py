@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import shutil
 import sys
@@ -466,19 +465,7 @@ def verdicts(results: list[harness.Result], settled: dict[str, list[Settled]]) -
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.callbacks", description=__doc__.split("\n\n")[0])
-    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None, help="default sqlite")
-    p.add_argument(
-        "--postgres",
-        "--pg-admin-url",
-        dest="pg_admin_url",
-        default=None,
-        metavar="URL",
-        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL); "
-        "given alone, the run is on PostgreSQL",
-    )
-    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (default 15)")
-    p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement (default 3)")
-    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+    harness.add_load_options(p)
     p.add_argument(
         "--payments",
         type=int,
@@ -491,10 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (SQLite file, server logs)")
     args = p.parse_args(argv)
-    if args.db is None:
-        args.db = "postgres" if args.pg_admin_url else "sqlite"
-    if args.pg_admin_url is None:
-        args.pg_admin_url = os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL)
+    harness.settle_database(args)
     if args.payments is None:
         args.payments = int(PAYMENTS_PER_SECOND * (args.warmup + args.duration))
     budget = STRIPE_TOLERANCE_SECONDS - STRIPE_MARGIN_SECONDS

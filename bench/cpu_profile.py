@@ -37,9 +37,7 @@ Call = tuple[str, str, dict[str, str], bytes]
 
 
 def build_requests(env: dict[str, str], count: int) -> dict[str, list[Call]]:
-    key, codes = pc.seed(env, count)
-    agency, pending = callbacks.seed(env, count)
-    enable_every_method(env, agency)
+    key, codes, agency, pending = sqlcount.seed(env, count)
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     out: dict[str, list[Call]] = {
         "dossier": [
@@ -60,25 +58,6 @@ def build_requests(env: dict[str, str], count: int) -> dict[str, list[Call]]:
         parsed = [sqlcount.from_raw(kind, message) for message in messages]
         out[kind] = [(r.method, r.target, r.headers, r.body) for r in parsed]
     return out
-
-
-def enable_every_method(env: dict[str, str], agency: str) -> None:
-    """Each seed leaves the demo agency with its own methods only; every path here needs all of them."""
-    from sqlmodel import select
-
-    from bench.server import Settings, build_container
-    from payments.agency.models import Agency
-
-    with harness.environment(env):
-        settings = Settings()
-    ctx = build_container(settings)
-    try:
-        with ctx.db.write() as s:
-            for row in s.exec(select(Agency).where(Agency.code == agency)):
-                row.payment_methods = sorted({*row.payment_methods, *pc.METHODS, "vnpay", "stripe"})
-                s.add(row)
-    finally:
-        ctx.close()
 
 
 async def call(app: Any, state: dict[str, Any], request: Call) -> bool:

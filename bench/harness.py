@@ -18,6 +18,7 @@ nothing of the service, so the load generator stays light.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import http.client
@@ -608,3 +609,28 @@ def machine_notes() -> str:
 
 if __name__ == "__main__":
     loadgen_main()
+
+
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """The options every HTTP benchmark takes: which database, and how long and how hard to load the server."""
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None, help="default sqlite")
+    p.add_argument(
+        "--postgres",
+        "--pg-admin-url",
+        dest="pg_admin_url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL); "
+        "given alone, the run is on PostgreSQL",
+    )
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (default 15)")
+    p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each measurement (default 3)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections (default 32)")
+
+
+def settle_database(args: argparse.Namespace) -> None:
+    """``--db`` is PostgreSQL when a server was named, else SQLite; the server defaults to the environment's."""
+    if args.db is None:
+        args.db = "postgres" if args.pg_admin_url else "sqlite"
+    if args.pg_admin_url is None:
+        args.pg_admin_url = os.environ.get("LEPHI_BENCH_POSTGRES_URL", DEFAULT_PG_ADMIN_URL)

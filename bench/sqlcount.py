@@ -165,7 +165,7 @@ def requests_for(
     return out
 
 
-def seed(env: dict[str, str]) -> tuple[str, dict[str, list[str]], str, dict[str, Any]]:
+def seed(env: dict[str, str], count: int = 2) -> tuple[str, dict[str, list[str]], str, dict[str, Any]]:
     """Both benchmarks' seeds in one database, then every method on the demo agency (each seed sets its own)."""
     from sqlmodel import select
 
@@ -174,8 +174,8 @@ def seed(env: dict[str, str]) -> tuple[str, dict[str, list[str]], str, dict[str,
     from bench.server import Settings, build_container
     from payments.agency.models import Agency
 
-    key, codes = pc.seed(env, 2)
-    agency, pending = callbacks.seed(env, 2)
+    key, codes = pc.seed(env, count)
+    agency, pending = callbacks.seed(env, count)
     with harness.environment(env):
         settings = Settings()
     ctx = build_container(settings)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table, and_, bindparam, insert, update
+from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from invoices.errors import SeriesExhausted
 from invoices.tables import SeriesCounter
+from payments.core.db import table_of
 
 MAX_NUMBER = 99_999_999  # SHDon has at most 8 digits
 
@@ -17,7 +18,7 @@ def series_for_year(series: str, year: int) -> str:
     return f"{series[0]}{year % 100:02d}{series[3:]}"
 
 
-_COUNTER: Table = SeriesCounter.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+_COUNTER = table_of(SeriesCounter)
 # Built once: Core statements on the session's connection, without the ORM's per-statement work (autoflush,
 # ORM compile state), on the path every issued document takes.
 _NEXT = (

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, and_, bindparam, insert
+from sqlalchemy import and_, bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -47,6 +47,7 @@ from invoices.xml import build_xml
 from invoices.xmldsig import parse_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
+from payments.core.db import table_of
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.types import new_id, utcnow
@@ -61,12 +62,12 @@ GMT7 = timezone(timedelta(hours=7))
 METHOD_TEXT = {"stripe": "Thẻ", "vietqr": "CK", "vnpay": "CK", "momo": "Ví điện tử", "sandbox": "CK"}
 CURRENT_PURPOSES = (DocumentPurpose.original, DocumentPurpose.replacement)
 
-# SQLModel declares no __table__ on its classes; the tables are what the Core statements below need.
-_PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
-_DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
-_LINE: Table = DossierFeeLine.__table__  # type: ignore[attr-defined]
-_AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
-_DOCUMENT: Table = DocumentRow.__table__  # type: ignore[attr-defined]
+# The tables the Core statements below are built on.
+_PAYMENT = table_of(Payment)
+_DOSSIER = table_of(Dossier)
+_LINE = table_of(DossierFeeLine)
+_AGENCY = table_of(Agency)
+_DOCUMENT = table_of(DocumentRow)
 # One row per fee line (one with NULL line columns when the dossier has none), each carrying the payment, dossier,
 # agency and any original already issued: everything a receipt needs in one round trip. Built once.
 _RECEIPT_FACTS = (

@@ -17,7 +17,7 @@ from invoices.service import current_document
 from lephi.settings import Settings
 from payments.agency.cache import AgencyCache
 from payments.auth.cache import ApiKeyCache
-from payments.core.context import ContextMethods
+from payments.core.context import ContextMethods, callback_url
 from payments.core.db import Database, make_engine
 from payments.core.ratelimit import RateLimiter
 from payments.gateway.config import GatewayConfig
@@ -82,15 +82,11 @@ def build_container(
         factories.pop("sandbox", None)
     config = GatewayConfig.load(settings.gateways_file)
 
-    def callback_url(name: str, agency_code: str | None) -> str:
-        base = f"{settings.public_url.rstrip('/')}/v1/gateways/{name}/callback"
-        return f"{base}/{agency_code}" if agency_code else base
-
     def context_for(name: str, agency_code: str | None) -> GatewayContext:
         return GatewayContext(
             name=name,
             public_url=settings.public_url,
-            callback_url=callback_url(name, agency_code),
+            callback_url=callback_url(settings.public_url, name, agency_code),
             settings={**_builtin_settings(settings, name), **config.for_agency(name, agency_code)},
             http=http,
             store=DbSandboxStore(database) if name == "sandbox" else None,

@@ -163,7 +163,7 @@ def queue_issued(
     )
 
 
-_INSERT_MESSAGE = insert(TaxMessage.__table__)  # type: ignore[attr-defined]  # SQLModel declares no __table__
+_INSERT_MESSAGE = insert(table_of(TaxMessage))
 
 
 def _header(settings: ReceiptSettings, message_type: MessageType, tax_code: str) -> Header:

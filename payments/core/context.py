@@ -59,6 +59,12 @@ class AppContext(Protocol):
         """The public lookup code of the payment's receipt once issued: the payer page links to it."""
 
 
+def callback_url(public_url: str, gateway: str, agency_code: str | None = None) -> str:
+    """Where a gateway sends an agency's callbacks (the agency's code in the path picks its credentials)."""
+    base = f"{public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
+    return f"{base}/{agency_code}" if agency_code else base
+
+
 class ContextMethods:
     """The behaviour every context shares, for the composition root's container to inherit."""
 
@@ -68,8 +74,7 @@ class ContextMethods:
     agency_codes: dict[str, str]
 
     def callback_url(self, gateway: str, agency_code: str | None = None) -> str:
-        base = f"{self.settings.public_url.rstrip('/')}/v1/gateways/{gateway}/callback"
-        return f"{base}/{agency_code}" if agency_code else base
+        return callback_url(self.settings.public_url, gateway, agency_code)
 
     def agency_code(self, agency_id: str) -> str:
         """Agency codes never change, so they are cached for the life of the process."""

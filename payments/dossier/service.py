@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, insert, update
+from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from payments.agency.cache import AgencyCache
 from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
 from payments.auth.access import owned_or_404
+from payments.core.db import table_of
 from payments.core.errors import DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
@@ -157,9 +158,9 @@ def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[D
     return dossier, created
 
 
-_DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
-_LINE: Table = DossierFeeLine.__table__  # type: ignore[attr-defined]
-_AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
+_DOSSIER = table_of(Dossier)
+_LINE = table_of(DossierFeeLine)
+_AGENCY = table_of(Agency)
 _INSERT_DOSSIER = insert(_DOSSIER)
 _INSERT_LINE = insert(_LINE)
 # The agency's version (for its cached copy and fee schedule) and whether the dossier exists, in one statement.

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from adapters.sandbox import SandboxRecord
-from payments.core.db import Database, affected
+from payments.core.db import Database, affected, table_of
 from payments.core.sql import connection, insert_or_nothing, joined
 from payments.core.types import utcnow
 from payments.gateway.models import SandboxTransaction
@@ -37,7 +37,7 @@ class DbSandboxStore:
         s = joined()
         if s is not None:  # a payment being created in one transaction: the record commits with it
             values = {k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}
-            table = SandboxTransaction.__table__  # type: ignore[attr-defined]
+            table = table_of(SandboxTransaction)
             now = utcnow()
             stored = (
                 connection(s)

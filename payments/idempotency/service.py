@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from payments.core.config import PaymentSettings
-from payments.core.db import Database, affected
+from payments.core.db import Database, affected, table_of
 from payments.core.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyInvalid,
@@ -34,7 +34,7 @@ from payments.core.types import utcnow
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 
 # Core statements on the table: the claim and its answer are on every write request's path.
-_RECORD: Table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_RECORD = table_of(IdempotencyRecord)
 _ATTACH = update(_RECORD).where(_RECORD.c.id == bindparam("record_id")).values(resource_id=bindparam("resource"))
 _FINISH = (
     update(_RECORD)

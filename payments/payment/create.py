@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -27,7 +27,7 @@ from payments.agency.cache import AgencyView
 from payments.agency.models import Agency
 from payments.auth.service import Principal
 from payments.core.context import AppContext
-from payments.core.db import affected
+from payments.core.db import affected, table_of
 from payments.core.errors import (
     DossierNotPayable,
     GatewayUnavailable,
@@ -51,10 +51,10 @@ from payments.payment.states import LIVE, PaymentStatus
 
 log = get_logger(__name__)
 S = PaymentStatus
-_PAYMENT: Table = Payment.__table__  # type: ignore[attr-defined]
-_EVENT: Table = PaymentEvent.__table__  # type: ignore[attr-defined]
-_DOSSIER: Table = Dossier.__table__  # type: ignore[attr-defined]
-_AGENCY: Table = Agency.__table__  # type: ignore[attr-defined]
+_PAYMENT = table_of(Payment)
+_EVENT = table_of(PaymentEvent)
+_DOSSIER = table_of(Dossier)
+_AGENCY = table_of(Agency)
 # Built once: building a statement costs more CPU than SQLite takes to run it.
 _INSERT_PAYMENT = insert(_PAYMENT)
 _INSERT_EVENT = insert(_EVENT)
