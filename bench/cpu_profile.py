@@ -1,9 +1,9 @@
 """CPU per request of the hot paths in process, one request at a time, with an optional cProfile dump per path.
 
     python -m bench.cpu_profile [--count 300] [--kinds dossier,sandbox,vietqr,vnpay,stripe] [--rounds 10]
-                                [--inline] [--out DIR]
+                                [--inline] [--out DIR] [--db sqlite|postgres] [--postgres ADMIN_URL]
 
-It seeds a throwaway SQLite database as the HTTP benchmarks do, builds the app as the server does
+It seeds a throwaway SQLite (or PostgreSQL) database as the HTTP benchmarks do, builds the app as the server does
 (``bench.server``) and drives it through ASGI on one event loop, without a server or a load generator: for each
 kind, a warm-up, ``--count`` requests under cProfile (dumped to ``DIR/KIND.prof`` with ``--out``), then ``--count``
 requests without it in ``--rounds`` rounds. Each line gives process CPU and wall time per request: the lowest round
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import tempfile
 import time
 import warnings
@@ -103,11 +104,13 @@ async def call(app: Any, state: dict[str, Any], request: Call) -> bool:
 
 
 def run_inline() -> None:
-    """Every ``run_in_threadpool`` the endpoints and FastAPI use runs the function on the calling thread."""
+    """Every ``run_in_threadpool`` the endpoints and FastAPI use, and the database's own threads, run the function
+    on the calling thread."""
     import fastapi.dependencies.utils
     import fastapi.routing
 
     from payments.auth import deps
+    from payments.core.db import Database
     from payments.dossier import endpoints as dossier_endpoints
     from payments.gateway import endpoints as gateway_endpoints
     from payments.payment import endpoints as payment_endpoints
@@ -119,6 +122,11 @@ def run_inline() -> None:
     for module in (deps, *endpoints, fastapi.routing, fastapi.dependencies.utils):
         if hasattr(module, "run_in_threadpool"):
             module.run_in_threadpool = inline  # type: ignore[attr-defined]
+
+    async def offload(_db: Database, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    Database.offload = offload  # type: ignore[method-assign,assignment]
 
 
 def report(kind: str, label: str, samples: list[tuple[float, float]], size: int) -> None:
@@ -180,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="rounds the unprofiled requests are split into")
     parser.add_argument("--inline", action="store_true", help="run worker-thread work on the event loop's thread")
     parser.add_argument("--out", type=Path, help="directory for the cProfile dumps (KIND.prof)")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite", help="database (default sqlite)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL),
+        help="admin URL of the PostgreSQL server a throwaway database is created on",
+    )
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     if unknown := set(kinds) - set(KINDS):
@@ -191,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lephi-bench-profile-"))
-    with pc.throwaway_database("sqlite", work, "") as url:
+    with pc.throwaway_database(args.db, work, args.postgres) as url:
         gateways = work / "gateways.toml"
         env = pc.server_env(url, work, 8000, [f"LEPHI_GATEWAYS_FILE={gateways}"])
         gateways.write_text(

@@ -76,7 +76,7 @@ def build_container(
     http: httpx.Client | None = None,
     webhook_http: httpx.Client | None = None,
 ) -> Container:
-    database = db or Database(make_engine(settings.effective_database_url, settings))
+    database = db or Database(make_engine(settings.effective_database_url, settings), settings.db_threads)
     factories = discover()
     if not settings.sandbox_on:
         factories.pop("sandbox", None)

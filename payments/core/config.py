@@ -35,6 +35,8 @@ class PaymentSettings(BaseModel):
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=100)
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Threads for the hot write paths' database work; unset: 1 on SQLite, 4 on PostgreSQL.
+    db_threads: int | None = Field(default=None, ge=1, le=64)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Requests per minute per API key (per process), answered 429 with Retry-After beyond it.

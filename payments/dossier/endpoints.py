@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
@@ -42,10 +41,10 @@ async def put_dossier(data: DossierIn, ctx: CtxDep, principal: Writer, idem: Ide
         out, created = dossiers.put_dossier(s, ctx.agencies, principal.agency_id, data, ctx.settings.public_url)
         return (201 if created else 200), out.model_dump(mode="json")
 
-    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
+    # One hop off the event loop for the whole request: its commit waits on the disk (SQLite) or the server
     # (PostgreSQL), and on the event loop that wait would stall every other request.
     run = ctx.idempotency.run_in_transaction
-    return respond(await run_in_threadpool(run, principal.key_id, idem.key, idem.fingerprint(data), upsert))
+    return respond(await ctx.db.offload(run, principal.key_id, idem.key, idem.fingerprint(data), upsert))
 
 
 @router.get("/{code}", response_model=DossierOut, responses=problems(401, 403, 404))

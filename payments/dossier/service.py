@@ -19,7 +19,7 @@ from payments.core.db import table_of
 from payments.core.errors import DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
-from payments.core.sql import connection
+from payments.core.sql import connection, insert_rows
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut, FeeLineOut
@@ -162,7 +162,6 @@ _DOSSIER = table_of(Dossier)
 _LINE = table_of(DossierFeeLine)
 _AGENCY = table_of(Agency)
 _INSERT_DOSSIER = insert(_DOSSIER)
-_INSERT_LINE = insert(_LINE)
 # The agency's version (for its cached copy and fee schedule) and whether the dossier exists, in one statement.
 _VERSION_AND_DOSSIER = (
     core_select(_AGENCY.c.version, _DOSSIER.c.id)
@@ -210,7 +209,7 @@ def put_dossier(
     }
     conn = connection(s)
     conn.execute(_INSERT_DOSSIER, values)
-    conn.execute(_INSERT_LINE, [{**line, "dossier_id": values["id"]} for line in lines])
+    insert_rows(conn, _LINE, [{**line, "dossier_id": values["id"]} for line in lines])
     out = DossierOut(
         code=data.code,
         agency_code=agency.code,

@@ -6,7 +6,6 @@ import inspect
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
@@ -65,7 +64,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     if agency_code is None or agency_code in ctx.callback_agencies:
         adapter = _account(ctx, gateway, agency_code)
     else:
-        adapter = await run_in_threadpool(_account, ctx, gateway, agency_code)
+        adapter = await ctx.db.offload(_account, ctx, gateway, agency_code)
     if adapter is None:
         return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
@@ -84,7 +83,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
         log.error("gateway.callback.adapter_error", gateway=gateway, agency=agency_code, exc_info=exc)
         outcome = CallbackOutcome.invalid_signature
     else:
-        outcome = await run_in_threadpool(handle_callback, ctx, adapter, event, agency_code)
+        outcome = await ctx.db.offload(handle_callback, ctx, adapter, event, agency_code)
         log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
     return _response(adapter.callback_reply(outcome))
 

@@ -5,32 +5,35 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
 from payments.core.db import table_of
+from payments.core.sql import connection, insert_rows
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 
 # A Core insert, built once: no ORM object or flush per job, and no autoflush of the caller's pending objects (a job
 # refers to nothing by foreign key, so it may be written before them).
-INSERT_JOB = insert(table_of(OutboxJob))
+_JOB = table_of(OutboxJob)
+INSERT_JOB = insert(_JOB)
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], run_after: datetime | None = None) -> None:
     now = utcnow()
-    session.execute(INSERT_JOB, job_row(kind, payload, run_after or now, now))
+    connection(session).execute(INSERT_JOB, job_row(kind, payload, run_after or now, now))
 
 
 def enqueue_many(session: Session, jobs: list[tuple[str, dict[str, Any]]], run_after: datetime | None = None) -> None:
     """Several jobs due at once, in one statement."""
     if jobs:
         now = utcnow()
-        session.execute(INSERT_JOB, [job_row(kind, payload, run_after or now, now) for kind, payload in jobs])
+        rows = [job_row(kind, payload, run_after or now, now) for kind, payload in jobs]
+        insert_rows(connection(session), _JOB, rows)
 
 
 def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: datetime) -> dict[str, Any]:
-    """An outbox row for ``INSERT_JOB``, for callers that write on their own connection."""
+    """An outbox row for ``INSERT_JOB`` or ``insert_jobs``, for callers that write on their own connection."""
     return {
         "kind": kind,
         "payload": payload,
@@ -40,3 +43,8 @@ def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: dateti
         "max_attempts": OutboxJob.model_fields["max_attempts"].default,
         "created_at": now,
     }
+
+
+def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Rows made by ``job_row``, in one statement."""
+    insert_rows(conn, _JOB, rows)

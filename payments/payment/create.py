@@ -36,12 +36,12 @@ from payments.core.errors import (
     PaymentInProgress,
 )
 from payments.core.logging import get_logger
-from payments.core.sql import connection, joining
+from payments.core.sql import connection, insert_rows, joining
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
 from payments.idempotency.service import Claim, Outcome
-from payments.outbox.service import INSERT_JOB, job_row
+from payments.outbox.service import insert_jobs, job_row
 from payments.payment import kinds
 from payments.payment.lifecycle import transition
 from payments.payment.models import Payment, PaymentEvent
@@ -57,7 +57,6 @@ _DOSSIER = table_of(Dossier)
 _AGENCY = table_of(Agency)
 # Built once: building a statement costs more CPU than SQLite takes to run it.
 _INSERT_PAYMENT = insert(_PAYMENT)
-_INSERT_EVENT = insert(_EVENT)
 _DOSSIER_AND_VERSION = (
     select(_DOSSIER.c.id, _DOSSIER.c.code, _DOSSIER.c.status, _DOSSIER.c.total_amount, _AGENCY.c.version)
     .join(_AGENCY, _AGENCY.c.id == _DOSSIER.c.agency_id)
@@ -93,9 +92,10 @@ class PaymentCreation:
         self.ctx, self.principal, self.data, self.actor = ctx, principal, data, actor
         self.payment: Payment | None = None
         self._answer: PaymentOut | None = None
+        self.offline = _starts_offline(ctx, data.method)
 
     def outcome(self, client_id: str, key: str | None, fp: str) -> Outcome:
-        prepare = self._create_and_start if _starts_offline(self.ctx, self.data.method) else self.prepare
+        prepare = self._create_and_start if self.offline else self.prepare
         try:
             return self.ctx.idempotency.run(client_id, key, fp, self._operation, prepare)
         except PaymentInProgress as exc:
@@ -216,7 +216,7 @@ class PaymentCreation:
         except IntegrityError as exc:
             # The unique index keeps one live attempt per dossier, whoever got there first.
             raise PaymentInProgress("another payment for this dossier is in progress") from exc
-        conn.execute(_INSERT_EVENT, events)
+        insert_rows(conn, _EVENT, events)
         payment_id = values["id"]
         jobs = []
         if values["status"] in LIVE:
@@ -225,8 +225,7 @@ class PaymentCreation:
             if first:
                 requery = {"payment_id": payment_id, "step": 0}
                 jobs.append(job_row(kinds.REQUERY, requery, now + timedelta(seconds=first[0]), now))
-        if jobs:
-            conn.execute(INSERT_JOB, jobs)
+        insert_jobs(conn, jobs)
 
     def _live_attempt(self) -> str | None:
         with self.ctx.db.read() as s:

@@ -33,9 +33,10 @@ Refunder = Annotated[Principal, Depends(require(Scope.refunds_write))]
 async def post_payment(data: PaymentIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> JSONResponse:
     """Start paying a dossier's fee; send the payer to ``next_url``. One live attempt per dossier."""
     creation = PaymentCreation(ctx, principal, data, actor_of(principal))
-    # One hop to a worker thread for the whole request: its commit waits on the disk (SQLite) or the server
-    # (PostgreSQL), and on the event loop that wait would stall every other request.
-    return respond(await run_in_threadpool(creation.outcome, principal.key_id, idem.key, idem.fingerprint(data)))
+    # One hop off the event loop for the whole request: its commit waits on the disk (SQLite) or the server
+    # (PostgreSQL). A gateway reached over the network waits in the general thread pool, never on the database's.
+    offload = ctx.db.offload if creation.offline else run_in_threadpool
+    return respond(await offload(creation.outcome, principal.key_id, idem.key, idem.fingerprint(data)))
 
 
 @router.get("/{payment_id}", response_model=PaymentOut, responses=problems(401, 403, 404))
