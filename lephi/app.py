@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     app.state.ctx = context
     install_error_handlers(app)
 
+    from console.endpoints import router as console
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         payer_pages,
         receipt_lookup,
         docs,
+        console,
     ):
         app.include_router(router)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes, per_path=body_limits())

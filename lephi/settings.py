@@ -7,11 +7,12 @@ from functools import lru_cache
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from console.config import ConsoleSettings
 from invoices.config import ReceiptSettings
 from payments.core.config import DEV_SANDBOX_SECRET, Environment
 
 
-class Settings(ReceiptSettings, BaseSettings):
+class Settings(ReceiptSettings, ConsoleSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEPHI_", env_file=".env", extra="ignore")
 
     @model_validator(mode="after")

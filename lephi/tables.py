@@ -2,6 +2,8 @@
 
 from sqlmodel import SQLModel
 
+from console.audit.models import AuditHead, AuditLog
+from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
@@ -26,6 +28,8 @@ metadata = SQLModel.metadata
 __all__ = [
     "Agency",
     "ApiKey",
+    "AuditHead",
+    "AuditLog",
     "BankCredit",
     "Document",
     "Dossier",
@@ -33,6 +37,7 @@ __all__ = [
     "FeeScheduleLine",
     "GatewayInbox",
     "IdempotencyRecord",
+    "LoginFailure",
     "OutboxJob",
     "Payment",
     "PaymentEvent",
@@ -43,6 +48,9 @@ __all__ = [
     "Refund",
     "SandboxTransaction",
     "SeriesCounter",
+    "StaffSession",
+    "StaffToken",
+    "StaffUser",
     "StatementEntry",
     "StatementImport",
     "TaxMessage",

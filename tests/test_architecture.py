@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grimp
 
-PRODUCT = ("lephi", "payments", "invoices", "adapters", "devtools")
+PRODUCT = ("lephi", "console", "payments", "invoices", "adapters", "devtools")
 
 
 def _graph() -> grimp.ImportGraph:
@@ -75,7 +75,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_domain_packages_never_import_the_shell() -> None:
     graph = _graph()
-    for domain in ("payments", "invoices", "adapters"):
+    for domain in ("console", "payments", "invoices", "adapters"):
         for shell in ("lephi", "devtools"):
             assert not graph.chain_exists(importer=domain, imported=shell, as_packages=True), (domain, shell)
     assert not graph.chain_exists(importer="adapters", imported="payments", as_packages=True)

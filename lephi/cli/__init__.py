@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lephi.cli import reconcile
+from lephi.cli import reconcile, staff
 from lephi.cli.common import context
 from lephi.settings import get_settings
 from payments.core.config import Environment
@@ -38,6 +38,8 @@ app.add_typer(agency, name="agency")
 
 
 app.add_typer(reconcile.app, name="reconcile")
+app.add_typer(staff.staff, name="staff")
+app.add_typer(staff.audit, name="audit")
 
 
 @app.command()

@@ -1,0 +1,76 @@
+"""The console's pages: its own templates, Vietnamese unless ``?lang=en`` (or the form's ``lang``) asks for English.
+
+Every answer of the console is a page, errors included: a browser user never sees problem+json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from console.i18n import MESSAGES
+from payments.core.config import PaymentSettings
+from payments.core.security import nonce
+from payments.pages import forms
+
+DEFAULT = "vi"
+
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+class BadLanguage(Exception):
+    """A ``lang`` that is not one of the console's languages."""
+
+
+def language(request: Request, form_lang: str | None = None) -> str:
+    """The page's language. An unknown ``lang`` is refused (400) rather than guessed, so a mistyped or hostile
+    value never reaches a template or a file name."""
+    asked = form_lang if form_lang is not None else request.query_params.get("lang")
+    if asked is not None:
+        if asked not in MESSAGES:
+            raise BadLanguage
+        return asked
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else DEFAULT
+
+
+def render(
+    request: Request, settings: PaymentSettings, template: str, lang: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    html = _env.get_template(template).render(
+        t=MESSAGES[lang], lang=lang, path=request.url.path, nonce=nonce(request), **context
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    # The pre-session forms' double-submit cookie (payments.pages.forms), made when a form token was.
+    forms.set_cookie(request, settings, response)
+    return response
+
+
+def message(
+    request: Request,
+    settings: PaymentSettings,
+    lang: str,
+    status_code: int,
+    title: str,
+    text: str,
+    back: str = "/console/login",
+    back_label: str = "back_to_login",
+) -> HTMLResponse:
+    t = MESSAGES[lang]
+    return render(
+        request,
+        settings,
+        "message.html",
+        lang,
+        status_code=status_code,
+        title=t[title],
+        message=t[text],
+        back=f"{back}?lang={lang}",
+        back_label=t[back_label],
+    )

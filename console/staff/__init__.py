@@ -1,0 +1,1 @@
+"""Staff accounts: passwords, one-time links, sessions and the sign-in throttle."""
