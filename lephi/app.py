@@ -103,7 +103,12 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         console,
     ):
         app.include_router(router)
-    app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes, per_path=body_limits())
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        limit=settings.max_body_bytes,
+        per_path=body_limits(),
+        html_prefixes=("/console/",),
+    )
     # Added last, so outermost: every response, a 413 included, gets the headers, and the client address is settled
     # before anything reads it.
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https:"))

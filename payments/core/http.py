@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -112,12 +112,20 @@ class RequestLimitsMiddleware:
     """Refuses NUL in the path or query, buffers the body up to the route's limit and answers 413 beyond it.
 
     ``limit`` applies to every path but those in ``per_path`` (exact paths: the operations with a limit of their
-    own have no path parameters)."""
+    own have no path parameters). Under the ``html_prefixes`` (pages used in a browser) the refusal is a short page
+    in both languages instead of problem+json."""
 
-    def __init__(self, app: ASGIApp, limit: int, per_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        per_path: dict[str, int] | None = None,
+        html_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.default = limit
         self.per_path = per_path or {}
+        self.html_prefixes = html_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,7 +133,7 @@ class RequestLimitsMiddleware:
             return
         if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
             err = ValidationFailed("the request path or query contains a NUL character")
-            await problem_response(err)(scope, receive, send)
+            await self._refuse(err, scope, receive, send)
             return
         limit = self.per_path.get(scope["path"], self.default)
         declared = dict(scope["headers"]).get(b"content-length")
@@ -160,4 +168,25 @@ class RequestLimitsMiddleware:
 
     async def _reject(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         err = PayloadTooLarge(f"the body is larger than {limit} bytes")
+        await self._refuse(err, scope, receive, send)
+
+    async def _refuse(self, err: LephiError, scope: Scope, receive: Receive, send: Send) -> None:
+        if str(scope["path"]).startswith(self.html_prefixes):
+            await HTMLResponse(_REFUSED_PAGE, status_code=err.status)(scope, receive, send)
+            return
         await problem_response(err)(scope, receive, send)
+
+
+# Static (no template, no language choice): the request was refused before anything in it could be read.
+_REFUSED_PAGE = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Yêu cầu không hợp lệ · Invalid request</title></head>
+<body><main>
+<h1>Yêu cầu không hợp lệ</h1>
+<p>Dữ liệu gửi lên quá lớn hoặc chứa ký tự không cho phép, nên chưa có thao tác nào được thực hiện.
+Vui lòng quay lại trang trước và thử lại.</p>
+<h2 lang="en">Invalid request</h2>
+<p lang="en">What was sent is too large or contains characters that are not allowed, so nothing was done.
+Please go back and try again.</p>
+</main></body></html>
+"""
