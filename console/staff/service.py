@@ -211,6 +211,8 @@ def sign_in(s: Session, email: str, password: str, ip: str, user_agent: str) -> 
         return Throttled(until)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
+        # Failures older than the window count for nothing any more; dropping them here keeps the table small.
+        s.execute(delete(LoginFailure).where(col(LoginFailure.at) <= now - THROTTLE_WINDOW))
         s.add(LoginFailure(at=now, email=key, ip=ip))
         record(s, agency_id=scope, actor=actor, ip=ip, action="staff.sign_in_failed", target=user.id if user else None)
         return Refused()

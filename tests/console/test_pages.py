@@ -332,3 +332,16 @@ def test_hostile_input_gets_a_4xx_page(
     client.cookies.set("lephi_staff", "x" * 5000, path="/console")
     assert client.get("/console/", follow_redirects=False).status_code == 303
     assert counts(ctx) == before
+
+
+def test_console_root_and_old_failures(client: TestClient, ctx: Container, api: object) -> None:
+    response = client.get("/console?lang=en", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/console/?lang=en"
+    sql(
+        ctx,
+        "INSERT INTO staff_login_failure (at, email, ip) VALUES (:at, 'old@x.vn', '1.2.3.4')",
+        at=utcnow() - timedelta(hours=1),
+    )
+    assert login(client, "someone@agc-a.gov.vn", "wrong password here").status_code == 401
+    with ctx.db.read() as s:
+        assert [f.email for f in s.execute(select(LoginFailure)).scalars()] == ["someone@agc-a.gov.vn"]
