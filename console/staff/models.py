@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy import CheckConstraint
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -26,6 +27,10 @@ class TokenPurpose(StrEnum):
 
 class StaffUser(SQLModel, table=True):
     __tablename__ = "staff_user"
+    # The service refuses the other combinations; the database holds the rule for any other writer too.
+    __table_args__ = (
+        CheckConstraint("(role = 'province_admin') = (agency_id IS NULL)", name="ck_staff_user_agency_by_role"),
+    )
     id: str = Field(default_factory=lambda: new_id("stf"), primary_key=True, max_length=40)
     # Stored lower-cased, so that the unique index makes addresses unique whatever their case.
     email: str = Field(unique=True, max_length=254)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from console.audit.models import AuditLog
 from console.staff.models import Role, StaffToken, TokenPurpose
 from console.staff.service import digest, find_by_email
 from lephi.container import Container
-from tests.conftest import Cli
+from tests.conftest import Api, Cli
 from tests.console.conftest import counts
 
 LINK = re.compile(r"https?://\S+/console/set-password/(\S+)")
@@ -80,3 +82,14 @@ def test_reset_password_prints_a_24_hour_link_and_closes_older_ones(cli: Cli, ct
     assert round((new.expires_at - new.created_at).total_seconds() / 3600) == 24
     unknown = cli("staff", "reset-password", "--email", "nobody@agc-a.gov.vn")
     assert unknown.exit_code == 2 and "no staff account" in unknown.stderr
+
+
+def test_the_database_holds_the_agency_rule(ctx: Container, api: Api) -> None:
+    """Only a province admin has no agency, even for a writer that bypasses the service."""
+    insert = text(
+        "INSERT INTO staff_user (id, email, agency_id, role, active, created_at, updated_at) "
+        "VALUES ('stf_x', 'x@y.vn', :agency, :role, true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    for role, agency in (("province_admin", api.agency_id), ("finance", None)):
+        with pytest.raises(IntegrityError), ctx.db.write() as s:
+            s.execute(insert, {"agency": agency, "role": role})

@@ -70,7 +70,8 @@ def upgrade() -> None:
     sa.Column('updated_at', payments.core.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agency_id'], ['agency.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('email')
+    sa.UniqueConstraint('email'),
+    sa.CheckConstraint("(role = 'province_admin') = (agency_id IS NULL)", name='ck_staff_user_agency_by_role')
     )
     with op.batch_alter_table('staff_user', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_staff_user_agency_id'), ['agency_id'], unique=False)
