@@ -345,3 +345,19 @@ def test_console_root_and_old_failures(client: TestClient, ctx: Container, api: 
     assert login(client, "someone@agc-a.gov.vn", "wrong password here").status_code == 401
     with ctx.db.read() as s:
         assert [f.email for f in s.execute(select(LoginFailure)).scalars()] == ["someone@agc-a.gov.vn"]
+
+
+def test_timeouts_come_from_the_settings(ctx: Container, make_staff: MakeStaff, agencies: dict[str, str]) -> None:
+    from dataclasses import replace
+
+    from lephi.app import create_app
+
+    settings = ctx.settings.model_copy(update={"staff_idle_minutes": 5, "staff_session_hours": 1})
+    staff = make_staff("kt@agc-a.gov.vn")
+    with TestClient(create_app(settings, replace(ctx, settings=settings)), raise_server_exceptions=False) as client:
+        assert login(client, staff.email, staff.password).status_code == 303
+        sql(ctx, "UPDATE staff_session SET last_seen_at = :at", at=utcnow() - timedelta(minutes=6))
+        assert client.get("/console/", follow_redirects=False).status_code == 303
+        assert login(client, staff.email, staff.password).status_code == 303
+        sql(ctx, "UPDATE staff_session SET created_at = :at", at=utcnow() - timedelta(minutes=61))
+        assert client.get("/console/", follow_redirects=False).status_code == 303
