@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from console.config import ConsoleSettings
+from payments.auth.cache import ApiKeyCache
 from payments.core.config import PaymentSettings
 from payments.core.db import Database
 
@@ -14,6 +15,8 @@ class ConsoleContext(Protocol):
     def settings(self) -> PaymentSettings: ...
     @property
     def db(self) -> Database: ...
+    @property
+    def api_keys(self) -> ApiKeyCache: ...
 
 
 def console_settings(settings: PaymentSettings) -> ConsoleSettings:

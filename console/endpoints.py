@@ -17,10 +17,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from console.context import ConsoleContext, console_settings
+from console.guard import ADMINS, ALL_ROLES, COOKIE, MAX_TOKEN, Staff, ctx_of, staff_page, to_login
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, message, render
 from console.staff import service
-from console.staff.models import StaffSession, StaffUser
 from payments.agency.models import Agency
 from payments.core.logging import get_logger
 from payments.pages import forms
@@ -28,11 +28,9 @@ from payments.pages import forms
 log = get_logger(__name__)
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-COOKIE = "lephi_staff"
 COOKIE_PATH = "/console"
 LOGIN_FORM = "console:login"
 MAX_FIELD = 1024
-MAX_TOKEN = 128
 VIETNAM = timezone(timedelta(hours=7))
 T = TypeVar("T")
 
@@ -41,9 +39,8 @@ class BadForm(Exception):
     """A form that cannot have come from our page: too big, binary, or missing a field."""
 
 
-def _ctx(request: Request) -> ConsoleContext:
-    ctx: ConsoleContext = request.app.state.ctx
-    return ctx
+_ctx = ctx_of
+_to_login = to_login
 
 
 def _ip(request: Request) -> str:
@@ -107,21 +104,6 @@ def _cookie_secure(ctx: ConsoleContext) -> bool:
     return ctx.settings.public_url.lower().startswith("https:")
 
 
-def _session(request: Request) -> tuple[StaffSession, StaffUser] | None:
-    raw = request.cookies.get(COOKIE)
-    if not raw or len(raw) > MAX_TOKEN:
-        return None
-    ctx = _ctx(request)
-    config = console_settings(ctx.settings)
-    with ctx.db.write() as s:
-        return service.current_session(s, raw, config.staff_idle_minutes, config.staff_session_hours)
-
-
-def _to_login(lang: str, note: str | None = None) -> RedirectResponse:
-    query = f"?lang={lang}" + (f"&note={note}" if note else "")
-    return RedirectResponse(f"/console/login{query}", status_code=303)
-
-
 @router.get("", include_in_schema=False)
 def console_root(request: Request) -> Response:
     lang = _lang_or_none(request) or "vi"
@@ -130,13 +112,10 @@ def console_root(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    lang = _lang_or_none(request)
-    if lang is None:
-        return _bad_request(request)
-    found = await _db(lambda: _session(request))
-    if found is None:
-        return _to_login(lang)
-    session, user = found
+    staff = await staff_page(request, ALL_ROLES)
+    if not isinstance(staff, Staff):
+        return staff
+    user, lang = staff.user, staff.lang
     ctx = _ctx(request)
 
     def agency() -> Agency | None:
@@ -146,7 +125,14 @@ async def home(request: Request) -> Response:
             return s.get(Agency, user.agency_id)
 
     return render(
-        request, ctx.settings, "home.html", lang, user=user, agency=await _db(agency), csrf=session.csrf_token
+        request,
+        ctx.settings,
+        "home.html",
+        lang,
+        user=user,
+        agency=await _db(agency),
+        csrf=staff.session.csrf_token,
+        admin=user.role in ADMINS,
     )
 
 

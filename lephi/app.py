@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     app.state.ctx = context
     install_error_handlers(app)
 
+    from console.admin import router as console_admin
     from console.endpoints import router as console
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         payer_pages,
         receipt_lookup,
         docs,
+        # Before the console's own router, whose last route answers every other /console address with a 404 page.
+        console_admin,
         console,
     ):
         app.include_router(router)
