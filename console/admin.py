@@ -45,6 +45,7 @@ MAX_NAME = 200
 MAX_ID = 40
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
+MIN_YEAR, MAX_YEAR = 1970, 9998
 VIETNAM = timezone(timedelta(hours=7))
 SCOPES = [s.value for s in Scope]
 
@@ -108,7 +109,9 @@ def _key_state(key: ApiKey) -> dict[str, Any]:
     }
 
 
-# ---- API keys -------------------------------------------------------------------------------------------------------
+def _agency_keys(s: Session, agency: Agency) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.agency_id == agency.id).order_by(col(ApiKey.created_at).desc())
+    return list(s.exec(query).all())
 
 
 @router.get("/keys", response_class=HTMLResponse)
@@ -123,10 +126,7 @@ async def keys_page(request: Request) -> Response:
             agency = agency_for(s, staff.user, _agency_param(request))
             if agency is None:
                 return None, [], list(s.exec(select(Agency).order_by(col(Agency.code))).all())
-            keys = s.exec(
-                select(ApiKey).where(ApiKey.agency_id == agency.id).order_by(col(ApiKey.created_at).desc())
-            ).all()
-            return agency, list(keys), []
+            return agency, _agency_keys(s, agency), []
 
     try:
         agency, keys, agencies = await run_in_threadpool(load)
@@ -190,8 +190,7 @@ async def create_key_submit(request: Request) -> Response:
             if agency is None:
                 raise OutOfScope
             if not name or len(name) > MAX_NAME or not posted.scopes:
-                keys = s.exec(select(ApiKey).where(ApiKey.agency_id == agency.id)).all()
-                return agency, None, "", list(keys)
+                return agency, None, "", _agency_keys(s, agency)
             key, raw = create_key(s, agency.code, name, posted.scopes)
             record(
                 s,
@@ -298,9 +297,6 @@ async def revoke_submit(key_id: str, request: Request) -> Response:
     return RedirectResponse(_keys_url(staff.lang, agency, done="revoked"), status_code=303)
 
 
-# ---- Audit log -------------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Filters:
     action: str
@@ -328,9 +324,13 @@ def _filters(request: Request) -> Filters:
         if not value:
             return None
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError as exc:
             raise BadFilter from exc
+        # Days at the ends of the calendar would overflow once moved to UTC or to the day after.
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise BadFilter
+        return day
 
     page_text = text("page", 7) or "1"
     if not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:

@@ -318,6 +318,9 @@ def test_hostile_input_gets_a_4xx_page(
     for query in (
         "from=yesterday",
         "to=2026-02-30",
+        "to=9999-12-31",
+        "from=0001-01-01",
+        "from=2026-01-01T00:00",
         "from=%00",
         "page=0",
         "page=-1",
