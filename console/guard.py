@@ -128,7 +128,8 @@ def may_see(user: StaffUser, agency_id: str) -> bool:
 def agency_for(s: Session, user: StaffUser, code: str | None) -> Agency | None:
     """The agency a page shows: the user's own, or for a province admin the one ``code`` names (None when they named
     none). Raises OutOfScope for an unknown code or, for anyone else, a code that is not their agency's."""
-    if code is not None and (not code or len(code) > MAX_CODE):
+    # Control characters name no agency; a NUL would even make PostgreSQL fail the query instead of finding nothing.
+    if code is not None and (not code or len(code) > MAX_CODE or any(ord(c) < 32 or ord(c) == 127 for c in code)):
         raise OutOfScope
     if user.role == Role.province_admin:
         if code is None:

@@ -335,5 +335,10 @@ def test_hostile_input_gets_a_4xx_page(
         assert 400 <= response.status_code < 500, query
         html(response, response.status_code)
     html(client.get("/console/keys?agency=AGC-B"), 404)
+    for query in ("agency=%00", "agency=A%07", "agency=A%0A"):
+        for page in ("/console/keys", "/console/audit"):
+            response = client.get(f"{page}?{query}")
+            assert response.status_code in {404, 422}, (page, query)
+            assert response.headers["content-type"].startswith("text/html")
     assert (count(ctx, "api_key"), count(ctx, "audit_log")) == before
     assert keys_of(ctx)[key_id].revoked_at is None
