@@ -25,7 +25,9 @@ from console.guard import (
     Staff,
     agency_for,
     bad_request,
+    client_ip,
     ctx_of,
+    form_text,
     may_see,
     not_found,
     staff_form,
@@ -40,7 +42,6 @@ from payments.auth.service import create_key, revoke_key
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-MAX_FIELD = 1024
 MAX_NAME = 200
 MAX_ID = 40
 PAGE_SIZE = 50
@@ -50,10 +51,6 @@ VIETNAM = timezone(timedelta(hours=7))
 SCOPES = [s.value for s in Scope]
 
 
-class BadForm(Exception):
-    """A form that cannot have come from our page."""
-
-
 @dataclass(frozen=True)
 class Posted:
     fields: dict[str, str]
@@ -61,25 +58,13 @@ class Posted:
     lang: str
 
 
-def _ip(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def _clean(value: object) -> str:
-    if not isinstance(value, str) or len(value) > MAX_FIELD or "\ufffd" in value:
-        raise BadForm
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise BadForm
-    return value
-
-
 async def _posted(request: Request, *names: str) -> Posted | HTMLResponse:
     """The form's text fields and checked scopes, or the 400 page for a form that is not ours (a file, an over-long
     value, control characters, bytes that were not UTF-8, an unknown ``lang`` or scope)."""
     try:
         form = await request.form(max_files=0, max_fields=40, max_part_size=16 * 1024)
-        fields = {name: _clean(form.get(name, "")) for name in (*names, "csrf", "lang")}
-        scopes = [_clean(v) for v in form.getlist("scope")]
+        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
+        scopes = [form_text(v) for v in form.getlist("scope")]
     except Exception:  # the form parsers' errors have no common base class
         return bad_request(request)
     try:
@@ -182,7 +167,7 @@ async def create_key_submit(request: Request) -> Response:
     name = posted.fields["name"].strip()
     code = posted.fields["agency"] or None
     t = MESSAGES[staff.lang]
-    ip = _ip(request)
+    ip = client_ip(request)
 
     def create() -> tuple[Agency, ApiKey | None, str, list[ApiKey]]:
         with ctx.db.write() as s:
@@ -267,7 +252,7 @@ async def revoke_submit(key_id: str, request: Request) -> Response:
     if not isinstance(staff, Staff):
         return staff
     ctx = ctx_of(request)
-    ip = _ip(request)
+    ip = client_ip(request)
 
     def revoke() -> Agency:
         with ctx.db.write() as s:

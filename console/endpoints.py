@@ -17,7 +17,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from console.context import ConsoleContext, console_settings
-from console.guard import ADMINS, ALL_ROLES, COOKIE, MAX_TOKEN, Staff, ctx_of, staff_page, to_login
+from console.guard import (
+    ADMINS,
+    ALL_ROLES,
+    COOKIE,
+    MAX_TOKEN,
+    BadForm,
+    Staff,
+    client_ip,
+    ctx_of,
+    form_text,
+    staff_page,
+    to_login,
+)
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, message, render
 from console.staff import service
@@ -30,21 +42,8 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 COOKIE_PATH = "/console"
 LOGIN_FORM = "console:login"
-MAX_FIELD = 1024
 VIETNAM = timezone(timedelta(hours=7))
 T = TypeVar("T")
-
-
-class BadForm(Exception):
-    """A form that cannot have come from our page: too big, binary, or missing a field."""
-
-
-_ctx = ctx_of
-_to_login = to_login
-
-
-def _ip(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 async def _form(request: Request, *names: str) -> dict[str, str]:
@@ -54,15 +53,7 @@ async def _form(request: Request, *names: str) -> dict[str, str]:
         form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
     except Exception as exc:  # the form parsers' errors have no common base class
         raise BadForm from exc
-    fields: dict[str, str] = {}
-    for name in names:
-        value = form.get(name, "")
-        if not isinstance(value, str) or len(value) > MAX_FIELD or "\ufffd" in value:
-            raise BadForm
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise BadForm
-        fields[name] = value
-    return fields
+    return {name: form_text(form.get(name, "")) for name in names}
 
 
 async def _posted(request: Request, *names: str) -> tuple[dict[str, str], str] | HTMLResponse:
@@ -83,13 +74,13 @@ async def _db(fn: Callable[[], T]) -> T:
 
 
 def _bad_request(request: Request, lang: str = "vi") -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     return message(request, ctx.settings, lang, 400, "bad_request_title", "bad_request")
 
 
 def _refused(request: Request, lang: str, reason: str, back: str = "/console/login") -> HTMLResponse:
     log.warning("console.form_refused", reason=reason, path=request.url.path)
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     return message(request, ctx.settings, lang, 403, "form_refused_title", "form_refused", back=back)
 
 
@@ -116,7 +107,7 @@ async def home(request: Request) -> Response:
     if not isinstance(staff, Staff):
         return staff
     user, lang = staff.user, staff.lang
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
 
     def agency() -> Agency | None:
         if user.agency_id is None:
@@ -141,7 +132,7 @@ def login_page(request: Request) -> Response:
     lang = _lang_or_none(request)
     if lang is None:
         return _bad_request(request)
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     t = MESSAGES[lang]
     notes = {"signed_out": t["signed_out"], "password_done": t["password_done"]}
     return render(
@@ -167,13 +158,13 @@ async def login_submit(request: Request) -> Response:
     if isinstance(posted, HTMLResponse):
         return posted
     form, lang = posted
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     reason = forms.refusal(request, ctx.settings, LOGIN_FORM, form["csrf"] or None)
     if reason is not None:
         return _refused(request, lang, reason)
     if len(form["password"]) > 256:
         return _bad_request(request, lang)
-    ip = _ip(request)
+    ip = client_ip(request)
     user_agent = request.headers.get("user-agent", "")
 
     def attempt() -> service.SignedIn | service.Throttled | service.Refused:
@@ -217,13 +208,13 @@ async def logout(request: Request) -> Response:
     except BadForm:
         return _bad_request(request)
     lang = _lang_or_none(request, form["lang"]) or "vi"
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     if forms.foreign_origin(request, ctx.settings):
         return _refused(request, lang, "foreign_origin", back="/console/")
     raw = request.cookies.get(COOKIE)
     if not raw or len(raw) > MAX_TOKEN:
-        return _to_login(lang)
-    ip = _ip(request)
+        return to_login(lang)
+    ip = client_ip(request)
     config = console_settings(ctx.settings)
 
     def end() -> str:
@@ -240,7 +231,7 @@ async def logout(request: Request) -> Response:
     outcome = await _db(end)
     if outcome == "bad_token":
         return _refused(request, lang, outcome, back="/console/")
-    response = _to_login(lang, "signed_out" if outcome == "done" else None)
+    response = to_login(lang, "signed_out" if outcome == "done" else None)
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=_cookie_secure(ctx))
     return response
 
@@ -250,7 +241,7 @@ def _link_subject(token: str) -> str:
 
 
 def _invalid_link(request: Request, lang: str) -> HTMLResponse:
-    return message(request, _ctx(request).settings, lang, 404, "link_invalid_title", "link_invalid")
+    return message(request, ctx_of(request).settings, lang, 404, "link_invalid_title", "link_invalid")
 
 
 @router.get("/set-password/{token}", response_class=HTMLResponse)
@@ -258,7 +249,7 @@ async def set_password_page(token: str, request: Request) -> Response:
     lang = _lang_or_none(request)
     if lang is None:
         return _bad_request(request)
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     if len(token) > MAX_TOKEN:
         return _invalid_link(request, lang)
 
@@ -276,7 +267,7 @@ async def set_password_page(token: str, request: Request) -> Response:
 def _set_password_form(
     request: Request, token: str, lang: str, email: str, error: str | None, status: int
 ) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     csrf = forms.form_token(request, ctx.settings, _link_subject(token))
     return render(
         request, ctx.settings, "set_password.html", lang, status_code=status, csrf=csrf, email=email, error=error
@@ -289,13 +280,13 @@ async def set_password_submit(token: str, request: Request) -> Response:
     if isinstance(posted, HTMLResponse):
         return posted
     form, lang = posted
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     if len(token) > MAX_TOKEN:
         return _invalid_link(request, lang)
     reason = forms.refusal(request, ctx.settings, _link_subject(token), form["csrf"] or None)
     if reason is not None:
         return _refused(request, lang, reason, back=request.url.path)
-    ip = _ip(request)
+    ip = client_ip(request)
     t = MESSAGES[lang]
 
     def apply() -> tuple[str, str | None]:
@@ -315,7 +306,7 @@ async def set_password_submit(token: str, request: Request) -> Response:
 
     outcome, email = await _db(apply)
     if outcome == "done":
-        return _to_login(lang, "password_done")
+        return to_login(lang, "password_done")
     if outcome in {"invalid", "link_invalid"} or email is None or outcome not in t:
         return _invalid_link(request, lang)
     return _set_password_form(request, token, lang, email, t[outcome], 400)
@@ -326,4 +317,4 @@ def not_found(rest: str, request: Request) -> HTMLResponse:
     # Unknown console addresses answer a page, not the API's problem+json.
     lang = _lang_or_none(request) or "vi"
     back, label = "/console/", "back_home"
-    return message(request, _ctx(request).settings, lang, 404, "not_found_title", "not_found", back, label)
+    return message(request, ctx_of(request).settings, lang, 404, "not_found_title", "not_found", back, label)

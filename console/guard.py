@@ -45,6 +45,28 @@ class OutOfScope(Exception):
     """An agency the user may not see, or one that does not exist: both answer 404."""
 
 
+MAX_FIELD = 1024
+
+
+class BadForm(Exception):
+    """A form that cannot have come from our page: too big, binary, or missing a field."""
+
+
+def form_text(value: object) -> str:
+    """A text field as our pages send it; a file, an over-long value, NUL or other control characters, or bytes that
+    were not UTF-8 raise ``BadForm``."""
+    if not isinstance(value, str) or len(value) > MAX_FIELD or "\ufffd" in value:
+        raise BadForm
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadForm
+    return value
+
+
+def client_ip(request: Request) -> str:
+    # The trusted-proxy middleware has already put the real client address here.
+    return request.client.host if request.client else ""
+
+
 def ctx_of(request: Request) -> ConsoleContext:
     ctx: ConsoleContext = request.app.state.ctx
     return ctx
