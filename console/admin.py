@@ -147,12 +147,7 @@ def _keys_view(
         error=error,
         notice=notice,
         name=name,
-        when=_local,
     )
-
-
-def _local(moment: datetime | None) -> str:
-    return moment.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M") if moment else ""
 
 
 @router.post("/keys", response_class=HTMLResponse)
@@ -395,5 +390,4 @@ async def audit_page(request: Request) -> Response:
         filters=filters,
         province=staff.user.agency_id is None,
         page_url=page_url,
-        when=_local,
     )

@@ -121,7 +121,14 @@ async def staff_page(request: Request, roles: Collection[Role]) -> Staff | Respo
     if user.role not in roles:
         log.warning("console.role_refused", path=request.url.path, role=user.role.value, user=user.id)
         return forbidden(request, lang)
+    _remember(request, user, session)
     return Staff(user, session, lang)
+
+
+def _remember(request: Request, user: StaffUser, session: StaffSession) -> None:
+    # For the page's header (menu, sign-out form); set only once the role check has passed.
+    request.state.staff_user = user
+    request.state.staff_csrf = session.csrf_token
 
 
 async def staff_form(request: Request, roles: Collection[Role], lang: str, csrf: str) -> Staff | Response:
@@ -140,6 +147,7 @@ async def staff_form(request: Request, roles: Collection[Role], lang: str, csrf:
     if user.role not in roles:
         log.warning("console.role_refused", path=request.url.path, role=user.role.value, user=user.id)
         return forbidden(request, lang)
+    _remember(request, user, session)
     return Staff(user, session, lang)
 
 

@@ -1,8 +1,13 @@
-"""Console texts in Vietnamese (the default) and English."""
+"""Console texts in Vietnamese (the default) and English.
+
+The texts shared by every page are here; a feature keeps its own in ``console/<feature>/texts.py`` (a ``TEXTS``
+dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one language only, stops the import."""
 
 from __future__ import annotations
 
-MESSAGES: dict[str, dict[str, str]] = {
+Catalog = dict[str, dict[str, str]]
+
+_CORE: Catalog = {
     "vi": {
         "console": "Trang quản trị Lephi",
         "switch": "English",
@@ -56,6 +61,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "forbidden_title": "Không có quyền truy cập",
         "forbidden": "Vai trò của bạn không được mở trang này hoặc thực hiện thao tác này. Chưa có thay đổi nào.",
         "admin_pages": "Trang quản trị",
+        "menu": "Trình đơn",
         "choose_agency": "Chọn cơ quan:",
         "keys_title": "Khóa API",
         "keys_list": "Các khóa API của cơ quan",
@@ -154,6 +160,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "forbidden_title": "Not allowed",
         "forbidden": "Your role may not open this page or do this. Nothing was changed.",
         "admin_pages": "Administration",
+        "menu": "Menu",
         "choose_agency": "Choose an agency:",
         "keys_title": "API keys",
         "keys_list": "The agency's API keys",
@@ -202,3 +209,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "page_older": "Older →",
     },
 }
+
+
+_FEATURES: list[Catalog] = []
+
+
+def _merge(core: Catalog, features: list[Catalog]) -> Catalog:
+    merged = {lang: dict(texts) for lang, texts in core.items()}
+    for catalog in features:
+        if set(catalog) != set(merged):
+            raise RuntimeError(f"a console catalog has languages {sorted(catalog)}, not {sorted(merged)}")
+        for lang, texts in catalog.items():
+            twice = set(texts) & set(merged[lang])
+            if twice:
+                raise RuntimeError(f"console texts defined twice: {sorted(twice)}")
+            merged[lang].update(texts)
+    keys = [set(texts) for texts in merged.values()]
+    if any(k != keys[0] for k in keys):
+        every: set[str] = set().union(*keys)
+        raise RuntimeError(f"console texts in one language only: {sorted(every.difference(*keys[:1]) or every)}")
+    return merged
+
+
+MESSAGES: Catalog = _merge(_CORE, _FEATURES)

@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from console.i18n import MESSAGES
+from console.nav import nav_for
 from payments.core.config import PaymentSettings
 from payments.core.security import nonce
-from payments.pages import forms
+from payments.pages import fmt, forms
 
 DEFAULT = "vi"
 
@@ -43,8 +44,19 @@ def language(request: Request, form_lang: str | None = None) -> str:
 def render(
     request: Request, settings: PaymentSettings, template: str, lang: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    # The signed-in user, when the guard found one for this request: the header shows their menu.
+    user = getattr(request.state, "staff_user", None)
     html = _env.get_template(template).render(
-        t=MESSAGES[lang], lang=lang, path=request.url.path, nonce=nonce(request), **context
+        t=MESSAGES[lang],
+        lang=lang,
+        path=request.url.path,
+        nonce=nonce(request),
+        nav=nav_for(user.role) if user is not None else [],
+        staff_csrf=getattr(request.state, "staff_csrf", None),
+        money=lambda amount: fmt.money(amount, lang),
+        when=lambda moment: fmt.when(moment, lang) if moment is not None else "",
+        day=lambda value: fmt.day(value, lang),
+        **context,
     )
     response = HTMLResponse(html, status_code=status_code)
     # The pre-session forms' double-submit cookie (payments.pages.forms), made when a form token was.

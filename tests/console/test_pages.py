@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -361,3 +362,32 @@ def test_timeouts_come_from_the_settings(ctx: Container, make_staff: MakeStaff, 
         assert login(client, staff.email, staff.password).status_code == 303
         sql(ctx, "UPDATE staff_session SET created_at = :at", at=utcnow() - timedelta(minutes=61))
         assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_console_catalogs_refuse_a_key_defined_twice_or_in_one_language() -> None:
+    from console.i18n import _merge
+
+    core = {"vi": {"a": "A"}, "en": {"a": "A"}}
+    assert _merge(core, [{"vi": {"b": "B"}, "en": {"b": "B"}}])["en"] == {"a": "A", "b": "B"}
+    with pytest.raises(RuntimeError, match="twice"):
+        _merge(core, [{"vi": {"a": "X"}, "en": {"a": "X"}}])
+    with pytest.raises(RuntimeError, match="one language"):
+        _merge(core, [{"vi": {"c": "C"}, "en": {}}])
+    with pytest.raises(RuntimeError, match="languages"):
+        _merge(core, [{"vi": {"d": "D"}}])
+
+
+def test_the_menu_lists_only_the_pages_a_role_may_open(
+    client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    signed_in(client, make_staff, "ketoan@agc-a.gov.vn", role="finance")
+    home = client.get("/console/?lang=en")
+    assert 'aria-current="page">Home' in home.text and "/console/keys" not in home.text
+    client.cookies.clear()
+    signed_in(client, make_staff, "admin@agc-a.gov.vn", role="agency_admin")
+    keys = client.get("/console/keys?lang=en")
+    assert 'href="/console/keys?lang=en" aria-current="page"' in keys.text and "/console/audit?lang=en" in keys.text
+    assert 'action="/console/logout"' in keys.text  # sign-out on every signed-in page
+    # No menu before sign-in.
+    client.cookies.clear()
+    assert "/console/keys" not in client.get("/console/login?lang=en").text
