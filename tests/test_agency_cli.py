@@ -291,3 +291,16 @@ def test_the_cli_and_the_signer_apply_the_same_tax_code_rule(api: Api, cli: Cli)
         except ValueError:
             signs = False
         assert created == signs, tax_code
+
+
+def test_agency_contacts_are_checked() -> None:
+    from payments.agency.service import agency_in
+    from payments.core.errors import ValidationFailed
+
+    base = {"code": "AGC-C", "name": "C", "tax_code": "0101234567", "address": "1 A", "payment_methods": ["sandbox"]}
+    ok = agency_in(**base, phone="+84 236 3820 000", email="hotro@sotp.gov.vn")
+    assert (ok.phone, ok.email) == ("+84 236 3820 000", "hotro@sotp.gov.vn")
+    assert agency_in(**base).phone == ""
+    for field, value in [("phone", "call us"), ("phone", "12"), ("email", "no-at-sign"), ("email", "a@b")]:
+        with pytest.raises(ValidationFailed, match=field):
+            agency_in(**base, **{field: value})

@@ -56,6 +56,8 @@ def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = N
             address="01 Đường Mẫu, Phường Demo, Tỉnh Demo",
             bank_account="0011001234567",
             bank_name="Ngân hàng Demo",
+            phone="0200 000 0000",
+            email="hotro@demo.gov.vn",
             payment_methods=["sandbox"],
         )
         session.add(agency)

@@ -28,6 +28,11 @@ class Agency(SQLModel, table=True):
     bank_account: str = Field(default="", max_length=40)
     bank_name: str = Field(default="", max_length=200)
     payment_methods: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Where a payer with a question reaches the agency: shown on every payer page.
+    phone: str = Field(default="", max_length=40, sa_column_kwargs={"server_default": ""})
+    email: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    # Set when the province deactivates the agency; its records stay.
+    deactivated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Bumped in the same transaction as any change to the agency, its procedures or its fees, so that every process
     # can keep them in memory and notice a change with one cheap read (payments/agency/cache.py).

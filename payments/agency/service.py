@@ -26,6 +26,9 @@ class AgencyIn(StrictModel):
     payment_methods: list[str] = Field(min_length=1, max_length=20)
     bank_account: str = Field(default="", max_length=40, pattern=r"^[0-9A-Za-z]*$")
     bank_name: str = Field(default="", max_length=200)
+    # The payer's contacts for the agency: digits with spaces, dots, dashes or a leading +; an e-mail address.
+    phone: str = Field(default="", max_length=40, pattern=r"^(\+?[0-9][0-9 .\-]{5,38})?$")
+    email: str = Field(default="", max_length=200, pattern=r"^([^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,24})?$")
 
     @field_validator("code")
     @classmethod
@@ -72,6 +75,8 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
         address=data.address,
         bank_account=data.bank_account,
         bank_name=data.bank_name,
+        phone=data.phone,
+        email=data.email,
         payment_methods=list(dict.fromkeys(data.payment_methods)),
     )
     s.add(agency)
