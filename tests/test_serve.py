@@ -37,7 +37,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
         while time.monotonic() < deadline:
             line = proc.stdout.readline() if proc.stdout else ""
             lines.append(line)
-            if "Demo API key" in line:
+            if "xem@demo.gov.vn" in line:  # the banner's last line: the read-only demo account
                 break
             if proc.poll() is not None:
                 pytest.fail("serve exited:\n" + "".join(lines))
@@ -86,3 +86,24 @@ def test_serve_starts_seeds_and_the_demo_dossier_can_be_paid(served: tuple[str, 
     assert dossier["status"] == "paid"
     payments = httpx.get(f"{base}/v1/payments", headers=auth, params={"dossier_code": "HS-DEMO-0001"}).json()
     assert [p["status"] for p in payments["data"]] == ["succeeded"]
+
+
+def test_serve_prints_demo_staff_who_can_sign_in_to_the_console(served: tuple[str, str]) -> None:
+    base, banner = served
+    accounts = dict(re.findall(r"^\s+\w+\s+(\S+@demo\.gov\.vn)\s+password (\S+)$", banner, re.MULTILINE))
+    assert set(accounts) == {
+        "tinh@demo.gov.vn",
+        "quantri@demo.gov.vn",
+        "ketoan@demo.gov.vn",
+        "pheduyet@demo.gov.vn",
+        "xem@demo.gov.vn",
+    }, banner
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as browser:
+        page = browser.get("/console/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        form = {"email": "ketoan@demo.gov.vn", "password": accounts["ketoan@demo.gov.vn"], "csrf": csrf.group(1)}
+        signed = browser.post("/console/login", data=form)
+        assert signed.status_code == 303, signed.text
+        home = browser.get("/console/")
+        assert home.status_code == 200 and "ketoan@demo.gov.vn" in home.text

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp
 
+    from console.demo import DemoUser
     from lephi.container import Container
 
 
@@ -57,26 +58,33 @@ def demo() -> None:
     _print_demo(_seed())
 
 
-def _seed() -> tuple[str, str]:
-    from payments.agency.demo import seed_demo
+def _seed() -> tuple[str, str, list[DemoUser]]:
+    from console.demo import seed_demo_staff
+    from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.dossier.service import to_out
 
     ctx = context()
     with ctx.db.write() as s:
-        configured = list(ctx.gateway_config.agencies.get("DEMO-STP", {}))
+        configured = list(ctx.gateway_config.agencies.get(DEMO_AGENCY, {}))
         dossier, key = seed_demo(s, ctx.settings.data_dir, configured)
         url = to_out(s, dossier, ctx.settings.public_url).pay_url
+    with ctx.db.write() as s:
+        staff = seed_demo_staff(s, DEMO_AGENCY, ctx.settings.data_dir)
     ctx.close()
-    return url, key
+    return url, key, staff
 
 
-def _print_demo(info: tuple[str, str]) -> None:
-    url, key = info
+def _print_demo(info: tuple[str, str, list[DemoUser]]) -> None:
+    url, key, staff = info
+    base = get_settings().public_url
     typer.echo("")
     typer.echo("  Lephi is running with demo data (development mode, sandbox gateway: no real money).")
     typer.echo(f"  Pay the demo dossier HS-DEMO-0001 here:  {url}")
-    typer.echo(f"  API docs:                                {get_settings().public_url}/docs")
+    typer.echo(f"  API docs:                                {base}/docs")
     typer.echo(f"  Demo API key (agency DEMO-STP):          {key}")
+    typer.echo(f"  Staff console:                           {base}/console/")
+    for user in staff:
+        typer.echo(f"    {user.role.value:<15} {user.email:<22} password {user.password}")
     typer.echo("")
 
 
