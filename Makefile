@@ -1,4 +1,4 @@
-.PHONY: run test bench openapi fmt
+.PHONY: run test bench openapi fmt screenshots
 
 # Install the service and run it with embedded defaults (SQLite under var/, demo data, sandbox gateway).
 run:
@@ -18,3 +18,8 @@ openapi:
 
 fmt:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+# Screenshots of the payer's page and every console page, office and phone widths, into docs/screenshots/.
+screenshots:
+	scripts/bootstrap --dev
+	.venv/bin/python -m devtools.screenshots docs/screenshots
