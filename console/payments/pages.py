@@ -47,6 +47,10 @@ def _agencies(s: Session) -> list[Agency]:
     return list(s.exec(select(Agency).order_by(col(Agency.code))).all())
 
 
+def _agency_query(agency: Agency | None) -> dict[str, str]:
+    return {"agency": agency.code} if agency else {}
+
+
 def _scope(request: Request, staff: Staff) -> tuple[Filters, Cursor] | Response:
     try:
         return parse_filters(request.query_params), parse_cursor(request.query_params)
@@ -78,7 +82,7 @@ async def payments_page(request: Request) -> Response:
         agency, found, methods, agencies = await run_in_threadpool(load)
     except OutOfScope:
         return not_found(request, staff.lang)
-    base: dict[str, str] = {"lang": staff.lang, **({"agency": agency.code} if agency else {}), **filters.query()}
+    base: dict[str, str] = {"lang": staff.lang, **_agency_query(agency), **filters.query()}
 
     def url(path: str, **extra: str) -> str:
         return f"/console/payments{path}?" + urlencode({**base, **extra})
@@ -141,7 +145,7 @@ async def _export(request: Request, kind: str) -> Response:
             status_code=400,
             title=t["payments_too_many_title"],
             message=t["payments_too_many"],
-            back="/console/payments?" + urlencode({"lang": staff.lang, **filters.query()}),
+            back="/console/payments?" + urlencode({"lang": staff.lang, **_agency_query(agency), **filters.query()}),
             back_label=t["payments_back"],
         )
     now = utcnow()
