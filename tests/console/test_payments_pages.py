@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlalchemy import text
 
-from console.payments import export
+from console.payments import export, search
 from console.staff import passwords
 from lephi.container import Container
 from lephi.jobs import HANDLERS
@@ -137,18 +137,19 @@ def test_each_filter_narrows_the_search(
 
 
 def test_pagination_keeps_the_filters_both_ways(
-    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = [pay(api, f"HS-P{i:03d}", outcome=None) for i in range(53)]
+    monkeypatch.setattr(search, "PAGE_SIZE", 5)  # pages of 5 rows: the same code as 50, with fewer payments to make
+    made = [pay(api, f"HS-P{i:03d}", outcome=None) for i in range(8)]
     other = pay(api, "ZZ-1", outcome=None)
-    # One second apart, and the last two at the very same time, for the tie broken by ids at the page's edge.
+    # One second apart, and three at the very same time across the first page's edge, for the tie broken by ids.
     for i, pid in enumerate(made):
-        set_created(api.ctx, pid, datetime(2026, 11, 1, 8, 0, min(i, 51), tzinfo=UTC))
+        set_created(api.ctx, pid, datetime(2026, 11, 1, 8, 0, min(i, 2), tzinfo=UTC))
     sign_in(client, make_staff, "viewer")
     first = client.get("/console/payments?dossier=HS-P*&lang=en")
     first_ids = ids(first)
-    assert len(first_ids) == 50 and other not in first_ids
-    assert "53 matching payments" in first.text
+    assert len(first_ids) == 5 and other not in first_ids
+    assert "8 matching payments" in first.text
     older = re.search(r'href="([^"]+)" rel="next"', first.text)
     assert older and 'rel="prev"' not in first.text
     url = older.group(1).replace("&amp;", "&")
