@@ -266,3 +266,43 @@ def test_pay_another_way_after_the_money_was_taken_keeps_the_payment(api: Api) -
     r = api.client.post(url + "/cancel", data=page_form(page.text, payment_id=payment.id))
     _is_page(r, 409, "invalid_transition")
     assert _payments(api)[-1].status.value == "succeeded"
+
+
+# --- 4. language, money and dates ---------------------------------------------------------------------------------
+
+
+def test_the_language_goes_to_the_gateway_and_comes_back(api: Api) -> None:
+    _, url = _dossier(api)
+    english = api.client.get(url + "?lang=en")
+    form = {"method": "sandbox", **dict(zip(("form_key", "csrf"), _keys(english.text), strict=True))}
+    r = api.client.post(url + "?lang=en", data=form, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("?lang=en")
+    gateway = api.client.get(_local(r.headers["location"]), headers={"Accept-Language": "vi"})
+    assert '<html lang="en">' in gateway.text and "Test payment gateway" in gateway.text
+    assert "?lang=en" in re.findall(r'<form method="post" action="([^"]+)"', gateway.text)[0]
+    back = api.client.post(
+        re.findall(r'<form method="post" action="([^"]+)"', gateway.text)[0],
+        data=page_form(gateway.text, outcome="success"),
+        follow_redirects=False,
+    )
+    assert back.status_code == 303 and back.headers["location"].endswith(f"{url}?lang=en")
+
+
+def _keys(html: str) -> tuple[str, str]:
+    key, token = FORM_KEY.search(html), CSRF.search(html)
+    assert key and token
+    return key.group(1), token.group(1)
+
+
+def test_money_and_dates_in_each_language_and_vietnamese_names_marked(api: Api) -> None:
+    _, url = _dossier(api)
+    vi, en = api.client.get(url), api.client.get(url + "?lang=en")
+    assert 'id="total">110.000\u00a0₫<' in vi.text and 'Thanh toán <span class="money">110.000\u00a0₫' in vi.text
+    assert 'id="total">VND\u00a0110,000<' in en.text and 'Pay <span class="money">VND\u00a0110,000' in en.text
+    # Vietnamese names inside an English page say so; a Vietnamese page needs no mark.
+    assert '<td lang="vi">Agency AGC-A</td>' in en.text and '<span lang="vi">Thủ tục thử nghiệm</span>' in en.text
+    assert '<td lang="vi">Lệ phí</td>' in en.text and "<td>Agency AGC-A</td>" in vi.text
+    _start(api, url)
+    started = api.client.get(url + "?lang=en").text
+    assert re.search(r"Started \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", started), started
+    assert re.search(r"Bắt đầu lúc \d\d/\d\d/\d{4} \d\d:\d\d", api.client.get(url).text)
