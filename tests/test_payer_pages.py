@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -306,3 +307,55 @@ def test_money_and_dates_in_each_language_and_vietnamese_names_marked(api: Api) 
     started = api.client.get(url + "?lang=en").text
     assert re.search(r"Started \d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d", started), started
     assert re.search(r"Bắt đầu lúc \d\d/\d\d/\d{4} \d\d:\d\d", api.client.get(url).text)
+
+
+# --- 5. /tra-cuu: find my dossier -----------------------------------------------------------------------------------
+
+
+def _find(client: TestClient, code: str, secret: str, lang: str = "vi", **kw: Any) -> Any:
+    page = client.get(f"/tra-cuu?lang={lang}")
+    assert page.status_code == 200 and 'for="secret"' in page.text
+    return client.post(f"/tra-cuu?lang={lang}", data=page_form(page.text, code=code, secret=secret), **kw)
+
+
+def test_the_dossier_code_and_its_secret_open_the_pay_page(api: Api) -> None:
+    dossier = api.post("/v1/dossiers", dossier_body("HS-TIM-1")).json()
+    secret = dossier["pay_secret"]
+    assert re.fullmatch(r"[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}", secret)
+    assert api.get("/v1/dossiers/HS-TIM-1").json()["pay_secret"] == secret  # the same every time it is read
+    found = _find(api.client, "HS-TIM-1", secret.replace("-", " ").lower(), lang="en", follow_redirects=False)
+    assert found.status_code == 303 and found.headers["location"] == _local(dossier["pay_url"]) + "?lang=en"
+    page = api.client.get(found.headers["location"])
+    assert f'id="pay-secret">{secret}<' in page.text  # the payer can note it from the pay page too
+
+
+def test_a_wrong_code_or_secret_gets_one_generic_answer_and_counts_against_the_limit(api: Api) -> None:
+    dossier = api.post("/v1/dossiers", dossier_body("HS-TIM-2")).json()
+    other = "AAAA-AAAA" if dossier["pay_secret"] != "AAAA-AAAA" else "BBBB-BBBB"
+    answers = [
+        _find(api.client, "HS-TIM-2", other),
+        _find(api.client, "HS-NOPE", dossier["pay_secret"]),
+        _find(api.client, "HS-TIM-2", "x" * 39),
+        _find(api.client, "HS\x00TIM", "\x01\x02"),
+        _find(api.client, "", ""),
+    ]
+    for r in answers:
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+        assert "Không tìm thấy hồ sơ với mã hồ sơ và mã bí mật này" in r.text
+        assert r.headers["cache-control"] == "no-store"
+    assert dossier["pay_secret"] not in answers[1].text  # a typed secret is never shown back
+    too_long = _find(api.client, "HS" * 30, "ABCD-EFGH")
+    assert too_long.status_code == 422 and too_long.headers["content-type"].startswith("text/html")
+    no_token = api.client.post("/tra-cuu", data={"code": "HS-TIM-2", "secret": dossier["pay_secret"]})
+    assert no_token.status_code == 403
+
+
+def test_the_dossier_search_is_throttled_with_the_receipt_lookup(api: Api) -> None:
+    dossier = api.post("/v1/dossiers", dossier_body("HS-TIM-3")).json()
+    api.ctx.lookup_limiter.per_minute = 3
+    assert api.client.get("/r/AAAAAAAAAAAA").status_code == 404  # one receipt lookup...
+    statuses = [_find(api.client, "HS-TIM-3", "AAAA-AAAA").status_code for _ in range(2)]
+    limited = _find(api.client, "HS-TIM-3", dossier["pay_secret"], follow_redirects=False)
+    assert statuses == [404, 404]  # ...and two searches use up the minute:
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1  # even the right secret waits
+    assert "quá nhiều lần" in limited.text

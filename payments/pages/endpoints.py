@@ -21,6 +21,7 @@ from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.errors import DossierNotPayable, NotFound, PaymentInProgress, ValidationFailed
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
+from payments.dossier.secret import pay_secret
 from payments.idempotency.deps import request_fingerprint
 from payments.pages import forms
 from payments.pages.errors import error_page
@@ -125,6 +126,7 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         status_url=f"/pay/{token}/status",
         receipt_code=page.receipt_code,
         continue_url=continue_url,
+        pay_secret=pay_secret(token),
     )
 
 
