@@ -359,3 +359,41 @@ def test_the_dossier_search_is_throttled_with_the_receipt_lookup(api: Api) -> No
     assert statuses == [404, 404]  # ...and two searches use up the minute:
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1  # even the right secret waits
     assert "quá nhiều lần" in limited.text
+
+
+# --- 6. the VietQR page ---------------------------------------------------------------------------------------------
+
+
+def test_the_vietqr_page_gives_every_value_to_copy_the_deadline_app_links_and_its_own_status(qr_api: Api) -> None:
+    code, url = _dossier(qr_api, "HS-QR-1")
+    payment = _start(qr_api, url, method="vietqr")
+    ref = payment.gateway_reference or ""
+    page = qr_api.client.get(f"/pay/qr/{ref}?lang=en")
+    assert page.status_code == 200
+    text = page.text
+    assert 'id="bank">Vietcombank<' in text  # NAPAS BIN 970436
+    for value in ("0011001234567", "SO TU PHAP TINH DEMO", "110000", ref, code):
+        assert f'data-copy="{value}"' in text, value
+    assert 'id="amount" class="money" data-copy="110000" data-copy-label="Amount">VND\u00a0110,000<' in text
+    assert re.search(r'id="deadline">\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d<', text)
+    deep = f"https://dl.vietqr.io/pay?app=bidv&amp;ba=0011001234567@vcb&amp;am=110000&amp;tn={ref}&amp;bn=SO%20TU"
+    assert deep in text
+    assert f'data-poll="/pay/qr/{ref}/status"' in text and 'href="' + url + '?lang=en"' in text
+    assert qr_api.client.get(f"/pay/qr/{ref}/status").json() == {"state": "pending", "status": "pending"}
+    # Cancelled from the dossier page ("pay another way"): the transfer page says it is closed and offers nothing.
+    dossier_page = qr_api.client.get(url)
+    assert "Tiếp tục chuyển khoản" in dossier_page.text
+    qr_api.client.post(url + "/cancel", data=page_form(dossier_page.text, payment_id=payment.id))
+    closed = qr_api.client.get(f"/pay/qr/{ref}")
+    assert "Yêu cầu thanh toán đã đóng" in closed.text and "dl.vietqr.io" not in closed.text
+    assert "data-poll" not in closed.text
+    assert qr_api.client.get(f"/pay/qr/{ref}/status").json()["status"] == "closed"
+
+
+def test_an_unknown_or_hostile_transfer_reference_is_a_404(qr_api: Api) -> None:
+    for ref in ("NOPE", "x" * 200, "%01abc"):
+        _is_page(qr_api.client.get(f"/pay/qr/{ref}"), 404, "not_found")
+    nul = qr_api.client.get("/pay/qr/%00abc")  # refused before routing, by the request limits: still a page
+    assert nul.status_code == 422 and nul.headers["content-type"].startswith("text/html")
+    status = qr_api.client.get("/pay/qr/NOPE/status")
+    assert status.status_code == 404 and status.headers["content-type"] == "application/problem+json"
