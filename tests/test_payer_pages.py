@@ -397,3 +397,44 @@ def test_an_unknown_or_hostile_transfer_reference_is_a_404(qr_api: Api) -> None:
     assert nul.status_code == 422 and nul.headers["content-type"].startswith("text/html")
     status = qr_api.client.get("/pay/qr/NOPE/status")
     assert status.status_code == 404 and status.headers["content-type"] == "application/problem+json"
+
+
+# --- 7. help on every page ------------------------------------------------------------------------------------------
+
+
+def _contacts(api: Api) -> None:
+    from payments.agency.models import Agency
+
+    with api.ctx.db.write() as s:
+        agency = s.exec(select(Agency).where(Agency.code == api.agency_code)).one()
+        agency.phone, agency.email, agency.address = "0236 3822 111", "motcua@agc.gov.vn", "24 Trần Phú, Hải Châu"
+        agency.version += 1
+        s.add(agency)
+
+
+def test_every_payer_page_has_a_main_landmark_and_the_agencys_contacts(qr_api: Api) -> None:
+    _contacts(qr_api)
+    _, url = _dossier(qr_api)
+    unpaid = qr_api.client.get(url + "?lang=en")
+    sandbox = _start(qr_api, url)
+    pending = qr_api.client.get(url)
+    gateway = qr_api.client.get(_local(sandbox.next_url or ""))
+    qr_api.client.post(url + "/cancel", data=page_form(pending.text, payment_id=sandbox.id))
+    transfer = _start(qr_api, url, method="vietqr")
+    qr = qr_api.client.get(f"/pay/qr/{transfer.gateway_reference}")
+    wrong_verb = qr_api.client.get(url + "/cancel")
+    with_agency = {"dossier": unpaid, "pending": pending, "sandbox": gateway, "qr": qr, "error": wrong_verb}
+    for name, page in with_agency.items():
+        assert page.text.count("<main>") == 1, name
+        assert 'href="tel:02363822111">0236 3822 111</a>' in page.text, name
+        assert 'href="mailto:motcua@agc.gov.vn"' in page.text and "24 Trần Phú, Hải Châu" in page.text, name
+    assert '<span lang="vi">24 Trần Phú, Hải Châu</span>' in unpaid.text
+    generic = {
+        "find": qr_api.client.get("/tra-cuu"),
+        "lookup": qr_api.client.get("/r"),
+        "unknown": qr_api.client.get("/pay/no-such-token-0123456789"),
+        "refused": qr_api.client.post(url, data={"method": "sandbox", "form_key": "k" * 16}),
+    }
+    for name, page in generic.items():
+        assert page.text.count("<main>") == 1, name
+        assert "Nếu cần hỗ trợ, hãy liên hệ cơ quan đã tiếp nhận hồ sơ" in page.text, name

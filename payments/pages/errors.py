@@ -13,7 +13,11 @@ from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
 
+from payments.agency.models import Agency
+from payments.dossier.models import Dossier
 from payments.pages.render import language, render
 
 _PAGE_PREFIXES = ("/pay/", "/sandbox/pay/", "/r/", "/tra-cuu")
@@ -80,6 +84,18 @@ def wants_page(request: Request) -> bool:
     return is_payer_page(path) or prefers_html(request.headers.get("accept", ""))
 
 
+def _agency(request: Request, token: str) -> Agency | None:
+    """The agency whose dossier this pay link names, for its contacts; None when there is none (or the database
+    itself is what failed: the error page must still go out)."""
+    ctx = request.app.state.ctx
+    try:
+        with ctx.db.read() as s:
+            dossier = s.exec(select(Dossier).where(Dossier.pay_token == token)).first()
+            return s.get(Agency, dossier.agency_id) if dossier is not None else None
+    except SQLAlchemyError:
+        return None
+
+
 def error_page(
     request: Request, status: int, code: str, headers: Mapping[str, str] | None = None
 ) -> HTMLResponse | None:
@@ -95,6 +111,7 @@ def error_page(
     response = render(
         request,
         "error.html",
+        agency=_agency(request, pay.group(1)) if pay else None,
         status_code=status,
         error=key,
         back=back,
