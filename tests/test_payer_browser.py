@@ -23,10 +23,15 @@ from tests.test_browser import CHROMIUM, FLAGS, _next_url, _pay_url, gateway_pag
 __all__ = ["gateway_pages", "localstripe"]  # fixtures shared with tests/test_browser.py
 IMPACTS = ("critical", "serious", "moderate")
 PHONE = {"width": 390, "height": 844}
+# What a browser sees does not depend on the database, and a browser test takes seconds: SQLite only. The pages'
+# queries run on both databases in tests/test_payer_pages.py.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """One per test, closed before the test's servers stop: a browser's kept-alive connections would hold their
+    graceful shutdown."""
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
