@@ -1,5 +1,7 @@
 """The public receipt lookup (tra cứu biên lai): a payer without an API key types the lookup code printed on the
-receipt, or scans its QR code, and gets that one document (HTML view, PDF copy, signed XML), nothing else.
+receipt, or scans its QR code, and gets that one document (HTML view, PDF copy, signed XML), nothing else. And the
+dossier search (``/tra-cuu``): a payer without the pay link types the dossier code and the secret printed on the
+one-stop receipt (payments/dossier/secret.py) and is sent to the dossier's pay page.
 
 Lookup codes are 12 characters from a 31-letter alphabet (about 59 bits), and every lookup request counts against a
 per-address limit, so codes cannot be enumerated. Unknown and malformed codes get the same answer."""
@@ -9,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
 
@@ -17,7 +19,9 @@ from invoices.context import ReceiptContext, ReceiptCtxDep
 from invoices.service import lookup_url
 from invoices.tables import Document
 from payments.core.security import nonce
-from payments.pages.render import language, render
+from payments.dossier.secret import find_by_secret
+from payments.pages import forms
+from payments.pages.render import check_form, language, render
 
 router = APIRouter(include_in_schema=False)
 _CODE = re.compile(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{12}")
@@ -106,3 +110,43 @@ def lookup_page(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
     )
     html = html.replace("</body>", links + "</body>", 1)
     return HTMLResponse(html, headers=PRIVATE)
+
+
+def _find_page(
+    request: Request, ctx: ReceiptContext, status: int = 200, code: str = "", error: str | None = None
+) -> Response:
+    csrf = forms.form_token(request, ctx.settings, "find")
+    response = render(request, "find.html", status_code=status, code=code, error=error, csrf=csrf)
+    response.headers.update(PRIVATE)
+    return response
+
+
+@router.get("/tra-cuu", response_class=HTMLResponse)
+def find_form(request: Request, ctx: ReceiptCtxDep) -> Response:
+    return _find_page(request, ctx)
+
+
+@router.post("/tra-cuu", response_class=HTMLResponse)
+def find_dossier(
+    request: Request,
+    ctx: ReceiptCtxDep,
+    code: Annotated[str, Form(max_length=40)] = "",
+    secret: Annotated[str, Form(max_length=40)] = "",
+    csrf: Annotated[str | None, Form(max_length=128)] = None,
+) -> Response:
+    """A POST, so that the secret stays out of addresses and logs. Every try counts against the same per-address
+    limit as the receipt lookup; an unknown code, a wrong secret and a malformed one get the same answer."""
+    lang = language(request)
+    refused = check_form(request, ctx.settings, "find", csrf, back=f"/tra-cuu?lang={lang}")
+    if refused is not None:
+        return refused
+    wait = ctx.lookup_limiter.check(request.client.host if request.client else "unknown")
+    if wait is not None:
+        response = _find_page(request, ctx, 429, code[:40], "rate_limited")
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+    with ctx.db.read() as s:
+        dossier = find_by_secret(s, code, secret)
+    if dossier is None:
+        return _find_page(request, ctx, 404, code[:40], "not_found")
+    return RedirectResponse(f"/pay/{dossier.pay_token}?lang={lang}", status_code=303)

@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         generate_unique_id_function=_operation_id,
     )
     app.state.ctx = context
-    install_error_handlers(app)
+    from payments.pages.errors import error_page
+
+    install_error_handlers(app, html=error_page)
 
     from console.admin import router as console_admin
     from console.endpoints import router as console
@@ -112,7 +114,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         RequestLimitsMiddleware,
         limit=settings.max_body_bytes,
         per_path=body_limits(),
-        html_prefixes=("/console/",),
+        html_prefixes=("/console/", "/pay/", "/sandbox/pay/", "/r/", "/tra-cuu"),
     )
     # Added last, so outermost: every response, a 413 included, gets the headers, and the client address is settled
     # before anything reads it.

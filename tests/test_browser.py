@@ -78,7 +78,7 @@ def test_payer_pays_in_a_browser(live_server: LiveServer, browser: Browser, java
     page = context.new_page()
     violations = watch(page)
     page.goto(_pay_url(live_server, f"HS-BR-{int(javascript)}"))
-    assert page.locator("#total").inner_text() == "110.000 ₫"
+    assert page.locator("#total").inner_text() == "110.000\u00a0₫"
     assert page.locator("#dossier-status").inner_text() == "Chưa thanh toán"
     page.get_by_role("button", name="Thanh toán 110.000 ₫").click()
     page.wait_for_url("**/sandbox/pay/**")
@@ -97,11 +97,11 @@ def test_payer_declined_can_try_again(live_server: LiveServer, browser: Browser)
     page = browser.new_page()
     violations = watch(page)
     page.goto(_pay_url(live_server, "HS-BR-DECLINE") + "?lang=en")
-    page.get_by_role("button", name="Pay 110.000 ₫").click()
+    page.get_by_role("button", name="Pay VND 110,000").click()
     page.get_by_role("button", name="Declined").click()
     page.wait_for_url("**/pay/**")
     assert "did not go through" in page.locator("#payment-status").inner_text()
-    page.get_by_role("button", name="Pay 110.000 ₫").click()  # a new attempt is allowed after a decline
+    page.get_by_role("button", name="Pay VND 110,000").click()  # a new attempt is allowed after a decline
     page.get_by_role("button", name="Payment succeeds").click()
     page.wait_for_url("**/pay/**")
     assert page.locator("#dossier-status").inner_text() == "Paid"
@@ -217,7 +217,7 @@ def test_qr_and_card_pages_work_under_their_policies(
     page.goto(_next_url(gateway_pages, "vietqr"))
     assert page.locator("#qr").evaluate("img => img.naturalWidth") > 0  # the QR image, from our own origin
     page.goto(_next_url(gateway_pages, "stripe"))
-    assert page.locator("#amount").inner_text() == "110.000 ₫"
+    assert page.locator("#amount").inner_text() == "110.000\u00a0₫"
     if javascript:
         # The card gateway's script ran and mounted its card fields: allowed on this page, from its origin.
         page.locator("#card-element input").first.wait_for()

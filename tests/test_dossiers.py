@@ -91,7 +91,7 @@ def test_list_filters_and_pages_without_gaps_or_repeats(api: Api) -> None:
 def test_payer_page_double_submit_starts_one_payment(api: Api) -> None:
     url = api.post("/v1/dossiers", dossier_body("HS-5")).json()["pay_url"].replace("http://testserver", "")
     page = api.client.get(url)
-    assert page.status_code == 200 and "110.000 ₫" in page.text and "Thanh toán" in page.text
+    assert page.status_code == 200 and "110.000\u00a0₫" in page.text and "Thanh toán" in page.text
     form_key = re.search(r'name="form_key" value="([^"]+)"', page.text)
     assert form_key
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)

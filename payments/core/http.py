@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -23,6 +24,9 @@ from payments.core.logging import get_logger
 
 log = get_logger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# Given the request, the status, the stable code and the headers of an error: the HTML page to answer instead of
+# problem+json (a browser on a payer page), or None.
+HtmlErrors = Callable[[Request, int, str, Mapping[str, str] | None], Response | None]
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -49,20 +53,26 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None:
+    def page(request: Request, status: int, code: str, headers: Mapping[str, str] | None = None) -> Response | None:
+        return html(request, status, code, headers) if html is not None else None
+
     @app.exception_handler(LephiError)
-    async def _lephi(request: Request, exc: LephiError) -> JSONResponse:
-        return problem_response(exc)
+    async def _lephi(request: Request, exc: LephiError) -> Response:
+        return page(request, exc.status, exc.code, exc.headers) or problem_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _clean_errors(exc.errors())
+        shown = page(request, 422, "validation_error")
+        if shown is not None:
+            return shown
         if any(e["type"] == "json_invalid" for e in errors):
             return problem_response(MalformedRequest("the body is not valid JSON", errors=errors))
         return problem_response(ValidationFailed("the request has invalid fields", errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
             # FastAPI's own "error parsing the body" (bytes that are not UTF-8, nesting or numbers beyond the parser):
             # the same failure as invalid JSON, so the same stable code.
@@ -71,6 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = exc.headers
         if exc.status_code == 405:
             headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        shown = page(request, exc.status_code, code, headers)
+        if shown is not None:
+            return shown
         body = {
             "type": PROBLEM_TYPE_BASE + code,
             "title": str(exc.detail),
@@ -81,8 +94,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("http.unhandled", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+        try:
+            shown = page(request, 500, "internal_error")
+        except Exception:  # the page itself failed: the plain answer below still goes out
+            shown = None
+        if shown is not None:
+            return shown
         body = {
             "type": PROBLEM_TYPE_BASE + "internal_error",
             "title": "Internal error",

@@ -54,6 +54,10 @@ class DossierOut(BaseModel):
     currency: str = "VND"
     fee_lines: list[FeeLineOut]
     pay_url: str = Field(description="The payer's page for this dossier; share it only with the payer.")
+    pay_secret: str = Field(
+        description="Print it on the one-stop receipt: with the dossier code it opens the payer's page at /tra-cuu "
+        "(derived from the pay link's token, so as secret as pay_url)."
+    )
     created_at: datetime
     updated_at: datetime
     paid_at: datetime | None

@@ -23,6 +23,7 @@ from payments.core.sql import connection, insert_rows
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut, FeeLineOut
+from payments.dossier.secret import pay_secret
 from payments.payment.models import Payment
 from payments.payment.states import LIVE
 
@@ -220,6 +221,7 @@ def put_dossier(
         total_amount=total,
         fee_lines=[FeeLineOut(**line) for line in lines],
         pay_url=f"{public_url.rstrip('/')}/pay/{values['pay_token']}",
+        pay_secret=pay_secret(values["pay_token"]),
         created_at=now,
         updated_at=now,
         paid_at=None,
@@ -256,6 +258,7 @@ def to_out(session: Session, dossier: Dossier, public_url: str) -> DossierOut:
         total_amount=dossier.total_amount,
         fee_lines=[FeeLineOut.model_validate(line, from_attributes=True) for line in lines],
         pay_url=f"{public_url.rstrip('/')}/pay/{dossier.pay_token}",
+        pay_secret=pay_secret(dossier.pay_token),
         created_at=dossier.created_at,
         updated_at=dossier.updated_at,
         paid_at=dossier.paid_at,

@@ -26,6 +26,7 @@ from payments.core.logging import get_logger
 from payments.pages import forms
 from payments.pages.render import check_form, render
 from payments.payment.callbacks import handle_callback
+from payments.payment.models import Payment
 
 log = get_logger(__name__)
 router = APIRouter(tags=["gateways"])
@@ -142,7 +143,10 @@ def sandbox_page(txn_id: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     if record is None:
         raise NotFound("no such sandbox transaction")
     csrf = forms.form_token(request, ctx.settings, f"sandbox:{txn_id}")
-    return render(request, "sandbox_pay.html", record=record, csrf=csrf)
+    with ctx.db.read() as s:
+        payment = s.get(Payment, record.merchant_reference)
+        agency = s.get(Agency, payment.agency_id) if payment is not None else None
+    return render(request, "sandbox_pay.html", record=record, csrf=csrf, agency=agency)
 
 
 @pages.post("/sandbox/pay/{txn_id}", response_class=RedirectResponse)

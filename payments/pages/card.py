@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from adapters.base import GatewayDeclinedError, GatewayTechnicalError
 from adapters.stripe import StripeGateway
+from payments.agency.models import Agency
 from payments.auth.deps import CtxDep
 from payments.core.errors import ForeignOrigin, GatewayUnavailable, NotFound, ValidationFailed
 from payments.core.security import allow_sources, origin_of
@@ -49,6 +50,8 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     except (GatewayTechnicalError, GatewayDeclinedError) as exc:
         raise GatewayUnavailable("the card gateway cannot be reached; try again shortly") from exc
     _allow_stripe(request, page["js_url"])
+    with ctx.db.read() as s:
+        agency = s.get(Agency, payment.agency_id)
     return render(
         request,
         "card_pay.html",
@@ -58,6 +61,7 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         publishable_key=page["publishable_key"],
         js_url=page["js_url"],
         amount=payment.amount,
+        agency=agency,
     )
 
 
