@@ -23,6 +23,7 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
 ]
 
 
