@@ -10,12 +10,14 @@ import threading
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from console.audit.models import AuditLog
 from console.audit.service import verify
 from console.refunds.models import RefundRequest, RequestStatus
+from console.staff import passwords
 from invoices.tables import Document, DocumentPurpose
 from lephi.container import Container
 from lephi.jobs import HANDLERS
@@ -109,6 +111,12 @@ def snapshot(ctx: Container) -> tuple[int, int, int]:
     return count(ctx, "refund_request"), count(ctx, "refund"), count(ctx, "audit_log")
 
 
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sign-ins are not what these tests are about; argon2's default cost made up most of their running time.
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def finance(client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]) -> str:
     return signed_in(client, make_staff, "ketoan@agc-a.gov.vn", "finance")
@@ -166,6 +174,24 @@ def test_finance_requests_an_approver_approves_the_gateway_refunds_and_the_adjus
     assert approved.after["refund_id"] == refund.id and approved.agency_id == api.agency_id
     with api.ctx.db.read() as s:
         assert verify(s).broken is None
+
+
+def test_a_refund_the_gateway_declines_shows_on_the_request_and_releases_its_amount(
+    api: Api, client: TestClient, finance: str, approver: tuple[TestClient, str]
+) -> None:
+    payment = paid(api)
+    request_id = requested(client, payment["id"], 10_000)
+    # The gateway no longer holds the transaction as paid: it declines the refund.
+    sql(api.ctx, "UPDATE sandbox_transaction SET status = 'failed'")
+    checker, _ = approver
+    assert decide(checker, request_id, "approve").status_code == 303
+    (refund,) = refunds(api.ctx)
+    assert refund.status is RefundStatus.failed and request_row(api.ctx, request_id).refund_id == refund.id
+    page = html(checker.get(f"/console/refunds/{request_id}?lang=en"), 200)
+    assert "Declined by the gateway" in page and "not refundable" in page
+    with api.ctx.db.read() as s:
+        row = s.get(Payment, payment["id"])
+        assert row is not None and row.refund_reserved == 0 and row.refunded_amount == 0
 
 
 def test_self_approval_is_refused_and_changes_nothing(
