@@ -16,11 +16,13 @@ from sqlalchemy import select
 
 from console.audit.models import AuditLog
 from console.audit.service import verify
+from console.refunds import pages
 from console.refunds.models import RefundRequest, RequestStatus
 from console.staff import passwords
 from invoices.tables import Document, DocumentPurpose
 from lephi.container import Container
 from lephi.jobs import HANDLERS
+from payments.core.types import utcnow
 from payments.outbox.worker import Worker
 from payments.payment.models import Payment, Refund, RefundStatus
 from tests.conftest import Api
@@ -174,6 +176,32 @@ def test_finance_requests_an_approver_approves_the_gateway_refunds_and_the_adjus
     assert approved.after["refund_id"] == refund.id and approved.agency_id == api.agency_id
     with api.ctx.db.read() as s:
         assert verify(s).broken is None
+
+
+def test_an_approved_refund_the_gateway_was_not_asked_about_is_completed_by_its_retry_job(
+    api: Api,
+    client: TestClient,
+    finance: str,
+    approver: tuple[TestClient, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payment = paid(api)
+    request_id = requested(client, payment["id"], 10_000)
+    # As if the process had stopped between the approval's commit and its call to the gateway.
+    monkeypatch.setattr(pages, "process_refund", lambda ctx, refund_id: None)
+    checker, _ = approver
+    assert decide(checker, request_id, "approve").status_code == 303
+    (refund,) = refunds(api.ctx)
+    assert refund.status is RefundStatus.pending
+    assert "With the gateway" in html(checker.get(f"/console/refunds/{request_id}?lang=en"), 200)
+    sql(api.ctx, "UPDATE outbox SET run_after = :at WHERE kind = 'refund.retry'", at=utcnow())
+    Worker(api.ctx, HANDLERS).run_once()  # the retry job asks the gateway
+    Worker(api.ctx, HANDLERS).run_once()  # the refund.succeeded fact issues the adjustment
+    (refund,) = refunds(api.ctx)
+    assert refund.status is RefundStatus.succeeded
+    with api.ctx.db.read() as s:
+        adjustments = list(s.execute(select(Document).where(Document.purpose == DocumentPurpose.adjustment)).scalars())
+    assert [d.refund_id for d in adjustments] == [refund.id]
 
 
 def test_a_refund_the_gateway_declines_shows_on_the_request_and_releases_its_amount(
