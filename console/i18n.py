@@ -6,6 +6,7 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 from __future__ import annotations
 
 from console.payments.texts import TEXTS as PAYMENTS_TEXTS
+from console.refunds.texts import TEXTS as REFUNDS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -216,6 +217,7 @@ _CORE: Catalog = {
 _FEATURES: list[Catalog] = [
     PAYMENTS_TEXTS,
 ]
+_FEATURES: list[Catalog] = [REFUNDS]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

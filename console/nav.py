@@ -24,6 +24,7 @@ NAV: list[NavItem] = [
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
     NavItem("/console/payments", "payments_title", ALL),
+    NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
 ]
 
 

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.admin import router as console_admin
     from console.endpoints import router as console
     from console.payments.pages import router as console_payments
+    from console.refunds.pages import router as console_refunds
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
         console_payments,
+        console_refunds,
         console_admin,
         console,
     ):

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from console.audit.models import AuditHead, AuditLog
+from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
@@ -46,6 +47,7 @@ __all__ = [
     "ReconExceptionEvent",
     "ReconRun",
     "Refund",
+    "RefundRequest",
     "SandboxTransaction",
     "SeriesCounter",
     "StaffSession",

@@ -41,41 +41,9 @@ class RefundCreation:
         self.ctx, self.principal, self.payment_id, self.data, self.actor = ctx, principal, payment_id, data, actor
 
     def prepare(self, s: Session, claim: Claim) -> None:
-        payment = get_for_agency(s, self.principal.agency_id, self.payment_id)
-        if payment.status not in REFUNDABLE:
-            raise InvalidTransition(f"payment {self.payment_id} is {payment.status.value} and cannot be refunded")
-        available = payment.amount - payment.refund_reserved
-        amount = self.data.amount
-        reserved = s.execute(
-            update(Payment)
-            .where(col(Payment.id) == self.payment_id, col(Payment.status).in_(REFUNDABLE))
-            .where(col(Payment.amount) - col(Payment.refund_reserved) >= amount)
-            .values(refund_reserved=col(Payment.refund_reserved) + amount)
+        refund = reserve_refund(
+            s, self.principal.agency_id, self.payment_id, self.data.amount, self.data.reason, self.actor
         )
-        if amount > available or affected(reserved) != 1:
-            raise RefundExceedsAvailable(
-                f"at most {available} VND can be refunded on payment {self.payment_id}", refundable_amount=available
-            )
-        refund = Refund(
-            payment_id=self.payment_id,
-            amount=amount,
-            reason=self.data.reason,
-            gateway_token=new_id("rtk"),
-            created_by=self.actor,
-        )
-        s.add(refund)
-        s.flush()
-        s.add(
-            PaymentEvent(
-                payment_id=self.payment_id,
-                kind="refund.requested",
-                actor=self.actor,
-                amount=amount,
-                detail={"refund_id": refund.id},
-            )
-        )
-        # Written with the intent, so the refund completes even if this process dies before asking the gateway.
-        enqueue(s, kinds.REFUND_RETRY, {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
         claim.attach(s, refund.id)
 
     def run(self, claim: Claim) -> RefundOut:
@@ -84,6 +52,47 @@ class RefundCreation:
         with self.ctx.db.write() as s:
             claim.finish(s, 201, out.model_dump(mode="json"))
         return out
+
+
+def reserve_refund(s: Session, agency_id: str, payment_id: str, amount: int, reason: str, actor: str) -> Refund:
+    """Reserve ``amount`` on the agency's payment and write the pending refund and its retry job, in the caller's
+    transaction; ``process_refund`` then asks the gateway. Raises ``NotFound``, ``InvalidTransition`` or
+    ``RefundExceedsAvailable`` and writes nothing when the payment cannot give that much back."""
+    payment = get_for_agency(s, agency_id, payment_id)
+    if payment.status not in REFUNDABLE:
+        raise InvalidTransition(f"payment {payment_id} is {payment.status.value} and cannot be refunded")
+    available = payment.amount - payment.refund_reserved
+    reserved = s.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status).in_(REFUNDABLE))
+        .where(col(Payment.amount) - col(Payment.refund_reserved) >= amount)
+        .values(refund_reserved=col(Payment.refund_reserved) + amount)
+    )
+    if amount > available or affected(reserved) != 1:
+        raise RefundExceedsAvailable(
+            f"at most {available} VND can be refunded on payment {payment_id}", refundable_amount=available
+        )
+    refund = Refund(
+        payment_id=payment_id,
+        amount=amount,
+        reason=reason,
+        gateway_token=new_id("rtk"),
+        created_by=actor,
+    )
+    s.add(refund)
+    s.flush()
+    s.add(
+        PaymentEvent(
+            payment_id=payment_id,
+            kind="refund.requested",
+            actor=actor,
+            amount=amount,
+            detail={"refund_id": refund.id},
+        )
+    )
+    # Written with the intent, so the refund completes even if this process dies before asking the gateway.
+    enqueue(s, kinds.REFUND_RETRY, {"refund_id": refund.id}, run_after=utcnow() + RETRY_AFTER)
+    return refund
 
 
 def process_refund(ctx: AppContext, refund_id: str) -> RefundOut:
