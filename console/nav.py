@@ -23,6 +23,8 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/staff", "staff_title", ADMINS),
+    NavItem("/console/account", "staff_account_title", ALL),
 ]
 
 

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
 
     from console.admin import router as console_admin
     from console.endpoints import router as console
+    from console.staff.pages import router as console_staff
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         receipt_lookup,
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
+        console_staff,
         console_admin,
         console,
     ):

@@ -3,7 +3,7 @@
 from sqlmodel import SQLModel
 
 from console.audit.models import AuditHead, AuditLog
-from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
+from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
@@ -46,8 +46,10 @@ __all__ = [
     "ReconExceptionEvent",
     "ReconRun",
     "Refund",
+    "ResetRequest",
     "SandboxTransaction",
     "SeriesCounter",
+    "StaffPolicy",
     "StaffSession",
     "StaffToken",
     "StaffUser",
