@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from payments.core.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class ConsoleSettings(BaseModel):
@@ -24,3 +28,14 @@ class ConsoleSettings(BaseModel):
     mail_password_file: Path | None = None
     mail_from: str = "Lephi <no-reply@localhost>"
     mail_timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _warn_log_mail_in_production(self) -> ConsoleSettings:
+        # Mixed into the service's settings, which know the environment; links still go to the log, so that an
+        # operator can hand one over by hand, but nobody receives them by mail.
+        if str(getattr(self, "env", "")) == "production" and self.mail_backend == "log":
+            log.warning(
+                "settings.mail_backend_log",
+                detail="LEPHI_MAIL_BACKEND is log: set-password and reset links are written to the log, not mailed",
+            )
+        return self

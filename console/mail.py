@@ -142,13 +142,6 @@ def send_quietly(mailer: Mailer, mail: Mail) -> bool:
     return True
 
 
-def mail_warnings(settings: ConsoleSettings, production: bool) -> list[str]:
-    """What the settings check says about mail: in production, links that only reach the log reach nobody."""
-    if production and settings.mail_backend == "log":
-        return ["LEPHI_MAIL_BACKEND is log: set-password and reset links are only written to the log, not mailed"]
-    return []
-
-
 def link_mail(to: str, url: str, hours: int, purpose: str) -> Mail:
     """The mail carrying a set-password (``set``) or reset (``reset``) link, Vietnamese first."""
     if purpose == "set":
