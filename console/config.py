@@ -9,8 +9,6 @@ from pydantic import BaseModel, Field, model_validator
 
 from payments.core.logging import get_logger
 
-log = get_logger(__name__)
-
 
 class ConsoleSettings(BaseModel):
     # A staff session ends after this many minutes without a request, and in any case this many hours after sign-in.
@@ -34,7 +32,7 @@ class ConsoleSettings(BaseModel):
         # Mixed into the service's settings, which know the environment; links still go to the log, so that an
         # operator can hand one over by hand, but nobody receives them by mail.
         if str(getattr(self, "env", "")) == "production" and self.mail_backend == "log":
-            log.warning(
+            get_logger(__name__).warning(
                 "settings.mail_backend_log",
                 detail="LEPHI_MAIL_BACKEND is log: set-password and reset links are written to the log, not mailed",
             )

@@ -51,7 +51,8 @@ class LogMailer:
     """Development: the message goes to the log, where the developer copies the link from."""
 
     def send(self, mail: Mail) -> None:
-        log.info("console.mail", to=mail.to, subject=mail.subject, body=mail.body)
+        # A logger looked up now follows the logging configuration in force now.
+        get_logger(__name__).info("console.mail", to=mail.to, subject=mail.subject, body=mail.body)
 
 
 class SmtpMailer:

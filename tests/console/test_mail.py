@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from console.config import ConsoleSettings
 from console.mail import LogMailer, MailConfigError, MailError, SmtpMailer, link_mail, mail_password, mailer_for
 from lephi.container import Container
+from payments.core.logging import configure_logging
 from tests.console.conftest import MakeStaff, csrf_of
 from tests.console.smtp_server import SmtpServer
 
@@ -63,8 +64,13 @@ def test_password_from_environment_reference_or_file(tmp_path: Path) -> None:
 
 
 def test_log_mailer_logs_the_link_and_production_log_backend_warns() -> None:
-    with structlog.testing.capture_logs() as logs:
-        LogMailer().send(link_mail("a@b.vn", URL, 72, "set"))
+    # The suite's apps log at WARNING; the link is logged at INFO.
+    configure_logging("INFO")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            LogMailer().send(link_mail("a@b.vn", URL, 72, "set"))
+    finally:
+        configure_logging("WARNING")
     assert any(e["event"] == "console.mail" and URL in e["body"] and e["log_level"] == "info" for e in logs)
 
     class Production(ConsoleSettings):
