@@ -16,6 +16,7 @@ from console.config import ConsoleSettings
 from console.mail import LogMailer, MailConfigError, MailError, SmtpMailer, link_mail, mail_password, mailer_for
 from lephi.container import Container
 from payments.core.logging import configure_logging
+from tests.conftest import Cli
 from tests.console.conftest import MakeStaff, csrf_of
 from tests.console.smtp_server import SmtpServer
 
@@ -100,3 +101,26 @@ def test_forgot_password_mail_arrives_through_smtp(
     link = re.search(r"http://testserver/console/set-password/\S+", mail.message.get_content())
     assert link
     assert client.get(link.group(0).replace("http://testserver", "") + "?lang=en").status_code == 200
+
+
+def test_cli_create_prints_and_mails_the_link_through_the_configured_server(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SmtpServer(credentials=("mailer", "pw-from-env")) as server:
+        for name, value in {
+            "LEPHI_MAIL_BACKEND": "smtp",
+            "LEPHI_MAIL_HOST": "127.0.0.1",
+            "LEPHI_MAIL_PORT": str(server.port),
+            "LEPHI_MAIL_STARTTLS": "false",
+            "LEPHI_MAIL_USER": "mailer",
+            "LEPHI_MAIL_PASSWORD": "${TEST_SMTP_PW}",
+            "TEST_SMTP_PW": "pw-from-env",
+            "LEPHI_MAIL_FROM": "Lephi <no-reply@tinh.gov.vn>",
+        }.items():
+            monkeypatch.setenv(name, value)
+        result = cli("staff", "create", "--agency", "AGC-A", "--role", "viewer", "--email", "moi@agc-a.gov.vn")
+    assert result.exit_code == 0, result.output
+    printed = re.search(r"(http://\S+/console/set-password/\S+)", result.stdout)
+    assert printed and "mailed to moi@agc-a.gov.vn" in result.stdout
+    [mail] = server.mails
+    assert mail.auth == "mailer" and printed.group(1) in mail.message.get_content()
