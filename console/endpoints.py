@@ -1,9 +1,15 @@
-"""The console's pages: sign-in, sign-out, setting a password through a one-time link, and the home page.
+"""The console's pages: sign-in (password, then the second factor's code when the account has one), sign-out,
+forgotten passwords, setting a password through a one-time link, the user's own security page (enrolling a TOTP
+second factor), and the home page.
 
 Forms are protected against cross-site requests twice over: the browser must not say the post comes from another
 site, and the form must carry a token. Before a session exists (sign-in, set-password) that token is the signed
 double-submit token of the payer pages (``payments.pages.forms``); once signed in it is the session's own CSRF token.
-A refused form changes nothing and answers 403."""
+A refused form changes nothing and answers 403.
+
+A right password alone makes a session of stage ``totp`` (a code is still owed) or ``enrol`` (the agency requires a
+second factor the user has not set up): such a session opens only ``/console/login/code`` or ``/console/account``,
+for ``PENDING_MINUTES``, and completing the step replaces it with a new, full session (a new cookie)."""
 
 from __future__ import annotations
 
@@ -14,8 +20,11 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from console.audit.service import record
 from console.context import ConsoleContext, console_settings
 from console.guard import (
     ADMINS,
@@ -31,8 +40,10 @@ from console.guard import (
     to_login,
 )
 from console.i18n import MESSAGES
+from console.mail import link_mail, mailer_of, send_quietly
 from console.render import BadLanguage, language, message, render
-from console.staff import service
+from console.staff import service, totp
+from console.staff.models import SessionStage, StaffSession, StaffUser
 from payments.agency.models import Agency
 from payments.core.logging import get_logger
 from payments.pages import forms
@@ -42,6 +53,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 COOKIE_PATH = "/console"
 LOGIN_FORM = "console:login"
+FORGOT_FORM = "console:forgot"
 VIETNAM = timezone(timedelta(hours=7))
 T = TypeVar("T")
 
@@ -134,7 +146,12 @@ def login_page(request: Request) -> Response:
         return _bad_request(request)
     ctx = ctx_of(request)
     t = MESSAGES[lang]
-    notes = {"signed_out": t["signed_out"], "password_done": t["password_done"]}
+    notes = {
+        "signed_out": t["signed_out"],
+        "password_done": t["password_done"],
+        "forgot_sent": t["staff_forgot_sent"],
+        "code_expired": t["staff_code_expired"],
+    }
     return render(
         request,
         ctx.settings,
@@ -145,6 +162,12 @@ def login_page(request: Request) -> Response:
         notice=notes.get(request.query_params.get("note", "")),
         error=None,
     )
+
+
+def _with_session(ctx: ConsoleContext, response: Response, token: str) -> Response:
+    secure = _cookie_secure(ctx)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=secure, path=COOKIE_PATH)
+    return response
 
 
 def _vietnam_time(moment: datetime, lang: str) -> str:
@@ -174,16 +197,12 @@ async def login_submit(request: Request) -> Response:
     outcome = await _db(attempt)
     t = MESSAGES[lang]
     if isinstance(outcome, service.SignedIn):
-        response = RedirectResponse(f"/console/?lang={lang}", status_code=303)
-        response.set_cookie(
-            COOKIE,
-            outcome.session_token,
-            httponly=True,
-            samesite="lax",
-            secure=_cookie_secure(ctx),
-            path=COOKIE_PATH,
-        )
-        return response
+        after = {
+            SessionStage.full: "/console/",
+            SessionStage.totp: "/console/login/code",
+            SessionStage.enrol: "/console/account",
+        }[outcome.stage]
+        return _with_session(ctx, RedirectResponse(f"{after}?lang={lang}", status_code=303), outcome.session_token)
     if isinstance(outcome, service.Throttled):
         error, status = t["throttled"].format(time=_vietnam_time(outcome.until, lang)), 429
     else:
@@ -310,6 +329,262 @@ async def set_password_submit(token: str, request: Request) -> Response:
     if outcome in {"invalid", "link_invalid"} or email is None or outcome not in t:
         return _invalid_link(request, lang)
     return _set_password_form(request, token, lang, email, t[outcome], 400)
+
+
+def _raw_session(request: Request) -> str | None:
+    raw = request.cookies.get(COOKIE)
+    return raw if raw and len(raw) <= MAX_TOKEN else None
+
+
+def _pending(request: Request, stage: SessionStage) -> tuple[StaffSession, StaffUser] | None:
+    raw = _raw_session(request)
+    if raw is None:
+        return None
+    ctx = ctx_of(request)
+    with ctx.db.write() as s:
+        return service.pending_session(s, raw, stage)
+
+
+def _code_form(
+    request: Request, lang: str, session: StaffSession, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    ctx = ctx_of(request)
+    return render(
+        request, ctx.settings, "login_code.html", lang, status_code=status, csrf=session.csrf_token, error=error
+    )
+
+
+@router.get("/login/code", response_class=HTMLResponse)
+async def code_page(request: Request) -> Response:
+    lang = _lang_or_none(request)
+    if lang is None:
+        return _bad_request(request)
+    found = await _db(lambda: _pending(request, SessionStage.totp))
+    if found is None:
+        return to_login(lang, "code_expired")
+    return _code_form(request, lang, found[0])
+
+
+@router.post("/login/code", response_class=HTMLResponse)
+async def code_submit(request: Request) -> Response:
+    posted = await _posted(request, "code")
+    if isinstance(posted, HTMLResponse):
+        return posted
+    form, lang = posted
+    ctx = ctx_of(request)
+    raw = _raw_session(request)
+    if forms.foreign_origin(request, ctx.settings) or raw is None:
+        return _refused(request, lang, "no_session" if raw is None else "foreign_origin")
+    ip = client_ip(request)
+    user_agent = request.headers.get("user-agent", "")
+    code = form["code"].replace(" ", "")
+
+    def attempt() -> tuple[str, str | datetime | StaffSession | None]:
+        with ctx.db.write() as s:
+            found = service.pending_session(s, raw, SessionStage.totp)
+            if found is None:
+                return "expired", None
+            session, user = found
+            if not form["csrf"] or not hmac.compare_digest(form["csrf"].encode(), session.csrf_token.encode()):
+                return "bad_token", None
+            until = service.throttled_until(s, user.email, ip)
+            if until is not None:
+                record_refusal(s, user, ip)
+                return "throttled", until
+            if not totp.check(s, user, code):
+                service.count_failure(s, user.email, ip)
+                record(s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.totp_failed", target=user.id)
+                return "wrong", session
+            s.delete(session)
+            return "done", service.full_sign_in(s, user, ip, user_agent, after={"second_factor": True})
+
+    outcome, value = await _db(attempt)
+    t = MESSAGES[lang]
+    if outcome == "bad_token":
+        return _refused(request, lang, outcome)
+    if outcome == "done" and isinstance(value, str):
+        return _with_session(ctx, RedirectResponse(f"/console/?lang={lang}", status_code=303), value)
+    found = None if outcome == "expired" else await _db(lambda: _pending(request, SessionStage.totp))
+    if found is None:
+        return to_login(lang, "code_expired")
+    if outcome == "throttled" and isinstance(value, datetime):
+        error, status = t["throttled"].format(time=_vietnam_time(value, lang)), 429
+    else:
+        error, status = t["staff_code_wrong"], 401
+    return _code_form(request, lang, found[0], error, status)
+
+
+def record_refusal(s: Session, user: StaffUser, ip: str) -> None:
+    record(
+        s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.sign_in_refused", after={"reason": "throttled"}
+    )
+
+
+@router.get("/forgot", response_class=HTMLResponse)
+def forgot_page(request: Request) -> Response:
+    lang = _lang_or_none(request)
+    if lang is None:
+        return _bad_request(request)
+    return _forgot_form(request, lang)
+
+
+def _forgot_form(request: Request, lang: str, status: int = 200) -> HTMLResponse:
+    ctx = ctx_of(request)
+    csrf = forms.form_token(request, ctx.settings, FORGOT_FORM)
+    return render(request, ctx.settings, "forgot.html", lang, status_code=status, csrf=csrf)
+
+
+@router.post("/forgot", response_class=HTMLResponse)
+async def forgot_submit(request: Request) -> Response:
+    posted = await _posted(request, "email")
+    if isinstance(posted, HTMLResponse):
+        return posted
+    form, lang = posted
+    ctx = ctx_of(request)
+    reason = forms.refusal(request, ctx.settings, FORGOT_FORM, form["csrf"] or None)
+    if reason is not None:
+        return _refused(request, lang, reason, back="/console/forgot")
+    if len(form["email"]) > service.MAX_EMAIL_LENGTH:
+        return _bad_request(request, lang)
+    ip = client_ip(request)
+
+    def issue() -> tuple[StaffUser, str] | None:
+        with ctx.db.write() as s:
+            return service.request_reset(s, form["email"], ip)
+
+    issued = await _db(issue)
+    response = to_login(lang, "forgot_sent")
+    if issued is not None:
+        user, token = issued
+        url = service.set_password_url(ctx.settings.public_url, token)
+        # Sent after the answer: how long a mail server takes must not tell whether the address has an account.
+        mail = link_mail(user.email, url, service.RESET_PASSWORD_HOURS, "reset")
+        response.background = BackgroundTask(send_quietly, mailer_of(request), mail)
+    return response
+
+
+async def _account_user(
+    request: Request,
+) -> tuple[Staff | None, StaffSession | None, StaffUser | None, Response | None]:
+    """(the full session's Staff, None, its user, None), (None, the enrol-stage session, its user, None) or the
+    answer to give instead."""
+    staff = await staff_page(request, ALL_ROLES)
+    if isinstance(staff, Staff):
+        return staff, None, staff.user, None
+    if staff.status_code != 303:
+        return None, None, None, staff
+    found = await _db(lambda: _pending(request, SessionStage.enrol))
+    if found is None:
+        return None, None, None, staff
+    return None, found[0], found[1], None
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account_page(request: Request) -> Response:
+    staff, pending, user, answer = await _account_user(request)
+    if answer is not None or user is None:
+        return answer or to_login("vi")
+    lang = staff.lang if staff else (_lang_or_none(request) or "vi")
+    csrf = staff.session.csrf_token if staff else pending.csrf_token if pending else ""
+    return await _account_view(request, lang, user, csrf, enrolling=pending is not None)
+
+
+async def _account_view(
+    request: Request,
+    lang: str,
+    user: StaffUser,
+    csrf: str,
+    enrolling: bool,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    ctx = ctx_of(request)
+    t = MESSAGES[lang]
+
+    def secret() -> StaffUser:
+        with ctx.db.write() as s:
+            fresh = s.get(StaffUser, user.id)
+            assert fresh is not None
+            if fresh.totp_enabled_at is None:
+                totp.start_enrolment(s, fresh)
+            s.flush()
+            s.expunge(fresh)
+            return fresh
+
+    fresh = await _db(secret)
+    qr = uri = None
+    if fresh.totp_enabled_at is None and fresh.totp_secret:
+        uri = totp.uri(fresh.totp_secret, fresh.email)
+        qr = totp.qr_svg(uri, t["staff_totp_qr"])
+    response = render(
+        request,
+        ctx.settings,
+        "account.html",
+        lang,
+        status_code=status,
+        user=fresh,
+        csrf=csrf,
+        enrolling=enrolling,
+        qr=qr,
+        secret=" ".join(fresh.totp_secret[i : i + 4] for i in range(0, len(fresh.totp_secret), 4))
+        if fresh.totp_secret and fresh.totp_enabled_at is None
+        else None,
+        error=error,
+        notice=t["staff_totp_on"] if request.query_params.get("done") == "totp" else None,
+    )
+    # The page shows a secret: nothing on the way may keep a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/account/totp", response_class=HTMLResponse)
+async def account_totp_submit(request: Request) -> Response:
+    posted = await _posted(request, "code")
+    if isinstance(posted, HTMLResponse):
+        return posted
+    form, lang = posted
+    ctx = ctx_of(request)
+    raw = _raw_session(request)
+    if forms.foreign_origin(request, ctx.settings) or raw is None:
+        reason = "no_session" if raw is None else "foreign_origin"
+        return _refused(request, lang, reason, back="/console/account")
+    config = console_settings(ctx.settings)
+    ip = client_ip(request)
+    user_agent = request.headers.get("user-agent", "")
+    code = form["code"].replace(" ", "")
+
+    def confirm() -> tuple[str, StaffUser | None, str]:
+        """(outcome, user, csrf or the new full session's token)."""
+        with ctx.db.write() as s:
+            found = service.current_session(s, raw, config.staff_idle_minutes, config.staff_session_hours)
+            enrolling = found is None
+            if found is None:
+                found = service.pending_session(s, raw, SessionStage.enrol)
+            if found is None:
+                return "no_session", None, ""
+            session, user = found
+            if not form["csrf"] or not hmac.compare_digest(form["csrf"].encode(), session.csrf_token.encode()):
+                return "bad_token", None, ""
+            if not totp.confirm_enrolment(s, user, code, ip):
+                return ("wrong_enrolling" if enrolling else "wrong"), user, session.csrf_token
+            if not enrolling:
+                return "done", user, ""
+            s.delete(session)
+            return "signed_in", user, service.full_sign_in(s, user, ip, user_agent, after={"second_factor": True})
+
+    outcome, user, value = await _db(confirm)
+    if outcome in {"no_session", "bad_token"} or user is None:
+        return _refused(request, lang, outcome, back="/console/account")
+    if outcome == "signed_in":
+        return _with_session(ctx, RedirectResponse(f"/console/?lang={lang}", status_code=303), value)
+    if outcome == "done":
+        return RedirectResponse(f"/console/account?lang={lang}&done=totp", status_code=303)
+    if outcome == "wrong":
+        # The header (menu, sign-out) of a signed-in page.
+        request.state.staff_user = user
+        request.state.staff_csrf = value
+    error = MESSAGES[lang]["staff_code_wrong"]
+    return await _account_view(request, lang, user, value, outcome == "wrong_enrolling", error, 400)
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST"], response_class=HTMLResponse)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from console.payments.texts import TEXTS as PAYMENTS_TEXTS
 from console.refunds.texts import TEXTS as REFUNDS
+from console.staff.texts import TEXTS as STAFF_TEXTS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -218,6 +219,7 @@ _FEATURES: list[Catalog] = [
     PAYMENTS_TEXTS,
 ]
 _FEATURES: list[Catalog] = [REFUNDS]
+_FEATURES: list[Catalog] = [STAFF_TEXTS]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

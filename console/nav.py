@@ -25,6 +25,8 @@ NAV: list[NavItem] = [
     NavItem("/console/audit", "audit_title", ADMINS),
     NavItem("/console/payments", "payments_title", ALL),
     NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
+    NavItem("/console/staff", "staff_title", ADMINS),
+    NavItem("/console/account", "staff_account_title", ALL),
 ]
 
 

@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.endpoints import router as console
     from console.payments.pages import router as console_payments
     from console.refunds.pages import router as console_refunds
+    from console.staff.pages import router as console_staff
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
         console_payments,
         console_refunds,
+        console_staff,
         console_admin,
         console,
     ):

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from console.audit.models import AuditHead, AuditLog
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
+from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
@@ -48,8 +49,10 @@ __all__ = [
     "ReconRun",
     "Refund",
     "RefundRequest",
+    "ResetRequest",
     "SandboxTransaction",
     "SeriesCounter",
+    "StaffPolicy",
     "StaffSession",
     "StaffToken",
     "StaffUser",

@@ -25,6 +25,12 @@ class TokenPurpose(StrEnum):
     reset_password = "reset_password"  # noqa: S105
 
 
+class SessionStage(StrEnum):
+    full = "full"
+    totp = "totp"
+    enrol = "enrol"
+
+
 class StaffUser(SQLModel, table=True):
     __tablename__ = "staff_user"
     # The service refuses the other combinations; the database holds the rule for any other writer too.
@@ -42,6 +48,14 @@ class StaffUser(SQLModel, table=True):
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deactivated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_sign_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The base32 TOTP secret; kept while enrolment waits for its first code, in use once totp_enabled_at is set.
+    # Stored as is: the settings hold no stable key to encrypt it with yet (docs/console.md).
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_enabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The time step of the last code accepted: a code of that step or an earlier one is never accepted again.
+    totp_last_step: int | None = None
 
 
 class StaffToken(SQLModel, table=True):
@@ -67,6 +81,11 @@ class StaffSession(SQLModel, table=True):
     last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     ip: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=200)
+    # ``full`` opens the console; ``totp`` (the password was right, the code is still owed) and ``enrol`` (the
+    # agency requires a second factor the user has not set up) open only their own step's page.
+    stage: SessionStage = Field(
+        default=SessionStage.full, sa_type=str_enum(SessionStage), sa_column_kwargs={"server_default": "full"}
+    )
 
 
 class LoginFailure(SQLModel, table=True):
@@ -77,5 +96,27 @@ class LoginFailure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     # The address as typed, lower-cased and cut short: an unknown one is counted like a known one.
+    email: str = Field(index=True, max_length=254)
+    ip: str = Field(index=True, max_length=64)
+
+
+class StaffPolicy(SQLModel, table=True):
+    """Console rules an administrator sets for the staff of one agency, or (``scope`` = ``province``) for the
+    province's own users."""
+
+    __tablename__ = "staff_policy"
+    # An agency id, or ``province``: a NULL could not be a primary key.
+    scope: str = Field(primary_key=True, max_length=40)
+    totp_required: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ResetRequest(SQLModel, table=True):
+    """One forgotten-password request from the sign-in page, counted per address typed and per client address so
+    that the form cannot be used to flood a mailbox."""
+
+    __tablename__ = "staff_reset_request"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     email: str = Field(index=True, max_length=254)
     ip: str = Field(index=True, max_length=64)

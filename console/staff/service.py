@@ -11,7 +11,17 @@ from sqlalchemy import delete, func, select, update
 from sqlmodel import Session, col
 
 from console.audit.service import CLI_ACTOR, record
-from console.staff.models import LoginFailure, Role, StaffSession, StaffToken, StaffUser, TokenPurpose
+from console.staff.models import (
+    LoginFailure,
+    ResetRequest,
+    Role,
+    SessionStage,
+    StaffPolicy,
+    StaffSession,
+    StaffToken,
+    StaffUser,
+    TokenPurpose,
+)
 from console.staff.passwords import hash_password, needs_rehash, password_problem, verify_password
 from payments.agency.models import Agency
 from payments.core.db import affected
@@ -24,6 +34,13 @@ MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 MAX_EMAIL_LENGTH = 254
 USER_AGENT_LENGTH = 200
+# How long the second step (the code, or enrolling a second factor) may take after the password was accepted.
+PENDING_MINUTES = 10
+PROVINCE_SCOPE = "province"
+# Forgotten-password requests from the sign-in page: per address typed, and per client address, within the window.
+RESET_WINDOW = timedelta(hours=1)
+MAX_RESETS_PER_ACCOUNT = 3
+MAX_RESETS_PER_ADDRESS = 10
 
 
 class StaffError(Exception):
@@ -109,7 +126,9 @@ def create_staff(
     return user, raw
 
 
-def issue_reset(s: Session, email: str, actor: str = CLI_ACTOR, ip: str = "") -> tuple[StaffUser, str]:
+def issue_reset(
+    s: Session, email: str, actor: str = CLI_ACTOR, ip: str = "", action: str = "staff.reset_link_issued"
+) -> tuple[StaffUser, str]:
     """The secret of a password-reset link (valid 24 hours) for the account with this email."""
     user = find_by_email(s, email)
     if user is None:
@@ -117,7 +136,7 @@ def issue_reset(s: Session, email: str, actor: str = CLI_ACTOR, ip: str = "") ->
     if not user.active:
         raise StaffError("the account is deactivated")
     raw = _issue_token(s, user, TokenPurpose.reset_password, RESET_PASSWORD_HOURS)
-    record(s, agency_id=user.agency_id, actor=actor, ip=ip, action="staff.reset_link_issued", target=user.id)
+    record(s, agency_id=user.agency_id, actor=actor, ip=ip, action=action, target=user.id)
     return user, raw
 
 
@@ -161,6 +180,8 @@ def use_token(s: Session, raw: str, password: str, ip: str = "") -> StaffUser:
 class SignedIn:
     user: StaffUser
     session_token: str
+    # ``full`` opens the console; ``totp`` and ``enrol`` only the second step's page.
+    stage: SessionStage = SessionStage.full
 
 
 @dataclass(frozen=True)
@@ -211,9 +232,7 @@ def sign_in(s: Session, email: str, password: str, ip: str, user_agent: str) -> 
         return Throttled(until)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
-        # Failures older than the window count for nothing any more; dropping them here keeps the table small.
-        s.execute(delete(LoginFailure).where(col(LoginFailure.at) <= now - THROTTLE_WINDOW))
-        s.add(LoginFailure(at=now, email=key, ip=ip))
+        count_failure(s, key, ip)
         record(s, agency_id=scope, actor=actor, ip=ip, action="staff.sign_in_failed", target=user.id if user else None)
         return Refused()
     assert user.password_hash is not None
@@ -221,8 +240,21 @@ def sign_in(s: Session, email: str, password: str, ip: str, user_agent: str) -> 
         user.password_hash = hash_password(password)
         user.updated_at = now
         s.add(user)
-    s.execute(delete(LoginFailure).where(col(LoginFailure.email) == key))
+    if user.totp_enabled_at is not None:
+        stage = SessionStage.totp
+    elif totp_required(s, user):
+        stage = SessionStage.enrol
+    else:
+        return SignedIn(user, full_sign_in(s, user, ip, user_agent))
+    # The account's failures stay counted: the code guessed next is throttled with them.
+    raw = _new_session(s, user, ip, user_agent, stage)
+    record(s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.password_accepted", target=user.id)
+    return SignedIn(user, raw, stage)
+
+
+def _new_session(s: Session, user: StaffUser, ip: str, user_agent: str, stage: SessionStage) -> str:
     raw = secrets.token_urlsafe(32)
+    now = utcnow()
     s.add(
         StaffSession(
             id=digest(raw),
@@ -232,10 +264,40 @@ def sign_in(s: Session, email: str, password: str, ip: str, user_agent: str) -> 
             last_seen_at=now,
             ip=ip[:64],
             user_agent=user_agent[:USER_AGENT_LENGTH],
+            stage=stage,
         )
     )
-    record(s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.signed_in", target=user.id)
-    return SignedIn(user, raw)
+    return raw
+
+
+def full_sign_in(s: Session, user: StaffUser, ip: str, user_agent: str, after: dict[str, object] | None = None) -> str:
+    """A session that opens the console, once every step has passed; the account's failures are forgotten."""
+    user.last_sign_in_at = utcnow()
+    s.add(user)
+    s.execute(delete(LoginFailure).where(col(LoginFailure.email) == user.email))
+    raw = _new_session(s, user, ip, user_agent, SessionStage.full)
+    record(s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.signed_in", target=user.id, after=after)
+    return raw
+
+
+def policy_scope(agency_id: str | None) -> str:
+    return agency_id or PROVINCE_SCOPE
+
+
+def totp_required(s: Session, user: StaffUser) -> bool:
+    policy = s.get(StaffPolicy, policy_scope(user.agency_id))
+    return policy is not None and policy.totp_required
+
+
+def count_failure(s: Session, email: str, ip: str) -> None:
+    now = utcnow()
+    # Failures older than the window count for nothing any more; dropping them here keeps the table small.
+    s.execute(delete(LoginFailure).where(col(LoginFailure.at) <= now - THROTTLE_WINDOW))
+    s.add(LoginFailure(at=now, email=email, ip=ip))
+
+
+def throttled_until(s: Session, email: str, ip: str) -> datetime | None:
+    return _throttled_until(s, email, ip, utcnow())
 
 
 def current_session(
@@ -243,7 +305,8 @@ def current_session(
 ) -> tuple[StaffSession, StaffUser] | None:
     """The live session behind a cookie, its last-seen time moved to now; an expired one is deleted."""
     session = s.get(StaffSession, digest(raw))
-    if session is None:
+    if session is None or session.stage is not SessionStage.full:
+        # A session still owing its second step opens no page but that step's (``pending_session``).
         return None
     now = utcnow()
     user = s.get(StaffUser, session.user_id)
@@ -252,6 +315,8 @@ def current_session(
         or now - session.created_at > timedelta(hours=session_hours)
         or user is None
         or not user.active
+        # Made mandatory after this session began: the user enrols at their next sign-in.
+        or (user.totp_enabled_at is None and totp_required(s, user))
     )
     if expired:
         s.delete(session)
@@ -265,3 +330,46 @@ def current_session(
 def sign_out(s: Session, session: StaffSession, user: StaffUser, ip: str) -> None:
     s.execute(delete(StaffSession).where(col(StaffSession.id) == session.id))
     record(s, agency_id=user.agency_id, actor=user.id, ip=ip, action="staff.signed_out", target=user.id)
+
+
+def pending_session(s: Session, raw: str, stage: SessionStage) -> tuple[StaffSession, StaffUser] | None:
+    """The session behind a cookie while it waits for ``stage`` and is younger than ``PENDING_MINUTES``."""
+    session = s.get(StaffSession, digest(raw))
+    if session is None or session.stage is not stage:
+        return None
+    user = s.get(StaffUser, session.user_id)
+    if utcnow() - session.created_at > timedelta(minutes=PENDING_MINUTES) or user is None or not user.active:
+        s.delete(session)
+        return None
+    return session, user
+
+
+def request_reset(s: Session, email: str, ip: str) -> tuple[StaffUser, str] | None:
+    """A reset link for the sign-in page's "forgot password" form, or None when the address has no active account or
+    the request is over its throttle. The caller answers the same in every case, so the form tells nobody whether an
+    address has an account."""
+    now = utcnow()
+    key = normalise_email(email)[:MAX_EMAIL_LENGTH]
+    since = now - RESET_WINDOW
+    s.execute(delete(ResetRequest).where(col(ResetRequest.at) <= since))
+    over = any(
+        s.execute(
+            select(func.count()).select_from(ResetRequest).where(col(column) == value, col(ResetRequest.at) > since)
+        ).scalar_one()
+        >= limit
+        for column, value, limit in (
+            (ResetRequest.email, key, MAX_RESETS_PER_ACCOUNT),
+            (ResetRequest.ip, ip[:64], MAX_RESETS_PER_ADDRESS),
+        )
+    )
+    user = find_by_email(s, key) if valid_email(key) else None
+    scope, actor = (user.agency_id, user.id) if user else (None, "unknown")
+    if over:
+        record(s, agency_id=scope, actor=actor, ip=ip, action="staff.reset_refused", after={"reason": "throttled"})
+        return None
+    s.add(ResetRequest(at=now, email=key, ip=ip[:64]))
+    if user is None or not user.active:
+        record(s, agency_id=scope, actor=actor, ip=ip, action="staff.reset_requested", after={"sent": False})
+        return None
+    user, raw = issue_reset(s, key, actor=user.id, ip=ip, action="staff.reset_requested")
+    return user, raw

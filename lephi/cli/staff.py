@@ -9,6 +9,25 @@ import typer
 from lephi.cli.common import context
 
 staff = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True)
+
+
+def _mail(settings: object, to: str, url: str, hours: int, kind: str) -> None:
+    """Mail the link too when a mail server is configured; the printed link stays the one that always works."""
+    from console.config import ConsoleSettings
+    from console.mail import MailConfigError, link_mail, mailer_for, send_quietly
+
+    if not isinstance(settings, ConsoleSettings) or settings.mail_backend != "smtp":
+        return
+    try:
+        sent = send_quietly(mailer_for(settings), link_mail(to, url, hours, kind))
+    except MailConfigError as exc:
+        typer.echo(f"warning: the link was not mailed: {exc}", err=True)
+        return
+    typer.echo(
+        f"mailed to {to}" if sent else "warning: the link could not be mailed; hand it over yourself", err=not sent
+    )
+
+
 audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
@@ -30,8 +49,10 @@ def staff_create(
         raise typer.Exit(2) from exc
     finally:
         ctx.close()
+    url = set_password_url(ctx.settings.public_url, token)
     typer.echo(f"created {user.role.value} {user.email} ({user.id})")
-    typer.echo(f"set-password link (valid 72 hours, once): {set_password_url(ctx.settings.public_url, token)}")
+    typer.echo(f"set-password link (valid 72 hours, once): {url}")
+    _mail(ctx.settings, user.email, url, 72, "set")
 
 
 @staff.command("reset-password")
@@ -48,9 +69,9 @@ def staff_reset_password(email: Annotated[str, typer.Option(help="The account's 
         raise typer.Exit(2) from exc
     finally:
         ctx.close()
-    typer.echo(
-        f"reset link for {user.email} (valid 24 hours, once): {set_password_url(ctx.settings.public_url, token)}"
-    )
+    url = set_password_url(ctx.settings.public_url, token)
+    typer.echo(f"reset link for {user.email} (valid 24 hours, once): {url}")
+    _mail(ctx.settings, user.email, url, 24, "reset")
 
 
 @audit.command("verify")
