@@ -23,6 +23,8 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/reconcile/imports", "recon_imports_title", ALL),
+    NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),
 ]
 
 
