@@ -8,6 +8,7 @@ from __future__ import annotations
 from console.payments.texts import TEXTS as PAYMENTS_TEXTS
 from console.refunds.texts import TEXTS as REFUNDS
 from console.staff.texts import TEXTS as STAFF_TEXTS
+from console.reconcile import texts as reconcile_texts
 
 Catalog = dict[str, dict[str, str]]
 
@@ -220,6 +221,7 @@ _FEATURES: list[Catalog] = [
 ]
 _FEATURES: list[Catalog] = [REFUNDS]
 _FEATURES: list[Catalog] = [STAFF_TEXTS]
+_FEATURES: list[Catalog] = [reconcile_texts.TEXTS]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

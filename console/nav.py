@@ -27,6 +27,8 @@ NAV: list[NavItem] = [
     NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
     NavItem("/console/staff", "staff_title", ADMINS),
     NavItem("/console/account", "staff_account_title", ALL),
+    NavItem("/console/reconcile/imports", "recon_imports_title", ALL),
+    NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),
 ]
 
 

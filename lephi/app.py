@@ -32,9 +32,10 @@ Amounts are whole VND."""
 def body_limits() -> dict[str, int]:
     """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
     in the OpenAPI as ``x-max-body-bytes``."""
+    from console.reconcile.imports import BODY_LIMIT as STATEMENT_UPLOAD_BYTES
     from invoices.verify import MAX_XML_BYTES
 
-    return {"/v1/receipts/verify": MAX_XML_BYTES}
+    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES}
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.payments.pages import router as console_payments
     from console.refunds.pages import router as console_refunds
     from console.staff.pages import router as console_staff
+    from console.reconcile.pages import router as console_reconcile
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -110,6 +112,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         console_payments,
         console_refunds,
         console_staff,
+        console_reconcile,
         console_admin,
         console,
     ):

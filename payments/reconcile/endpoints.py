@@ -26,11 +26,13 @@ from payments.idempotency.deps import Idempotent, IdempotentRequest
 from payments.idempotency.service import Claim
 from payments.reconcile.exceptions import (
     ExceptionFilter,
+    Provenance,
     exception_events,
     get_exception,
     list_exceptions,
     list_imports,
     list_runs,
+    provenance,
     reopen_exception,
     resolve_exception,
 )
@@ -104,6 +106,12 @@ class ExceptionOut(BaseModel):
     resolved_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    source_file: str | None = Field(default=None, description="The imported file the statement line came from.")
+    source_line: int | None = Field(default=None, description="The line's number in that file (1-based).")
+    external_id: str | None = Field(default=None, description="The bank's or gateway's transaction id of the line.")
+    reference: str | None = Field(default=None, description="The payment reference the line names.")
+    memo: str | None = Field(default=None, description="The line's description (a transfer's memo).")
+    line_amount: int | None = Field(default=None, description="The line's amount, whole VND.")
 
 
 class ExceptionEventOut(BaseModel):
@@ -194,6 +202,12 @@ class ExceptionLineOut(BaseModel):
     resolved_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    source_file: str | None = Field(default=None, description="The imported file the statement line came from.")
+    source_line: int | None = Field(default=None, description="The line's number in that file (1-based).")
+    external_id: str | None = Field(default=None, description="The bank's or gateway's transaction id of the line.")
+    reference: str | None = Field(default=None, description="The payment reference the line names.")
+    memo: str | None = Field(default=None, description="The line's description (a transfer's memo).")
+    line_amount: int | None = Field(default=None, description="The line's amount, whole VND.")
 
 
 class ExceptionsReportOut(BaseModel):
@@ -202,13 +216,27 @@ class ExceptionsReportOut(BaseModel):
     rows: list[ExceptionLineOut]
 
 
-def _exception_out(row: ReconException) -> ExceptionOut:
-    return ExceptionOut.model_validate(row, from_attributes=True)
+def _exception_out(row: ReconException, found: dict[int, Provenance]) -> ExceptionOut:
+    out = ExceptionOut.model_validate(row, from_attributes=True)
+    line = found.get(row.entry_id) if row.entry_id is not None else None
+    if line is None:
+        return out
+    return out.model_copy(
+        update={
+            "source_file": line.file_name,
+            "source_line": line.line_no,
+            "external_id": line.external_id,
+            "reference": line.reference,
+            "memo": line.memo,
+            "line_amount": line.amount,
+        }
+    )
 
 
 def _detail_out(s: Session, row: ReconException) -> ExceptionDetailOut:
     events = [ExceptionEventOut.model_validate(e, from_attributes=True) for e in exception_events(s, row.id)]
-    return ExceptionDetailOut(**_exception_out(row).model_dump(), events=events)
+    found = provenance(s, row.agency_id, [row.entry_id])
+    return ExceptionDetailOut(**_exception_out(row, found).model_dump(), events=events)
 
 
 def _file(content: bytes, media_type: str, name: str) -> Response:
@@ -231,11 +259,13 @@ def get_exceptions(
     cursor: Cursor = None,
 ) -> Page[ExceptionOut]:
     """The agency's reconciliation exceptions, newest first, with filters (business days inclusive) and cursor
-    pagination. ``status=open`` is the work queue."""
+    pagination. ``status=open`` is the work queue. An exception about a statement line says where the line came
+    from: file, line number, transaction id, reference, memo and amount."""
     flt = ExceptionFilter(status, category, business_day_from, business_day_to, payment_id, dossier_id, dossier_code)
     with ctx.db.read() as s:
         rows, next_cursor = list_exceptions(s, principal.agency_id, flt, limit, cursor)
-        return Page[ExceptionOut](data=[_exception_out(r) for r in rows], next_cursor=next_cursor)
+        found = provenance(s, principal.agency_id, [r.entry_id for r in rows])
+        return Page[ExceptionOut](data=[_exception_out(r, found) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/exceptions/{exception_id}", response_model=ExceptionDetailOut, responses=problems(401, 403, 404))

@@ -8,6 +8,7 @@ the row.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,6 +30,7 @@ from payments.reconcile.models import (
     ReconException,
     ReconExceptionEvent,
     ReconRun,
+    StatementEntry,
     StatementImport,
 )
 
@@ -167,3 +169,44 @@ def list_imports(
     if source is not None:
         query = query.where(StatementImport.source == source)
     return newest_first_page(s, query, StatementImport, limit, cursor)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the statement line behind an exception came from: the file and its line, and what the line said."""
+
+    import_id: str
+    file_name: str
+    source: str
+    line_no: int
+    external_id: str
+    reference: str | None
+    memo: str
+    amount: int
+
+
+def provenance(s: Session, agency_id: str, entry_ids: Iterable[int | None]) -> dict[int, Provenance]:
+    """The provenance of each of the agency's statement lines among ``entry_ids`` (the ``entry_id`` of exceptions),
+    in one query."""
+    ids = sorted({i for i in entry_ids if i is not None})
+    if not ids:
+        return {}
+    query = (
+        select(StatementEntry, StatementImport.file_name)
+        .join(StatementImport, col(StatementImport.id) == col(StatementEntry.import_id))
+        .where(StatementEntry.agency_id == agency_id, col(StatementEntry.id).in_(ids))
+    )
+    found: dict[int, Provenance] = {}
+    for entry, file_name in s.exec(query):
+        assert entry.id is not None
+        found[entry.id] = Provenance(
+            entry.import_id,
+            file_name,
+            entry.source,
+            entry.line_no,
+            entry.external_id,
+            entry.reference,
+            entry.description,
+            entry.amount,
+        )
+    return found

@@ -46,6 +46,9 @@ SOURCE_OF_FORMAT: dict[StatementFormat, str] = {
 # The gateway whose payments a source's lines settle: bank statements carry VietQR transfers.
 GATEWAY_OF_SOURCE = {"vnpay": "vnpay", "momo": "momo", "stripe": "stripe", BANK: "vietqr"}
 Progress = Callable[[int, int], None]  # (lines so far, bytes read so far)
+# Called in the import's transaction once a new file's lines are in: what the caller writes there (an audit row) is
+# committed with the lines or not at all.
+OnImported = Callable[[Session, "ImportResult"], None]
 
 
 class ImportFailed(LephiError):
@@ -73,8 +76,11 @@ def import_file(
     mapping: ColumnMapping | None = None,
     actor: str = "cli",
     progress: Progress | None = None,
+    file_name: str | None = None,
+    on_done: OnImported | None = None,
 ) -> ImportResult:
-    """Import one file for one agency. The same bytes a second time add nothing and say so."""
+    """Import one file for one agency. The same bytes a second time add nothing and say so. ``file_name`` is the
+    name to record when ``path`` is a copy (an upload's temporary file)."""
     if fmt is StatementFormat.stripe_api:
         raise ImportFailed("Stripe settlement is read from Stripe's API, not from a file: use import_lines")
     sha256 = file_sha256(path)
@@ -88,7 +94,17 @@ def import_file(
             if progress is not None:
                 progress(count, raw.tell())
 
-        return import_lines(ctx, agency_code, lines(), fmt, sha256=sha256, file_name=path.name, actor=actor, tick=tick)
+        return import_lines(
+            ctx,
+            agency_code,
+            lines(),
+            fmt,
+            sha256=sha256,
+            file_name=file_name or path.name,
+            actor=actor,
+            tick=tick,
+            on_done=on_done,
+        )
 
 
 def import_lines(
@@ -101,8 +117,11 @@ def import_lines(
     file_name: str,
     actor: str,
     tick: Callable[[int], None] | None = None,
+    on_done: OnImported | None = None,
 ) -> ImportResult:
-    result = _import(ctx, agency_code, lines, fmt, sha256=sha256, file_name=file_name, actor=actor, tick=tick)
+    result = _import(
+        ctx, agency_code, lines, fmt, sha256=sha256, file_name=file_name, actor=actor, tick=tick, on_done=on_done
+    )
     if result.new_lines and ctx.db.dialect == "postgresql":
         _refresh_statistics(ctx, result.new_lines)
     return result
@@ -138,6 +157,7 @@ def _import(
     file_name: str,
     actor: str,
     tick: Callable[[int], None] | None,
+    on_done: OnImported | None = None,
 ) -> ImportResult:
     source = SOURCE_OF_FORMAT[fmt]
     with ctx.db.write() as s:
@@ -180,7 +200,10 @@ def _import(
         log.info(
             "reconcile.imported", import_id=row.id, file=file_name, lines=count, new_lines=new_lines, credits=credits
         )
-        return ImportResult(row.id, False, count, new_lines, total, first, last, credits)
+        result = ImportResult(row.id, False, count, new_lines, total, first, last, credits)
+        if on_done is not None:
+            on_done(s, result)
+        return result
 
 
 # Inserted at the driver, below the ORM: a million lines through per-row dictionaries and bind processing cost

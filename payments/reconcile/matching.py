@@ -25,6 +25,7 @@ written to the exception's trail.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -88,8 +89,15 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def run_day(ctx: AppContext, agency_id: str, day: date, actor: str = SYSTEM) -> RunResult:
-    """Match one business day and bring the exceptions queue up to date; safe to run again at any time."""
+def run_day(
+    ctx: AppContext,
+    agency_id: str,
+    day: date,
+    actor: str = SYSTEM,
+    on_done: Callable[[Session, RunResult], None] | None = None,
+) -> RunResult:
+    """Match one business day and bring the exceptions queue up to date; safe to run again at any time. ``on_done``
+    runs in the run's transaction (an audit row is committed with the run or not at all)."""
     with ctx.db.write() as s:
         if ctx.db.dialect == "postgresql":
             # One run per agency at a time (SQLite's write lock already gives that): two would insert the same new
@@ -108,7 +116,10 @@ def run_day(ctx: AppContext, agency_id: str, day: date, actor: str = SYSTEM) -> 
         run.finished_at = utcnow()
         s.add(run)
         log.info("reconcile.run", run_id=run.id, day=day.isoformat(), **run.counts)
-        return RunResult(run.id, day, dict(run.counts), opened, cleared)
+        result = RunResult(run.id, day, dict(run.counts), opened, cleared)
+        if on_done is not None:
+            on_done(s, result)
+        return result
 
 
 # The imports a run records as its inputs: those with lines booked within this many days of the run's day (a

@@ -30,7 +30,7 @@ from payments.dossier.models import Dossier
 from payments.payment.models import Payment, Refund, RefundStatus
 from payments.payment.states import PAID
 from payments.reconcile.matching import GMT7, day_bounds
-from payments.reconcile.models import ExceptionStatus, ReconException
+from payments.reconcile.models import ExceptionStatus, ReconException, StatementEntry, StatementImport
 
 # What Excel, LibreOffice and Google Sheets start a formula (or a DDE call) with, the full-width forms included
 # because some input methods produce them and some spreadsheets fold them to ASCII.
@@ -234,6 +234,13 @@ class ExceptionLine:
     resolved_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Where the statement line behind the exception came from (None when it is not about a line).
+    source_file: str | None = None
+    source_line: int | None = None
+    external_id: str | None = None
+    reference: str | None = None
+    memo: str | None = None
+    line_amount: int | None = None
 
 
 @dataclass(frozen=True)
@@ -247,8 +254,14 @@ class ExceptionsReport:
 def day_exceptions(s: Session, agency_id: str, day: date) -> ExceptionsReport:
     """Every exception of ``day``, whatever its status, by category."""
     query = (
-        select(ReconException, col(Dossier.code))
+        select(ReconException, col(Dossier.code), StatementEntry, col(StatementImport.file_name))
         .outerjoin(Dossier, col(Dossier.id) == col(ReconException.dossier_id))
+        .outerjoin(
+            StatementEntry,
+            (col(StatementEntry.id) == col(ReconException.entry_id))
+            & (col(StatementEntry.agency_id) == col(ReconException.agency_id)),
+        )
+        .outerjoin(StatementImport, col(StatementImport.id) == col(StatementEntry.import_id))
         .where(col(ReconException.agency_id) == agency_id, col(ReconException.business_day) == day)
         .order_by(col(ReconException.category), col(ReconException.created_at), col(ReconException.id))
     )
@@ -272,8 +285,14 @@ def day_exceptions(s: Session, agency_id: str, day: date) -> ExceptionsReport:
             resolved_at=e.resolved_at,
             created_at=e.created_at,
             updated_at=e.updated_at,
+            source_file=file_name,
+            source_line=line.line_no if line else None,
+            external_id=line.external_id if line else None,
+            reference=line.reference if line else None,
+            memo=line.description if line else None,
+            line_amount=line.amount if line else None,
         )
-        for e, code in s.execute(query)
+        for e, code, line, file_name in s.execute(query)
     ]
     return ExceptionsReport(agency_id, _agency_code(s, agency_id), day, rows)
 
@@ -295,6 +314,12 @@ EXCEPTION_COLUMNS: list[tuple[str, Kind]] = [
     ("resolved_by", "text"),
     ("resolved_at", "text"),
     ("created_at", "text"),
+    ("source_file", "text"),
+    ("source_line", "count"),
+    ("external_id", "text"),
+    ("reference", "text"),
+    ("memo", "text"),
+    ("line_amount", "amount"),
 ]
 
 
@@ -317,6 +342,12 @@ def _exception_table(report: ExceptionsReport) -> list[list[Cell]]:
             e.resolved_by,
             _local_time(e.resolved_at),
             _local_time(e.created_at),
+            e.source_file,
+            e.source_line,
+            e.external_id,
+            e.reference,
+            e.memo,
+            e.line_amount,
         ]
         for e in report.rows
     ]

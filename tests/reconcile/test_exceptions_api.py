@@ -203,8 +203,19 @@ def test_running_a_day_through_the_api_opens_the_exceptions(api: Api, day_data: 
         "resolved_at",
         "created_at",
         "updated_at",
+        "source_file",
+        "source_line",
+        "external_id",
+        "reference",
+        "memo",
+        "line_amount",
     }
+    # Where the line came from: the file, its line number and what the line said.
+    assert mismatch["source_file"] == "vnpay.csv" and isinstance(mismatch["source_line"], int)
+    assert (mismatch["reference"], mismatch["line_amount"], mismatch["memo"]) == ("REF-MISMATCH", 69_000, "Le phi")
+    assert (mismatch["external_id"], mismatch["source_line"]) == ("2", 3)
     detail = api.get(f"{BASE}/exceptions/{mismatch['id']}").json()
+    assert detail["source_file"] == "vnpay.csv" and detail["source_line"] == mismatch["source_line"]
     assert [(e["action"], e["actor"], e["run_id"]) for e in detail["events"]] == [("opened", actor, run["id"])]
 
     # The same key answers the same run; a new key runs the day again, which opens nothing new.
