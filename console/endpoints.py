@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from console.audit.service import record
 from console.context import ConsoleContext, console_settings
+from console.dashboard import page as dashboard
 from console.guard import (
-    ADMINS,
     ALL_ROLES,
     COOKIE,
     MAX_TOKEN,
@@ -44,7 +44,6 @@ from console.mail import link_mail, mailer_of, send_quietly
 from console.render import BadLanguage, language, message, render
 from console.staff import service, totp
 from console.staff.models import SessionStage, StaffSession, StaffUser
-from payments.agency.models import Agency
 from payments.core.logging import get_logger
 from payments.pages import forms
 
@@ -118,25 +117,7 @@ async def home(request: Request) -> Response:
     staff = await staff_page(request, ALL_ROLES)
     if not isinstance(staff, Staff):
         return staff
-    user, lang = staff.user, staff.lang
-    ctx = ctx_of(request)
-
-    def agency() -> Agency | None:
-        if user.agency_id is None:
-            return None
-        with ctx.db.read() as s:
-            return s.get(Agency, user.agency_id)
-
-    return render(
-        request,
-        ctx.settings,
-        "home.html",
-        lang,
-        user=user,
-        agency=await _db(agency),
-        csrf=staff.session.csrf_token,
-        admin=user.role in ADMINS,
-    )
+    return await dashboard.home(request, staff)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -9,6 +9,8 @@ from console.payments.texts import TEXTS as PAYMENTS_TEXTS
 from console.refunds.texts import TEXTS as REFUNDS
 from console.staff.texts import TEXTS as STAFF_TEXTS
 from console.reconcile import texts as reconcile_texts
+from console.dashboard.texts import TEXTS as DASHBOARD
+from console.reports.texts import TEXTS as REPORTS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -222,6 +224,7 @@ _FEATURES: list[Catalog] = [
 _FEATURES: list[Catalog] = [REFUNDS]
 _FEATURES: list[Catalog] = [STAFF_TEXTS]
 _FEATURES: list[Catalog] = [reconcile_texts.TEXTS]
+_FEATURES: list[Catalog] = [DASHBOARD, REPORTS]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

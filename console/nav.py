@@ -29,6 +29,8 @@ NAV: list[NavItem] = [
     NavItem("/console/account", "staff_account_title", ALL),
     NavItem("/console/reconcile/imports", "recon_imports_title", ALL),
     NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),
+    NavItem("/console/reports", "reports_title", ALL),
+    NavItem("/console/province", "province_title", frozenset({Role.province_admin})),
 ]
 
 

@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.refunds.pages import router as console_refunds
     from console.staff.pages import router as console_staff
     from console.reconcile.pages import router as console_reconcile
+    from console.reports.feed import router as province_feed
+    from console.reports.pages import router as console_reports
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         bank_credits,
         webhooks,
         reconciliation,
+        province_feed,
         sandbox_pages,
         qr_pages,
         card_pages,
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         console_refunds,
         console_staff,
         console_reconcile,
+        console_reports,
         console_admin,
         console,
     ):
