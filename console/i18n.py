@@ -5,6 +5,8 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 
 from __future__ import annotations
 
+from console.certificate.texts import TEXTS as CERTIFICATE_TEXTS
+
 Catalog = dict[str, dict[str, str]]
 
 _CORE: Catalog = {
@@ -211,7 +213,9 @@ _CORE: Catalog = {
 }
 
 
-_FEATURES: list[Catalog] = []
+_FEATURES: list[Catalog] = [
+    CERTIFICATE_TEXTS,
+]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

@@ -23,6 +23,7 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
 ]
 
 

@@ -31,10 +31,11 @@ Amounts are whole VND."""
 
 def body_limits() -> dict[str, int]:
     """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
-    in the OpenAPI as ``x-max-body-bytes``."""
+    in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
+    from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
     from invoices.verify import MAX_XML_BYTES
 
-    return {"/v1/receipts/verify": MAX_XML_BYTES}
+    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/certificate": CERTIFICATE_UPLOAD}
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     install_error_handlers(app)
 
     from console.admin import router as console_admin
+    from console.certificate.pages import router as console_certificate
     from console.endpoints import router as console
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         receipt_lookup,
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
+        console_certificate,
         console_admin,
         console,
     ):
