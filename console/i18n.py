@@ -6,6 +6,7 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 from __future__ import annotations
 
 from console.certificate.texts import TEXTS as CERTIFICATE_TEXTS
+from console.gateways.texts import TEXTS as GATEWAYS_TEXTS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -215,6 +216,7 @@ _CORE: Catalog = {
 
 _FEATURES: list[Catalog] = [
     CERTIFICATE_TEXTS,
+    GATEWAYS_TEXTS,
 ]
 
 

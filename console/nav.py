@@ -24,6 +24,7 @@ NAV: list[NavItem] = [
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
     NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
+    NavItem("/console/gateways", "gw_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
 ]
 
 

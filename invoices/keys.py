@@ -9,7 +9,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,11 +31,7 @@ _SHA256 = hashes.SHA256()
 CHECK_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    signer: Signer
-    stamp: tuple[tuple[int, int, int] | None, ...]
-    checked: float  # monotonic time of the last look at the files
+Stamp = tuple[tuple[int, int, int] | None, ...]
 
 
 class SignerStore:
@@ -47,41 +42,46 @@ class SignerStore:
     def __init__(self, settings: ReceiptSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._dir = signing_dir(settings)
-        self._loaded: dict[str, _Loaded] = {}
+        self._signers: dict[str, Signer] = {}
+        self._seen: dict[str, tuple[Stamp, float]] = {}  # the files' stamp when loaded, and when last looked at
         self._lock = threading.Lock()
         self._clock = clock
 
     def for_agency(self, code: str, tax_code: str, name: str) -> Signer:
         now = self._clock()
         with self._lock:
-            loaded = self._loaded.get(code)
-            if loaded is not None and now - loaded.checked < CHECK_SECONDS:
-                return loaded.signer
-            stamp = self._stamp(code)
-            if loaded is not None and stamp == loaded.stamp:
-                self._loaded[code] = replace(loaded, checked=now)
-                return loaded.signer
+            signer = self._signers.get(code)
+            seen = self._seen.get(code)
+            if signer is not None and seen is not None:
+                stamp, checked = seen
+                if now - checked < CHECK_SECONDS:
+                    return signer
+                if self._stamp(code) == stamp:
+                    self._seen[code] = (stamp, now)
+                    return signer
             try:
-                signer = self._load(code, tax_code, name)
+                loaded = self._load(code, tax_code, name)
             except (OSError, ValueError, TypeError) as exc:
-                if loaded is None:
+                if signer is None or seen is None:
                     raise
                 # A file being replaced by hand, say: keep signing with the key that worked and look again later.
                 log.error("certs.reload_failed", agency=code, error_type=type(exc).__name__)
-                self._loaded[code] = replace(loaded, checked=now)
-                return loaded.signer
+                self._seen[code] = (seen[0], now)
+                return signer
             # The stamp after loading: a development certificate written by the load is part of what was loaded.
-            self._loaded[code] = _Loaded(signer, self._stamp(code), now)
-            if loaded is not None:
+            self._signers[code] = loaded
+            self._seen[code] = (self._stamp(code), now)
+            if signer is not None:
                 log.info("certs.reloaded", agency=code)
-            return signer
+            return loaded
 
     def forget(self, code: str) -> None:
         """Reload the agency's signer on its next use (the process that replaced the files calls it)."""
         with self._lock:
-            self._loaded.pop(code, None)
+            self._signers.pop(code, None)
+            self._seen.pop(code, None)
 
-    def _stamp(self, code: str) -> tuple[tuple[int, int, int] | None, ...]:
+    def _stamp(self, code: str) -> Stamp:
         return tuple(_file_stamp(path) for path in _paths(self._dir, code))
 
     def _load(self, code: str, tax_code: str, name: str) -> Signer:

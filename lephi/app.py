@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.admin import router as console_admin
     from console.certificate.pages import router as console_certificate
     from console.endpoints import router as console
+    from console.gateways.pages import router as console_gateways
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
         console_certificate,
+        console_gateways,
         console_admin,
         console,
     ):
