@@ -190,33 +190,41 @@ async def certificate_replace(request: Request) -> Response:
     ip = client_ip(request)
 
     def replace() -> tuple[Agency, str | None]:
-        with ctx.db.write() as s:
+        with ctx.db.read() as s:
             agency = agency_for(s, staff.user, code)
             if agency is None:
                 raise OutOfScope
-            # Two replacements of one agency's certificate queue here, so each audit row's "before" is exact.
-            s.exec(select(Agency.id).where(Agency.id == agency.id).with_for_update()).first()
-            now = _now()
-            try:
-                candidate = _candidate(upload)
-                new = checks.check(candidate, agency.tax_code, now)
-            except Refused as refused:
-                log.info("console.certificate_refused", agency=agency.code, reason=refused.reason)
-                return agency, refused.reason
-            old = _current(request, agency.code).facts
-            record(
-                s,
-                agency_id=agency.id,
-                actor=staff.user.id,
-                ip=ip,
-                action="certificate.replaced",
-                target=agency.code,
-                before=old.audit() if old else None,
-                after=new.audit(),
-            )
-            # Last before the commit: a failed write rolls the audit row back with it.
-            install_certificate(ctx.settings, agency.code, candidate.key, candidate.certificate, now)
-            return agency, None
+        # Parsed and checked before the transaction: opening a .p12 costs a key derivation, no lock is held for it.
+        now = _now()
+        try:
+            candidate = _candidate(upload)
+            new = checks.check(candidate, agency.tax_code, now)
+        except Refused as refused:
+            log.info("console.certificate_refused", agency=agency.code, reason=refused.reason)
+            return agency, refused.reason
+        try:
+            with ctx.db.write() as s:
+                # Two replacements of one agency's certificate queue here, so each audit row's "before" is exact.
+                s.exec(select(Agency.id).where(Agency.id == agency.id).with_for_update()).first()
+                old = _current(request, agency.code).facts
+                record(
+                    s,
+                    agency_id=agency.id,
+                    actor=staff.user.id,
+                    ip=ip,
+                    action="certificate.replaced",
+                    target=agency.code,
+                    before=old.audit() if old else None,
+                    after=new.audit(),
+                )
+                # Last before the commit: a failed write rolls the audit row back with it.
+                install_certificate(ctx.settings, agency.code, candidate.key, candidate.certificate, now)
+        except OSError as exc:
+            # The signing directory could not be written (disk full, permissions): the audit row is rolled back,
+            # and the earlier certificate, whose file is only ever replaced whole, still signs.
+            log.error("console.certificate_not_written", agency=agency.code, error_type=type(exc).__name__)
+            return agency, "write_failed"
+        return agency, None
 
     try:
         agency, refused = await run_in_threadpool(replace)
@@ -224,7 +232,8 @@ async def certificate_replace(request: Request) -> Response:
         return not_found(request, staff.lang)
     if refused is not None:
         error = MESSAGES[staff.lang][f"cert_refused_{refused}"]
-        return await run_in_threadpool(_view, request, staff, agency, [], error=error, status=400)
+        status = 500 if refused == "write_failed" else 400  # the server's fault, not the upload's
+        return await run_in_threadpool(_view, request, staff, agency, [], error=error, status=status)
     # This process signs with the new key from its next document; the others within SignerStore's check interval.
     ctx.signers.forget(agency.code)
     url = "/console/certificate?" + urlencode({"lang": staff.lang, "agency": agency.code, "done": "replaced"})

@@ -53,6 +53,9 @@ TEXTS = {
         "cert_refused_expired": "Chứng thư số đã hết hạn. Chưa có thay đổi nào.",
         "cert_refused_not_yet_valid": "Chứng thư số chưa đến ngày có hiệu lực. Chưa có thay đổi nào.",
         "cert_refused_file_missing": "Chưa chọn tệp. Chưa có thay đổi nào.",
+        "cert_refused_write_failed": (
+            "Không lưu được chứng thư số trên máy chủ. Biên lai vẫn được ký bằng chứng thư số cũ. Hãy báo quản trị."
+        ),
         "cert_refused_too_large": "Tệp quá lớn (tối đa 64 KB mỗi tệp). Chưa có thay đổi nào.",
     },
     "en": {
@@ -104,6 +107,10 @@ TEXTS = {
         "cert_refused_expired": "The certificate has expired. Nothing was changed.",
         "cert_refused_not_yet_valid": "The certificate is not valid yet. Nothing was changed.",
         "cert_refused_file_missing": "No file was chosen. Nothing was changed.",
+        "cert_refused_write_failed": (
+            "The certificate could not be saved on the server. Receipts are still signed with the earlier one. "
+            "Tell the system administrators."
+        ),
         "cert_refused_too_large": "The file is too large (64 KB per file at most). Nothing was changed.",
     },
 }

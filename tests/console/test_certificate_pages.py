@@ -333,3 +333,23 @@ def test_the_files_replaced_keep_every_earlier_certificate_registered(tmp_path: 
     history = x509.load_pem_x509_certificates(files_of(ctx)["AGC-A.cert.pem"])
     assert history == [second, first]
     assert current_certificate(ctx.settings, "AGC-A") == second
+
+
+def test_a_failed_write_rolls_the_audit_row_back_and_keeps_the_old_certificate(
+    client: TestClient, ctx: Container, make_staff: MakeStaff, agencies: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from console.certificate import pages
+
+    sign_in(client, make_staff, "agency_admin")
+    key = rsa_key()
+    assert upload_pem(client, pem_cert(certificate(key)), pem_key(key)).status_code == 303
+    before = files_of(ctx), count(ctx, "audit_log")
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pages, "install_certificate", disk_full)
+    response = upload_p12(client, p12(key, certificate(key, days=500)), "mat-khau-p12")
+    html(response, 500)
+    assert "could not be saved on the server" in response.text
+    assert (files_of(ctx), count(ctx, "audit_log")) == before

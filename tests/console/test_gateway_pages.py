@@ -209,7 +209,7 @@ def test_connection_tests_say_what_happened(
     assert "vnpay: CANNOT REACH the gateway" in tested("vnpay")
     assert "sandbox: the sandbox runs inside this service" in tested("sandbox")
     assert "momo: a required setting is missing" in tested("momo")
-    assert "vietqr: a required setting is missing" not in tested("vietqr")  # no status query at all
+    assert "vietqr: this gateway has no status query" in tested("vietqr")
 
 
 def test_a_gateway_that_never_answers_times_out_with_a_clear_result(
