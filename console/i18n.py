@@ -11,6 +11,8 @@ from console.staff.texts import TEXTS as STAFF_TEXTS
 from console.reconcile import texts as reconcile_texts
 from console.dashboard.texts import TEXTS as DASHBOARD
 from console.reports.texts import TEXTS as REPORTS
+from console.certificate.texts import TEXTS as CERTIFICATE_TEXTS
+from console.gateways.texts import TEXTS as GATEWAYS_TEXTS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -225,6 +227,9 @@ _FEATURES: list[Catalog] = [REFUNDS]
 _FEATURES: list[Catalog] = [STAFF_TEXTS]
 _FEATURES: list[Catalog] = [reconcile_texts.TEXTS]
 _FEATURES: list[Catalog] = [DASHBOARD, REPORTS]
+    CERTIFICATE_TEXTS,
+    GATEWAYS_TEXTS,
+]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

@@ -31,6 +31,8 @@ NAV: list[NavItem] = [
     NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),
     NavItem("/console/reports", "reports_title", ALL),
     NavItem("/console/province", "province_title", frozenset({Role.province_admin})),
+    NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
+    NavItem("/console/gateways", "gw_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
 ]
 
 

@@ -4,13 +4,18 @@ self-signed development certificate on first use; in production a missing key is
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, NoEncryption, pkcs12
 
 from invoices.config import ReceiptSettings
 from invoices.errors import MissingSigningKey
@@ -23,18 +28,61 @@ log = get_logger(__name__)
 _SHA256 = hashes.SHA256()
 
 
+CHECK_SECONDS = 1.0
+
+
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
 class SignerStore:
-    def __init__(self, settings: ReceiptSettings) -> None:
+    """Each agency's signer, loaded once and reloaded when its files change. The files are looked at (three
+    ``stat`` calls, no read) at most once per ``CHECK_SECONDS`` per agency, so that a certificate replaced by
+    another process is used within a second without re-reading anything per document."""
+
+    def __init__(self, settings: ReceiptSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
-        self._dir = settings.signing_dir or settings.data_dir / "certs"
+        self._dir = signing_dir(settings)
         self._signers: dict[str, Signer] = {}
+        self._seen: dict[str, tuple[Stamp, float]] = {}  # the files' stamp when loaded, and when last looked at
         self._lock = threading.Lock()
+        self._clock = clock
 
     def for_agency(self, code: str, tax_code: str, name: str) -> Signer:
+        now = self._clock()
         with self._lock:
-            if code not in self._signers:
-                self._signers[code] = self._load(code, tax_code, name)
-            return self._signers[code]
+            signer = self._signers.get(code)
+            seen = self._seen.get(code)
+            if signer is not None and seen is not None:
+                stamp, checked = seen
+                if now - checked < CHECK_SECONDS:
+                    return signer
+                if self._stamp(code) == stamp:
+                    self._seen[code] = (stamp, now)
+                    return signer
+            try:
+                loaded = self._load(code, tax_code, name)
+            except (OSError, ValueError, TypeError) as exc:
+                if signer is None or seen is None:
+                    raise
+                # A file being replaced by hand, say: keep signing with the key that worked and look again later.
+                log.error("certs.reload_failed", agency=code, error_type=type(exc).__name__)
+                self._seen[code] = (seen[0], now)
+                return signer
+            # The stamp after loading: a development certificate written by the load is part of what was loaded.
+            self._signers[code] = loaded
+            self._seen[code] = (self._stamp(code), now)
+            if signer is not None:
+                log.info("certs.reloaded", agency=code)
+            return loaded
+
+    def forget(self, code: str) -> None:
+        """Reload the agency's signer on its next use (the process that replaced the files calls it)."""
+        with self._lock:
+            self._signers.pop(code, None)
+            self._seen.pop(code, None)
+
+    def _stamp(self, code: str) -> Stamp:
+        return tuple(_file_stamp(path) for path in _paths(self._dir, code))
 
     def _load(self, code: str, tax_code: str, name: str) -> Signer:
         password = self._settings.signing_password.encode() if self._settings.signing_password else None
@@ -51,12 +99,29 @@ class SignerStore:
         return LocalSigner.from_pem(key_pem, cert.read_bytes(), password if b"ENCRYPTED" in key_pem else None)
 
 
+def signing_dir(settings: ReceiptSettings) -> Path:
+    return settings.signing_dir or settings.data_dir / "certs"
+
+
+def _paths(directory: Path, code: str) -> tuple[Path, Path, Path]:
+    return directory / f"{code}.p12", directory / f"{code}.key.pem", directory / f"{code}.cert.pem"
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    # os.replace gives the new file a new inode, so a replacement within the clock's resolution is still noticed.
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def registered_pins(settings: ReceiptSettings, agencies: Iterable[tuple[str, str]]) -> list[Pin]:
     """Each agency's registered certificates, pinned for that agency's tax code only: the only trust a document
     is verified against. ``agencies`` are (code, tax code) pairs. An agency's certificates are its
     ``<code>.cert.pem`` (several PEM blocks: the current one and earlier ones, so that receipts signed before a
     rotation still verify) and the certificate in its ``<code>.p12``."""
-    directory = settings.signing_dir or settings.data_dir / "certs"
+    directory = signing_dir(settings)
     password = settings.signing_password.encode() if settings.signing_password else None
     pins: list[Pin] = []
     for code, tax_code in agencies:
@@ -93,3 +158,71 @@ def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) 
     key.chmod(0o600)
     cert.write_bytes(cert_pem)
     return key, cert
+
+
+def current_certificate(settings: ReceiptSettings, code: str) -> x509.Certificate | None:
+    """The certificate the agency's documents are signed with now (the one ``SignerStore`` loads), or None when it
+    has none yet. Raises ValueError or OSError for an unreadable file."""
+    directory = signing_dir(settings)
+    p12, key, cert = _paths(directory, code)
+    if p12.exists():
+        password = settings.signing_password.encode() if settings.signing_password else None
+        _key, certificate, _chain = pkcs12.load_key_and_certificates(p12.read_bytes(), password)
+        return certificate
+    if key.exists() and cert.exists():
+        return x509.load_pem_x509_certificate(cert.read_bytes())
+    return None
+
+
+def install_certificate(
+    settings: ReceiptSettings, code: str, key: rsa.RSAPrivateKey, certificate: x509.Certificate, now: datetime
+) -> list[Path]:
+    """Make ``key`` and ``certificate`` the agency's signing key, for every process, and return the backups made.
+
+    The key and certificate go into one ``<code>.p12`` (encrypted with LEPHI_SIGNING_PASSWORD when it is set),
+    written to a temporary file and moved into place with ``os.replace``: a process reading it sees the old file or
+    the new one, never half of one, and never a new key beside an old certificate. ``<code>.cert.pem`` becomes the
+    new certificate followed by every earlier one, so receipts signed before still verify (``registered_pins``).
+    Each earlier file is kept as ``<file>.<UTC time>.bak``; a separate ``<code>.key.pem`` is moved there, so no
+    stale private key remains beside the active one."""
+    directory = signing_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    p12, key_pem, cert_pem = _paths(directory, code)
+    password = settings.signing_password.encode() if settings.signing_password else None
+    history = [certificate, *(c for c in _certificates(directory, code, password) if c != certificate)]
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    backups: list[Path] = []
+    for path in (p12, cert_pem):
+        if path.exists():
+            backup = path.with_name(f"{path.name}.{stamp}.bak")
+            shutil.copy2(path, backup)
+            backup.chmod(0o600)
+            backups.append(backup)
+    encryption = BestAvailableEncryption(password) if password else NoEncryption()
+    # The new certificate is registered before it signs anything: a document it signs verifies at once.
+    _write_atomic(cert_pem, b"".join(c.public_bytes(Encoding.PEM) for c in history))
+    _write_atomic(p12, pkcs12.serialize_key_and_certificates(code.encode(), key, certificate, None, encryption))
+    if key_pem.exists():
+        backup = key_pem.with_name(f"{key_pem.name}.{stamp}.bak")
+        os.replace(key_pem, backup)
+        backups.append(backup)
+    return backups
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    # The rename itself survives a crash only once the directory is synced.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -36,6 +36,11 @@ def body_limits() -> dict[str, int]:
     from invoices.verify import MAX_XML_BYTES
 
     return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES}
+    in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
+    from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
+    from invoices.verify import MAX_XML_BYTES
+
+    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/certificate": CERTIFICATE_UPLOAD}
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     install_error_handlers(app, html=error_page)
 
     from console.admin import router as console_admin
+    from console.certificate.pages import router as console_certificate
     from console.endpoints import router as console
     from console.payments.pages import router as console_payments
     from console.refunds.pages import router as console_refunds
@@ -78,6 +84,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.reconcile.pages import router as console_reconcile
     from console.reports.feed import router as province_feed
     from console.reports.pages import router as console_reports
+    from console.gateways.pages import router as console_gateways
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -117,6 +124,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         console_staff,
         console_reconcile,
         console_reports,
+        console_certificate,
+        console_gateways,
         console_admin,
         console,
     ):

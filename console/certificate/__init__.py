@@ -1,0 +1,1 @@
+"""The agency's signing certificate in the console: what it is, when it expires, and its replacement."""

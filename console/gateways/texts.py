@@ -1,0 +1,96 @@
+"""Texts of the payment gateways page."""
+
+TEXTS = {
+    "vi": {
+        "gw_title": "Cổng thanh toán",
+        "gw_methods": "Phương thức thanh toán của cơ quan",
+        "gw_methods_none": "Cơ quan chưa bật phương thức thanh toán nào.",
+        "gw_unknown": "Phương thức không có trong dịch vụ này (không dùng được): {methods}",
+        "gw_unreadable": "Không đọc được tệp cấu hình cổng thanh toán (LEPHI_GATEWAYS_FILE). Hãy báo quản trị.",
+        "gw_intro": (
+            "Trang này chỉ cho biết thiết lập nào đã có và lấy từ đâu, không bao giờ hiển thị giá trị. "
+            "Thiết lập được sửa trong tệp cấu hình của máy chủ, không sửa tại đây."
+        ),
+        "gw_enabled": "Đang bật cho cơ quan",
+        "gw_disabled": "Đang tắt cho cơ quan",
+        "gw_ready": "Đủ thiết lập bắt buộc.",
+        "gw_not_ready": "Thiếu thiết lập bắt buộc: chưa thể bật.",
+        "gw_settings_of": "Thiết lập của cổng {gateway}",
+        "gw_setting": "Thiết lập",
+        "gw_state": "Trạng thái",
+        "gw_level": "Phạm vi",
+        "gw_state_env": "đã đặt (từ {variables})",
+        "gw_state_env_missing": "thiếu ({variables} chưa được đặt)",
+        "gw_state_file": "đã đặt (trong tệp cấu hình)",
+        "gw_state_built_in": "đã đặt (sẵn trong dịch vụ, từ {variables})",
+        "gw_state_missing": "thiếu",
+        "gw_level_agency": "riêng của cơ quan",
+        "gw_level_default": "mặc định cho mọi cơ quan",
+        "gw_level_none": "-",
+        "gw_enable": "Bật {gateway} cho cơ quan",
+        "gw_disable": "Tắt {gateway} cho cơ quan",
+        "gw_test": "Kiểm tra kết nối tới {gateway}",
+        "gw_test_note": "Gửi một truy vấn vô hại tới cổng, chờ tối đa {seconds} giây.",
+        "gw_read_only": "Chỉ quản trị viên được bật, tắt phương thức và kiểm tra kết nối.",
+        "gw_methods_saved": "Đã lưu phương thức thanh toán của cơ quan.",
+        "gw_refused_not_ready": "Chưa thể bật {method}: thiếu thiết lập bắt buộc cho cơ quan. Chưa có thay đổi nào.",
+        "gw_refused_last": (
+            "Không thể tắt {method}: đây là phương thức thanh toán cuối cùng của cơ quan. Chưa có thay đổi nào."
+        ),
+        "gw_probe_ok": "{gateway}: kết nối thành công, cổng đã trả lời.",
+        "gw_probe_local": "{gateway}: cổng thử nghiệm chạy ngay trong dịch vụ, không cần kết nối ra ngoài.",
+        "gw_probe_refused": "{gateway}: đã kết nối nhưng cổng từ chối khóa bí mật {detail}. Hãy kiểm tra thiết lập.",
+        "gw_probe_error": (
+            "{gateway}: đã kết nối nhưng cổng không chấp nhận truy vấn {detail}. Hãy kiểm tra thiết lập của cơ quan."
+        ),
+        "gw_probe_unreachable": "{gateway}: KHÔNG kết nối được tới cổng {detail}. Hãy kiểm tra mạng hoặc địa chỉ.",
+        "gw_probe_timeout": "{gateway}: KHÔNG kết nối được: cổng không trả lời trong {seconds} giây.",
+        "gw_probe_not_configured": "{gateway}: thiếu thiết lập bắt buộc nên chưa thể kiểm tra.",
+        "gw_probe_no_test": "{gateway}: cổng này không có truy vấn trạng thái để kiểm tra kết nối.",
+    },
+    "en": {
+        "gw_title": "Payment gateways",
+        "gw_methods": "The agency's payment methods",
+        "gw_methods_none": "The agency has no payment method turned on.",
+        "gw_unknown": "Methods this service has no gateway for (not usable): {methods}",
+        "gw_unreadable": "The gateways file (LEPHI_GATEWAYS_FILE) cannot be read. Tell the system administrators.",
+        "gw_intro": (
+            "This page says which settings are set and where they come from; it never shows a value. Settings are "
+            "changed in the server's gateways file, not here."
+        ),
+        "gw_enabled": "On for the agency",
+        "gw_disabled": "Off for the agency",
+        "gw_ready": "Every required setting is set.",
+        "gw_not_ready": "A required setting is missing: it cannot be turned on.",
+        "gw_settings_of": "Settings of {gateway}",
+        "gw_setting": "Setting",
+        "gw_state": "State",
+        "gw_level": "Scope",
+        "gw_state_env": "set (from {variables})",
+        "gw_state_env_missing": "missing ({variables} is not set)",
+        "gw_state_file": "set (in the gateways file)",
+        "gw_state_built_in": "set (built in, from {variables})",
+        "gw_state_missing": "missing",
+        "gw_level_agency": "the agency's own",
+        "gw_level_default": "default for every agency",
+        "gw_level_none": "-",
+        "gw_enable": "Turn {gateway} on for the agency",
+        "gw_disable": "Turn {gateway} off for the agency",
+        "gw_test": "Test the connection to {gateway}",
+        "gw_test_note": "Sends one harmless query to the gateway and waits {seconds} seconds at most.",
+        "gw_read_only": "Only administrators may turn methods on or off and test connections.",
+        "gw_methods_saved": "The agency's payment methods are saved.",
+        "gw_refused_not_ready": (
+            "{method} cannot be turned on: a required setting is missing for the agency. Nothing was changed."
+        ),
+        "gw_refused_last": "{method} cannot be turned off: it is the agency's last method. Nothing was changed.",
+        "gw_probe_ok": "{gateway}: connected, the gateway answered.",
+        "gw_probe_local": "{gateway}: the sandbox runs inside this service; there is nothing to connect to.",
+        "gw_probe_refused": "{gateway}: connected, but the gateway refused the secret key {detail}. Check settings.",
+        "gw_probe_error": "{gateway}: connected, but the gateway did not accept the query {detail}. Check settings.",
+        "gw_probe_unreachable": "{gateway}: CANNOT REACH the gateway {detail}. Check the network or the address.",
+        "gw_probe_timeout": "{gateway}: CANNOT REACH the gateway: no answer within {seconds} seconds.",
+        "gw_probe_not_configured": "{gateway}: a required setting is missing, so it cannot be tested.",
+        "gw_probe_no_test": "{gateway}: this gateway has no status query to test the connection with.",
+    },
+}
