@@ -37,5 +37,6 @@ class ConsoleSettings(BaseModel):
                 detail="LEPHI_MAIL_BACKEND is log: set-password and reset links are written to the log, not mailed",
             )
         return self
+
     # Resolving or reopening a reconciliation exception above this amount (whole VND) needs the approver role.
     approval_threshold: int = Field(default=10_000_000, ge=0)

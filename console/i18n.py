@@ -5,14 +5,14 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 
 from __future__ import annotations
 
-from console.payments.texts import TEXTS as PAYMENTS_TEXTS
-from console.refunds.texts import TEXTS as REFUNDS
-from console.staff.texts import TEXTS as STAFF_TEXTS
-from console.reconcile import texts as reconcile_texts
-from console.dashboard.texts import TEXTS as DASHBOARD
-from console.reports.texts import TEXTS as REPORTS
 from console.certificate.texts import TEXTS as CERTIFICATE_TEXTS
+from console.dashboard.texts import TEXTS as DASHBOARD
 from console.gateways.texts import TEXTS as GATEWAYS_TEXTS
+from console.payments.texts import TEXTS as PAYMENTS_TEXTS
+from console.reconcile import texts as reconcile_texts
+from console.refunds.texts import TEXTS as REFUNDS
+from console.reports.texts import TEXTS as REPORTS
+from console.staff.texts import TEXTS as STAFF_TEXTS
 
 Catalog = dict[str, dict[str, str]]
 
@@ -222,11 +222,11 @@ _CORE: Catalog = {
 
 _FEATURES: list[Catalog] = [
     PAYMENTS_TEXTS,
-]
-_FEATURES: list[Catalog] = [REFUNDS]
-_FEATURES: list[Catalog] = [STAFF_TEXTS]
-_FEATURES: list[Catalog] = [reconcile_texts.TEXTS]
-_FEATURES: list[Catalog] = [DASHBOARD, REPORTS]
+    REFUNDS,
+    STAFF_TEXTS,
+    reconcile_texts.TEXTS,
+    DASHBOARD,
+    REPORTS,
     CERTIFICATE_TEXTS,
     GATEWAYS_TEXTS,
 ]

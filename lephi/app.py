@@ -31,16 +31,16 @@ Amounts are whole VND."""
 
 def body_limits() -> dict[str, int]:
     """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
-    in the OpenAPI as ``x-max-body-bytes``."""
+    in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
+    from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
     from console.reconcile.imports import BODY_LIMIT as STATEMENT_UPLOAD_BYTES
     from invoices.verify import MAX_XML_BYTES
 
-    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES}
-    in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
-    from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
-    from invoices.verify import MAX_XML_BYTES
-
-    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/certificate": CERTIFICATE_UPLOAD}
+    return {
+        "/v1/receipts/verify": MAX_XML_BYTES,
+        "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES,
+        "/console/certificate": CERTIFICATE_UPLOAD,
+    }
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
@@ -78,13 +78,13 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.admin import router as console_admin
     from console.certificate.pages import router as console_certificate
     from console.endpoints import router as console
+    from console.gateways.pages import router as console_gateways
     from console.payments.pages import router as console_payments
-    from console.refunds.pages import router as console_refunds
-    from console.staff.pages import router as console_staff
     from console.reconcile.pages import router as console_reconcile
+    from console.refunds.pages import router as console_refunds
     from console.reports.feed import router as province_feed
     from console.reports.pages import router as console_reports
-    from console.gateways.pages import router as console_gateways
+    from console.staff.pages import router as console_staff
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers

@@ -4,7 +4,6 @@ from sqlmodel import SQLModel
 
 from console.audit.models import AuditHead, AuditLog
 from console.refunds.models import RefundRequest
-from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
