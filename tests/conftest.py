@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import Result
 from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 from typer.testing import CliRunner
 
+from console.staff import passwords
 from lephi.app import create_app
 from lephi.cli import app as cli_app
 from lephi.cli import server_config
@@ -45,6 +47,20 @@ hypothesis_settings.load_profile("lephi")
 PG_URL = os.environ.get("LEPHI_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if PG_URL else ["sqlite"]
 ALL_SCOPES = [s.value for s in Scope]
+
+
+# Staff passwords are hashed with argon2id at the library's defaults (64 MiB, 3 passes): right for the service,
+# and seconds per sign-in on a loaded 2-core machine. Tests that are not about hashing use the cheapest parameters;
+# the ones that are (tests/console/test_passwords.py) are marked real_argon2 and keep the product's.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+_CHEAP_DUMMY = _CHEAP_HASHER.hash("not the password of any account")
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_argon2") is None:
+        monkeypatch.setattr(passwords, "_hasher", _CHEAP_HASHER)
+        monkeypatch.setattr(passwords, "_DUMMY_HASH", _CHEAP_DUMMY)
 
 
 @pytest.fixture(scope="session")

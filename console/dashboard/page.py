@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from console.dashboard.figures import CERTIFICATE_WARNING_DAYS, Dashboard, gather, unassigned_credits
 from console.guard import ADMINS, Staff, ctx_of
+from console.nav import NAV
 from console.render import render
 from console.reports.figures import all_agencies, repeatable
 from console.staff.models import Role
@@ -43,12 +44,14 @@ def served_paths(routes: Iterable[object]) -> set[str]:
     return found
 
 
-def links(request: Request) -> dict[str, str]:
+def links(request: Request, role: Role) -> dict[str, str]:
     served = served_paths(request.app.routes)
+    # A page in the menu is linked only for the roles the menu shows it to: no link leads to the 403 page either.
+    refused = {item.href for item in NAV if role not in item.roles}
     found: dict[str, str] = {}
     for figure, paths in PAGES.items():
         for path in paths:
-            if path in served:
+            if path in served and path not in refused:
                 found[figure] = path
                 break
     return found
@@ -78,7 +81,7 @@ async def home(request: Request, staff: Staff) -> Response:
         agency=agency,
         board=board,
         province=user.role == Role.province_admin,
-        links=links(request),
+        links=links(request, user.role),
         warn_days=CERTIFICATE_WARNING_DAYS,
         csrf=staff.session.csrf_token,
         admin=user.role in ADMINS,

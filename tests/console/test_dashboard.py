@@ -82,7 +82,7 @@ def test_figures_are_the_agency_s_own(
     assert got["tax_waiting"] == "2" and got["tax_rejected"] == "1"
     assert "days left" in got["certificate"] and "unassigned" not in got
     # Today's payments link to the report of the day (the payments list is another package's page).
-    assert 'href="/console/reports?lang=en">Open' in page.text
+    assert 'href="/console/payments?lang=en">Open' in page.text
     assert "999,000" not in page.text and 'id="per-agency"' not in page.text
 
     sign_in(client, make_staff, "viewer", "AGC-B")

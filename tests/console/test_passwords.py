@@ -3,12 +3,15 @@ hashing parameters change."""
 
 from __future__ import annotations
 
+import pytest
 from argon2 import PasswordHasher
 
 from console.staff.passwords import hash_password, needs_rehash, password_problem, verify_password
 from console.staff.service import sign_in
 from lephi.container import Container
 from tests.console.conftest import MakeStaff, user_row
+
+pytestmark = pytest.mark.real_argon2
 
 
 def test_rules() -> None:
