@@ -6,6 +6,7 @@ pages link to is its own page."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -149,7 +150,9 @@ async def _export(request: Request, kind: str) -> Response:
         )
     now = utcnow()
     stamp = now.strftime("%Y%m%d-%H%M%S")
-    name = f"thanh-toan-{agency.code if agency else 'tat-ca'}-{stamp}"
+    # Only letters, digits and dashes reach the header, whatever an agency code holds.
+    owner_code = re.sub(r"[^A-Za-z0-9_-]", "-", agency.code) if agency else "tat-ca"
+    name = f"thanh-toan-{owner_code}-{stamp}"
     statuses = _statuses_vi()
     if kind == "csv":
         body = await run_in_threadpool(export.to_csv, rows, statuses)
