@@ -6,6 +6,7 @@ pages link to is its own page."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,9 +15,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from console.guard import OutOfScope, Staff, agency_for, bad_request, ctx_of, not_found, staff_page
+from console.guard import ALL_ROLES, OutOfScope, Staff, agency_for, bad_request, ctx_of, not_found, staff_page
 from console.i18n import MESSAGES
-from console.nav import ALL
 from console.payments import detail as details
 from console.payments import export
 from console.payments.search import (
@@ -51,7 +51,7 @@ def _agency_query(agency: Agency | None) -> dict[str, str]:
     return {"agency": agency.code} if agency else {}
 
 
-def _scope(request: Request, staff: Staff) -> tuple[Filters, Cursor] | Response:
+def _parsed(request: Request, staff: Staff) -> tuple[Filters, Cursor] | Response:
     try:
         return parse_filters(request.query_params), parse_cursor(request.query_params)
     except BadFilter:
@@ -60,10 +60,10 @@ def _scope(request: Request, staff: Staff) -> tuple[Filters, Cursor] | Response:
 
 @router.get("/payments", response_class=HTMLResponse)
 async def payments_page(request: Request) -> Response:
-    staff = await staff_page(request, ALL)
+    staff = await staff_page(request, ALL_ROLES)
     if not isinstance(staff, Staff):
         return staff
-    parsed = _scope(request, staff)
+    parsed = _parsed(request, staff)
     if not isinstance(parsed, tuple):
         return parsed
     filters, cursor = parsed
@@ -112,10 +112,10 @@ def _statuses_vi() -> dict[str, str]:
 
 
 async def _export(request: Request, kind: str) -> Response:
-    staff = await staff_page(request, ALL)
+    staff = await staff_page(request, ALL_ROLES)
     if not isinstance(staff, Staff):
         return staff
-    parsed = _scope(request, staff)
+    parsed = _parsed(request, staff)
     if not isinstance(parsed, tuple):
         return parsed
     filters, _ = parsed
@@ -150,7 +150,9 @@ async def _export(request: Request, kind: str) -> Response:
         )
     now = utcnow()
     stamp = now.strftime("%Y%m%d-%H%M%S")
-    name = f"thanh-toan-{agency.code if agency else 'tat-ca'}-{stamp}"
+    # Only letters, digits and dashes reach the header, whatever an agency code holds.
+    owner_code = re.sub(r"[^A-Za-z0-9_-]", "-", agency.code) if agency else "tat-ca"
+    name = f"thanh-toan-{owner_code}-{stamp}"
     statuses = _statuses_vi()
     if kind == "csv":
         body = await run_in_threadpool(export.to_csv, rows, statuses)
@@ -176,7 +178,7 @@ async def export_xlsx(request: Request) -> Response:
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)
 async def payment_page(payment_id: str, request: Request) -> Response:
-    staff = await staff_page(request, ALL)
+    staff = await staff_page(request, ALL_ROLES)
     if not isinstance(staff, Staff):
         return staff
     ctx = ctx_of(request)

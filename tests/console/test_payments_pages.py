@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook  # type: ignore[import-untyped]
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from console.payments import export, search
 from console.staff import passwords
@@ -377,3 +377,29 @@ def test_an_export_over_the_limit_is_refused(
         html(response, 400)
         assert "More than 100,000 payments match" in response.text
     assert client.get("/console/payments/export.csv?dossier=HS-L-1").status_code == 200
+
+
+def test_the_list_costs_the_same_queries_for_few_rows_or_many(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    statements: list[str] = []
+
+    def counted(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    def cost() -> int:
+        statements.clear()
+        event.listen(api.ctx.db.engine, "before_cursor_execute", counted)
+        try:
+            assert client.get("/console/payments").status_code == 200
+        finally:
+            event.remove(api.ctx.db.engine, "before_cursor_execute", counted)
+        return len(statements)
+
+    pay(api, "HS-Q-0")
+    sign_in(client, make_staff, "finance")
+    few = cost()
+    for i in range(1, 6):
+        pay(api, f"HS-Q-{i}")
+    Worker(api.ctx, HANDLERS).run_once()  # receipts for every row, read in one query for the page
+    assert cost() == few
