@@ -1,6 +1,6 @@
 """The reconciliation pages in Chromium: a settlement file uploaded through the form, the day run, one exception
 resolved through its page; axe-core finds no serious or critical violation on the pages in either language, at a
-phone's width."""
+phone's width and at an office screen's."""
 
 from __future__ import annotations
 
@@ -77,5 +77,10 @@ def test_upload_run_and_resolve_through_the_pages(live_server: LiveServer, brows
             page.goto(f"{live_server.url}/console/reconcile/{name}?lang={lang}")
             assert "/login" not in page.url and page.locator('nav[class="main"]').count() == 1
             found[f"{name} {lang}"] = violations(page)
+    # And at an office screen's size.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    for name in ("imports", "exceptions"):
+        page.goto(f"{live_server.url}/console/reconcile/{name}?lang=vi")
+        found[f"{name} office"] = violations(page)
     context.close()
     assert {p: v for p, v in found.items() if v} == {}
