@@ -100,8 +100,10 @@ def upload_p12(client: TestClient, data: bytes, password: str, agency: str = "AG
     return client.post("/console/certificate", data=fields, files={"p12": ("agency.p12", data)}, follow_redirects=False)
 
 
-def upload_pem(client: TestClient, cert: bytes, key: bytes, password: str = "", agency: str = "AGC-A") -> Any:
-    csrf = csrf_of(page(client, agency).text)
+def upload_pem(
+    client: TestClient, cert: bytes, key: bytes, password: str = "", agency: str = "AGC-A", csrf: str | None = None
+) -> Any:
+    csrf = csrf or csrf_of(page(client, agency).text)
     fields = {"csrf": csrf, "lang": "en", "agency": agency, "kind": "pem", "password": password}
     files = {"cert": ("cert.pem", cert), "key": ("key.pem", key)}
     return client.post("/console/certificate", data=fields, files=files, follow_redirects=False)
@@ -277,8 +279,12 @@ def test_every_bad_upload_is_refused_with_its_reason_and_nothing_stored(
     key = rsa_key()
     assert upload_pem(client, pem_cert(certificate(key)), pem_key(key)).status_code == 303
     before = files_of(ctx), count(ctx, "audit_log")
+    csrf = csrf_of(page(client).text)
     for case, (message, (kind, *args)) in bad_uploads().items():
-        response = upload_p12(client, args[0], args[1]) if kind == "p12" else upload_pem(client, *args)
+        if kind == "p12":
+            response = upload_p12(client, args[0], args[1], csrf=csrf)
+        else:
+            response = upload_pem(client, *args, csrf=csrf)
         html(response, 400)
         assert message in response.text, case
         assert (files_of(ctx), count(ctx, "audit_log")) == before, case
