@@ -20,7 +20,7 @@ from adapters.base import PaymentGateway
 from adapters.registry import Factory, GatewayRegistry
 from console.audit.service import record
 from console.gateways import probe as probes
-from console.gateways.settings import Setting, Unreadable, read_raw, ready, settings_of
+from console.gateways.settings import REQUIRED, Setting, Unreadable, read_raw, ready, settings_of
 from console.guard import (
     ADMINS,
     OutOfScope,
@@ -69,6 +69,7 @@ class Gateway:
     enabled: bool
     settings: list[Setting]
     ready: bool
+    known: bool  # whether this page knows which settings the adapter requires (a built-in one)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _view_of(ctx: GatewaysContext, agency: Agency) -> View:
     rows = []
     for name in names:
         found = settings_of(raw, name, agency.code)
-        rows.append(Gateway(name, name in agency.payment_methods, found, ready(found, name)))
+        rows.append(Gateway(name, name in agency.payment_methods, found, ready(found, name), name in REQUIRED))
     unknown = [m for m in agency.payment_methods if m not in names]
     return View(rows, unknown, unreadable)
 

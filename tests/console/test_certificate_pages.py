@@ -31,7 +31,7 @@ from invoices.verification import verify_upload
 from lephi.container import Container
 from lephi.jobs import HANDLERS
 from payments.outbox.worker import Worker
-from tests.conftest import Api
+from tests.conftest import Api, make_settings
 from tests.console.conftest import MakeStaff, count, csrf_of
 from tests.console.test_admin_pages import ROLES, audit_rows, html, sign_in
 from tests.factories import dossier_body, payment_body, sandbox_outcome
@@ -100,8 +100,10 @@ def upload_p12(client: TestClient, data: bytes, password: str, agency: str = "AG
     return client.post("/console/certificate", data=fields, files={"p12": ("agency.p12", data)}, follow_redirects=False)
 
 
-def upload_pem(client: TestClient, cert: bytes, key: bytes, password: str = "", agency: str = "AGC-A") -> Any:
-    csrf = csrf_of(page(client, agency).text)
+def upload_pem(
+    client: TestClient, cert: bytes, key: bytes, password: str = "", agency: str = "AGC-A", csrf: str | None = None
+) -> Any:
+    csrf = csrf or csrf_of(page(client, agency).text)
     fields = {"csrf": csrf, "lang": "en", "agency": agency, "kind": "pem", "password": password}
     files = {"cert": ("cert.pem", cert), "key": ("key.pem", key)}
     return client.post("/console/certificate", data=fields, files=files, follow_redirects=False)
@@ -277,8 +279,12 @@ def test_every_bad_upload_is_refused_with_its_reason_and_nothing_stored(
     key = rsa_key()
     assert upload_pem(client, pem_cert(certificate(key)), pem_key(key)).status_code == 303
     before = files_of(ctx), count(ctx, "audit_log")
+    csrf = csrf_of(page(client).text)
     for case, (message, (kind, *args)) in bad_uploads().items():
-        response = upload_p12(client, args[0], args[1]) if kind == "p12" else upload_pem(client, *args)
+        if kind == "p12":
+            response = upload_p12(client, args[0], args[1], csrf=csrf)
+        else:
+            response = upload_pem(client, *args, csrf=csrf)
         html(response, 400)
         assert message in response.text, case
         assert (files_of(ctx), count(ctx, "audit_log")) == before, case
@@ -353,3 +359,20 @@ def test_a_failed_write_rolls_the_audit_row_back_and_keeps_the_old_certificate(
     html(response, 500)
     assert "could not be saved on the server" in response.text
     assert (files_of(ctx), count(ctx, "audit_log")) == before
+
+
+def test_a_broken_file_does_not_stop_a_process_signing_with_the_key_it_had(tmp_path: Path) -> None:
+    settings = make_settings("sqlite://", tmp_path)
+    clock = [0.0]
+    store = SignerStore(settings, clock=lambda: clock[0])
+    key = rsa_key()
+    good = certificate(key)
+    install_certificate(settings, "AGC-A", key, good, datetime.now(UTC))
+    assert store.for_agency("AGC-A", TAX_A, "x").certificate == good
+    (signing_dir(settings) / "AGC-A.p12").write_bytes(b"half a file")
+    clock[0] += CHECK_SECONDS
+    assert store.for_agency("AGC-A", TAX_A, "x").certificate == good
+    newer = certificate(key, days=30)
+    install_certificate(settings, "AGC-A", key, newer, datetime.now(UTC))
+    clock[0] += CHECK_SECONDS
+    assert store.for_agency("AGC-A", TAX_A, "x").certificate == newer
