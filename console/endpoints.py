@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from console.context import ConsoleContext, console_settings
+from console.dashboard import page as dashboard
 from console.guard import (
-    ADMINS,
     ALL_ROLES,
     COOKIE,
     MAX_TOKEN,
@@ -33,7 +33,6 @@ from console.guard import (
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, message, render
 from console.staff import service
-from payments.agency.models import Agency
 from payments.core.logging import get_logger
 from payments.pages import forms
 
@@ -106,25 +105,7 @@ async def home(request: Request) -> Response:
     staff = await staff_page(request, ALL_ROLES)
     if not isinstance(staff, Staff):
         return staff
-    user, lang = staff.user, staff.lang
-    ctx = ctx_of(request)
-
-    def agency() -> Agency | None:
-        if user.agency_id is None:
-            return None
-        with ctx.db.read() as s:
-            return s.get(Agency, user.agency_id)
-
-    return render(
-        request,
-        ctx.settings,
-        "home.html",
-        lang,
-        user=user,
-        agency=await _db(agency),
-        csrf=staff.session.csrf_token,
-        admin=user.role in ADMINS,
-    )
+    return await dashboard.home(request, staff)
 
 
 @router.get("/login", response_class=HTMLResponse)

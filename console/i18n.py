@@ -5,6 +5,9 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 
 from __future__ import annotations
 
+from console.dashboard.texts import TEXTS as DASHBOARD
+from console.reports.texts import TEXTS as REPORTS
+
 Catalog = dict[str, dict[str, str]]
 
 _CORE: Catalog = {
@@ -211,7 +214,7 @@ _CORE: Catalog = {
 }
 
 
-_FEATURES: list[Catalog] = []
+_FEATURES: list[Catalog] = [DASHBOARD, REPORTS]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

@@ -23,6 +23,8 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/reports", "reports_title", ALL),
+    NavItem("/console/province", "province_title", frozenset({Role.province_admin})),
 ]
 
 

@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
 
     from console.admin import router as console_admin
     from console.endpoints import router as console
+    from console.reports.feed import router as province_feed
+    from console.reports.pages import router as console_reports
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         bank_credits,
         webhooks,
         reconciliation,
+        province_feed,
         sandbox_pages,
         qr_pages,
         card_pages,
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         receipt_lookup,
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
+        console_reports,
         console_admin,
         console,
     ):

@@ -23,6 +23,8 @@ class Scope(StrEnum):
     # Finance staff: the reconciliation runs, exceptions queue and reports.
     reconciliation_read = "reconciliation:read"
     reconciliation_write = "reconciliation:write"
+    # The province's operations centre: the province's aggregate figures, every agency's (docs/api.md).
+    province_read = "province:read"
 
 
 class ApiKey(SQLModel, table=True):
