@@ -190,6 +190,7 @@ ENDPOINTS = [
     Endpoint(
         "daily-close-report", "GET", "/v1/reconciliation/reports/daily?business_day=2026-11-20", "reconciliation:read"
     ),
+    Endpoint("province-stats", "GET", "/v1/province/stats?month=2026-11", "province:read"),
     Endpoint(
         "run-recon-day",
         "POST",

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, Table, func, select
 from sqlmodel import Session, SQLModel, col
 
-from console.reports.figures import day_start, repeatable, today
+from console.reports.figures import day_start, today
 from invoices.config import ReceiptSettings
 from invoices.keys import registered_pins
 from invoices.tax.tables import TaxMessage, TaxMessageStatus
@@ -72,7 +72,6 @@ def gather(
     s: Session, agencies: Collection[Agency], settings: PaymentSettings, now: datetime | None = None
 ) -> Dashboard:
     """The figures of ``agencies``, each alone, and their total."""
-    repeatable(s)
     now = now or datetime.now(UTC)
     ids = [a.id for a in agencies]
     per: dict[str, Figures] = {a.id: Figures() for a in agencies}

@@ -3,6 +3,8 @@ agency) that call for someone's attention."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +13,7 @@ from starlette.routing import Route
 from console.dashboard.figures import CERTIFICATE_WARNING_DAYS, Dashboard, gather, unassigned_credits
 from console.guard import ADMINS, Staff, ctx_of
 from console.render import render
-from console.reports.figures import all_agencies
+from console.reports.figures import all_agencies, repeatable
 from console.staff.models import Role
 from payments.agency.models import Agency
 
@@ -29,8 +31,20 @@ PAGES = {
 }
 
 
+def served_paths(routes: Iterable[object]) -> set[str]:
+    """The path templates the app serves, through the routers it includes."""
+    found: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            found |= served_paths(included.routes)
+        elif isinstance(route, Route):
+            found.add(route.path)
+    return found
+
+
 def links(request: Request) -> dict[str, str]:
-    served = {route.path for route in request.app.routes if isinstance(route, Route)}
+    served = served_paths(request.app.routes)
     found: dict[str, str] = {}
     for figure, paths in PAGES.items():
         for path in paths:
@@ -46,6 +60,7 @@ async def home(request: Request, staff: Staff) -> Response:
 
     def load() -> tuple[Agency | None, Dashboard]:
         with ctx.db.read() as s:
+            repeatable(s)
             if user.role == Role.province_admin:
                 board = gather(s, all_agencies(s), ctx.settings)
                 board.unassigned_credits = unassigned_credits(s)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from console.reports.figures import AgencyMonth, all_agencies, province_month, today
+from console.reports.figures import AgencyMonth, all_agencies, province_month, repeatable, today
 from payments.auth.deps import CtxDep, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
@@ -74,6 +74,7 @@ def get_province_stats(ctx: CtxDep, principal: Reader, month: Month = None) -> P
     if month is not None:
         first = first.replace(year=int(month[:4]), month=int(month[5:]), day=1)
     with ctx.db.read() as s:
+        repeatable(s)
         stats = province_month(s, all_agencies(s), first)
     total = _out(stats.total)
     total.agency_name = "Toàn tỉnh"

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session, col
 
 from payments.agency.models import Agency, Procedure
@@ -56,10 +56,10 @@ def month_bounds(month: date) -> tuple[date, date]:
 
 
 def repeatable(s: Session) -> None:
-    """Every figure of one page from one snapshot: on PostgreSQL a read transaction sees one snapshot only at
-    REPEATABLE READ (SQLite's read transaction already does). Called before the first statement."""
+    """Every figure of one page from one snapshot: on PostgreSQL a transaction sees one snapshot only at REPEATABLE
+    READ (SQLite's read transaction already does). The transaction's first statement."""
     if s.get_bind().dialect.name == "postgresql":
-        s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        s.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
 
 
 @dataclass
@@ -186,7 +186,6 @@ def _fee_rows(s: Session, agency_ids: Sequence[str], start: date, end: date) -> 
 def report(s: Session, agencies: list[Agency], start: date, end: date, grain: Grain) -> Report:
     """The report of ``agencies`` from ``start`` to ``end`` (both included), with the trend of the 30 days that
     end on ``end``."""
-    repeatable(s)
     ids = [a.id for a in agencies]
     codes = {a.id: a.code for a in agencies}
     trend_start = min(start, end - timedelta(days=TREND_DAYS - 1))
@@ -274,7 +273,6 @@ class ProvinceMonth:
 
 
 def province_month(s: Session, agencies: list[Agency], month: date) -> ProvinceMonth:
-    repeatable(s)
     first, last = month_bounds(month)
     low, high = day_start(first), day_start(last + timedelta(days=1))
     ids = [a.id for a in agencies]

@@ -27,6 +27,7 @@ from console.reports.figures import (
     all_agencies,
     month_bounds,
     province_month,
+    repeatable,
     report,
     today,
 )
@@ -113,6 +114,7 @@ def parse(request: Request) -> Query:
 def _load(request: Request, staff: Staff, query: Query) -> tuple[Report, Agency | None, list[Agency]]:
     ctx = ctx_of(request)
     with ctx.db.read() as s:
+        repeatable(s)
         agency = agency_for(s, staff.user, query.agency)
         everyone = all_agencies(s) if staff.user.role == Role.province_admin else []
         covered = [agency] if agency is not None else everyone
@@ -242,6 +244,7 @@ async def province_page(request: Request) -> Response:
 
     def load() -> tuple[ProvinceMonth, Report]:
         with ctx.db.read() as s:
+            repeatable(s)
             everyone = all_agencies(s)
             first, last = month_bounds(month)
             trend_end = min(last, max(today(), first))
