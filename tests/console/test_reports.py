@@ -20,6 +20,7 @@ from console.reports.figures import Grain, report
 from lephi.container import Container
 from payments.agency.models import Agency
 from payments.reconcile.models import ExceptionStatus
+from payments.reconcile.reports import daily_close
 from tests.console.conftest import MakeStaff, login
 from tests.console.report_data import at, exception, failed_payment, fee, pay, procedure_of, refund
 
@@ -89,6 +90,16 @@ def test_figures_equal_the_money_written(ctx: Container, money: dict[str, int], 
         D2: (1, 30_000, 20_000, 0),
     }
     assert [(k[1], x.gross) for k, x in r.by_procedure.items()] == [("1.001234", 380_000)]
+    # The same money as the API's daily close, day by day.
+    with ctx.db.read() as s:
+        for day in (D1, D2):
+            close = daily_close(s, a.id, day).totals
+            assert (close.payments, close.gross, close.refunds, close.net) == (
+                r.by_period[day].payments,
+                r.by_period[day].gross,
+                r.by_period[day].refunds,
+                r.by_period[day].net,
+            )
     # The trend is the 30 days to D2, the day before the period included.
     assert len(r.trend) == 30 and r.trend[D1 - timedelta(days=1)].gross == 90_000 and r.trend[D2].gross == 30_000
     with ctx.db.read() as s:
