@@ -26,6 +26,7 @@ STYLE = Style(
     foreground_subtle="#555555",
     colors=("#0b5cad", "#b3261e", "#1e7b34", "#7a4b00", "#5b3a9b", "#00696b", "#6b6b6b"),
     font_family="DejaVu Sans, system-ui, sans-serif",
+    no_data_font_size=28,
 )
 
 
