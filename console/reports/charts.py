@@ -26,6 +26,7 @@ STYLE = Style(
     foreground_subtle="#555555",
     colors=("#0b5cad", "#b3261e", "#1e7b34", "#7a4b00", "#5b3a9b", "#00696b", "#6b6b6b"),
     font_family="DejaVu Sans, system-ui, sans-serif",
+    no_data_font_size=28,
 )
 
 
@@ -66,8 +67,9 @@ def sanitise(svg: str, title: str, nonce: str = "") -> str:
     return str(etree.tostring(root, encoding="unicode"))
 
 
-def _chart(kind: type, title: str, **config: object) -> object:
+def _chart(kind: type, title: str, empty: str, **config: object) -> object:
     return kind(
+        no_data_text=empty,
         js=[],
         disable_xml_declaration=True,
         style=STYLE,
@@ -82,18 +84,20 @@ def _chart(kind: type, title: str, **config: object) -> object:
     )
 
 
-def trend(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int]]], nonce: str = "") -> str:
+def trend(
+    title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[int]]], nonce: str = "", empty: str = "–"
+) -> str:
     """A line per series over the days in ``labels``."""
-    chart = _chart(pygal.Line, title, x_label_rotation=45, show_minor_x_labels=False, x_labels_major_every=5)
+    chart = _chart(pygal.Line, title, empty, x_label_rotation=45, show_minor_x_labels=False, x_labels_major_every=5)
     chart.x_labels = list(labels)  # type: ignore[attr-defined]
     for name, values in series:
         chart.add(name, list(values))  # type: ignore[attr-defined]
     return sanitise(chart.render(is_unicode=True), title, nonce)  # type: ignore[attr-defined]
 
 
-def breakdown(title: str, parts: Sequence[tuple[str, int]], nonce: str = "") -> str:
-    """A horizontal bar per part (a method's amount)."""
-    chart = _chart(pygal.HorizontalBar, title)
+def breakdown(title: str, parts: Sequence[tuple[str, int]], nonce: str = "", empty: str = "–") -> str:
+    """A horizontal bar per part (a method's amount); ``empty`` is written when there is none."""
+    chart = _chart(pygal.HorizontalBar, title, empty)
     for name, value in parts:
         chart.add(name, [value])  # type: ignore[attr-defined]
     return sanitise(chart.render(is_unicode=True), title, nonce)  # type: ignore[attr-defined]

@@ -134,7 +134,7 @@ def _charts(report_: Report, lang: str, page_nonce: str) -> dict[str, str]:
         page_nonce,
     )
     methods = charts.breakdown(
-        t["reports_method_chart"], [(m, s.gross) for m, s in report_.by_method.items()], page_nonce
+        t["reports_method_chart"], [(m, s.gross) for m, s in report_.by_method.items()], page_nonce, t["reports_none"]
     )
     return {"trend": trend, "methods": methods}
 
@@ -264,7 +264,10 @@ async def province_page(request: Request) -> Response:
         page_nonce,
     )
     methods = charts.breakdown(
-        t["province_method_chart"], [(m, stats.total.by_method.get(m, 0)) for m in stats.methods], page_nonce
+        t["province_method_chart"],
+        [(m, stats.total.by_method.get(m, 0)) for m in stats.methods],
+        page_nonce,
+        t["reports_none"],
     )
     previous = (stats.month - timedelta(days=1)).replace(day=1)
     following = (stats.month + timedelta(days=32)).replace(day=1)

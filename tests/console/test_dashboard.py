@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from console.dashboard.figures import refund_request_table
+from console.dashboard.figures import gather, refund_request_table
 from console.dashboard.page import PAGES, served_paths
 from invoices.keys import write_dev_certificate
 from invoices.tax.tables import TaxMessageStatus
 from lephi.container import Container
+from payments.agency.models import Agency
 from payments.reconcile.models import ExceptionStatus
 from payments.transfer.models import CreditStatus
 from tests.console.conftest import MakeStaff, login
@@ -113,3 +114,18 @@ def test_refund_requests_hook_and_links_only_to_served_pages(
     for paths in PAGES.values():
         for path in paths:
             assert (f'href="{path}?lang=en">Open' in page) <= (path in served), path
+
+
+def test_certificate_expiry_counts_down(ctx: Container, agencies: dict[str, str]) -> None:
+    write_dev_certificate(ctx.settings.data_dir / "certs", "AGC-A", "0100000001", "Agency AGC-A")
+    with ctx.db.read() as s:
+        a = s.get(Agency, agencies["AGC-A"])
+        b = s.get(Agency, agencies["AGC-B"])
+        assert a is not None and b is not None
+        board = gather(s, [a, b], ctx.settings)
+        until = board.total.certificate_until
+        assert until is not None and board.rows[1][1].certificate_until is None
+        soon = gather(s, [a], ctx.settings, now=until - timedelta(days=10, hours=1))
+        late = gather(s, [a], ctx.settings, now=until + timedelta(days=1))
+    assert soon.total.certificate_days == 10 and late.total.certificate_days is not None
+    assert late.total.certificate_days < 0

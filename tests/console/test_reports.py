@@ -15,10 +15,12 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from pypdf import PdfReader
 
+from console.reports import charts
 from console.reports.figures import Grain, report
 from lephi.container import Container
 from payments.agency.models import Agency
 from payments.reconcile.models import ExceptionStatus
+from payments.reconcile.reports import daily_close
 from tests.console.conftest import MakeStaff, login
 from tests.console.report_data import at, exception, failed_payment, fee, pay, procedure_of, refund
 
@@ -88,6 +90,16 @@ def test_figures_equal_the_money_written(ctx: Container, money: dict[str, int], 
         D2: (1, 30_000, 20_000, 0),
     }
     assert [(k[1], x.gross) for k, x in r.by_procedure.items()] == [("1.001234", 380_000)]
+    # The same money as the API's daily close, day by day.
+    with ctx.db.read() as s:
+        for day in (D1, D2):
+            close = daily_close(s, a.id, day).totals
+            assert (close.payments, close.gross, close.refunds, close.net) == (
+                r.by_period[day].payments,
+                r.by_period[day].gross,
+                r.by_period[day].refunds,
+                r.by_period[day].net,
+            )
     # The trend is the 30 days to D2, the day before the period included.
     assert len(r.trend) == 30 and r.trend[D1 - timedelta(days=1)].gross == 90_000 and r.trend[D2].gross == 30_000
     with ctx.db.read() as s:
@@ -175,7 +187,12 @@ def test_hostile_query_values_get_the_400_page(
         page(client.get(f"/console/province?month={month}"), 400)
 
 
-def test_xlsx_reads_back(client: TestClient, make_staff: MakeStaff, money: dict[str, int]) -> None:
+SVG = re.compile(r"<svg\b.*?</svg>", re.S)
+
+
+def test_xlsx_pdf_and_charts(
+    client: TestClient, make_staff: MakeStaff, money: dict[str, int], ctx: Container, agencies: dict[str, str]
+) -> None:
     sign_in(client, make_staff, "finance")
     response = client.get(f"/console/reports/export.xlsx?{PERIOD}")
     assert response.status_code == 200
@@ -202,25 +219,15 @@ def test_xlsx_reads_back(client: TestClient, make_staff: MakeStaff, money: dict[
     assert procedures.cell(8, 3).value == '\'=HYPERLINK("http://evil")'
     assert procedures.cell(8, 3).data_type == "s"
 
-
-def test_pdf_has_the_figures(client: TestClient, make_staff: MakeStaff, money: dict[str, int]) -> None:
-    sign_in(client, make_staff, "finance")
     response = client.get(f"/console/reports/export.pdf?{PERIOD}")
     assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages)
     assert "Báo cáo" in text and "380.000" in text and "360.000" in text and "AGC-A" in text
     assert "999.000" not in text
+    assert "Tổng thu và thực thu 30 ngày" in text  # the chart's title: the SVG is drawn in the PDF
 
-
-SVG = re.compile(r"<svg\b.*?</svg>", re.S)
-
-
-def test_charts_are_well_formed_svg_without_script(
-    client: TestClient, make_staff: MakeStaff, money: dict[str, int], ctx: Container, agencies: dict[str, str]
-) -> None:
     with ctx.db.write() as s:
         pay(s, agencies["AGC-A"], 1_000, at(D2, 12), method="<script>alert(1)</script>")
-    sign_in(client, make_staff, "finance")
     response = client.get(f"/console/reports?{PERIOD}")
     text = page(response)
     svgs = SVG.findall(text)
@@ -237,6 +244,23 @@ def test_charts_are_well_formed_svg_without_script(
         styles = [e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "style"]
         assert styles and all(e.get("nonce") == nonce.group(1) for e in styles)
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_the_sanitiser_leaves_drawing_only() -> None:
+    hostile = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" onload="alert(1)">'
+        '<script>alert(2)</script><style>.a{fill:red}</style><a href="javascript:alert(3)"><text>x</text></a>'
+        '<foreignObject><div xmlns="http://www.w3.org/1999/xhtml">y</div></foreignObject>'
+        '<rect style="fill:url(http://evil/)" onclick="alert(4)" fill="url(#g)"/>'
+        '<image xlink:href="http://evil/track.png"/><use href="#local"/></svg>'
+    )
+    clean = charts.sanitise(hostile, "Biểu đồ", nonce="n0nce")
+    root = etree.fromstring(clean.encode())
+    tags = {etree.QName(e).localname for e in root.iter() if isinstance(e.tag, str)}
+    assert tags == {"svg", "style", "rect"}
+    assert "alert" not in clean and "evil" not in clean and "style=" not in clean
+    assert 'nonce="n0nce"' in clean and root.get("aria-label") == "Biểu đồ" and root.get("role") == "img"
+    assert root.find("{http://www.w3.org/2000/svg}rect").get("fill") == "url(#g)"
 
 
 def test_province_month(client: TestClient, make_staff: MakeStaff, ctx: Container, agencies: dict[str, str]) -> None:
