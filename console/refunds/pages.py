@@ -225,7 +225,7 @@ async def new_submit(request: Request) -> Response:
             try:
                 return service.request_refund(s, staff.user, payment_id, amount, reason, ip), fig, None
             except Refused as exc:
-                remaining = render_money(staff.lang, exc.remaining)
+                remaining = _money(staff.lang, exc.remaining)
                 return None, fig, t[exc.key].format(remaining=remaining)
 
     try:
@@ -238,7 +238,7 @@ async def new_submit(request: Request) -> Response:
     return RedirectResponse(_detail_url(req.id, staff.lang, done="requested"), status_code=303)
 
 
-def render_money(lang: str, amount: int | None) -> str:
+def _money(lang: str, amount: int | None) -> str:
     return fmt.money(amount or 0, lang)
 
 
@@ -340,7 +340,7 @@ async def _decide_as(request: Request, staff: Staff, posted: Posted, request_id:
             detail = await run_in_threadpool(_load_detail, request, staff.user, request_id)
         except NotHere:
             return not_found(request, staff.lang)
-        error = t[exc.key].format(remaining=render_money(staff.lang, exc.remaining))
+        error = t[exc.key].format(remaining=_money(staff.lang, exc.remaining))
         status = 409 if exc.key in {"refunds_approve_over", "refunds_not_refundable"} else 400
         return _detail_view(request, staff, detail, error=error, status=status, note=note[: service.MAX_NOTE])
     if req.refund_id is not None:

@@ -32,13 +32,14 @@ from tests.factories import dossier_body, payment_body, sandbox_outcome
 REQUEST_URL = re.compile(r"/console/refunds/(rrq_[0-9a-f]+)")
 
 
-def paid(api: Api, outcome: str = "success") -> dict[str, Any]:
-    """A sandbox payment of AGC-A, settled, its receipt issued by the worker."""
+def paid(api: Api, outcome: str = "success", receipt: bool = False) -> dict[str, Any]:
+    """A sandbox payment of AGC-A, settled; with ``receipt``, its receipt issued by the worker."""
     code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
     if outcome:
         sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], outcome)
-    Worker(api.ctx, HANDLERS).run_once()
+    if receipt:
+        Worker(api.ctx, HANDLERS).run_once()
     with api.ctx.db.read() as s:
         row = s.get(Payment, payment["id"])
         assert row is not None
@@ -133,7 +134,7 @@ def approver(client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]
 def test_finance_requests_an_approver_approves_the_gateway_refunds_and_the_adjustment_follows(
     api: Api, client: TestClient, finance: str, approver: tuple[TestClient, str]
 ) -> None:
-    payment = paid(api)
+    payment = paid(api, receipt=True)
     form = html(client.get(f"/console/refunds/new?payment={payment['id']}&lang=en"), 200)
     assert "Still requestable" in form and f"{payment['amount']:,}" in form
     request_id = requested(client, payment["id"], 40_000)
@@ -185,7 +186,7 @@ def test_an_approved_refund_the_gateway_was_not_asked_about_is_completed_by_its_
     approver: tuple[TestClient, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    payment = paid(api)
+    payment = paid(api, receipt=True)
     request_id = requested(client, payment["id"], 10_000)
     # As if the process had stopped between the approval's commit and its call to the gateway.
     monkeypatch.setattr(pages, "process_refund", lambda ctx, refund_id: None)
