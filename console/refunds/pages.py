@@ -208,9 +208,7 @@ async def new_submit(request: Request) -> Response:
     staff = await staff_form(request, MAKERS, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):
         return staff
-    payment_id = _payment_param(request)
-    if not payment_id:
-        return not_found(request, staff.lang)
+    payment_id = _payment_param(request) or ""
     ctx = ctx_of(request)
     t = MESSAGES[staff.lang]
     amount_text, reason = posted.fields["amount"], posted.fields["reason"]
@@ -218,6 +216,8 @@ async def new_submit(request: Request) -> Response:
     ip = client_ip(request)
 
     def create() -> tuple[RefundRequest | None, Figures, str | None]:
+        if not payment_id:
+            raise NotHere
         with ctx.db.write() as s:
             fig = service.figures(s, staff.user.agency_id, payment_id)
             if amount is None:
@@ -232,6 +232,8 @@ async def new_submit(request: Request) -> Response:
         req, fig, error = await run_in_threadpool(create)
     except NotHere:
         return not_found(request, staff.lang)
+    except NotAllowed:
+        return forbidden(request, staff.lang)
     if req is None:
         keep_reason = reason[: service.MAX_REASON]
         return _new_view(request, staff, fig, payment_id, error, amount_text[:20], keep_reason, status=400)
@@ -342,7 +344,9 @@ async def _decide_as(request: Request, staff: Staff, posted: Posted, request_id:
             return not_found(request, staff.lang)
         error = t[exc.key].format(remaining=_money(staff.lang, exc.remaining))
         status = 409 if exc.key in {"refunds_approve_over", "refunds_not_refundable"} else 400
-        return _detail_view(request, staff, detail, error=error, status=status, note=note[: service.MAX_NOTE])
+        # A rejection sent without a valid note gets its form back with what was typed.
+        kept = note[: service.MAX_NOTE] if action == "reject" else ""
+        return _detail_view(request, staff, detail, error=error, status=status, note=kept)
     if req.refund_id is not None:
         await run_in_threadpool(_ask_gateway, request, req.refund_id)
     done = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}[action]
