@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from console.audit.models import AuditLog
 from console.audit.service import verify
-from console.refunds import pages
+from console.refunds import pages, service
 from console.refunds.models import RefundRequest, RequestStatus
 from console.staff import passwords
+from console.staff.models import StaffUser
 from invoices.tables import Document, DocumentPurpose
 from lephi.container import Container
 from lephi.jobs import HANDLERS
@@ -498,3 +499,31 @@ def test_the_queue_shows_pending_first_and_50_a_page(
     page2 = html(checker.get("/console/refunds?lang=en&page=2"), 200)
     assert first in page2 and 'rel="prev"' in page2 and 'rel="next"' not in page2
     assert ids[0] in page1 + page2
+
+
+def test_two_requests_at_once_cannot_both_take_the_remainder(api: Api, make_staff: MakeStaff) -> None:
+    payment = paid(api)
+    makers = [make_staff(f"ketoan{n}@agc-a.gov.vn", role="finance") for n in (1, 2)]
+    with api.ctx.db.read() as s:
+        users = [s.get(StaffUser, m.id) for m in makers]
+    share = payment["amount"] * 6 // 10
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run(user: StaffUser | None) -> None:
+        assert user is not None
+        barrier.wait()
+        try:
+            with api.ctx.db.write() as s:
+                service.request_refund(s, user, payment["id"], share, "Hồ sơ bị trả lại")
+            outcomes.append("requested")
+        except service.Refused as exc:
+            outcomes.append(exc.key)
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["refunds_amount_over", "requested"]
+    assert count(api.ctx, "refund_request") == 1 and len(audit(api.ctx, "refund.requested")) == 1
