@@ -189,8 +189,12 @@ def test_an_approved_refund_the_gateway_was_not_asked_about_is_completed_by_its_
 ) -> None:
     payment = paid(api, receipt=True)
     request_id = requested(client, payment["id"], 10_000)
-    # As if the process had stopped between the approval's commit and its call to the gateway.
-    monkeypatch.setattr(pages, "process_refund", lambda ctx, refund_id: None)
+
+    # The call to the gateway after the approval's commit fails in a way the payment core does not expect.
+    def vanished(ctx: object, refund_id: str) -> None:
+        raise RuntimeError("the gateway's client vanished")
+
+    monkeypatch.setattr(pages, "process_refund", vanished)
     checker, _ = approver
     assert decide(checker, request_id, "approve").status_code == 303
     (refund,) = refunds(api.ctx)
