@@ -208,9 +208,7 @@ async def new_submit(request: Request) -> Response:
     staff = await staff_form(request, MAKERS, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):
         return staff
-    payment_id = _payment_param(request)
-    if not payment_id:
-        return not_found(request, staff.lang)
+    payment_id = _payment_param(request) or ""
     ctx = ctx_of(request)
     t = MESSAGES[staff.lang]
     amount_text, reason = posted.fields["amount"], posted.fields["reason"]
@@ -218,6 +216,8 @@ async def new_submit(request: Request) -> Response:
     ip = client_ip(request)
 
     def create() -> tuple[RefundRequest | None, Figures, str | None]:
+        if not payment_id:
+            raise NotHere
         with ctx.db.write() as s:
             fig = service.figures(s, staff.user.agency_id, payment_id)
             if amount is None:
@@ -225,20 +225,22 @@ async def new_submit(request: Request) -> Response:
             try:
                 return service.request_refund(s, staff.user, payment_id, amount, reason, ip), fig, None
             except Refused as exc:
-                remaining = render_money(staff.lang, exc.remaining)
+                remaining = _money(staff.lang, exc.remaining)
                 return None, fig, t[exc.key].format(remaining=remaining)
 
     try:
         req, fig, error = await run_in_threadpool(create)
     except NotHere:
         return not_found(request, staff.lang)
+    except NotAllowed:
+        return forbidden(request, staff.lang)
     if req is None:
         keep_reason = reason[: service.MAX_REASON]
         return _new_view(request, staff, fig, payment_id, error, amount_text[:20], keep_reason, status=400)
     return RedirectResponse(_detail_url(req.id, staff.lang, done="requested"), status_code=303)
 
 
-def render_money(lang: str, amount: int | None) -> str:
+def _money(lang: str, amount: int | None) -> str:
     return fmt.money(amount or 0, lang)
 
 
@@ -340,9 +342,11 @@ async def _decide_as(request: Request, staff: Staff, posted: Posted, request_id:
             detail = await run_in_threadpool(_load_detail, request, staff.user, request_id)
         except NotHere:
             return not_found(request, staff.lang)
-        error = t[exc.key].format(remaining=render_money(staff.lang, exc.remaining))
+        error = t[exc.key].format(remaining=_money(staff.lang, exc.remaining))
         status = 409 if exc.key in {"refunds_approve_over", "refunds_not_refundable"} else 400
-        return _detail_view(request, staff, detail, error=error, status=status, note=note[: service.MAX_NOTE])
+        # A rejection sent without a valid note gets its form back with what was typed.
+        kept = note[: service.MAX_NOTE] if action == "reject" else ""
+        return _detail_view(request, staff, detail, error=error, status=status, note=kept)
     if req.refund_id is not None:
         await run_in_threadpool(_ask_gateway, request, req.refund_id)
     done = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}[action]
@@ -354,8 +358,8 @@ def _ask_gateway(request: Request, refund_id: str) -> None:
     app_ctx: AppContext = request.app.state.ctx
     try:
         process_refund(app_ctx, refund_id)
-    except Exception:  # the refund is committed; its retry job asks the gateway again, and the page must not fail
-        log.exception("console.refund_gateway_failed", refund_id=refund_id)
+    except Exception as exc:  # the refund is committed; its retry job asks the gateway again, the page must not fail
+        log.warning("console.refund_gateway_failed", refund_id=refund_id, error=str(exc)[:200])
 
 
 @router.post("/{request_id}/approve", response_class=HTMLResponse)

@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from console.audit.models import AuditLog
 from console.audit.service import verify
-from console.refunds import pages
+from console.refunds import pages, service
 from console.refunds.models import RefundRequest, RequestStatus
 from console.staff import passwords
+from console.staff.models import StaffUser
 from invoices.tables import Document, DocumentPurpose
 from lephi.container import Container
 from lephi.jobs import HANDLERS
@@ -32,13 +33,14 @@ from tests.factories import dossier_body, payment_body, sandbox_outcome
 REQUEST_URL = re.compile(r"/console/refunds/(rrq_[0-9a-f]+)")
 
 
-def paid(api: Api, outcome: str = "success") -> dict[str, Any]:
-    """A sandbox payment of AGC-A, settled, its receipt issued by the worker."""
+def paid(api: Api, outcome: str = "success", receipt: bool = False) -> dict[str, Any]:
+    """A sandbox payment of AGC-A, settled; with ``receipt``, its receipt issued by the worker."""
     code = api.post("/v1/dossiers", dossier_body(copies=3)).json()["code"]
     payment = api.post("/v1/payments", payment_body(code)).json()
     if outcome:
         sandbox_outcome(api.client, api.ctx.settings, payment["gateway_reference"], outcome)
-    Worker(api.ctx, HANDLERS).run_once()
+    if receipt:
+        Worker(api.ctx, HANDLERS).run_once()
     with api.ctx.db.read() as s:
         row = s.get(Payment, payment["id"])
         assert row is not None
@@ -133,7 +135,7 @@ def approver(client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]
 def test_finance_requests_an_approver_approves_the_gateway_refunds_and_the_adjustment_follows(
     api: Api, client: TestClient, finance: str, approver: tuple[TestClient, str]
 ) -> None:
-    payment = paid(api)
+    payment = paid(api, receipt=True)
     form = html(client.get(f"/console/refunds/new?payment={payment['id']}&lang=en"), 200)
     assert "Still requestable" in form and f"{payment['amount']:,}" in form
     request_id = requested(client, payment["id"], 40_000)
@@ -185,10 +187,14 @@ def test_an_approved_refund_the_gateway_was_not_asked_about_is_completed_by_its_
     approver: tuple[TestClient, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    payment = paid(api)
+    payment = paid(api, receipt=True)
     request_id = requested(client, payment["id"], 10_000)
-    # As if the process had stopped between the approval's commit and its call to the gateway.
-    monkeypatch.setattr(pages, "process_refund", lambda ctx, refund_id: None)
+
+    # The call to the gateway after the approval's commit fails in a way the payment core does not expect.
+    def vanished(ctx: object, refund_id: str) -> None:
+        raise RuntimeError("the gateway's client vanished")
+
+    monkeypatch.setattr(pages, "process_refund", vanished)
     checker, _ = approver
     assert decide(checker, request_id, "approve").status_code == 303
     (refund,) = refunds(api.ctx)
@@ -497,3 +503,31 @@ def test_the_queue_shows_pending_first_and_50_a_page(
     page2 = html(checker.get("/console/refunds?lang=en&page=2"), 200)
     assert first in page2 and 'rel="prev"' in page2 and 'rel="next"' not in page2
     assert ids[0] in page1 + page2
+
+
+def test_two_requests_at_once_cannot_both_take_the_remainder(api: Api, make_staff: MakeStaff) -> None:
+    payment = paid(api)
+    makers = [make_staff(f"ketoan{n}@agc-a.gov.vn", role="finance") for n in (1, 2)]
+    with api.ctx.db.read() as s:
+        users = [s.get(StaffUser, m.id) for m in makers]
+    share = payment["amount"] * 6 // 10
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run(user: StaffUser | None) -> None:
+        assert user is not None
+        barrier.wait()
+        try:
+            with api.ctx.db.write() as s:
+                service.request_refund(s, user, payment["id"], share, "Hồ sơ bị trả lại")
+            outcomes.append("requested")
+        except service.Refused as exc:
+            outcomes.append(exc.key)
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["refunds_amount_over", "requested"]
+    assert count(api.ctx, "refund_request") == 1 and len(audit(api.ctx, "refund.requested")) == 1
