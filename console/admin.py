@@ -27,6 +27,7 @@ from console.guard import (
     bad_request,
     client_ip,
     ctx_of,
+    forbidden,
     form_text,
     may_see,
     not_found,
@@ -35,7 +36,7 @@ from console.guard import (
 )
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, render
-from console.staff.models import StaffUser
+from console.staff.models import Role, StaffUser
 from payments.agency.models import Agency
 from payments.auth.models import ApiKey, Scope
 from payments.auth.service import create_key, revoke_key
@@ -49,6 +50,12 @@ MAX_PAGE = 1_000_000
 MIN_YEAR, MAX_YEAR = 1970, 9998
 VIETNAM = timezone(timedelta(hours=7))
 SCOPES = [s.value for s in Scope]
+# Reads every agency's aggregate figures: only a province admin may hand it to a client system.
+PROVINCE_SCOPES = frozenset({Scope.province_read.value})
+
+
+def scopes_for(user: StaffUser) -> list[str]:
+    return [s for s in SCOPES if user.role == Role.province_admin or s not in PROVINCE_SCOPES]
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,7 @@ def _keys_view(
         agency=agency,
         keys=keys,
         agencies=agencies,
-        scopes=SCOPES,
+        scopes=scopes_for(staff.user),
         csrf=staff.session.csrf_token,
         error=error,
         notice=notice,
@@ -158,6 +165,8 @@ async def create_key_submit(request: Request) -> Response:
     staff = await staff_form(request, ADMINS, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):
         return staff
+    if any(scope not in scopes_for(staff.user) for scope in posted.scopes):
+        return forbidden(request, staff.lang)
     ctx = ctx_of(request)
     name = posted.fields["name"].strip()
     code = posted.fields["agency"] or None

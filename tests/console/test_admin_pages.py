@@ -342,3 +342,21 @@ def test_hostile_input_gets_a_4xx_page(
             assert response.headers["content-type"].startswith("text/html")
     assert (count(ctx, "api_key"), count(ctx, "audit_log")) == before
     assert keys_of(ctx)[key_id].revoked_at is None
+
+
+def test_only_a_province_admin_grants_the_province_feed_scope(
+    client: TestClient, ctx: Container, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    sign_in(client, make_staff, "agency_admin")
+    csrf = session_csrf(client)
+    assert 'value="province:read"' not in client.get("/console/keys").text
+    form = {"name": "province", "scope": ["province:read"], "csrf": csrf, "lang": "en"}
+    html(client.post("/console/keys", data=form), 403)
+    assert not [k for k in keys_of(ctx).values() if k.name == "province"]
+    client.cookies.clear()
+    sign_in(client, make_staff, "province_admin")
+    csrf = session_csrf(client)
+    assert 'value="province:read"' in client.get("/console/keys?agency=AGC-A").text
+    form = {"name": "province", "scope": ["province:read"], "agency": "AGC-A", "csrf": csrf, "lang": "en"}
+    html(client.post("/console/keys", data=form), 200)
+    assert [k.scopes for k in keys_of(ctx).values() if k.name == "province"] == [["province:read"]]
