@@ -6,7 +6,7 @@ from console.audit.models import AuditHead, AuditLog
 from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
-from payments.agency.models import Agency, FeeScheduleLine, Procedure
+from payments.agency.models import Agency, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.gateway.models import SandboxTransaction
@@ -35,6 +35,7 @@ __all__ = [
     "Dossier",
     "DossierFeeLine",
     "FeeScheduleLine",
+    "FeeScheduleVersion",
     "GatewayInbox",
     "IdempotencyRecord",
     "LoginFailure",

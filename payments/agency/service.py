@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic import Field, ValidationError, field_validator
 from sqlalchemy import update
@@ -133,9 +134,18 @@ def agency_detail(s: Session, code: str) -> AgencyDetail:
     if agency is None:
         raise NotFound(f"no agency with code {code!r}")
     procedures = s.exec(select(Procedure).where(Procedure.agency_id == agency.id).order_by(col(Procedure.code))).all()
+    ids = [p.id for p in procedures]
+    # The schedule in force today (Vietnam time); later ones are listed by the console's fee schedule page.
+    today = datetime.now(UTC).astimezone(timezone(timedelta(hours=7))).date()
+    in_force = s.exec(
+        select(func.max(FeeScheduleLine.effective_from)).where(
+            col(FeeScheduleLine.procedure_id).in_(ids), col(FeeScheduleLine.effective_from) <= today
+        )
+    ).one()
     lines = s.exec(
         select(FeeScheduleLine)
-        .where(col(FeeScheduleLine.procedure_id).in_([p.id for p in procedures]))
+        .where(col(FeeScheduleLine.procedure_id).in_(ids), FeeScheduleLine.effective_from == in_force)
         .order_by(col(FeeScheduleLine.position), col(FeeScheduleLine.id))
     ).all()
-    return AgencyDetail(agency, [(p, [line for line in lines if line.procedure_id == p.id]) for p in procedures])
+    offered = [(p, [line for line in lines if line.procedure_id == p.id]) for p in procedures]
+    return AgencyDetail(agency, [(p, p_lines) for p, p_lines in offered if p_lines])

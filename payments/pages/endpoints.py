@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from payments.agency.models import Agency, Procedure
 from payments.auth.deps import CtxDep
 from payments.auth.service import Principal
-from payments.core.errors import NotFound, PaymentInProgress
+from payments.core.errors import AgencyDeactivated, NotFound, PaymentInProgress
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.idempotency.deps import request_fingerprint
 from payments.pages import forms
@@ -44,7 +44,8 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         payment = s.exec(
             select(Payment).where(Payment.dossier_id == dossier.id).order_by(col(Payment.created_at).desc())
         ).first()
-        methods = [m for m in agency.payment_methods if m in ctx.gateways]
+        # A deactivated agency's dossiers stay readable (and their receipts), but nothing can be paid to it.
+        methods = [m for m in agency.payment_methods if m in ctx.gateways] if agency.deactivated_at is None else []
         receipt_code = ctx.receipt_code(payment.id) if payment is not None and payment.status in PAID else None
         return render(
             request,
@@ -85,6 +86,8 @@ def pay_submit(
     try:
         # The form carries its own key, so a double click or a browser resubmit never starts a second payment.
         outcome = creation.outcome(principal.key_id, form_key, request_fingerprint(request, data))
+    except AgencyDeactivated:
+        return RedirectResponse(here, status_code=303)  # the page says why nothing can be paid
     except PaymentInProgress as exc:
         with ctx.db.read() as s:
             live = s.get(Payment, str(exc.extra.get("payment_id", "")))
