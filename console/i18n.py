@@ -5,6 +5,9 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 
 from __future__ import annotations
 
+from console.agencies.texts import TEXTS as AGENCIES
+from console.fees.texts import TEXTS as FEES
+
 Catalog = dict[str, dict[str, str]]
 
 _CORE: Catalog = {
@@ -211,7 +214,7 @@ _CORE: Catalog = {
 }
 
 
-_FEATURES: list[Catalog] = []
+_FEATURES: list[Catalog] = [AGENCIES, FEES]
 
 
 def _merge(core: Catalog, features: list[Catalog]) -> Catalog:

@@ -23,6 +23,9 @@ NAV: list[NavItem] = [
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/keys", "keys_title", ADMINS),
     NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/agencies", "agencies_title", {Role.province_admin}),
+    NavItem("/console/agencies", "agencies_own", {Role.agency_admin}),
+    NavItem("/console/fees", "fees_title", {Role.province_admin, Role.agency_admin, Role.finance, Role.viewer}),
 ]
 
 

@@ -32,9 +32,12 @@ Amounts are whole VND."""
 def body_limits() -> dict[str, int]:
     """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
     in the OpenAPI as ``x-max-body-bytes``."""
+    from console.fees.sheet import MAX_BYTES as MAX_FEE_SHEET_BYTES
     from invoices.verify import MAX_XML_BYTES
 
-    return {"/v1/receipts/verify": MAX_XML_BYTES}
+    # A fee schedule spreadsheet of up to 2 MB, with room for the form around it: a larger file gets the page's own
+    # "over 2 MB" message, a much larger body the 413 page.
+    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/fees/import": MAX_FEE_SHEET_BYTES + 256 * 1024}
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:
@@ -68,7 +71,9 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     install_error_handlers(app)
 
     from console.admin import router as console_admin
+    from console.agencies.pages import router as console_agencies
     from console.endpoints import router as console
+    from console.fees.pages import router as console_fees
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -102,6 +107,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         receipt_lookup,
         docs,
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
+        console_agencies,
+        console_fees,
         console_admin,
         console,
     ):

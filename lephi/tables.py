@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from console.audit.models import AuditHead, AuditLog
+from console.fees.models import FeeImport
 from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
@@ -34,6 +35,7 @@ __all__ = [
     "Document",
     "Dossier",
     "DossierFeeLine",
+    "FeeImport",
     "FeeScheduleLine",
     "FeeScheduleVersion",
     "GatewayInbox",

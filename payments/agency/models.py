@@ -82,6 +82,9 @@ class FeeScheduleLine(SQLModel, table=True):
     default_quantity: int = 1
     max_quantity: int = 1
     position: int = 0
+    # As written in the imported spreadsheet, so that an export gives back what was imported.
+    legal_basis: str = Field(default="", max_length=500, sa_column_kwargs={"server_default": ""})
+    unit: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
     # Which schedule the line belongs to: a dossier is priced by the lines of the latest day not after its own.
     effective_from: date = Field(default=BASE_DAY, sa_column_kwargs={"server_default": "1970-01-01"})
     version_id: int | None = Field(default=None, foreign_key="fee_schedule_version.id", index=True)

@@ -57,8 +57,9 @@ def agency_in(**values: object) -> AgencyIn:
         raise ValidationFailed(faults) from exc
 
 
-def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_methods: Iterable[str]) -> Agency:
-    """Store the agency with its procedures and fee lines, in the caller's transaction."""
+def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule | None, known_methods: Iterable[str]) -> Agency:
+    """Store the agency with its procedures and fee lines, in the caller's transaction. Without a schedule (made in
+    the console) the agency offers no procedure until a fee schedule is imported for it."""
     known = set(known_methods)
     unknown = sorted(set(data.payment_methods) - known)
     if unknown:
@@ -85,7 +86,7 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
         s.flush()
     except IntegrityError as exc:  # the same code created at the same moment by someone else
         raise Conflict(f"an agency with code {data.code!r} already exists") from exc
-    for p_index, p in enumerate(schedule.procedures):
+    for p_index, p in enumerate(schedule.procedures if schedule is not None else []):
         procedure = Procedure(agency_id=agency.id, code=p.code, name=p.name)
         s.add(procedure)
         s.flush()
@@ -98,6 +99,8 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
                 unit_amount=f.amount,
                 default_quantity=f.default_quantity,
                 max_quantity=f.max_quantity,
+                legal_basis=f.legal_basis,
+                unit=f.unit,
                 position=p_index * 100 + f_index,
             )
             for f_index, f in enumerate(p.fees)

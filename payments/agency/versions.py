@@ -115,6 +115,8 @@ def add_version(
                 unit_amount=f.amount,
                 default_quantity=f.default_quantity,
                 max_quantity=f.max_quantity,
+                legal_basis=f.legal_basis,
+                unit=f.unit,
                 position=p_index * 100 + f_index,
                 effective_from=effective_from,
                 version_id=version.id,

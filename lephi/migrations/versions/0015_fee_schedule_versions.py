@@ -4,7 +4,9 @@ An agency's fee schedule can now be replaced from a given day (a spreadsheet imp
 force keeps pricing the dossiers until then. ``fee_schedule_version`` holds each imported schedule's day, file name
 and author; each fee line carries the day of the schedule it belongs to and its version (NULL for the schedule the
 agency was created with, which applies from 1970-01-01, so existing lines keep pricing exactly as before). A fee code
-is unique within a procedure per day rather than per procedure.
+is unique within a procedure per day rather than per procedure. A line also keeps its legal basis and unit, as
+written in the spreadsheet, so that an export gives back what was imported. ``fee_import`` holds an uploaded
+spreadsheet's parsed content between its preview and its confirmation.
 
 Revision ID: 0015
 Revises: 0011
@@ -58,9 +60,37 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             "fk_fee_schedule_line_version_id", "fee_schedule_version", ["version_id"], ["id"]
         )
+        batch_op.add_column(
+            sa.Column("legal_basis", sqlmodel.sql.sqltypes.AutoString(length=500), server_default="", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("unit", sqlmodel.sql.sqltypes.AutoString(length=100), server_default="", nullable=False)
+        )
+
+    op.create_table(
+        "fee_import",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("agency_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("staff_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("source_name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("effective_from", sa.Date(), nullable=False),
+        sa.Column("content", sa.JSON(), nullable=False),
+        sa.Column("created_at", payments.core.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("applied_at", payments.core.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("version_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["agency_id"], ["agency.id"]),
+        sa.ForeignKeyConstraint(["version_id"], ["fee_schedule_version.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("fee_import", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_fee_import_agency_id"), ["agency_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fee_import", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fee_import_agency_id"))
+    op.drop_table("fee_import")
     # Lines of imported versions cannot fit the old one-line-per-fee-code constraint: they go with their versions.
     op.execute("DELETE FROM fee_schedule_line WHERE version_id IS NOT NULL")
     with op.batch_alter_table("fee_schedule_line", schema=None, naming_convention=_SQLITE_NAMES) as batch_op:
@@ -70,6 +100,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_fee_schedule_line_version_id"))
         batch_op.drop_column("version_id")
         batch_op.drop_column("effective_from")
+        batch_op.drop_column("legal_basis")
+        batch_op.drop_column("unit")
 
     with op.batch_alter_table("fee_schedule_version", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_fee_schedule_version_agency_id"))
