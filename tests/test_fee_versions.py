@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from payments.agency.models import Agency, FeeKind, FeeScheduleVersion
 from payments.agency.schedule import FeeLineIn, FeeSchedule, ProcedureIn
@@ -85,7 +86,9 @@ def test_two_versions_and_withdrawing_the_future_one(api: Api, monkeypatch: pyte
     assert total(api.post("/v1/dossiers", dossier_body("HS-V2", copies=0))) == 500_000
     monkeypatch.undo()
     with api.ctx.db.write() as s:
-        later = s.query(FeeScheduleVersion).filter_by(effective_from=today() + timedelta(days=5)).one()
+        later = s.exec(
+            select(FeeScheduleVersion).where(FeeScheduleVersion.effective_from == today() + timedelta(days=5))
+        ).one()
         remove_version(s, later, today())
     at(monkeypatch, now + timedelta(days=6))
     assert total(api.post("/v1/dossiers", dossier_body("HS-V3", copies=0))) == 300_000
@@ -98,7 +101,7 @@ def test_a_schedule_in_force_cannot_be_withdrawn_and_a_day_takes_one_schedule(ap
     with pytest.raises(Conflict):
         add(api, today())
     with api.ctx.db.write() as s, pytest.raises(Conflict):
-        version = s.query(FeeScheduleVersion).one()
+        version = s.exec(select(FeeScheduleVersion)).one()
         remove_version(s, version, today())
     assert total(api.post("/v1/dossiers", dossier_body("HS-N", copies=0))) == 150_000
 

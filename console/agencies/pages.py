@@ -195,7 +195,7 @@ async def agencies_page(request: Request) -> Response:
 def _form_view(
     request: Request,
     staff: Staff,
-    agency: Agency | None,
+    agency: Agency | dict[str, Any] | None,
     values: dict[str, Any],
     faults: list[str] | None = None,
     conflict: bool = False,
@@ -324,8 +324,9 @@ async def edit_agency_submit(code: str, request: Request) -> Response:
     editable = DETAIL_FIELDS if province else CONTACT_FIELDS
 
     class Invalid(Exception):
-        def __init__(self, agency: Agency, values: dict[str, Any], faults: list[str]) -> None:
-            self.agency, self.values, self.faults = agency, values, faults
+        # Plain values: the rolled-back transaction leaves the agency's row unreadable.
+        def __init__(self, values: dict[str, Any], faults: list[str]) -> None:
+            self.values, self.faults = values, faults
 
     def update() -> Agency:
         with ctx.db.write() as s:
@@ -338,7 +339,7 @@ async def edit_agency_submit(code: str, request: Request) -> Response:
             try:
                 data = AgencyIn.model_validate({k: v for k, v in values.items() if k != "deactivated_at"})
             except ValidationError as exc:
-                raise Invalid(agency, values, _faults(exc)) from exc
+                raise Invalid(values, _faults(exc)) from exc
             if data.tax_code != agency.tax_code:
                 other = s.exec(select(Agency.id).where(Agency.tax_code == data.tax_code, Agency.id != agency.id))
                 if other.first() is not None:
@@ -370,7 +371,8 @@ async def edit_agency_submit(code: str, request: Request) -> Response:
     except OutOfScope:
         return not_found(request, staff.lang)
     except Invalid as bad:
-        return _form_view(request, staff, bad.agency, bad.values, faults=bad.faults, status=400)
+        shown = {"code": bad.values["code"]}
+        return _form_view(request, staff, shown, bad.values, faults=bad.faults, status=400)
     except Conflict:
         return await _conflict_page(request, staff, code, posted)
     return RedirectResponse(_agency_url(staff.lang, agency.code, done="updated"), status_code=303)
