@@ -61,8 +61,8 @@ def today() -> date:
     return vietnam_day(utcnow())
 
 
-def _fees_url(lang: str, agency: Agency, **extra: str) -> str:
-    return "/console/fees?" + urlencode({"lang": lang, "agency": agency.code, **extra})
+def _fees_url(lang: str, code: str, **extra: str) -> str:
+    return "/console/fees?" + urlencode({"lang": lang, "agency": code, **extra})
 
 
 def _in_force_schedule(current: ScheduleInForce) -> FeeSchedule | None:
@@ -383,13 +383,13 @@ async def preview_page(token: str, request: Request) -> Response:
         changes=changes,
         in_force=in_force,
         csrf=staff.session.csrf_token,
-        back=_fees_url(staff.lang, agency),
+        back=_fees_url(staff.lang, agency.code),
     )
 
 
-def _conflict(request: Request, staff: Staff, agency: Agency | None, text: str) -> HTMLResponse:
+def _conflict(request: Request, staff: Staff, code: str, text: str) -> HTMLResponse:
     t = MESSAGES[staff.lang]
-    back = _fees_url(staff.lang, agency) if agency else "/console/fees"
+    back = _fees_url(staff.lang, code)
     return render(
         request,
         ctx_of(request).settings,
@@ -416,21 +416,22 @@ async def apply_submit(token: str, request: Request) -> Response:
     day_now = today()
 
     class TooLate(Exception):
-        def __init__(self, agency: Agency) -> None:
-            self.agency = agency
+        # The agency's code only: the rolled-back transaction leaves its row unreadable.
+        def __init__(self, code: str) -> None:
+            self.code = code
 
-    def apply() -> Agency:
+    def apply() -> str:
         with ctx.db.write() as s:
             pending, agency = _import_in_scope(s, staff.user, token)
             if pending.effective_from < day_now:
-                raise TooLate(agency)
+                raise TooLate(agency.code)
             schedule = FeeSchedule.model_validate(pending.content)
             try:
                 version = add_version(
                     s, agency.id, schedule, pending.effective_from, pending.source_name, staff.user.id
                 )
             except Conflict as exc:
-                raise TooLate(agency) from exc
+                raise TooLate(agency.code) from exc
             pending.applied_at = utcnow()
             pending.version_id = version.id
             s.add(pending)
@@ -449,15 +450,15 @@ async def apply_submit(token: str, request: Request) -> Response:
                     "lines": sum(len(p.fees) for p in schedule.procedures),
                 },
             )
-            return agency
+            return agency.code
 
     try:
-        agency = await run_in_threadpool(apply)
+        code = await run_in_threadpool(apply)
     except OutOfScope:
         return not_found(request, staff.lang)
     except TooLate as late:
-        return _conflict(request, staff, late.agency, "fees_conflict_day")
-    return RedirectResponse(_fees_url(staff.lang, agency, done="applied"), status_code=303)
+        return _conflict(request, staff, late.code, "fees_conflict_day")
+    return RedirectResponse(_fees_url(staff.lang, code, done="applied"), status_code=303)
 
 
 async def _simple_form(request: Request) -> tuple[str, str] | Response:
@@ -485,10 +486,10 @@ async def undo_submit(version_id: str, request: Request) -> Response:
     day_now = today()
 
     class InForce(Exception):
-        def __init__(self, agency: Agency) -> None:
-            self.agency = agency
+        def __init__(self, code: str) -> None:
+            self.code = code
 
-    def undo() -> Agency:
+    def undo() -> str:
         with ctx.db.write() as s:
             if not version_id.isdigit() or len(version_id) > 12:
                 raise OutOfScope
@@ -498,7 +499,7 @@ async def undo_submit(version_id: str, request: Request) -> Response:
             agency = s.get(Agency, version.agency_id)
             assert agency is not None
             if version.effective_from <= day_now:
-                raise InForce(agency)
+                raise InForce(agency.code)
             before = {
                 "effective_from": version.effective_from.isoformat(),
                 "file": version.source_name,
@@ -515,12 +516,12 @@ async def undo_submit(version_id: str, request: Request) -> Response:
                 target=version_id,
                 before=before,
             )
-            return agency
+            return agency.code
 
     try:
-        agency = await run_in_threadpool(undo)
+        code = await run_in_threadpool(undo)
     except OutOfScope:
         return not_found(request, staff.lang)
     except InForce as in_force:
-        return _conflict(request, staff, in_force.agency, "fees_conflict_in_force")
-    return RedirectResponse(_fees_url(staff.lang, agency, done="undone"), status_code=303)
+        return _conflict(request, staff, in_force.code, "fees_conflict_in_force")
+    return RedirectResponse(_fees_url(staff.lang, code, done="undone"), status_code=303)
