@@ -34,10 +34,15 @@ def body_limits() -> dict[str, int]:
     in the OpenAPI as ``x-max-body-bytes``."""
     from console.fees.sheet import MAX_BYTES as MAX_FEE_SHEET_BYTES
     from invoices.verify import MAX_XML_BYTES
+    from payments.agency.logo import MAX_LOGO_BYTES
 
     # A fee schedule spreadsheet of up to 2 MB, with room for the form around it: a larger file gets the page's own
     # "over 2 MB" message, a much larger body the 413 page.
-    return {"/v1/receipts/verify": MAX_XML_BYTES, "/console/fees/import": MAX_FEE_SHEET_BYTES + 256 * 1024}
+    return {
+        "/v1/receipts/verify": MAX_XML_BYTES,
+        "/console/fees/import": MAX_FEE_SHEET_BYTES + 256 * 1024,
+        "/console/agencies/logo": MAX_LOGO_BYTES + 64 * 1024,
+    }
 
 
 def create_app(settings: Settings | None = None, ctx: Container | None = None) -> FastAPI:

@@ -7,7 +7,7 @@ from console.fees.models import FeeImport
 from console.staff.models import LoginFailure, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
-from payments.agency.models import Agency, FeeScheduleLine, FeeScheduleVersion, Procedure
+from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.gateway.models import SandboxTransaction
@@ -28,6 +28,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Agency",
+    "AgencyLogo",
     "ApiKey",
     "AuditHead",
     "AuditLog",

@@ -6,6 +6,7 @@ the agency's details before and after, in the transaction of the change."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from console.audit.service import record
 from console.guard import (
@@ -34,7 +36,8 @@ from console.guard import (
 )
 from console.render import BadLanguage, language, render
 from console.staff.models import Role
-from payments.agency.models import Agency
+from payments.agency.logo import MAX_LOGO_BYTES, logo_type
+from payments.agency.models import Agency, AgencyLogo
 from payments.agency.service import AgencyIn, create_agency, touch
 from payments.core.errors import Conflict
 from payments.core.types import utcnow
@@ -271,22 +274,33 @@ async def agency_page(code: str, request: Request) -> Response:
         return staff
     ctx = ctx_of(request)
 
-    def load() -> Agency:
+    def load() -> tuple[Agency, bool]:
         with ctx.db.read() as s:
-            return _in_scope(s, staff, code)
+            agency = _in_scope(s, staff, code)
+            return agency, s.get(AgencyLogo, agency.id) is not None
 
     try:
-        agency = await run_in_threadpool(load)
+        agency, has_logo = await run_in_threadpool(load)
     except OutOfScope:
         return not_found(request, staff.lang)
+    return _agency_view(request, staff, agency, has_logo)
+
+
+def _agency_view(
+    request: Request, staff: Staff, agency: Agency, has_logo: bool, logo_fault: bool = False
+) -> HTMLResponse:
     done = request.query_params.get("done", "")
     return render(
         request,
-        ctx.settings,
+        ctx_of(request).settings,
         "agencies/view.html",
         staff.lang,
+        status_code=400 if logo_fault else 200,
         agency=agency,
-        done=done if done in ("created", "updated", "deactivated", "reactivated") else "",
+        has_logo=has_logo,
+        logo_fault=logo_fault,
+        max_logo_kb=MAX_LOGO_BYTES // 1024,
+        done=done if done in ("created", "updated", "deactivated", "reactivated", "logo") else "",
         province=staff.user.role == Role.province_admin,
         csrf=staff.session.csrf_token,
     )
@@ -441,3 +455,82 @@ async def deactivate_submit(code: str, request: Request) -> Response:
 @router.post("/agencies/{code}/reactivate", response_class=HTMLResponse)
 async def reactivate_submit(code: str, request: Request) -> Response:
     return await _set_active(request, code, True)
+
+
+@router.get("/agencies/{code}/logo")
+async def logo_image(code: str, request: Request) -> Response:
+    staff = await staff_page(request, ADMINS)
+    if not isinstance(staff, Staff):
+        return staff
+    ctx = ctx_of(request)
+
+    def load() -> AgencyLogo:
+        with ctx.db.read() as s:
+            logo = s.get(AgencyLogo, _in_scope(s, staff, code).id)
+            if logo is None:
+                raise OutOfScope
+            return logo
+
+    try:
+        logo = await run_in_threadpool(load)
+    except OutOfScope:
+        return not_found(request, staff.lang)
+    return Response(logo.data, media_type=logo.content_type, headers={"Cache-Control": "private, no-cache"})
+
+
+@router.post("/agencies/logo", response_class=HTMLResponse)
+async def logo_submit(request: Request) -> Response:
+    """Set the agency's receipt logo: a PNG or JPEG of at most 200 KB whose header decodes; anything else is refused
+    with the agency's page (400) and nothing stored."""
+    try:
+        form = await request.form(max_files=1, max_fields=10, max_part_size=16 * 1024)
+        fields = {name: form_text(form.get(name, "")) for name in ("csrf", "lang", "agency")}
+        upload = form.get("file")
+    except Exception:  # the form parsers' errors have no common base class
+        return bad_request(request)
+    try:
+        lang = language(request, fields["lang"] or None)
+    except BadLanguage:
+        return bad_request(request)
+    staff = await staff_form(request, ADMINS, lang, fields["csrf"])
+    if not isinstance(staff, Staff):
+        return staff
+    data = await upload.read(MAX_LOGO_BYTES + 1) if isinstance(upload, UploadFile) else b""
+    kind = logo_type(data)
+    ctx = ctx_of(request)
+    ip = client_ip(request)
+
+    def store() -> tuple[Agency, bool]:
+        with ctx.db.write() as s:
+            agency = _in_scope(s, staff, fields["agency"])
+            logo = s.get(AgencyLogo, agency.id)
+            if kind is None:
+                return agency, logo is not None
+            before = {"content_type": logo.content_type, "sha256": logo.sha256} if logo else None
+            if logo is None:
+                logo = AgencyLogo(agency_id=agency.id, content_type=kind, data=data, sha256="")
+            logo.content_type, logo.data = kind, data
+            logo.sha256 = hashlib.sha256(data).hexdigest()
+            logo.updated_at = utcnow()
+            s.add(logo)
+            s.flush()
+            touch(s, agency.id)
+            record(
+                s,
+                agency_id=agency.id,
+                actor=staff.user.id,
+                ip=ip,
+                action="agency.logo_set",
+                target=agency.id,
+                before=before,
+                after={"content_type": kind, "sha256": logo.sha256, "bytes": len(data)},
+            )
+            return agency, True
+
+    try:
+        agency, has_logo = await run_in_threadpool(store)
+    except OutOfScope:
+        return not_found(request, staff.lang)
+    if kind is None:
+        return _agency_view(request, staff, agency, has_logo, logo_fault=True)
+    return RedirectResponse(_agency_url(staff.lang, agency.code, done="logo"), status_code=303)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -88,3 +88,16 @@ class FeeScheduleLine(SQLModel, table=True):
     # Which schedule the line belongs to: a dossier is priced by the lines of the latest day not after its own.
     effective_from: date = Field(default=BASE_DAY, sa_column_kwargs={"server_default": "1970-01-01"})
     version_id: int | None = Field(default=None, foreign_key="fee_schedule_version.id", index=True)
+
+
+class AgencyLogo(SQLModel, table=True):
+    """The agency's logo for its receipts (payments/agency/logo.py checks it): apart from the agency's row, so that
+    the many reads of an agency never carry the image."""
+
+    __tablename__ = "agency_logo"
+
+    agency_id: str = Field(foreign_key="agency.id", primary_key=True, max_length=40)
+    content_type: str = Field(max_length=20)
+    data: bytes = Field(sa_type=LargeBinary)
+    sha256: str = Field(max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -5,9 +5,10 @@ audit row with before and after; a deactivated agency's payer page offers no pay
 
 from __future__ import annotations
 
+import struct
+import zlib
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -48,29 +49,31 @@ def state(ctx: Container) -> tuple[int, int]:
     return count(ctx, "agency"), len(changes)
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_who_opens_which_page(role: str, client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]) -> None:
-    sign_in(client, make_staff, role)
-    listing = client.get("/console/agencies?lang=en", follow_redirects=False)
-    new = client.get("/console/agencies/new?lang=en")
-    own = client.get("/console/agencies/AGC-A?lang=en")
-    if role == "province_admin":
-        html(listing, 200)
-        assert "AGC-A" in listing.text and "AGC-B" in listing.text
-        html(new, 200)
-        html(own, 200)
-        assert "/deactivate" in own.text
-    elif role == "agency_admin":
-        assert listing.status_code == 303 and listing.headers["location"].startswith("/console/agencies/AGC-A?")
-        html(new, 403)
-        html(own, 200)
-        assert "/deactivate" not in own.text
-        html(client.get("/console/agencies/AGC-B"), 404)
-        html(client.get("/console/agencies/NOPE"), 404)
-        html(client.get("/console/agencies/AGC-B/edit"), 404)
-    else:
-        for page in (listing, new, own):
-            html(page, 403)
+def test_who_opens_which_page(client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]) -> None:
+    # One account per role, in turn, in one test: each sign-in costs an argon2 hash.
+    for role in ROLES:
+        client.cookies.clear()
+        sign_in(client, make_staff, role)
+        listing = client.get("/console/agencies?lang=en", follow_redirects=False)
+        new = client.get("/console/agencies/new?lang=en")
+        own = client.get("/console/agencies/AGC-A?lang=en")
+        if role == "province_admin":
+            html(listing, 200)
+            assert "AGC-A" in listing.text and "AGC-B" in listing.text
+            html(new, 200)
+            html(own, 200)
+            assert "/deactivate" in own.text
+        elif role == "agency_admin":
+            assert listing.status_code == 303 and listing.headers["location"].startswith("/console/agencies/AGC-A?")
+            html(new, 403)
+            html(own, 200)
+            assert "/deactivate" not in own.text
+            html(client.get("/console/agencies/AGC-B"), 404)
+            html(client.get("/console/agencies/NOPE"), 404)
+            html(client.get("/console/agencies/AGC-B/edit"), 404)
+        else:
+            for page in (listing, new, own):
+                html(page, 403)
 
 
 def test_province_admin_creates_an_agency_with_an_audit_row(
@@ -228,3 +231,43 @@ def test_list_filters_and_pages(
     assert "X-001" not in client.get("/console/agencies?state=deactivated").text
     for bad in ("page=0", "page=x", "state=gone", "q=" + "a" * 200, "q=%01", "lang=fr"):
         html(client.get(f"/console/agencies?{bad}"), 400)
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_logo_upload_checks_the_image_and_stays_within_the_agency(
+    client: TestClient, ctx: Container, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    sign_in(client, make_staff, "agency_admin")
+    csrf = session_csrf(client)
+
+    def send(content: bytes, agency_code: str = "AGC-A", token: str = csrf, name: str = "logo.png") -> Any:
+        data = {"csrf": token, "lang": "en", "agency": agency_code}
+        return client.post(
+            "/console/agencies/logo", data=data, files={"file": (name, content, "image/png")}, follow_redirects=False
+        )
+
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    broken_crc = bytearray(png())
+    broken_crc[29] ^= 0xFF
+    for bad in (svg, bytes(broken_crc), png(5000, 2), b"\xff\xd8\xff\xe0" + b"\x00" * 50, png() + b"x" * 210_000):
+        html(send(bad, name="logo.svg"), 400)
+    html(send(png(), token="wrong"), 403)
+    html(send(png(), agency_code="AGC-B"), 404)
+    assert count(ctx, "agency_logo") == 0 and audit(ctx, "agency.logo_set") == []
+    html(send(b"x" * (400 * 1024)), 413)
+
+    assert send(png()).status_code == 303
+    image = client.get("/console/agencies/AGC-A/logo")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content == png()
+    assert "/console/agencies/AGC-A/logo" in client.get("/console/agencies/AGC-A").text
+    [row] = audit(ctx, "agency.logo_set")
+    assert row.before is None and row.after["content_type"] == "image/png"
+    html(client.get("/console/agencies/AGC-B/logo"), 404)

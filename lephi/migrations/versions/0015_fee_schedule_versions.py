@@ -6,7 +6,8 @@ and author; each fee line carries the day of the schedule it belongs to and its 
 agency was created with, which applies from 1970-01-01, so existing lines keep pricing exactly as before). A fee code
 is unique within a procedure per day rather than per procedure. A line also keeps its legal basis and unit, as
 written in the spreadsheet, so that an export gives back what was imported. ``fee_import`` holds an uploaded
-spreadsheet's parsed content between its preview and its confirmation.
+spreadsheet's parsed content between its preview and its confirmation. ``agency_logo`` holds an agency's receipt
+logo (a checked PNG or JPEG of at most 200 KB), apart from the agency's row that every request reads.
 
 Revision ID: 0015
 Revises: 0011
@@ -86,8 +87,20 @@ def upgrade() -> None:
     with op.batch_alter_table("fee_import", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_fee_import_agency_id"), ["agency_id"], unique=False)
 
+    op.create_table(
+        "agency_logo",
+        sa.Column("agency_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("updated_at", payments.core.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["agency_id"], ["agency.id"]),
+        sa.PrimaryKeyConstraint("agency_id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("agency_logo")
     with op.batch_alter_table("fee_import", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_fee_import_agency_id"))
     op.drop_table("fee_import")
