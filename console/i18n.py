@@ -13,6 +13,8 @@ from console.reconcile import texts as reconcile_texts
 from console.refunds.texts import TEXTS as REFUNDS
 from console.reports.texts import TEXTS as REPORTS
 from console.staff.texts import TEXTS as STAFF_TEXTS
+from console.agencies.texts import TEXTS as AGENCIES
+from console.fees.texts import TEXTS as FEES
 
 Catalog = dict[str, dict[str, str]]
 
@@ -229,6 +231,8 @@ _FEATURES: list[Catalog] = [
     REPORTS,
     CERTIFICATE_TEXTS,
     GATEWAYS_TEXTS,
+    AGENCIES,
+    FEES,
 ]
 
 

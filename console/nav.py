@@ -33,6 +33,9 @@ NAV: list[NavItem] = [
     NavItem("/console/province", "province_title", frozenset({Role.province_admin})),
     NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
     NavItem("/console/gateways", "gw_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
+    NavItem("/console/agencies", "agencies_title", {Role.province_admin}),
+    NavItem("/console/agencies", "agencies_own", {Role.agency_admin}),
+    NavItem("/console/fees", "fees_title", {Role.province_admin, Role.agency_admin, Role.finance, Role.viewer}),
 ]
 
 

@@ -33,13 +33,19 @@ def body_limits() -> dict[str, int]:
     """Operations whose body may exceed ``LEPHI_MAX_BODY_BYTES`` (64 KiB, for JSON): each documents its own limit
     in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
     from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
+    from console.fees.sheet import MAX_BYTES as MAX_FEE_SHEET_BYTES
     from console.reconcile.imports import BODY_LIMIT as STATEMENT_UPLOAD_BYTES
     from invoices.verify import MAX_XML_BYTES
+    from payments.agency.logo import MAX_LOGO_BYTES
 
     return {
         "/v1/receipts/verify": MAX_XML_BYTES,
         "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES,
         "/console/certificate": CERTIFICATE_UPLOAD,
+        # A fee schedule spreadsheet of up to 2 MB, with room for the form around it: a larger file gets the page's
+        # own "over 2 MB" message, a much larger body the 413 page.
+        "/console/fees/import": MAX_FEE_SHEET_BYTES + 256 * 1024,
+        "/console/agencies/logo": MAX_LOGO_BYTES + 64 * 1024,
     }
 
 
@@ -85,6 +91,9 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.reports.feed import router as province_feed
     from console.reports.pages import router as console_reports
     from console.staff.pages import router as console_staff
+    from console.agencies.pages import router as console_agencies
+    from console.endpoints import router as console
+    from console.fees.pages import router as console_fees
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers
@@ -126,6 +135,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         console_reports,
         console_certificate,
         console_gateways,
+        console_agencies,
+        console_fees,
         console_admin,
         console,
     ):

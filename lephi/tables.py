@@ -5,9 +5,10 @@ from sqlmodel import SQLModel
 from console.audit.models import AuditHead, AuditLog
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
+from console.fees.models import FeeImport
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
-from payments.agency.models import Agency, FeeScheduleLine, Procedure
+from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.gateway.models import SandboxTransaction
@@ -28,6 +29,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Agency",
+    "AgencyLogo",
     "ApiKey",
     "AuditHead",
     "AuditLog",
@@ -35,7 +37,9 @@ __all__ = [
     "Document",
     "Dossier",
     "DossierFeeLine",
+    "FeeImport",
     "FeeScheduleLine",
+    "FeeScheduleVersion",
     "GatewayInbox",
     "IdempotencyRecord",
     "LoginFailure",

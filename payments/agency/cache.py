@@ -7,8 +7,10 @@ the cached copy's and re-reads only when another process (or this one) changed s
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,10 +44,16 @@ class AgencyView:
     code: str
     version: int
     payment_methods: tuple[str, ...]
-    procedures: dict[str, ProcedureView]
+    # False once the province has deactivated the agency: no new dossiers, no new payments.
+    active: bool
+    # Each schedule's first day, ascending, and its procedures by code (payments/agency/versions.py).
+    days: tuple[date, ...]
+    schedules: tuple[dict[str, ProcedureView], ...]
 
-    def procedure_by_id(self, procedure_id: str) -> ProcedureView | None:
-        return next((p for p in self.procedures.values() if p.id == procedure_id), None)
+    def procedures_on(self, day: date) -> dict[str, ProcedureView]:
+        """The procedures of the schedule in force on ``day`` (empty before the first one)."""
+        index = bisect.bisect_right(self.days, day) - 1
+        return self.schedules[index] if index >= 0 else {}
 
 
 class AgencyCache:
@@ -77,22 +85,24 @@ class AgencyCache:
 
 def load(s: Session, agency_id: str) -> AgencyView | None:
     agency = s.execute(
-        select(col(Agency.code), col(Agency.version), col(Agency.payment_methods)).where(col(Agency.id) == agency_id)
+        select(col(Agency.code), col(Agency.version), col(Agency.payment_methods), col(Agency.deactivated_at)).where(
+            col(Agency.id) == agency_id
+        )
     ).first()
     if agency is None:
         return None
     procedures = s.execute(
         select(col(Procedure.id), col(Procedure.code), col(Procedure.name)).where(col(Procedure.agency_id) == agency_id)
     ).all()
-    lines: dict[str, list[FeeLine]] = {p.id: [] for p in procedures}
+    by_day: dict[date, dict[str, list[FeeLine]]] = {}
     if procedures:
         rows = s.execute(
             select(FeeScheduleLine)
-            .where(col(FeeScheduleLine.procedure_id).in_(list(lines)))
+            .where(col(FeeScheduleLine.procedure_id).in_([p.id for p in procedures]))
             .order_by(col(FeeScheduleLine.position), col(FeeScheduleLine.id))
         ).scalars()
         for line in rows:
-            lines[line.procedure_id].append(
+            by_day.setdefault(line.effective_from, {}).setdefault(line.procedure_id, []).append(
                 FeeLine(
                     line.code,
                     line.kind,
@@ -103,10 +113,21 @@ def load(s: Session, agency_id: str) -> AgencyView | None:
                     line.position,
                 )
             )
+    days = tuple(sorted(by_day))
+    schedules = tuple(
+        {
+            p.code: ProcedureView(p.id, p.code, p.name, tuple(by_day[day][p.id]))
+            for p in procedures
+            if p.id in by_day[day]
+        }
+        for day in days
+    )
     return AgencyView(
         id=agency_id,
         code=agency.code,
         version=agency.version,
         payment_methods=tuple(agency.payment_methods),
-        procedures={p.code: ProcedureView(p.id, p.code, p.name, tuple(lines[p.id])) for p in procedures},
+        active=agency.deactivated_at is None,
+        days=days,
+        schedules=schedules,
     )

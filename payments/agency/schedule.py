@@ -12,6 +12,8 @@ name = "Phí cung cấp thông tin lý lịch tư pháp"
 amount = 200000             # whole VND per unit
 default_quantity = 1        # optional, 1
 max_quantity = 1            # optional, 1
+legal_basis = "Thông tư ..." # optional
+unit = "phiếu"              # optional
 ```
 """
 
@@ -41,6 +43,8 @@ class FeeLineIn(StrictModel):
     amount: StrictInt = Field(gt=0, le=MAX_AMOUNT)
     default_quantity: StrictInt = Field(default=1, ge=0, le=10_000)
     max_quantity: StrictInt = Field(default=1, ge=1, le=10_000)
+    legal_basis: str = Field(default="", max_length=500)
+    unit: str = Field(default="", max_length=100)
 
     @model_validator(mode="after")
     def _quantities(self) -> FeeLineIn:

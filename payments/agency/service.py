@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic import Field, ValidationError, field_validator
 from sqlalchemy import update
@@ -56,8 +57,9 @@ def agency_in(**values: object) -> AgencyIn:
         raise ValidationFailed(faults) from exc
 
 
-def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_methods: Iterable[str]) -> Agency:
-    """Store the agency with its procedures and fee lines, in the caller's transaction."""
+def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule | None, known_methods: Iterable[str]) -> Agency:
+    """Store the agency with its procedures and fee lines, in the caller's transaction. Without a schedule (made in
+    the console) the agency offers no procedure until a fee schedule is imported for it."""
     known = set(known_methods)
     unknown = sorted(set(data.payment_methods) - known)
     if unknown:
@@ -84,7 +86,7 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
         s.flush()
     except IntegrityError as exc:  # the same code created at the same moment by someone else
         raise Conflict(f"an agency with code {data.code!r} already exists") from exc
-    for p_index, p in enumerate(schedule.procedures):
+    for p_index, p in enumerate(schedule.procedures if schedule is not None else []):
         procedure = Procedure(agency_id=agency.id, code=p.code, name=p.name)
         s.add(procedure)
         s.flush()
@@ -97,6 +99,8 @@ def create_agency(s: Session, data: AgencyIn, schedule: FeeSchedule, known_metho
                 unit_amount=f.amount,
                 default_quantity=f.default_quantity,
                 max_quantity=f.max_quantity,
+                legal_basis=f.legal_basis,
+                unit=f.unit,
                 position=p_index * 100 + f_index,
             )
             for f_index, f in enumerate(p.fees)
@@ -133,9 +137,18 @@ def agency_detail(s: Session, code: str) -> AgencyDetail:
     if agency is None:
         raise NotFound(f"no agency with code {code!r}")
     procedures = s.exec(select(Procedure).where(Procedure.agency_id == agency.id).order_by(col(Procedure.code))).all()
+    ids = [p.id for p in procedures]
+    # The schedule in force today (Vietnam time); later ones are listed by the console's fee schedule page.
+    today = datetime.now(UTC).astimezone(timezone(timedelta(hours=7))).date()
+    in_force = s.exec(
+        select(func.max(FeeScheduleLine.effective_from)).where(
+            col(FeeScheduleLine.procedure_id).in_(ids), col(FeeScheduleLine.effective_from) <= today
+        )
+    ).one()
     lines = s.exec(
         select(FeeScheduleLine)
-        .where(col(FeeScheduleLine.procedure_id).in_([p.id for p in procedures]))
+        .where(col(FeeScheduleLine.procedure_id).in_(ids), FeeScheduleLine.effective_from == in_force)
         .order_by(col(FeeScheduleLine.position), col(FeeScheduleLine.id))
     ).all()
-    return AgencyDetail(agency, [(p, [line for line in lines if line.procedure_id == p.id]) for p in procedures])
+    offered = [(p, [line for line in lines if line.procedure_id == p.id]) for p in procedures]
+    return AgencyDetail(agency, [(p, p_lines) for p, p_lines in offered if p_lines])

@@ -128,3 +128,7 @@ class GatewayUnavailable(LephiError):
 
 class UnknownGateway(NotFound):
     code, title = "unknown_gateway", "No such payment gateway"
+
+
+class AgencyDeactivated(Conflict):
+    code, title = "agency_deactivated", "The agency is deactivated and takes no new dossiers or payments"

@@ -13,10 +13,11 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from payments.agency.cache import AgencyCache
-from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
+from payments.agency.models import Agency, FeeKind, Procedure
+from payments.agency.versions import procedure_lines, vietnam_day
 from payments.auth.access import owned_or_404
 from payments.core.db import table_of
-from payments.core.errors import DossierLocked, ValidationFailed
+from payments.core.errors import AgencyDeactivated, DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
 from payments.core.sql import connection, insert_rows
@@ -116,19 +117,28 @@ def find_dossier(session: Session, agency_id: str, code: str) -> Dossier:
     return owned_or_404(found, agency_id, "dossier with code", code)
 
 
+def _refuse_deactivated(active: bool) -> None:
+    if not active:
+        raise AgencyDeactivated("the agency is deactivated: it takes no new or changed dossiers")
+
+
 def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[Dossier, bool]:
-    """Create the dossier, or update it while nothing has been paid or started; returns (dossier, created)."""
+    """Create the dossier, or update it while nothing has been paid or started; returns (dossier, created). The fee
+    is computed from the schedule in force on the dossier's day: the Vietnam day it was created."""
+    agency = session.get(Agency, agency_id)
+    _refuse_deactivated(agency is not None and agency.deactivated_at is None)
+    dossier = session.exec(select(Dossier).where(Dossier.agency_id == agency_id, Dossier.code == data.code)).first()
+    day = vietnam_day(dossier.created_at if dossier is not None else utcnow())
     procedure = session.exec(
         select(Procedure).where(Procedure.agency_id == agency_id, Procedure.code == data.procedure_code)
     ).first()
-    if procedure is None:
+    schedule = procedure_lines(session, procedure, day) if procedure is not None else None
+    if procedure is None or schedule is None:
         raise ValidationFailed(f"no procedure {data.procedure_code!r} for this agency", field="procedure_code")
-    schedule = list(session.exec(select(FeeScheduleLine).where(FeeScheduleLine.procedure_id == procedure.id)))
     lines = compute_lines(schedule, _quantities(data))
     total = sum(line.amount for line in lines)
     _check_total(total)
 
-    dossier = session.exec(select(Dossier).where(Dossier.agency_id == agency_id, Dossier.code == data.code)).first()
     created = dossier is None
     if dossier is None:
         dossier = Dossier(
@@ -184,13 +194,14 @@ def put_dossier(
         return to_out(s, dossier, public_url), created
     agency = agencies.get(s, agency_id, found.version)
     assert agency is not None
-    procedure = agency.procedures.get(data.procedure_code)
+    _refuse_deactivated(agency.active)
+    now = utcnow()
+    procedure = agency.procedures_on(vietnam_day(now)).get(data.procedure_code)
     if procedure is None:
         raise ValidationFailed(f"no procedure {data.procedure_code!r} for this agency", field="procedure_code")
     lines = fee_lines(procedure.lines, _quantities(data))
     total = sum(line["amount"] for line in lines)
     _check_total(total)
-    now = utcnow()
     values = {
         "id": new_id("dos"),
         "agency_id": agency_id,

@@ -19,7 +19,7 @@ from payments.agency.models import Agency, Procedure
 from payments.auth.deps import CtxDep
 from payments.auth.service import Principal
 from payments.core.context import AppContext
-from payments.core.errors import DossierNotPayable, NotFound, PaymentInProgress, ValidationFailed
+from payments.core.errors import AgencyDeactivated, DossierNotPayable, NotFound, PaymentInProgress, ValidationFailed
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.secret import pay_secret
 from payments.idempotency.deps import request_fingerprint
@@ -100,7 +100,8 @@ def pay_page(token: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         ).all()
         payment = _latest(s, dossier)
         procedure = s.get(Procedure, dossier.procedure_id)
-    methods = [m for m in agency.payment_methods if m in ctx.gateways]
+    # A deactivated agency's dossiers stay readable (and their receipts), but nothing can be paid to it.
+    methods = [m for m in agency.payment_methods if m in ctx.gateways] if agency.deactivated_at is None else []
     page = _state(ctx, payment)
     lang = language(request)
     continue_url = None
@@ -170,6 +171,8 @@ def pay_submit(
     try:
         # The form carries its own key, so a double click or a browser resubmit never starts a second payment.
         outcome = creation.outcome(principal.key_id, form_key, request_fingerprint(request, data))
+    except AgencyDeactivated:
+        return RedirectResponse(here, status_code=303)  # the page says why nothing can be paid
     except PaymentInProgress as exc:
         with ctx.db.read() as s:
             live = s.get(Payment, str(exc.extra.get("payment_id", "")))

@@ -34,6 +34,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "refresh": "Cập nhật",
         "back": "Quay lại hồ sơ",
         "no_methods": "Cơ quan chưa bật hình thức thanh toán nào.",
+        "agency_closed": (
+            "Cơ quan này đã ngừng nhận thanh toán trực tuyến. Vui lòng liên hệ cơ quan để được hướng dẫn nộp phí."
+        ),
         "sandbox_title": "Cổng thanh toán thử nghiệm",
         "sandbox_note": "Môi trường thử nghiệm: không có tiền thật. Chọn kết quả để mô phỏng cổng thanh toán.",
         "sandbox_success": "Thanh toán thành công",
@@ -216,6 +219,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "refresh": "Refresh",
         "back": "Back to the dossier",
         "no_methods": "The agency has not enabled any payment method.",
+        "agency_closed": "This agency no longer takes online payments. Please contact the agency to pay the fee.",
         "sandbox_title": "Test payment gateway",
         "sandbox_note": "Test environment: no real money moves. Pick an outcome to play the gateway.",
         "sandbox_success": "Payment succeeds",

@@ -29,6 +29,7 @@ from payments.auth.service import Principal
 from payments.core.context import AppContext
 from payments.core.db import affected, table_of
 from payments.core.errors import (
+    AgencyDeactivated,
     DossierNotPayable,
     GatewayUnavailable,
     MethodNotEnabled,
@@ -181,6 +182,8 @@ class PaymentCreation:
             raise NotFound(f"no dossier with code {self.data.dossier_code!r}")
         agency = self.ctx.agencies.get(s, agency_id, dossier.version)
         assert agency is not None
+        if not agency.active:
+            raise AgencyDeactivated("the agency is deactivated: it takes no new payments")
         return dossier, agency
 
     def _new_payment(self, dossier: Any) -> dict[str, Any]:
