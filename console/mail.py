@@ -51,8 +51,9 @@ class LogMailer:
     """Development: the message goes to the log, where the developer copies the link from."""
 
     def send(self, mail: Mail) -> None:
-        # A logger looked up now follows the logging configuration in force now.
-        get_logger(__name__).info("console.mail", to=mail.to, subject=mail.subject, body=mail.body)
+        # A logger looked up now follows the logging configuration in force now. The body names the recipient: this
+        # backend is for development, where the developer needs the link and whose it is.
+        get_logger(__name__).info("console.mail", subject=mail.subject, body=mail.body)
 
 
 class SmtpMailer:
@@ -84,9 +85,10 @@ class SmtpMailer:
                     smtp.login(self.user, self.password or "")
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            log.error("console.mail_failed", to=mail.to, host=self.host, error=str(exc))
+            # No recipient in the log: an address is personal data (the log's redaction hides ``email`` keys too).
+            log.error("console.mail_failed", host=self.host, error=str(exc))
             raise MailError(str(exc)) from exc
-        log.info("console.mail_sent", to=mail.to, subject=mail.subject)
+        log.info("console.mail_sent", subject=mail.subject)
 
 
 def mail_password(settings: ConsoleSettings, env: Mapping[str, str] | None = None) -> str | None:
@@ -138,7 +140,7 @@ def send_quietly(mailer: Mailer, mail: Mail) -> bool:
     try:
         mailer.send(mail)
     except (MailError, MailConfigError) as exc:
-        log.error("console.mail_not_sent", to=mail.to, error=str(exc))
+        log.error("console.mail_not_sent", error=str(exc))
         return False
     return True
 

@@ -20,7 +20,8 @@ from console.staff.service import StaffError, create_staff, issue_reset, policy_
 from payments.agency.models import Agency
 from payments.core.types import utcnow
 
-AGENCY_ROLES = [Role.agency_admin, Role.finance, Role.approver, Role.viewer]
+# Least power first: the form's default choice is the smallest role.
+AGENCY_ROLES = [Role.viewer, Role.approver, Role.finance, Role.agency_admin]
 
 
 class NotYours(Exception):

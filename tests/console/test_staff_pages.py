@@ -17,6 +17,7 @@ from console.audit.models import AuditLog
 from console.mail import Mail
 from console.staff.models import StaffUser
 from lephi.container import Container
+from tests.console.cheap_hashing import cheap_hashing  # noqa: F401
 from tests.console.conftest import MakeStaff, count, counts, csrf_of, login, user_row
 
 LINK = re.compile(r"http://testserver(/console/set-password/\S+)")
@@ -138,6 +139,8 @@ def test_agency_admin_creates_and_manages_own_agency_only(
             html(client.post(f"/console/staff/{target}", data={"csrf": csrf, "action": action, "role": "viewer"}), 404)
     html(client.get("/console/staff?agency=AGC-B"), 404)
     html(client.get("/console/staff?agency=province"), 404)
+    for scope in ("AGC-B", "province"):
+        html(client.post("/console/staff-policy", data={"csrf": csrf, "agency": scope, "totp_required": "yes"}), 404)
     assert counts(ctx) == before and user_row(ctx, other.id).active and len(outbox.mails) == 1
 
 
