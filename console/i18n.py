@@ -5,16 +5,16 @@ dict, no imports) and is listed in ``_FEATURES``. A key defined twice, or in one
 
 from __future__ import annotations
 
+from console.agencies.texts import TEXTS as AGENCIES
 from console.certificate.texts import TEXTS as CERTIFICATE_TEXTS
 from console.dashboard.texts import TEXTS as DASHBOARD
+from console.fees.texts import TEXTS as FEES
 from console.gateways.texts import TEXTS as GATEWAYS_TEXTS
 from console.payments.texts import TEXTS as PAYMENTS_TEXTS
 from console.reconcile import texts as reconcile_texts
 from console.refunds.texts import TEXTS as REFUNDS
 from console.reports.texts import TEXTS as REPORTS
 from console.staff.texts import TEXTS as STAFF_TEXTS
-from console.agencies.texts import TEXTS as AGENCIES
-from console.fees.texts import TEXTS as FEES
 
 Catalog = dict[str, dict[str, str]]
 

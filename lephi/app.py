@@ -82,8 +82,10 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     install_error_handlers(app, html=error_page)
 
     from console.admin import router as console_admin
+    from console.agencies.pages import router as console_agencies
     from console.certificate.pages import router as console_certificate
     from console.endpoints import router as console
+    from console.fees.pages import router as console_fees
     from console.gateways.pages import router as console_gateways
     from console.payments.pages import router as console_payments
     from console.reconcile.pages import router as console_reconcile
@@ -91,9 +93,6 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.reports.feed import router as province_feed
     from console.reports.pages import router as console_reports
     from console.staff.pages import router as console_staff
-    from console.agencies.pages import router as console_agencies
-    from console.endpoints import router as console
-    from console.fees.pages import router as console_fees
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
     from payments.dossier.endpoints import router as dossiers

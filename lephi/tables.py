@@ -3,9 +3,9 @@
 from sqlmodel import SQLModel
 
 from console.audit.models import AuditHead, AuditLog
+from console.fees.models import FeeImport
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
-from console.fees.models import FeeImport
 from invoices.tables import Document, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
