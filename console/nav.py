@@ -20,22 +20,23 @@ class NavItem:
 
 
 NAV: list[NavItem] = [
+    # Daily work first, administration after, the user's own account last.
     NavItem("/console/", "home_title", ALL),
-    NavItem("/console/keys", "keys_title", ADMINS),
-    NavItem("/console/audit", "audit_title", ADMINS),
     NavItem("/console/payments", "payments_title", ALL),
     NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
-    NavItem("/console/staff", "staff_title", ADMINS),
-    NavItem("/console/account", "staff_account_title", ALL),
     NavItem("/console/reconcile/imports", "recon_imports_title", ALL),
     NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),
     NavItem("/console/reports", "reports_title", ALL),
     NavItem("/console/province", "province_title", frozenset({Role.province_admin})),
-    NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
-    NavItem("/console/gateways", "gw_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
     NavItem("/console/agencies", "agencies_title", {Role.province_admin}),
     NavItem("/console/agencies", "agencies_own", {Role.agency_admin}),
     NavItem("/console/fees", "fees_title", {Role.province_admin, Role.agency_admin, Role.finance, Role.viewer}),
+    NavItem("/console/gateways", "gw_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
+    NavItem("/console/certificate", "cert_title", frozenset({*ADMINS, Role.finance, Role.viewer})),
+    NavItem("/console/staff", "staff_title", ADMINS),
+    NavItem("/console/keys", "keys_title", ADMINS),
+    NavItem("/console/audit", "audit_title", ADMINS),
+    NavItem("/console/account", "staff_account_title", ALL),
 ]
 
 
