@@ -438,3 +438,15 @@ def test_every_payer_page_has_a_main_landmark_and_the_agencys_contacts(qr_api: A
     for name, page in generic.items():
         assert page.text.count("\n<main>\n") == 1, name
         assert "Nếu cần hỗ trợ, hãy liên hệ cơ quan đã tiếp nhận hồ sơ" in page.text, name
+
+
+def test_an_unexpected_failure_on_a_payer_page_is_a_page_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, url = _dossier(api)
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("payments.pages.endpoints._latest", broken)
+    r = api.client.get(url + "?lang=en")
+    _is_page(r, 500, "server_error")
+    assert "do not pay again" in r.text and "database went away" not in r.text
