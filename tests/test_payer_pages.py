@@ -20,7 +20,9 @@ from payments.outbox.worker import Worker
 from payments.payment.models import Payment
 from tests.conftest import Api, agency_api
 from tests.factories import dossier_body, page_form, sandbox_outcome
+from tests.test_cards import card_api, localstripe
 
+__all__ = ["card_api", "localstripe"]  # fixtures shared with tests/test_cards.py
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FORM_KEY = re.compile(r'name="form_key" value="([^"]+)"')
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -438,3 +440,25 @@ def test_every_payer_page_has_a_main_landmark_and_the_agencys_contacts(qr_api: A
     for name, page in generic.items():
         assert page.text.count("\n<main>\n") == 1, name
         assert "Nếu cần hỗ trợ, hãy liên hệ cơ quan đã tiếp nhận hồ sơ" in page.text, name
+
+
+def test_an_unexpected_failure_on_a_payer_page_is_a_page_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, url = _dossier(api)
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("payments.pages.endpoints._latest", broken)
+    r = api.client.get(url + "?lang=en")
+    _is_page(r, 500, "server_error")
+    assert "do not pay again" in r.text and "database went away" not in r.text
+
+
+def test_the_card_page_has_the_way_back_money_in_the_language_and_the_agencys_help(card_api: Api) -> None:
+    _, url = _dossier(card_api)
+    payment = _start(card_api, url, method="stripe")
+    page = card_api.client.get(_local(payment.next_url or "") + "?lang=en")
+    assert page.status_code == 200 and '<html lang="en">' in page.text
+    assert 'id="amount">VND\u00a0110,000<' in page.text
+    assert f'id="back" href="{url}?lang=en"' in page.text and 'id="help"' in page.text
+    assert page.text.count("\n<main>\n") == 1

@@ -15,8 +15,9 @@ from payments.agency.models import Agency
 from payments.auth.deps import CtxDep
 from payments.core.errors import ForeignOrigin, GatewayUnavailable, NotFound, ValidationFailed
 from payments.core.security import allow_sources, origin_of
+from payments.dossier.models import Dossier
 from payments.pages.forms import foreign_origin
-from payments.pages.render import render
+from payments.pages.render import language, render
 from payments.payment.expiry import settle_by_query
 from payments.payment.models import Payment
 from payments.payment.queries import payment_by_reference
@@ -52,6 +53,7 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
     _allow_stripe(request, page["js_url"])
     with ctx.db.read() as s:
         agency = s.get(Agency, payment.agency_id)
+        dossier = s.get(Dossier, payment.dossier_id)
     return render(
         request,
         "card_pay.html",
@@ -62,6 +64,7 @@ def card_page(reference: str, request: Request, ctx: CtxDep) -> HTMLResponse:
         js_url=page["js_url"],
         amount=payment.amount,
         agency=agency,
+        back=f"/pay/{dossier.pay_token}?lang={language(request)}" if dossier is not None else None,
     )
 
 
