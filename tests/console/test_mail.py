@@ -17,7 +17,6 @@ from console.mail import LogMailer, MailConfigError, MailError, SmtpMailer, link
 from lephi.container import Container
 from payments.core.logging import configure_logging
 from tests.conftest import Cli
-from tests.console.cheap_hashing import cheap_hashing  # noqa: F401
 from tests.console.conftest import MakeStaff, csrf_of
 from tests.console.smtp_server import SmtpServer
 

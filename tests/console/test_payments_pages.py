@@ -11,13 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlalchemy import event, text
 
 from console.payments import export, search
-from console.staff import passwords
 from lephi.container import Container
 from lephi.jobs import HANDLERS
 from payments.outbox.worker import Worker
@@ -28,12 +26,6 @@ from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 ROLES = ["province_admin", "agency_admin", "finance", "approver", "viewer"]
 ROW = re.compile(r'<a href="/console/payments/(pay_[A-Za-z0-9_-]+)\?lang=')
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # These tests sign in a dozen times; the password hashing has its own tests, at the real cost.
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def sign_in(client: TestClient, make_staff: MakeStaff, role: str, agency: str | None = "AGC-A") -> None:

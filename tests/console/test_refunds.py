@@ -10,7 +10,6 @@ import threading
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -18,7 +17,6 @@ from console.audit.models import AuditLog
 from console.audit.service import verify
 from console.refunds import pages, service
 from console.refunds.models import RefundRequest, RequestStatus
-from console.staff import passwords
 from console.staff.models import StaffUser
 from invoices.tables import Document, DocumentPurpose
 from lephi.container import Container
@@ -113,12 +111,6 @@ def refunds(ctx: Container) -> list[Refund]:
 
 def snapshot(ctx: Container) -> tuple[int, int, int]:
     return count(ctx, "refund_request"), count(ctx, "refund"), count(ctx, "audit_log")
-
-
-@pytest.fixture(autouse=True)
-def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Sign-ins are not what these tests are about; argon2's default cost made up most of their running time.
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from console.staff.service import create_staff, use_token
 from payments.core.types import utcnow
 from tests.axe import violations
 from tests.conftest import LiveServer
-from tests.console.cheap_hashing import cheap_hashing  # noqa: F401
 from tests.test_browser import CHROMIUM, FLAGS
 
 PASSWORD = "a long enough password"

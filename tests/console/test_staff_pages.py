@@ -17,7 +17,6 @@ from console.audit.models import AuditLog
 from console.mail import Mail
 from console.staff.models import StaffUser
 from lephi.container import Container
-from tests.console.cheap_hashing import cheap_hashing  # noqa: F401
 from tests.console.conftest import MakeStaff, count, counts, csrf_of, login, user_row
 
 LINK = re.compile(r"http://testserver(/console/set-password/\S+)")

@@ -17,7 +17,6 @@ from console.staff import totp
 from console.staff.models import StaffPolicy, StaffSession, StaffUser
 from lephi.container import Container
 from payments.core.types import utcnow
-from tests.console.cheap_hashing import cheap_hashing  # noqa: F401
 from tests.console.conftest import MakeStaff, counts, csrf_of, login, user_row
 
 
