@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         RequestLimitsMiddleware,
         limit=settings.max_body_bytes,
         per_path=body_limits(),
-        html_prefixes=("/console/", "/pay/", "/sandbox/pay/", "/r/", "/tra-cuu"),
+        html_prefixes=("/console", "/pay/", "/sandbox/pay/", "/r/", "/tra-cuu"),
     )
     # Added last, so outermost: every response, a 413 included, gets the headers, and the client address is settled
     # before anything reads it.
