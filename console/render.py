@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -41,6 +42,12 @@ def language(request: Request, form_lang: str | None = None) -> str:
     return "en" if accept.lower().startswith("en") else DEFAULT
 
 
+def _switch_url(request: Request, other: str) -> str:
+    """This page in the other language, its filters kept (a GET's query; a POST's answer goes back to the bare page)."""
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"] if request.method == "GET" else []
+    return f"{request.url.path}?{urlencode([*query, ('lang', other)])}"
+
+
 def render(
     request: Request, settings: PaymentSettings, template: str, lang: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -50,6 +57,7 @@ def render(
         t=MESSAGES[lang],
         lang=lang,
         path=request.url.path,
+        switch_url=_switch_url(request, "en" if lang == "vi" else "vi"),
         nonce=nonce(request),
         nav=nav_for(user.role) if user is not None else [],
         staff_csrf=getattr(request.state, "staff_csrf", None),

@@ -391,3 +391,13 @@ def test_the_menu_lists_only_the_pages_a_role_may_open(
     # No menu before sign-in.
     client.cookies.clear()
     assert "/console/keys" not in client.get("/console/login?lang=en").text
+
+
+def test_the_language_link_keeps_the_page_s_filters(
+    client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    signed_in(client, make_staff, "admin@agc-a.gov.vn", role="agency_admin")
+    page = client.get("/console/audit", params={"action": "api_key.created", "lang": "en", "from": "2026-01-01"})
+    assert 'href="/console/audit?action=api_key.created&amp;from=2026-01-01&amp;lang=vi" lang="vi"' in page.text
+    hostile = client.get("/console/audit", params={"action": '"><script>', "lang": "en"})
+    assert "<script>" not in hostile.text.split("<main>")[0]
