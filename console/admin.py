@@ -28,14 +28,14 @@ from console.guard import (
     client_ip,
     ctx_of,
     forbidden,
-    form_text,
     may_see,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
-from console.render import BadLanguage, language, render
+from console.render import render
 from console.staff.models import Role, StaffUser
 from payments.agency.models import Agency
 from payments.auth.models import ApiKey, Scope
@@ -68,16 +68,10 @@ class Posted:
 async def _posted(request: Request, *names: str) -> Posted | HTMLResponse:
     """The form's text fields and checked scopes, or the 400 page for a form that is not ours (a file, an over-long
     value, control characters, bytes that were not UTF-8, an unknown ``lang`` or scope)."""
-    try:
-        form = await request.form(max_files=0, max_fields=40, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
-        scopes = [form_text(v) for v in form.getlist("scope")]
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
+    form = await read_form(request, names, lists=("scope",), max_fields=40)
+    if isinstance(form, HTMLResponse):
+        return form
+    fields, scopes, lang = form.fields, form.lists["scope"], form.lang
     if any(s not in SCOPES for s in scopes):
         return bad_request(request, lang)
     return Posted(fields, scopes, lang)

@@ -62,6 +62,34 @@ def form_text(value: object) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class FormData:
+    """A console form as posted: its named text fields (a missing one is empty), its repeated fields (ticked boxes)
+    and the language to answer in."""
+
+    fields: dict[str, str]
+    lists: dict[str, list[str]]
+    lang: str
+
+
+async def read_form(
+    request: Request, names: Collection[str], lists: Collection[str] = (), max_fields: int = 20
+) -> FormData | HTMLResponse:
+    """The form, or the 400 page for one that is not ours: a file, too many fields, an over-long value, control
+    characters, bytes that were not UTF-8, an unknown ``lang``. ``csrf`` and ``lang`` are always read."""
+    try:
+        form = await request.form(max_files=0, max_fields=max_fields, max_part_size=16 * 1024)
+        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
+        many = {name: [form_text(v) for v in form.getlist(name)] for name in lists}
+    except Exception:  # the form parsers' errors have no common base class
+        return bad_request(request)
+    try:
+        lang = language(request, fields["lang"] or None)
+    except BadLanguage:
+        return bad_request(request)
+    return FormData(fields, many, lang)
+
+
 def client_ip(request: Request) -> str:
     # The trusted-proxy middleware has already put the real client address here.
     return request.client.host if request.client else ""

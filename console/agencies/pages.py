@@ -31,6 +31,7 @@ from console.guard import (
     forbidden,
     form_text,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
@@ -84,16 +85,10 @@ class Posted:
 
 async def _posted(request: Request, *names: str) -> Posted | HTMLResponse:
     """The form's text fields and ticked payment methods, or the 400 page for a form that is not ours."""
-    try:
-        form = await request.form(max_files=0, max_fields=60, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
-        methods = [form_text(v) for v in form.getlist("method")]
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
+    form = await read_form(request, names, lists=("method",), max_fields=60)
+    if isinstance(form, HTMLResponse):
+        return form
+    fields, methods, lang = form.fields, form.lists["method"], form.lang
     if len(methods) > 20 or any(m not in gateway_names(request) for m in methods):
         return bad_request(request, lang)
     return Posted(fields, methods, lang)

@@ -36,6 +36,7 @@ from console.guard import (
     form_text,
     may_see,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
@@ -462,15 +463,8 @@ async def apply_submit(token: str, request: Request) -> Response:
 
 
 async def _simple_form(request: Request) -> tuple[str, str] | Response:
-    try:
-        form = await request.form(max_files=0, max_fields=10, max_part_size=16 * 1024)
-        csrf, lang = form_text(form.get("csrf", "")), form_text(form.get("lang", ""))
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        return csrf, language(request, lang or None)
-    except BadLanguage:
-        return bad_request(request)
+    form = await read_form(request, (), max_fields=10)
+    return form if isinstance(form, HTMLResponse) else (form.fields["csrf"], form.lang)
 
 
 @router.post("/fees/versions/{version_id}/undo", response_class=HTMLResponse)

@@ -23,18 +23,19 @@ from console.gateways import probe as probes
 from console.gateways.settings import REQUIRED, Setting, Unreadable, read_raw, ready, settings_of
 from console.guard import (
     ADMINS,
+    FormData,
     OutOfScope,
     Staff,
     agency_for,
     bad_request,
     client_ip,
-    form_text,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
-from console.render import BadLanguage, language, render
+from console.render import render
 from console.staff.models import Role
 from payments.agency.models import Agency
 from payments.core.config import PaymentSettings
@@ -149,23 +150,8 @@ async def gateways_page(request: Request) -> Response:
     return _page(request, staff, agency, agencies, notice=notice)
 
 
-@dataclass(frozen=True)
-class Posted:
-    fields: dict[str, str]
-    lang: str
-
-
-async def _posted(request: Request, *names: str) -> Posted | Response:
-    try:
-        form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang", "agency")}
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
-    return Posted(fields, lang)
+async def _posted(request: Request, *names: str) -> FormData | Response:
+    return await read_form(request, (*names, "agency"))
 
 
 def _ready(ctx: GatewaysContext, method: str, code: str) -> bool:
@@ -182,7 +168,7 @@ def _url(lang: str, agency: Agency, **extra: str) -> str:
 @router.post("/gateways/methods", response_class=HTMLResponse)
 async def methods_submit(request: Request) -> Response:
     posted = await _posted(request, "method", "action")
-    if not isinstance(posted, Posted):
+    if not isinstance(posted, FormData):
         return posted
     staff = await staff_form(request, ADMINS, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):
@@ -242,7 +228,7 @@ async def methods_submit(request: Request) -> Response:
 @router.post("/gateways/test", response_class=HTMLResponse)
 async def test_submit(request: Request) -> Response:
     posted = await _posted(request, "gateway")
-    if not isinstance(posted, Posted):
+    if not isinstance(posted, FormData):
         return posted
     staff = await staff_form(request, ADMINS, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
 
-from console.guard import BadForm, Staff, bad_request, ctx_of, form_text
+from console.guard import BadForm, Staff, bad_request, ctx_of, read_form
 from console.i18n import MESSAGES
-from console.render import BadLanguage, language, render
+from console.render import render
 from console.staff.models import Role, StaffUser
 from payments.agency.models import Agency
 from payments.core.context import AppContext
@@ -125,16 +125,10 @@ class Posted:
 
 async def posted(request: Request, *names: str) -> Posted | HTMLResponse:
     """A URL-encoded form's text fields and its ticked ``id`` boxes, or the 400 page for a form that is not ours."""
-    try:
-        form = await request.form(max_files=0, max_fields=PAGE_SIZE + 20, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
-        ids = [form_text(v) for v in form.getlist("id")]
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
+    form = await read_form(request, names, lists=("id",), max_fields=PAGE_SIZE + 20)
+    if isinstance(form, HTMLResponse):
+        return form
+    fields, ids, lang = form.fields, form.lists["id"], form.lang
     if len(ids) > PAGE_SIZE or any(not i or len(i) > MAX_ID for i in ids):
         return bad_request(request, lang)
     return Posted(fields, list(dict.fromkeys(ids)), lang)

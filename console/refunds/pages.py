@@ -18,13 +18,14 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from console.guard import (
+    FormData,
     Staff,
     bad_request,
     client_ip,
     ctx_of,
     forbidden,
-    form_text,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
@@ -32,7 +33,7 @@ from console.i18n import MESSAGES
 from console.refunds import service
 from console.refunds.models import RefundRequest, RequestStatus
 from console.refunds.service import AlreadyDecided, Figures, NotAllowed, NotHere, Refused
-from console.render import BadLanguage, language, message, render
+from console.render import message, render
 from console.staff.models import Role, StaffUser
 from payments.core.context import AppContext
 from payments.core.logging import get_logger
@@ -53,25 +54,8 @@ AMOUNT = re.compile(r"[0-9]{1,3}(?:[., ]?[0-9]{3})*|[0-9]{1,12}")
 DONE = {"requested", "approved", "rejected", "cancelled"}
 
 
-@dataclass(frozen=True)
-class Posted:
-    fields: dict[str, str]
-    lang: str
-
-
-async def _posted(request: Request, *names: str) -> Posted | HTMLResponse:
-    """The form's text fields, or the 400 page for a form that is not ours (a file, an over-long value, control
-    characters, bytes that were not UTF-8, an unknown ``lang``)."""
-    try:
-        form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
-    return Posted(fields, lang)
+async def _posted(request: Request, *names: str) -> FormData | HTMLResponse:
+    return await read_form(request, names)
 
 
 def _amount(text: str) -> int | None:
@@ -315,7 +299,7 @@ async def _decide(request: Request, request_id: str, action: str, roles: frozens
     return await _decide_as(request, staff, posted, request_id, action)
 
 
-async def _decide_as(request: Request, staff: Staff, posted: Posted, request_id: str, action: str) -> Response:
+async def _decide_as(request: Request, staff: Staff, posted: FormData, request_id: str, action: str) -> Response:
     ctx = ctx_of(request)
     t = MESSAGES[staff.lang]
     note = posted.fields["note"]

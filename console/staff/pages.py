@@ -20,14 +20,14 @@ from console.guard import (
     bad_request,
     client_ip,
     ctx_of,
-    form_text,
     not_found,
+    read_form,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
 from console.mail import link_mail, mailer_of, send_quietly
-from console.render import BadLanguage, language, render
+from console.render import render
 from console.staff import manage
 from console.staff.manage import NotYours
 from console.staff.models import StaffUser
@@ -47,16 +47,8 @@ PROVINCE = "province"
 
 
 async def _posted(request: Request, *names: str) -> tuple[dict[str, str], str] | HTMLResponse:
-    try:
-        form = await request.form(max_files=0, max_fields=20, max_part_size=16 * 1024)
-        fields = {name: form_text(form.get(name, "")) for name in (*names, "csrf", "lang")}
-    except Exception:  # the form parsers' errors have no common base class
-        return bad_request(request)
-    try:
-        lang = language(request, fields["lang"] or None)
-    except BadLanguage:
-        return bad_request(request)
-    return fields, lang
+    form = await read_form(request, names)
+    return form if isinstance(form, HTMLResponse) else (form.fields, form.lang)
 
 
 def _scope(s: Session, admin: StaffUser, code: str | None) -> Agency | None:
