@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
@@ -13,7 +14,7 @@ from console.fees.sheet import COLUMNS
 from console.staff.service import create_staff, use_token
 from tests.axe import violations
 from tests.conftest import LiveServer
-from tests.factories import PROCEDURE
+from tests.factories import PROCEDURE, dossier_body
 from tests.test_browser import CHROMIUM, FLAGS
 
 SCREENS = [{"width": 390, "height": 844}, {"width": 1366, "height": 768}]
@@ -68,5 +69,15 @@ def test_agency_and_fee_pages_are_accessible_and_an_import_shows_its_diff(
     found["preview vi"] = violations(page)
     page.get_by_role("button", name="Xác nhận áp dụng").click()
     assert "done=applied" in page.url
+    # A dossier of today is priced by the schedule just applied (in force from today), and the payer sees it.
+    r = httpx.post(
+        f"{live_server.url}/v1/dossiers",
+        json=dossier_body("HS-BIEU-PHI-MOI", items=[]),
+        headers={"Authorization": f"Bearer {live_server.key}", "Idempotency-Key": "HS-BIEU-PHI-MOI"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["total_amount"] == 130_000
+    page.goto(r.json()["pay_url"] + "?lang=vi")
+    assert page.locator("#total").inner_text() == "130.000\u00a0₫"
     context.close()
     assert {name: v for name, v in found.items() if v} == {}
