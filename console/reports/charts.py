@@ -9,10 +9,14 @@ text, and the sanitiser parses the result, so a label can never become markup.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 
 import pygal  # type: ignore[import-untyped]
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 from pygal.style import Style  # type: ignore[import-untyped]
+
+from console.reports.figures import Report
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
@@ -28,6 +32,27 @@ STYLE = Style(
     font_family="DejaVu Sans, system-ui, sans-serif",
     no_data_font_size=28,
 )
+
+
+@dataclass(frozen=True)
+class Series:
+    """What the report's two charts draw: the page's SVG and the workbook's charts are made from this one value, so
+    they cannot show different figures."""
+
+    days: list[date]  # the trend's days, oldest first
+    gross: list[int]  # of each day
+    net: list[int]
+    methods: list[tuple[str, int]]  # (method, gross in the period), in the by-method table's order
+
+
+def series(report: Report) -> Series:
+    trend = list(report.trend.values())
+    return Series(
+        days=list(report.trend),
+        gross=[s.gross for s in trend],
+        net=[s.net for s in trend],
+        methods=[(method, s.gross) for method, s in report.by_method.items()],
+    )
 
 
 def _local(tag: object) -> str:

@@ -4,8 +4,11 @@ The workbook has one sheet per section (summary, by method, by procedure, by day
 province), each opening with a title block (agency, period, when it was made) and Vietnamese column headers; days
 are real date cells and amounts real numbers, so that a spreadsheet sorts and sums them. Every text cell goes
 through ``cell_text`` of the daily close: procedure and agency names come from agencies, and a name a spreadsheet
-would read as a formula is written as text. The charts are not in the workbook: pygal draws PNG only through
-cairosvg, which the service does not depend on; the PDF has them."""
+would read as a formula is written as text.
+
+The last sheet holds the page's two charts as native spreadsheet charts (openpyxl.chart) over the figures written
+beside them, from the same ``charts.Series`` as the page's SVG: they stay editable, follow the cells if someone
+corrects one, and need no image library (pygal draws PNG only through cairosvg and the system's cairo)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ from datetime import date, datetime
 from typing import Any
 
 from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.chart import BarChart, LineChart, Reference  # type: ignore[import-untyped]
 from openpyxl.styles import Font  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 
+from console.i18n import MESSAGES
+from console.reports.charts import Series, series
 from console.reports.figures import Grain, Report, Sums
 from invoices.render import _PDF_LOCK, FONTS_DIR, PackageFetcher, _font_config
 from payments.reconcile.reports import XLSX_MEDIA_TYPE, cell_text
@@ -29,6 +35,7 @@ PDF_MEDIA_TYPE = "application/pdf"
 DATE_FORMAT = "dd/mm/yyyy"
 MONTH_FORMAT = "mm/yyyy"
 AMOUNT_FORMAT = "#,##0"
+CHARTS_SHEET = "Biểu đồ"
 _FETCHER = PackageFetcher([FONTS_DIR])
 
 SUMS_HEADERS = [
@@ -53,7 +60,7 @@ def _sheet(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
     date_format: str = DATE_FORMAT,
-) -> None:
+) -> Any:
     sheet = book.create_sheet(title)
     strong = Font(bold=True)
     widths: dict[int, int] = {}
@@ -72,6 +79,7 @@ def _sheet(
     for j, width in widths.items():
         sheet.column_dimensions[get_column_letter(j)].width = min(max(width + 2, 10), 60)
     sheet.freeze_panes = sheet.cell(row=top + 1, column=1)
+    return sheet
 
 
 def _put(sheet: Any, row: int, column: int, value: Any, date_format: str) -> Any:
@@ -138,9 +146,49 @@ def to_xlsx(report: Report, agency_label: str, generated: datetime) -> bytes:
             ["Mã cơ quan", "Tên cơ quan", *SUMS_HEADERS],
             [[code, names[code], *_sums_cells(s)] for code, s in report.by_agency.items()],
         )
+    _charts_sheet(book, block, series(report), report.end)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _charts_sheet(book: Any, block: Sequence[tuple[str, Any]], drawn: Series, end: date) -> None:
+    """The trend's days in columns A to C and the methods in E and F, each chart drawn over its own columns."""
+    headers = ["Ngày", "Tổng thu (₫)", "Thực thu (₫)", "", "Phương thức", "Tổng thu (₫)"]
+    trend = [[day, gross, net] for day, gross, net in zip(drawn.days, drawn.gross, drawn.net, strict=True)]
+    methods = [[method, gross] for method, gross in drawn.methods]
+    rows = [
+        (trend[i] if i < len(trend) else [None] * 3) + [None] + (methods[i] if i < len(methods) else [None] * 2)
+        for i in range(max(len(trend), len(methods)))
+    ]
+    sheet = _sheet(book, CHARTS_SHEET, block, headers, rows)
+    sheet.freeze_panes = None  # the charts sit beside the rows: frozen rows would cut them in two when scrolling
+    top = len(block) + 2  # the header row, as _sheet writes it
+    t = MESSAGES["vi"]  # the workbook is in Vietnamese, as its headers
+
+    line = LineChart()
+    line.title = t["reports_trend_chart"].format(end=end.strftime("%d/%m/%Y"))
+    line.y_axis.title = "₫"
+    line.y_axis.number_format = AMOUNT_FORMAT
+    line.x_axis.number_format = "dd/mm"
+    line.add_data(Reference(sheet, min_col=2, max_col=3, min_row=top, max_row=top + len(trend)), titles_from_data=True)
+    line.set_categories(Reference(sheet, min_col=1, min_row=top + 1, max_row=top + len(trend)))
+    bar = BarChart()
+    bar.type = "bar"  # horizontal, as on the page
+    bar.title = t["reports_method_chart"]
+    bar.x_axis.title = t["reports_method"]
+    bar.y_axis.number_format = AMOUNT_FORMAT
+    bar.legend = None
+    if methods:
+        # With no payment in the period the chart has no series: an empty chart, as the page shows.
+        bar.add_data(Reference(sheet, min_col=6, min_row=top, max_row=top + len(methods)), titles_from_data=True)
+        bar.set_categories(Reference(sheet, min_col=5, min_row=top + 1, max_row=top + len(methods)))
+    for chart, anchor in ((line, "H2"), (bar, "H22")):
+        # openpyxl 3.1 writes axes as deleted unless told otherwise: spreadsheet programs would then hide them.
+        chart.x_axis.delete = False
+        chart.y_axis.delete = False
+        chart.width, chart.height = 22, 9.5
+        sheet.add_chart(chart, anchor)
 
 
 def to_pdf(page: str) -> bytes:

@@ -123,19 +123,14 @@ def _load(request: Request, staff: Staff, query: Query) -> tuple[Report, Agency 
 
 def _charts(report_: Report, lang: str, page_nonce: str) -> dict[str, str]:
     t = MESSAGES[lang]
-    labels = [d.strftime("%d/%m") for d in report_.trend]
+    drawn = charts.series(report_)
     trend = charts.trend(
         t["reports_trend_chart"].format(end=fmt.day(report_.end, lang)),
-        labels,
-        [
-            (t["reports_gross"], [s.gross for s in report_.trend.values()]),
-            (t["reports_net"], [s.net for s in report_.trend.values()]),
-        ],
+        [d.strftime("%d/%m") for d in drawn.days],
+        [(t["reports_gross"], drawn.gross), (t["reports_net"], drawn.net)],
         page_nonce,
     )
-    methods = charts.breakdown(
-        t["reports_method_chart"], [(m, s.gross) for m, s in report_.by_method.items()], page_nonce, t["reports_none"]
-    )
+    methods = charts.breakdown(t["reports_method_chart"], drawn.methods, page_nonce, t["reports_none"])
     return {"trend": trend, "methods": methods}
 
 

@@ -1,7 +1,8 @@
 """The report pages: figures equal to the money the test wrote (payments, refunds, gateway fees, exceptions) on
 Vietnam days, one agency never seeing another's, the XLSX read back (title block, real dates and numbers, one sheet
-per section, formulas written as text), the PDF's text, the SVG charts well-formed and script-free, the province's
-month, and hostile query values answered by the 400 page."""
+per section, formulas written as text, native charts over the cells of the page's chart series), the PDF's text and
+charts, the SVG charts well-formed and script-free, a period without payments, the province's month, and hostile
+query values answered by the 400 page."""
 
 from __future__ import annotations
 
@@ -190,6 +191,23 @@ def test_hostile_query_values_get_the_400_page(
 SVG = re.compile(r"<svg\b.*?</svg>", re.S)
 
 
+def chart_refs(sheet: object) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Each chart of ``sheet``: its kind and, per series, the cells of its name, its values and its categories."""
+
+    def local(ref: str) -> str:
+        name, _, cells = ref.rpartition("!")
+        assert name == f"'{sheet.title}'"  # type: ignore[attr-defined]
+        return cells.replace("$", "")
+
+    return [
+        (
+            type(chart).__name__,
+            [(local(s.tx.strRef.f), local(s.val.numRef.f), local(s.cat.numRef.f)) for s in chart.series],
+        )
+        for chart in sheet._charts  # type: ignore[attr-defined]
+    ]
+
+
 def test_xlsx_pdf_and_charts(
     client: TestClient, make_staff: MakeStaff, money: dict[str, int], ctx: Container, agencies: dict[str, str]
 ) -> None:
@@ -199,7 +217,7 @@ def test_xlsx_pdf_and_charts(
     assert response.headers["content-type"].startswith("application/vnd.openxmlformats")
     assert response.headers["content-disposition"] == f'attachment; filename="report-AGC-A-{D1}-{D2}.xlsx"'
     book = load_workbook(io.BytesIO(response.content))
-    assert book.sheetnames == ["Tổng hợp", "Theo phương thức", "Theo thủ tục", "Theo ngày"]
+    assert book.sheetnames == ["Tổng hợp", "Theo phương thức", "Theo thủ tục", "Theo ngày", "Biểu đồ"]
     summary = book["Tổng hợp"]
     assert summary["A2"].value == "Cơ quan" and summary["B2"].value == "AGC-A · Agency AGC-A"
     assert summary["B3"].value == datetime(2026, 11, 2) and summary["B3"].is_date
@@ -218,13 +236,46 @@ def test_xlsx_pdf_and_charts(
     procedures = book["Theo thủ tục"]
     assert procedures.cell(8, 3).value == '\'=HYPERLINK("http://evil")'
     assert procedures.cell(8, 3).data_type == "s"
+    sheet = book["Biểu đồ"]
+    trend, methods = chart_refs(sheet)
+    assert trend == (
+        "LineChart",
+        [("B7", "B8:B37", "A8:A37"), ("C7", "C8:C37", "A8:A37")],
+    )
+    assert methods == ("BarChart", [("F7", "F8:F10", "E8:E10")])
+    titles = [chart.title.tx.rich.p[0].r[0].t for chart in sheet._charts]
+    assert titles == ["Tổng thu và thực thu 30 ngày đến 03/11/2026", "Tổng thu theo phương thức trong kỳ"]
+    assert [sheet[c].value for c in ("A7", "B7", "C7", "E7", "F7")] == [
+        "Ngày", "Tổng thu (₫)", "Thực thu (₫)", "Phương thức", "Tổng thu (₫)"
+    ]  # fmt: skip
+    # The figures the charts draw are those of the page's charts (charts.series of the same report).
+    with ctx.db.read() as s:
+        a = s.get(Agency, agencies["AGC-A"])
+        assert a is not None
+        drawn = charts.series(report(s, [a], D1, D2, Grain.day))
+    assert [sheet.cell(r, 1).value.date() for r in range(8, 38)] == drawn.days
+    assert [sheet.cell(r, 2).value for r in range(8, 38)] == drawn.gross
+    assert [sheet.cell(r, 3).value for r in range(8, 38)] == drawn.net
+    assert drawn.days[-1] == D2 and sheet["B37"].value == 30_000 and sheet["C37"].value == 10_000
+    assert sheet["A36"].is_date and sheet["B36"].value == 350_000 and sheet["B35"].value == 90_000
+    assert (
+        [(sheet.cell(r, 5).value, sheet.cell(r, 6).value) for r in (8, 9, 10)]
+        == drawn.methods
+        == [
+            ("momo", 30_000),
+            ("sandbox", 150_000),
+            ("vnpay", 200_000),
+        ]
+    )
 
     response = client.get(f"/console/reports/export.pdf?{PERIOD}")
     assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages)
     assert "Báo cáo" in text and "380.000" in text and "360.000" in text and "AGC-A" in text
     assert "999.000" not in text
-    assert "Tổng thu và thực thu 30 ngày" in text  # the chart's title: the SVG is drawn in the PDF
+    # Both charts' titles and the bars' labels: the SVG is drawn in the PDF.
+    assert "Tổng thu và thực thu 30 ngày" in text and "Tổng thu theo phương thức trong kỳ" in text
+    assert "momo" in text and "vnpay" in text
 
     with ctx.db.write() as s:
         pay(s, agencies["AGC-A"], 1_000, at(D2, 12), method="<script>alert(1)</script>")
@@ -244,6 +295,30 @@ def test_xlsx_pdf_and_charts(
         styles = [e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "style"]
         assert styles and all(e.get("nonce") == nonce.group(1) for e in styles)
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_a_period_without_payments_has_empty_charts(
+    client: TestClient, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    sign_in(client, make_staff, "finance")
+    quiet = "from=2026-06-01&to=2026-06-02"
+    text = page(client.get(f"/console/reports?{quiet}"))
+    assert len(SVG.findall(text)) == 2 and "Không có số liệu trong kỳ." in text
+    response = client.get(f"/console/reports/export.xlsx?{quiet}")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.content))["Biểu đồ"]
+    # The trend still has its 30 days (all zero); the by-method chart has no series.
+    assert chart_refs(sheet) == [
+        ("LineChart", [("B7", "B8:B37", "A8:A37"), ("C7", "C8:C37", "A8:A37")]),
+        ("BarChart", []),
+    ]
+    assert sheet["A37"].value == datetime(2026, 6, 2) and sheet["A8"].value == datetime(2026, 5, 4)
+    assert {sheet.cell(r, c).value for r in range(8, 38) for c in (2, 3)} == {0}
+    assert sheet["E8"].value is None
+    response = client.get(f"/console/reports/export.pdf?{quiet}")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(response.content)).pages)
+    assert "Tổng thu và thực thu 30 ngày" in text and "Tổng thu theo phương thức trong kỳ" in text
 
 
 def test_the_sanitiser_leaves_drawing_only() -> None:
