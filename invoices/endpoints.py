@@ -183,11 +183,12 @@ def get_receipt_xml(document_id: str, ctx: ReceiptCtxDep, principal: Reader) -> 
 def get_receipt_pdf(document_id: str, ctx: ReceiptCtxDep, principal: Reader) -> Response:
     """A PDF copy of the document for printing (Vietnamese, embedded font, QR code to the public lookup page). The
     signed XML is the legal original."""
-    from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
+    from invoices.render import agency_logo, render_pdf  # WeasyPrint takes a second to import: only for a PDF
 
     with ctx.db.read() as s:
         doc = _get(s, principal.agency_id, document_id)
-    pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code)
+        logo = agency_logo(s, doc.agency_id)
+    pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, logo=logo)
     disposition = f'inline; filename="{doc.file_name("pdf")}"'
     return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": disposition})
 
@@ -201,14 +202,17 @@ def get_receipt_html(
     lang: Annotated[Literal["vi", "en"], Query()] = "vi",
 ) -> HTMLResponse:
     """The document as a web page, from the same template as the PDF."""
-    from invoices.render import render_html
+    from invoices.render import agency_logo, render_html
     from payments.core.security import nonce
 
     with ctx.db.read() as s:
         doc = _get(s, principal.agency_id, document_id)
+        logo = agency_logo(s, doc.agency_id)
     page_nonce = nonce(request)
     code = doc.lookup_code
-    html = render_html(doc.xml, lookup_url=lookup_url(ctx, code), lookup_code=code, lang=lang, nonce=page_nonce)
+    html = render_html(
+        doc.xml, lookup_url=lookup_url(ctx, code), lookup_code=code, lang=lang, nonce=page_nonce, logo=logo
+    )
     return HTMLResponse(html)
 
 

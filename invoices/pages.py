@@ -70,12 +70,14 @@ async def lookup_form(request: Request, code: Annotated[str | None, Query(max_le
 
 @router.get("/r/{code}.pdf")
 def lookup_pdf(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
-    from invoices.render import render_pdf  # WeasyPrint takes a second to import: only when a PDF is asked for
+    from invoices.render import agency_logo, render_pdf  # WeasyPrint takes a second to import: only for a PDF
 
     doc = _find(ctx, request, code)
     if not isinstance(doc, Document):
         return doc
-    pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code)
+    with ctx.db.read() as s:
+        logo = agency_logo(s, doc.agency_id)
+    pdf = render_pdf(doc.xml, lookup_url=lookup_url(ctx, doc.lookup_code), lookup_code=doc.lookup_code, logo=logo)
     disposition = f'inline; filename="{doc.file_name("pdf")}"'
     return Response(pdf, media_type="application/pdf", headers={**PRIVATE, "Content-Disposition": disposition})
 
@@ -91,17 +93,20 @@ def lookup_xml(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
 
 @router.get("/r/{code}", response_class=HTMLResponse)
 def lookup_page(code: str, request: Request, ctx: ReceiptCtxDep) -> Response:
-    from invoices.render import render_html
+    from invoices.render import agency_logo, render_html
 
     doc = _find(ctx, request, code)
     if not isinstance(doc, Document):
         return doc
+    with ctx.db.read() as s:
+        logo = agency_logo(s, doc.agency_id)
     html = render_html(
         doc.xml,
         lookup_url=lookup_url(ctx, doc.lookup_code),
         lookup_code=doc.lookup_code,
         lang=language(request),
         nonce=nonce(request),
+        logo=logo,
     )
     # The document's own page, with its downloads added just before the end of the body.
     links = (

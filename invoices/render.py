@@ -3,7 +3,10 @@
 The signed XML is the legal original (domain.md 3.5); these are converted copies. Everything shown is read from the
 signed content ``DLHDon`` plus the seller signature's metadata (signer subject, signing time), never from the
 database, so a view cannot disagree with the document it claims to show. The payer's citizen ID is personal data and
-only ever leaves this module masked.
+only ever leaves this module masked. The one exception is the agency's logo (``Logo``): presentation only, it is not
+in the signed XML and never will be, so it can change after issuance without touching the legal original. It is read
+when a view is rendered, never when a document is signed, and embedded as a ``data:`` URI so the page still loads
+nothing from anywhere.
 
 The PDF uses the DejaVu Sans files shipped in ``invoices/fonts`` (full Vietnamese coverage), loaded through
 ``@font-face`` by a URL fetcher that serves the package's own files and nothing else: the PDF does not depend on the
@@ -12,6 +15,7 @@ fonts installed on the machine, and rendering never touches the network.
 
 from __future__ import annotations
 
+import base64
 import mimetypes
 import re
 import secrets
@@ -30,6 +34,7 @@ from urllib.request import url2pathname
 import segno
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
+from sqlmodel import Session
 from weasyprint import HTML  # type: ignore[import-untyped]  # WeasyPrint ships no type information
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[import-untyped]
@@ -37,6 +42,8 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse  # type: ignore[impor
 from invoices.errors import InvalidDocument, Reason
 from invoices.format import CURRENT, DOSSIER_FIELD
 from invoices.xmldsig import VIETNAM, ds, parse_xml
+from payments.agency.logo import logo_type
+from payments.agency.models import AgencyLogo
 
 __all__ = [
     "FETCHER",
@@ -46,10 +53,12 @@ __all__ = [
     "BuyerView",
     "CorrectionView",
     "FeeLineView",
+    "Logo",
     "PackageFetcher",
     "ReceiptView",
     "SellerView",
     "ServiceLineView",
+    "agency_logo",
     "format_money",
     "lookup_qr",
     "lookup_qr_svg",
@@ -351,6 +360,31 @@ def _signature_metadata(root: _Element) -> tuple[str | None, datetime | None]:
     return subject, value if value.tzinfo else value.replace(tzinfo=VIETNAM)
 
 
+# --- the agency's logo -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Logo:
+    """The issuing agency's logo on a receipt's views. Not part of the signed document: see the module's text."""
+
+    content_type: str  # image/png or image/jpeg
+    data: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+def agency_logo(s: Session, agency_id: str) -> Logo | None:
+    """The agency's logo, if it has one that is still a PNG or JPEG within the limits the upload checks: a row that
+    does not pass (written before the check, or by hand) is left out rather than shown."""
+    row = s.get(AgencyLogo, agency_id)
+    if row is None:
+        return None
+    kind = logo_type(row.data)
+    return Logo(kind, row.data) if kind is not None else None
+
+
 # --- formatting ------------------------------------------------------------------------------------------------------
 
 
@@ -523,7 +557,15 @@ _ENV: Final = _environment()
 
 
 def _render(
-    xml: bytes, *, lookup_url: str, lookup_code: str, lang: str, pdf: bool, fonts: Mapping[str, str], nonce: str = ""
+    xml: bytes,
+    *,
+    lookup_url: str,
+    lookup_code: str,
+    lang: str,
+    pdf: bool,
+    fonts: Mapping[str, str],
+    nonce: str = "",
+    logo: Logo | None = None,
 ) -> str:
     if lang not in LABELS:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(LABELS)}")
@@ -541,17 +583,34 @@ def _render(
         lookup_code=lookup_code,
         qr_svg=Markup(lookup_qr_svg(lookup_url)),  # noqa: S704  # segno's own output; the URL is not copied into it
         nonce=nonce,
+        logo_uri=logo.data_uri if logo is not None else "",
     )
 
 
-def render_html(xml: bytes, *, lookup_url: str, lookup_code: str, lang: str = "vi", nonce: str | None = None) -> str:
-    """A standalone HTML page of the receipt, labels in ``lang``; the document's own text is shown as signed.
+def render_html(
+    xml: bytes,
+    *,
+    lookup_url: str,
+    lookup_code: str,
+    lang: str = "vi",
+    nonce: str | None = None,
+    logo: Logo | None = None,
+) -> str:
+    """A standalone HTML page of the receipt, labels in ``lang``; the document's own text is shown as signed, with
+    the agency's ``logo`` when it has one.
 
     Its style sheet is inline and allowed by ``nonce`` (the serving request's CSP nonce; a fresh one for a page
     saved or shown on its own), never by 'unsafe-inline'."""
     page_nonce = nonce or secrets.token_urlsafe(18)
     return _render(
-        xml, lookup_url=lookup_url, lookup_code=lookup_code, lang=lang, pdf=False, fonts={}, nonce=page_nonce
+        xml,
+        lookup_url=lookup_url,
+        lookup_code=lookup_code,
+        lang=lang,
+        pdf=False,
+        fonts={},
+        nonce=page_nonce,
+        logo=logo,
     )
 
 
@@ -559,15 +618,20 @@ class PackageFetcher(URLFetcher):  # type: ignore[misc]  # WeasyPrint is untyped
     """WeasyPrint's URL fetcher for receipts: serves files under the given folders and refuses every other URL.
 
     No http, https, ftp or data URL, and no file outside those folders: the PDF can neither leak a request to the
-    network nor pick up a file an attacker named.
+    network nor pick up a file an attacker named. The only other URLs served are the exact ones in ``documents``
+    (the agency's logo, as the data: URI the page itself carries), answered from memory.
     """
 
-    def __init__(self, roots: Iterable[Path]) -> None:
+    def __init__(self, roots: Iterable[Path], documents: Mapping[str, tuple[str, bytes]] | None = None) -> None:
         # fail_on_errors: a font that cannot be loaded stops the rendering instead of falling back to system fonts.
         super().__init__(fail_on_errors=True)
         self.roots = tuple(root.resolve() for root in roots)
+        self.documents = dict(documents or {})
 
     def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Any:
+        if url in self.documents:
+            content_type, data = self.documents[url]
+            return URLFetcherResponse(url, data, {"Content-Type": content_type})
         path = self.resolve(url)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": content_type})
@@ -603,11 +667,17 @@ def _font_config() -> Any:
     return FontConfiguration()
 
 
-def render_pdf(xml: bytes, *, lookup_url: str, lookup_code: str) -> bytes:
-    """An A4 PDF of the receipt with Vietnamese labels, from the same template as the HTML page."""
-    page = _render(xml, lookup_url=lookup_url, lookup_code=lookup_code, lang="vi", pdf=True, fonts=_PDF_FONTS)
+def render_pdf(xml: bytes, *, lookup_url: str, lookup_code: str, logo: Logo | None = None) -> bytes:
+    """An A4 PDF of the receipt with Vietnamese labels, from the same template as the HTML page, with the agency's
+    ``logo`` when it has one."""
+    page = _render(
+        xml, lookup_url=lookup_url, lookup_code=lookup_code, lang="vi", pdf=True, fonts=_PDF_FONTS, logo=logo
+    )
+    fetcher = FETCHER
+    if logo is not None:
+        fetcher = PackageFetcher([FONTS_DIR, TEMPLATES_DIR], {logo.data_uri: (logo.content_type, logo.data)})
     with _PDF_LOCK:
         font_config = _font_config()
-        document = HTML(string=page, base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=FETCHER)
+        document = HTML(string=page, base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=fetcher)
         pdf: bytes = document.write_pdf(font_config=font_config)
     return pdf

@@ -12,10 +12,12 @@ from sqlmodel import select
 
 from invoices.tables import Document
 from lephi.jobs import HANDLERS
+from payments.agency.models import AgencyLogo
 from payments.core.ratelimit import RateLimiter
 from payments.outbox.worker import Worker
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
+from tests.invoices.test_render import png
 
 
 def _issued(api: Api, payer: str = "Nguyễn Thị Hồng Ánh") -> Document:
@@ -72,6 +74,31 @@ def test_a_payer_looks_up_the_receipt_by_its_code(api: Api) -> None:
     assert xml.status_code == 200 and xml.content == doc.xml  # the signed original, byte for byte
     pdf = api.client.get(f"/r/{doc.lookup_code}.pdf")
     assert pdf.status_code == 200 and "Nguyễn Thị Hồng Ánh" in _pdf_text(pdf.content)
+
+
+def _pdf_images(data: bytes) -> list[tuple[int, int]]:
+    return [image.image.size for page in PdfReader(io.BytesIO(data)).pages for image in page.images if image.image]
+
+
+def test_every_view_of_a_receipt_shows_the_agency_logo_and_the_signed_xml_stays_as_issued(api: Api) -> None:
+    doc = _issued(api)
+    logo = png(40, 20)
+    with api.ctx.db.write() as s:
+        s.add(AgencyLogo(agency_id=doc.agency_id, content_type="image/png", data=logo, sha256="-"))
+    shown = 'src="data:image/png;base64,iVBORw0KGgo'
+    assert shown in api.client.get(f"/r/{doc.lookup_code}").text
+    assert shown in api.get(f"/v1/receipts/{doc.id}.html").text
+    assert _pdf_images(api.client.get(f"/r/{doc.lookup_code}.pdf").content) == [(40, 20)]
+    assert _pdf_images(api.get(f"/v1/receipts/{doc.id}.pdf").content) == [(40, 20)]
+    assert api.client.get(f"/r/{doc.lookup_code}.xml").content == doc.xml  # presentation only
+    # A stored logo that is not a PNG or JPEG (written before the upload checked it) is left out, not shown.
+    with api.ctx.db.write() as s:
+        row = s.get(AgencyLogo, doc.agency_id)
+        assert row is not None
+        row.data = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    page = api.client.get(f"/r/{doc.lookup_code}")
+    assert page.status_code == 200 and "<img" not in page.text and "alert" not in page.text
+    assert _pdf_images(api.get(f"/v1/receipts/{doc.id}.pdf").content) == []
 
 
 def test_codes_are_accepted_as_people_type_them(api: Api) -> None:

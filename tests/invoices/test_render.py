@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import struct
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -27,6 +30,8 @@ from invoices.render import (
     FONTS_DIR,
     LABELS,
     TEMPLATES_DIR,
+    Logo,
+    PackageFetcher,
     format_money,
     lookup_qr,
     lookup_qr_svg,
@@ -198,6 +203,51 @@ def test_pdf_embeds_the_packaged_font_and_nothing_else(rendered: Rendered) -> No
 
 def test_pdf_is_the_same_bytes_every_time(rendered: Rendered, signed_receipt: bytes) -> None:
     assert render_pdf(signed_receipt, lookup_url=URL, lookup_code=CODE) == rendered.pdf
+
+
+# --- the agency's logo ----------------------------------------------------------------------------------------
+
+
+def png(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    raw = b"".join(b"\x00" + b"\x0b\x5c\xad" * width for _ in range(height))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+LOGO = Logo("image/png", png(40, 20))
+
+
+def test_without_a_logo_the_views_carry_no_image(html: str, rendered: Rendered) -> None:
+    assert "<img" not in html and "img-src" not in html
+    assert [image.name for page in rendered.reader.pages for image in page.images] == []
+
+
+def test_the_agency_logo_is_on_both_views_as_a_data_uri(signed_receipt: bytes) -> None:
+    page = render_html(signed_receipt, lookup_url=URL, lookup_code=CODE, logo=LOGO)
+    assert LOGO.data_uri.startswith("data:image/png;base64,iVBORw0KGgo")
+    assert f'<img class="logo" src="{LOGO.data_uri}" alt="">' in page
+    # The page's own policy lets in data: images, and only when there is a logo to show.
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert policy and policy.group(1).endswith("; img-src data:") and "http" not in policy.group(1)
+    assert str(escape(PAYER)) in page
+    pdf = pypdf.PdfReader(io.BytesIO(render_pdf(signed_receipt, lookup_url=URL, lookup_code=CODE, logo=LOGO)))
+    [image] = [image for page in pdf.pages for image in page.images]
+    assert image.image is not None and image.image.size == (40, 20)
+    assert len(pdf.pages) == 1 and PAYER in unicodedata.normalize("NFC", pdf.pages[0].extract_text())
+
+
+def test_the_fetcher_serves_the_logo_it_was_given_and_no_other_data_url() -> None:
+    fetcher = PackageFetcher([FONTS_DIR], {LOGO.data_uri: (LOGO.content_type, LOGO.data)})
+    served = fetcher.fetch(LOGO.data_uri)
+    assert served.read() == LOGO.data and served.content_type == "image/png"
+    other = Logo("image/png", png(1, 1)).data_uri
+    with pytest.raises(ValueError, match="refused"):
+        fetcher.fetch(other)
+    with pytest.raises(ValueError, match="refused"):
+        FETCHER.fetch(LOGO.data_uri)
 
 
 # --- HTML --------------------------------------------------------------------------------------------------------
