@@ -37,7 +37,7 @@ from console.guard import (
 )
 from console.render import BadLanguage, language, render
 from console.staff.models import Role
-from payments.agency.logo import MAX_LOGO_BYTES, logo_type
+from payments.agency.logo import MAX_LOGO_BYTES, accepted_type
 from payments.agency.models import Agency, AgencyLogo
 from payments.agency.service import AgencyIn, create_agency, touch
 from payments.core.errors import Conflict
@@ -475,7 +475,7 @@ async def logo_image(code: str, request: Request) -> Response:
 
 @router.post("/agencies/logo", response_class=HTMLResponse)
 async def logo_submit(request: Request) -> Response:
-    """Set the agency's receipt logo: a PNG or JPEG of at most 200 KB whose header decodes; anything else is refused
+    """Set the agency's receipt logo: a PNG or JPEG of at most 200 KB that decodes; anything else is refused
     with the agency's page (400) and nothing stored."""
     try:
         form = await request.form(max_files=1, max_fields=10, max_part_size=16 * 1024)
@@ -491,7 +491,7 @@ async def logo_submit(request: Request) -> Response:
     if not isinstance(staff, Staff):
         return staff
     data = await upload.read(MAX_LOGO_BYTES + 1) if isinstance(upload, UploadFile) else b""
-    kind = logo_type(data)
+    kind = await run_in_threadpool(accepted_type, data)
     ctx = ctx_of(request)
     ip = client_ip(request)
 

@@ -1,12 +1,17 @@
-"""An agency's logo for its receipts: a PNG or JPEG of at most 200 KB, accepted only when its header decodes.
+"""An agency's logo for its receipts: a PNG or JPEG of at most 200 KB, accepted only when it decodes.
 
 The type is settled from the bytes, never from the file name or the browser's word: a PNG's signature and IHDR
-chunk (its CRC checked), or a JPEG's start marker and a frame header giving the image's size."""
+chunk (its CRC checked), or a JPEG's start marker and a frame header giving the image's size. At upload the whole
+image is then decoded (``accepted_type``): a header that checks out can still front a truncated or corrupt body,
+which a browser would show broken and a PDF would embed broken. No SVG: it can carry script."""
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+
+from PIL import Image
 
 MAX_LOGO_BYTES = 200 * 1024
 MAX_SIDE = 4096
@@ -24,6 +29,52 @@ def logo_type(data: bytes) -> str | None:
     if data.startswith(b"\xff\xd8\xff"):
         return "image/jpeg" if _jpeg_ok(data) else None
     return None
+
+
+def accepted_type(data: bytes) -> str | None:
+    """``logo_type``, and only if Pillow decodes the whole image as that type. Run once, at upload: decoding costs
+    more than the header checks, and those bound the image's sides (``MAX_SIDE``) before Pillow allocates anything."""
+    kind = logo_type(data)
+    if kind is None or (kind == "image/png" and not _png_pixels_complete(data)):
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=[kind.removeprefix("image/").upper()]) as image:
+            image.load()
+    except Exception:  # hostile bytes make Pillow raise OSError, SyntaxError, ValueError, zlib.error and more
+        return None
+    return kind
+
+
+# Samples per pixel of each PNG colour type; the sides of the seven Adam7 passes as (start, step) across and down.
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 8, 0, 8), (4, 8, 0, 8), (0, 4, 4, 8), (2, 4, 0, 4), (0, 2, 2, 4), (1, 2, 0, 2), (0, 1, 1, 2))
+
+
+def _png_pixels_complete(data: bytes) -> bool:
+    """Whether the PNG's compressed pixels are one whole zlib stream of exactly the size its header gives. Pillow
+    cannot be asked this: WeasyPrint, once imported, makes every Pillow in the process accept truncated images
+    (ImageFile.LOAD_TRUNCATED_IMAGES), filling the missing rows in; a cut JPEG still fails its decode."""
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = depth * _CHANNELS[colour]
+    passes = [(width, height)] if interlace == 0 else [
+        ((width - x + dx - 1) // dx, (height - y + dy - 1) // dy) for x, dx, y, dy in _ADAM7
+    ]  # fmt: skip
+    expected = sum(h * (1 + (w * bits + 7) // 8) for w, h in passes if w > 0 and h > 0)
+    stream = zlib.decompressobj()
+    produced, at = 0, 8
+    try:
+        while at + 12 <= len(data):
+            length, kind = struct.unpack(">I4s", data[at : at + 8])
+            if kind == b"IDAT":
+                chunk = data[at + 8 : at + 8 + length]
+                # Counted in slices: a small stream that inflates to far more than the header says is not kept.
+                while chunk and produced <= expected:
+                    produced += len(stream.decompress(chunk, 1 << 20))
+                    chunk = stream.unconsumed_tail
+            at += 12 + length
+    except zlib.error:
+        return False
+    return stream.eof and produced == expected
 
 
 def _side_ok(width: int, height: int) -> bool:

@@ -5,10 +5,12 @@ audit row with before and after; a deactivated agency's payer page offers no pay
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -242,6 +244,34 @@ def png(width: int = 2, height: int = 2) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def truncated_png() -> bytes:
+    """A PNG whose signature, IHDR, chunk CRCs and IEND check out but whose compressed pixels stop halfway."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    pixels = zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * 40 for _ in range(20)))
+    return png(40, 20)[:33] + chunk(b"IDAT", pixels[: len(pixels) // 2]) + chunk(b"IEND", b"")
+
+
+def test_a_logo_is_accepted_only_when_it_decodes_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image, ImageFile
+
+    from payments.agency.logo import accepted_type, logo_type
+
+    # As in the service once WeasyPrint is imported: Pillow itself then fills truncated images in.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    assert accepted_type(png()) == "image/png"
+    # The header checks alone pass a PNG whose pixels are cut off: the full decode does not.
+    assert logo_type(truncated_png()) == "image/png" and accepted_type(truncated_png()) is None
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 10), "#0b5cad").save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    assert accepted_type(jpeg) == "image/jpeg"
+    cut = jpeg[: len(jpeg) // 2] + b"\xff\xd9"  # the scan cut in half, the end marker put back
+    assert logo_type(cut) == "image/jpeg" and accepted_type(cut) is None
+
+
 def test_logo_upload_checks_the_image_and_stays_within_the_agency(
     client: TestClient, ctx: Container, make_staff: MakeStaff, agencies: dict[str, str]
 ) -> None:
@@ -257,7 +287,14 @@ def test_logo_upload_checks_the_image_and_stays_within_the_agency(
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
     broken_crc = bytearray(png())
     broken_crc[29] ^= 0xFF
-    for bad in (svg, bytes(broken_crc), png(5000, 2), b"\xff\xd8\xff\xe0" + b"\x00" * 50, png() + b"x" * 210_000):
+    for bad in (
+        svg,
+        bytes(broken_crc),
+        png(5000, 2),
+        b"\xff\xd8\xff\xe0" + b"\x00" * 50,
+        png() + b"x" * 210_000,
+        truncated_png(),
+    ):
         html(send(bad, name="logo.svg"), 400)
     html(send(png(), token="wrong"), 403)
     html(send(png(), agency_code="AGC-B"), 404)
