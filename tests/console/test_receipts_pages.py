@@ -23,6 +23,7 @@ from invoices.xmldsig import MAX_XML_BYTES
 from lephi.container import Container
 from tests.conftest import ALL_SCOPES, Api
 from tests.console.conftest import MakeStaff, count, csrf_of, login
+from tests.console.test_console_fuzz import FIELDS, HOSTILE, page_below_500
 from tests.factories import dossier_body, payment_body, sandbox_outcome
 
 ROW = re.compile(r'<a href="/console/receipts/(doc_[A-Za-z0-9_]+)\?lang=')
@@ -352,3 +353,22 @@ def test_the_search_reads_the_newest_message_of_each_document(
     page = client.get(f"/console/receipts/{doc_id}?lang=en")
     assert "The tax authority has accepted this receipt" in page.text
     assert "Sai định dạng" in page.text and "M1-26-ABCDE-00000000001" in page.text
+
+
+def test_hostile_input_on_a_real_receipt_answers_a_page_below_500(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    # The console fuzz test walks these routes with ids that name nothing; this one sends the same input at a
+    # receipt that exists, as the user allowed to replace it.
+    doc_id = receipt(api, "HS-1")
+    sign_in(client, make_staff, "finance")
+    csrf = csrf_of(client.get(f"/console/receipts/{doc_id}").text)
+    for value in HOSTILE:
+        for path in ("/console/receipts", f"/console/receipts/{doc_id}", "/console/receipts/verify"):
+            query = {"lang": "en", **dict.fromkeys(("number", "series", "dossier", "payer", "from", "kind"), value)}
+            page_below_500(client.get(path, params=query), f"GET {path} {value!r}")
+        body = {"csrf": csrf, "lang": "en", **dict.fromkeys(FIELDS, value)}
+        page_below_500(client.post(f"/console/receipts/{doc_id}/replace", data=body), f"replace {value!r}")
+        files = {"file": ("x.xml", value.encode(), "application/xml")}
+        page_below_500(client.post("/console/receipts/verify", data=body, files=files), f"verify {value!r}")
+    assert count(api.ctx, "document") == 1
