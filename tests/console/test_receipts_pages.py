@@ -5,6 +5,7 @@ never twice), and the verification of an uploaded file says what it is or exactl
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlmodel import select
 from console.audit.models import AuditLog
 from console.audit.service import verify as verify_chain
 from console.receipts import service
+from console.staff.models import StaffUser
 from invoices.service import issue_receipt
 from invoices.tables import Document, DocumentPurpose
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus
@@ -372,3 +374,31 @@ def test_hostile_input_on_a_real_receipt_answers_a_page_below_500(
         files = {"file": ("x.xml", value.encode(), "application/xml")}
         page_below_500(client.post("/console/receipts/verify", data=body, files=files), f"verify {value!r}")
     assert count(api.ctx, "document") == 1
+
+
+def test_two_replacements_at_once_issue_one(api: Api, make_staff: MakeStaff, agencies: dict[str, str]) -> None:
+    doc_id = receipt(api, "HS-1", {"name": "Nguyen Van A"})
+    makers = [make_staff(f"ketoan{n}@agc-a.gov.vn", role="finance") for n in (1, 2)]
+    with api.ctx.db.read() as s:
+        users = [s.get(StaffUser, m.id) for m in makers]
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run(user: StaffUser | None, name: str) -> None:
+        assert user is not None
+        barrier.wait()
+        try:
+            with api.ctx.db.write() as s:
+                service.replace(s, api.ctx, user, doc_id, {"name": name, "reason": "Sai tên"}, "127.0.0.1")
+            outcomes.append("replaced")
+        except service.Refused as exc:
+            outcomes.append(exc.key)
+
+    names = ("Nguyễn Văn An", "Nguyễn Văn Ân")
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(users, names, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["receipts_replace_already", "replaced"]
+    assert count(api.ctx, "document") == 2 and replacements_audited(api.ctx) == 1
