@@ -70,7 +70,8 @@ async def list_page(request: Request) -> Response:
     except service.BadFilter:
         return bad_request(request, staff.lang)
     ctx = ctx_of(request)
-    code = request.query_params.get("agency")
+    # The filter form's "all agencies" choice sends an empty value.
+    code = request.query_params.get("agency") or None
     province = staff.user.role == Role.province_admin
 
     def load() -> tuple[Agency | None, service.Found, list[Agency]]:

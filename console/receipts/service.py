@@ -358,6 +358,7 @@ class Detail:
     adjustments: list[Document]
     messages: list[TaxMessage]
     notice: Notice | None
+    payment_adjusted: bool  # a refund's adjustment exists for the payment: no document of it is replaced any more
 
     @property
     def status(self) -> TaxMessageStatus | None:
@@ -369,7 +370,8 @@ class Detail:
 
     @property
     def replaceable(self) -> bool:
-        return self.doc.purpose is not DocumentPurpose.adjustment and self.replaced_by is None and not self.adjustments
+        purpose = self.doc.purpose
+        return purpose is not DocumentPurpose.adjustment and self.replaced_by is None and not self.payment_adjusted
 
 
 def _notice_about(s: Session, doc: Document, around: datetime) -> Notice | None:
@@ -426,6 +428,11 @@ def detail(s: Session, user: StaffUser, document_id: str) -> Detail:
         .where(col(Document.related_document_id) == doc.id, col(Document.purpose) == DocumentPurpose.adjustment)
         .order_by(col(Document.created_at), col(Document.number))
     ).all()
+    payment_adjusted = s.exec(
+        select(Document.id).where(
+            col(Document.payment_id) == doc.payment_id, col(Document.purpose) == DocumentPurpose.adjustment
+        )
+    ).first()
     messages = s.exec(
         select(TaxMessage)
         .where(col(TaxMessage.document_id) == doc.id, col(TaxMessage.kind) == TaxMessageKind.document)
@@ -453,6 +460,7 @@ def detail(s: Session, user: StaffUser, document_id: str) -> Detail:
         adjustments=list(adjustments),
         messages=list(messages),
         notice=notice,
+        payment_adjusted=payment_adjusted is not None,
     )
 
 
@@ -494,6 +502,33 @@ def changes_of(doc: Document, posted: Mapping[str, str]) -> BuyerChanges:
     return BuyerChanges(**changes)
 
 
+def _refuse_early(s: Session, doc: Document, reason: str) -> None:
+    """The refusals that need no signing: a missing or over-long reason, and a document no longer replaceable. What
+    the document has become is said before what is wrong with the payer details: correcting them cannot fix it."""
+    if not reason:
+        raise Refused("receipts_replace_reason_needed")
+    if len(reason) > MAX_REASON:
+        raise Refused("receipts_replace_reason_long")
+    if doc.purpose is DocumentPurpose.adjustment:
+        raise Refused("receipts_replace_adjustment", 409)
+    later = s.exec(
+        select(Document.purpose).where(
+            col(Document.payment_id) == doc.payment_id,
+            or_(
+                col(Document.purpose) == DocumentPurpose.adjustment,
+                and_(
+                    col(Document.purpose) == DocumentPurpose.replacement,
+                    col(Document.related_document_id) == doc.id,
+                ),
+            ),
+        )
+    ).all()
+    if DocumentPurpose.replacement in later:
+        raise Refused("receipts_replace_already", 409)
+    if later:
+        raise Refused("receipts_replace_adjusted", 409)
+
+
 def replace(
     s: Session, ctx: ReceiptContext, user: StaffUser, document_id: str, posted: Mapping[str, str], ip: str
 ) -> Document:
@@ -503,12 +538,7 @@ def replace(
         raise NotHere
     doc = get_document(s, user, document_id)
     reason = posted.get("reason", "").strip()
-    if not reason:
-        raise Refused("receipts_replace_reason_needed")
-    if len(reason) > MAX_REASON:
-        raise Refused("receipts_replace_reason_long")
-    if doc.purpose is DocumentPurpose.adjustment:
-        raise Refused("receipts_replace_adjustment", 409)
+    _refuse_early(s, doc, reason)
     before = current_payer(doc)
     changes = changes_of(doc, posted)
     try:

@@ -138,6 +138,7 @@ def test_filters_narrow_the_list_and_pages_keep_them(
     sign_in(province, make_staff, "province_admin")
     assert ids(province.get("/console/receipts")) == [c, other, b, a]
     assert ids(province.get("/console/receipts?agency=AGC-B")) == [other]
+    assert ids(province.get("/console/receipts?agency=&kind=original")) == [c, other, b, a]  # "all agencies"
 
     monkeypatch.setattr(service, "PAGE_SIZE", 2)
     first = client.get("/console/receipts?dossier=HS*&lang=en")
@@ -273,21 +274,41 @@ def test_a_replacement_is_refused_clearly_and_changes_nothing(
     assert count(api.ctx, "document") == 2 and replacements_audited(api.ctx) == 1
 
 
-def test_a_replacement_of_an_adjustment_is_refused(
+def test_a_receipt_with_an_adjustment_and_the_adjustment_itself_are_not_replaced(
     client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
 ) -> None:
+    adjusted = receipt(api, "HS-2")
+    original = document(api.ctx, adjusted)
+    with api.ctx.db.write() as s:
+        # A refund's adjustment as the outbox issues it: the same payment, naming the receipt.
+        fields = original.model_dump(exclude={"id", "number", "lookup_code", "purpose", "related_document_id"})
+        s.add(
+            Document(
+                **fields,
+                number=99_999_999,  # out of the way of the numbers the next receipts take
+                lookup_code="ADJUSTMENT01",
+                purpose=DocumentPurpose.adjustment,
+                related_document_id=adjusted,
+            )
+        )
+    sign_in(client, make_staff, "finance")
+    page = client.get(f"/console/receipts/{adjusted}?lang=en")
+    assert f"/console/receipts/{adjusted}/replace" not in page.text and "Adjustment:" in page.text
+    body = {"csrf": csrf_of(page.text), "lang": "en", "name": "Someone Else", "reason": "Wrong name"}
+    response = client.post(f"/console/receipts/{adjusted}/replace", data=body)
+    assert response.status_code == 409 and "has an adjustment (a refund)" in response.text
+
     doc_id = receipt(api, "HS-1")
     with api.ctx.db.write() as s:
         doc = s.get(Document, doc_id)
         assert doc is not None
         doc.purpose = DocumentPurpose.adjustment
-    sign_in(client, make_staff, "finance")
     page = client.get(f"/console/receipts/{doc_id}")
     assert f"/console/receipts/{doc_id}/replace" not in page.text
     body = {"csrf": csrf_of(page.text), "lang": "en", "name": "Someone Else", "reason": "Wrong name"}
     response = client.post(f"/console/receipts/{doc_id}/replace", data=body)
     assert response.status_code == 409 and "An adjustment is not replaced" in response.text
-    assert count(api.ctx, "document") == 1
+    assert count(api.ctx, "document") == 3 and replacements_audited(api.ctx) == 0
 
 
 def _verify(client: TestClient, content: bytes, name: str = "receipt.xml") -> Any:
