@@ -11,6 +11,7 @@ from console.dashboard.texts import TEXTS as DASHBOARD
 from console.fees.texts import TEXTS as FEES
 from console.gateways.texts import TEXTS as GATEWAYS_TEXTS
 from console.payments.texts import TEXTS as PAYMENTS_TEXTS
+from console.receipts.texts import TEXTS as RECEIPTS
 from console.reconcile import texts as reconcile_texts
 from console.refunds.texts import TEXTS as REFUNDS
 from console.reports.texts import TEXTS as REPORTS
@@ -233,6 +234,7 @@ _FEATURES: list[Catalog] = [
     GATEWAYS_TEXTS,
     AGENCIES,
     FEES,
+    RECEIPTS,
 ]
 
 

@@ -23,6 +23,7 @@ NAV: list[NavItem] = [
     # Daily work first, administration after, the user's own account last.
     NavItem("/console/", "home_title", ALL),
     NavItem("/console/payments", "payments_title", ALL),
+    NavItem("/console/receipts", "receipts_title", ALL),
     NavItem("/console/refunds", "refunds_title", {Role.finance, Role.approver, Role.viewer, Role.agency_admin}),
     NavItem("/console/reconcile/imports", "recon_imports_title", ALL),
     NavItem("/console/reconcile/exceptions", "recon_exceptions_title", ALL),

@@ -34,6 +34,7 @@ def body_limits() -> dict[str, int]:
     in the OpenAPI as ``x-max-body-bytes``, or in docs/console.md for a console page."""
     from console.certificate.pages import MAX_BODY as CERTIFICATE_UPLOAD
     from console.fees.sheet import MAX_BYTES as MAX_FEE_SHEET_BYTES
+    from console.receipts.pages import MAX_BODY as RECEIPT_UPLOAD
     from console.reconcile.imports import BODY_LIMIT as STATEMENT_UPLOAD_BYTES
     from invoices.verify import MAX_XML_BYTES
     from payments.agency.logo import MAX_LOGO_BYTES
@@ -42,6 +43,8 @@ def body_limits() -> dict[str, int]:
         "/v1/receipts/verify": MAX_XML_BYTES,
         "/console/reconcile/imports": STATEMENT_UPLOAD_BYTES,
         "/console/certificate": CERTIFICATE_UPLOAD,
+        # An XML file of up to the API's limit for /v1/receipts/verify, with room for the form around it.
+        "/console/receipts/verify": RECEIPT_UPLOAD,
         # A fee schedule spreadsheet of up to 2 MB, with room for the form around it: a larger file gets the page's
         # own "over 2 MB" message, a much larger body the 413 page.
         "/console/fees/import": MAX_FEE_SHEET_BYTES + 256 * 1024,
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.fees.pages import router as console_fees
     from console.gateways.pages import router as console_gateways
     from console.payments.pages import router as console_payments
+    from console.receipts.pages import router as console_receipts
     from console.reconcile.pages import router as console_reconcile
     from console.refunds.pages import router as console_refunds
     from console.reports.feed import router as province_feed
@@ -129,6 +133,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         # Before the console's own router, whose last route answers every other /console address with a 404 page.
         console_payments,
         console_refunds,
+        console_receipts,
         console_staff,
         console_reconcile,
         console_reports,
