@@ -176,6 +176,9 @@ class PaymentGateway(Protocol):
     # database): the service then creates and starts the payment in one transaction. Adapters that leave it out
     # are treated as calling the network, so no transaction is held open across their start.
     starts_offline: bool = False
+    # False when ``query_status`` cannot learn anything the callbacks have not said (a bank transfer has nothing to
+    # look up): the service then skips the early status query it makes for a payment whose callback may be lost.
+    queries_status: bool = True
 
     def start_payment(self, request: StartPayment) -> StartResult:
         """Create the payment at the gateway; the same idempotency key must give the same payment."""

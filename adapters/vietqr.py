@@ -321,6 +321,7 @@ class VietQRGateway(PaymentGateway):
     starts_offline = True
     # A credit is money already in the agency's account: the service records and matches it, never rejects it.
     pushes_funds = True
+    queries_status = False
 
     def __init__(self, context: GatewayContext) -> None:
         settings = context.settings

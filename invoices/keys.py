@@ -22,6 +22,7 @@ from invoices.errors import MissingSigningKey
 from invoices.signing import LocalSigner, Signer, make_dev_certificate
 from invoices.verify import Pin, subject_tax_code
 from payments.core.config import Environment
+from payments.core.locks import file_lock
 from payments.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -91,7 +92,7 @@ class SignerStore:
             return LocalSigner.from_pkcs12(p12.read_bytes(), password)
         key, cert = self._dir / f"{code}.key.pem", self._dir / f"{code}.cert.pem"
         if not key.exists() and self._settings.env is not Environment.production:
-            write_dev_certificate(self._dir, code, tax_code, name)
+            ensure_dev_certificate(self._dir, code, tax_code, name)
         if not key.exists():
             raise MissingSigningKey(f"no signing key for agency {code} in {self._dir}")
         key_pem = key.read_bytes()
@@ -151,12 +152,33 @@ def _certificates(directory: Path, code: str, password: bytes | None) -> list[x5
 
 
 def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:
+    """A new development key and certificate for the agency, in place of any it had."""
+    with file_lock(_creation_lock(directory, code)):
+        return _write_dev_certificate(directory, code, tax_code, name)
+
+
+def ensure_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> None:
+    """A development key and certificate for an agency that has none. Processes started together all find the key
+    missing: one makes it while the others wait, and then every process loads the one on disk. Without the lock each
+    wrote its own, and the receipts signed by all but the last writer's key failed verification."""
+    p12, key, _cert = _paths(directory, code)
+    with file_lock(_creation_lock(directory, code)):
+        if not key.exists() and not p12.exists():
+            _write_dev_certificate(directory, code, tax_code, name)
+
+
+def _creation_lock(directory: Path, code: str) -> Path:
+    return directory / f".{code}.lock"
+
+
+def _write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:
     key_pem, cert_pem = make_dev_certificate(tax_code, name)
     directory.mkdir(parents=True, exist_ok=True)
     key, cert = directory / f"{code}.key.pem", directory / f"{code}.cert.pem"
-    key.write_bytes(key_pem)
-    key.chmod(0o600)
-    cert.write_bytes(cert_pem)
+    # A process that does not take the lock (one already running, reloading) looks for the key first: the
+    # certificate is in place before the key appears, and neither is ever seen half written.
+    _write_atomic(cert, cert_pem)
+    _write_atomic(key, key_pem)
     return key, cert
 
 

@@ -11,13 +11,20 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from adapters.momo import MoMoGateway
+from adapters.sandbox import SandboxGateway
+from adapters.stripe import StripeGateway
+from adapters.vietqr import VietQRGateway
+from adapters.vnpay import VNPayGateway
 from lephi.jobs import HANDLERS
+from payments.core.config import PaymentSettings
 from payments.core.context import AppContext
 from payments.core.types import utcnow
 from payments.gateway.sandbox_store import DbSandboxStore
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Worker
+from payments.payment.create import first_requery
 from tests.conftest import Api
 from tests.factories import dossier_body, payment_body
 
@@ -37,13 +44,33 @@ def _pending(api: Api) -> dict[str, Any]:
 
 
 def test_creating_a_payment_schedules_expiry_and_requery(api: Api) -> None:
+    before = utcnow()
     payment = _pending(api)
+    after = utcnow()
     with api.ctx.db.read() as s:
         jobs = {j.kind: j for j in s.exec(select(OutboxJob))}
     assert set(jobs) == {"payment.expire", "payment.requery"}
     assert jobs["payment.expire"].payload == {"payment_id": payment["id"]}
     assert jobs["payment.expire"].run_after > utcnow() + timedelta(minutes=89)
+    # The sandbox answers status queries: its payment is first queried after 30 s, not after the schedule's 5 min.
+    assert jobs["payment.requery"].payload == {"payment_id": payment["id"], "step": -1}
+    first = timedelta(seconds=api.ctx.settings.requery_first_seconds)
+    assert first == timedelta(seconds=30)
+    assert before + first <= jobs["payment.requery"].run_after <= after + first
     assert Worker(api.ctx, HANDLERS).run_once() == 0  # nothing is due yet
+
+
+def test_the_first_requery_waits_for_the_schedule_without_a_status_query() -> None:
+    settings = PaymentSettings()
+    schedule = settings.requery_schedule_seconds
+    assert first_requery(settings, queries_status=True) == (30, -1)
+    assert first_requery(settings, queries_status=False) == (schedule[0], 0)
+    assert first_requery(settings.model_copy(update={"requery_first_seconds": 0}), True) == (schedule[0], 0)
+    none = settings.model_copy(update={"requery_first_seconds": 0, "requery_schedule_seconds": []})
+    assert first_requery(none, True) is None
+    # A bank transfer has nothing to look up at the bank; a card or wallet gateway has.
+    assert VietQRGateway.queries_status is False
+    assert all(g.queries_status for g in (SandboxGateway, VNPayGateway, MoMoGateway, StripeGateway))
 
 
 def test_expiry_cancels_at_the_gateway_first(api: Api) -> None:
@@ -75,13 +102,23 @@ def test_requery_settles_a_lost_callback(api: Api) -> None:
 
 def test_requery_reschedules_while_pending(api: Api) -> None:
     payment = _pending(api)
-    _due(api.ctx, "payment.requery")
-    Worker(api.ctx, HANDLERS).run_once()
-    with api.ctx.db.read() as s:
-        jobs = s.exec(select(OutboxJob).where(OutboxJob.kind == "payment.requery").order_by(col(OutboxJob.id))).all()
+
+    def requeries() -> list[OutboxJob]:
+        _due(api.ctx, "payment.requery")
+        Worker(api.ctx, HANDLERS).run_once()
+        with api.ctx.db.read() as s:
+            query = select(OutboxJob).where(OutboxJob.kind == "payment.requery").order_by(col(OutboxJob.id))
+            return list(s.exec(query).all())
+
+    # After the early query, the schedule from its start: 5 minutes, then an hour.
+    jobs = requeries()
     assert [j.status for j in jobs] == [OutboxStatus.done, OutboxStatus.pending]
-    assert jobs[1].payload == {"payment_id": payment["id"], "step": 1}
-    assert jobs[1].run_after > utcnow() + timedelta(minutes=59)
+    assert jobs[1].payload == {"payment_id": payment["id"], "step": 0}
+    assert utcnow() + timedelta(minutes=4) < jobs[1].run_after < utcnow() + timedelta(minutes=6)
+    jobs = requeries()
+    assert [j.status for j in jobs] == [OutboxStatus.done, OutboxStatus.done, OutboxStatus.pending]
+    assert jobs[2].payload == {"payment_id": payment["id"], "step": 1}
+    assert jobs[2].run_after > utcnow() + timedelta(minutes=59)
 
 
 def test_two_workers_run_each_job_exactly_once(ctx: AppContext) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from console.demo import DemoUser
     from lephi.container import Container
 
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="Lephi: cashless collection of administrative procedure fees.",
@@ -58,6 +61,22 @@ def demo() -> None:
     _print_demo(_seed())
 
 
+def _one_seeder_at_a_time(seed: Callable[[], _T]) -> Callable[[], _T]:
+    """Processes started together each seed the demo: one seeds while the others wait, then find the rows and the
+    key and password files already made, and print the same ones. Without it two of them insert the demo agency at
+    once and one dies, or each writes its own key to the same file."""
+
+    @functools.wraps(seed)
+    def seed_alone() -> _T:
+        from lephi.migrate import one_at_a_time
+
+        with one_at_a_time(get_settings().effective_database_url, "demo"):
+            return seed()
+
+    return seed_alone
+
+
+@_one_seeder_at_a_time
 def _seed() -> tuple[str, str, list[DemoUser]]:
     from console.demo import seed_demo_staff
     from payments.agency.demo import DEMO_AGENCY, seed_demo

@@ -49,6 +49,10 @@ class PaymentSettings(BaseModel):
     idempotency_lease_seconds: int = Field(default=60, ge=1)
 
     payment_expiry_seconds: int = Field(default=90 * 60, ge=60)
+    # Status queries for a payment still pending, each delay counted from the previous query: they settle a payment
+    # whose callback was lost (to a dead API process, say). A gateway with a status query gets one more first, after
+    # ``requery_first_seconds`` (0: none), so that such a payment is settled in seconds rather than minutes.
+    requery_first_seconds: int = Field(default=30, ge=0)
     requery_schedule_seconds: list[int] = Field(default=[300, 3600, 86400])
 
     run_worker: bool = True

@@ -26,6 +26,7 @@ from adapters.base import (
 from payments.agency.cache import AgencyView
 from payments.agency.models import Agency
 from payments.auth.service import Principal
+from payments.core.config import PaymentSettings
 from payments.core.context import AppContext
 from payments.core.db import affected, table_of
 from payments.core.errors import (
@@ -86,6 +87,26 @@ def _starts_offline(ctx: AppContext, method: str) -> bool:
     return getattr(kind, "starts_offline", False) is True
 
 
+def _queries_status(ctx: AppContext, method: str) -> bool:
+    if method not in ctx.gateways:
+        return False
+    factory = ctx.gateways.factory(method)
+    kind = factory if isinstance(factory, type) else type(factory)
+    # An adapter that says nothing has a ``query_status`` (the protocol requires it): one early query costs little.
+    return getattr(kind, "queries_status", True) is not False
+
+
+def first_requery(settings: PaymentSettings, queries_status: bool) -> tuple[int, int] | None:
+    """The delay and step of a new payment's first status query, or None for none. Step -1 is the early query
+    (``requery_first_seconds``); the ``payment.requery`` job then goes on through ``requery_schedule_seconds`` from
+    step 0."""
+    if queries_status and settings.requery_first_seconds:
+        return settings.requery_first_seconds, -1
+    if settings.requery_schedule_seconds:
+        return settings.requery_schedule_seconds[0], 0
+    return None
+
+
 class PaymentCreation:
     """One ``POST /v1/payments`` (or a payer's form): ``outcome`` runs it under the request's Idempotency-Key."""
 
@@ -94,6 +115,7 @@ class PaymentCreation:
         self.payment: Payment | None = None
         self._answer: PaymentOut | None = None
         self.offline = _starts_offline(ctx, data.method)
+        self.queries_status = _queries_status(ctx, data.method)
 
     def outcome(self, client_id: str, key: str | None, fp: str) -> Outcome:
         prepare = self._create_and_start if self.offline else self.prepare
@@ -224,10 +246,11 @@ class PaymentCreation:
         jobs = []
         if values["status"] in LIVE:
             jobs.append(job_row(kinds.EXPIRE, {"payment_id": payment_id}, values["expires_at"], now))
-            first = self.ctx.settings.requery_schedule_seconds[:1]
-            if first:
-                requery = {"payment_id": payment_id, "step": 0}
-                jobs.append(job_row(kinds.REQUERY, requery, now + timedelta(seconds=first[0]), now))
+            first = first_requery(self.ctx.settings, self.queries_status)
+            if first is not None:
+                delay, step = first
+                requery = {"payment_id": payment_id, "step": step}
+                jobs.append(job_row(kinds.REQUERY, requery, now + timedelta(seconds=delay), now))
         insert_jobs(conn, jobs)
 
     def _live_attempt(self) -> str | None:

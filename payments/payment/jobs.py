@@ -20,7 +20,8 @@ def expire(ctx: AppContext, payload: dict[str, Any]) -> None:
 
 
 def requery(ctx: AppContext, payload: dict[str, Any]) -> None:
-    """Settle a payment whose callback never came; schedule the next query while it stays pending."""
+    """Settle a payment whose callback never came; schedule the next query while it stays pending. Step -1 is the
+    early query (``payments.payment.create.first_requery``): the next one is the schedule's first."""
     payment_id, step = str(payload["payment_id"]), int(payload.get("step", 0))
     status = settle_by_query(ctx, payment_id, actor="worker:payment.requery")
     schedule = ctx.settings.requery_schedule_seconds
