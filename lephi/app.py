@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         yield
         if worker:
             worker.stop()
+        await context.aclose_limiters()
 
     app = FastAPI(
         title="Lephi",

@@ -39,8 +39,13 @@ class PaymentSettings(BaseModel):
     db_threads: int | None = Field(default=None, ge=1, le=64)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Requests per minute per API key (per process), answered 429 with Retry-After beyond it.
+    # Requests per minute per API key, answered 429 with Retry-After beyond it: across all processes when redis_url
+    # is set, per process otherwise.
     api_rate_per_minute: int = Field(default=1200, ge=1)
+    # Redis holding the rate limits' counts (redis://host:6379/0); empty: each process counts for itself.
+    redis_url: str = ""
+    # Connect and reply timeout for each rate limit check: a hanging Redis delays a request by about this much.
+    redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
     page_size_default: int = 20
     page_size_max: int = 100
 
