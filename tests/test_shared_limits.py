@@ -148,6 +148,13 @@ def test_redis_unreachable_the_api_passes_with_one_warning_and_lookups_are_refus
         assert "Chức năng tìm hồ sơ tạm thời gián đoạn" in found.text
 
 
+def test_a_redis_url_that_is_not_one_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="LEPHI_REDIS_URL must start with redis://"):
+        make_settings("sqlite://", tmp_path, redis_url="http://127.0.0.1:6379")
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        make_settings("sqlite://", tmp_path, redis_url="redis://127.0.0.1:port/0")
+
+
 def test_a_hanging_redis_costs_a_request_its_timeout_not_a_stall() -> None:
     # A listening socket nobody accepts from: the connection is made, no reply ever comes.
     with socket.socket() as silent:

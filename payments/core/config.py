@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator
+from redis.asyncio.connection import parse_url
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
 # they are refused so that a production deployment cannot run with a value published in this repository.
@@ -85,6 +86,20 @@ class PaymentSettings(BaseModel):
     # Key that signs the payer pages' form tokens (CSRF); required in production, where several processes serve
     # pages. Unset in development: a random key per process (a form rendered by one process is refused by another).
     form_secret: str | None = Field(default=None, min_length=32)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        # A mistyped URL must stop the start, not fail each request's rate limit check.
+        if not url:
+            return url
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("LEPHI_REDIS_URL must start with redis://, rediss:// or unix://")
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ValueError(f"LEPHI_REDIS_URL is not a Redis URL: {exc}") from None
+        return url
 
     @field_validator("webhook_allowed_private_hosts")
     @classmethod
