@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from invoices.config import ReceiptSettings
 from invoices.keys import SignerStore
 from payments.core.context import AppContext
-from payments.core.ratelimit import RateLimiter
+from payments.core.ratelimit import Limiter
 
 
 class ReceiptContext(AppContext, Protocol):
@@ -19,8 +19,8 @@ class ReceiptContext(AppContext, Protocol):
     @property
     def signers(self) -> SignerStore: ...
     @property
-    def lookup_limiter(self) -> RateLimiter:
-        """Public receipt lookups per minute per client address."""
+    def lookup_limiter(self) -> Limiter:
+        """Public receipt lookups per minute per client address; fails closed when its store is down."""
 
 
 async def get_receipt_ctx(request: Request) -> ReceiptContext:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+from anyio import from_thread
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import select
@@ -18,6 +19,7 @@ from sqlmodel import select
 from invoices.context import ReceiptContext, ReceiptCtxDep
 from invoices.service import lookup_url
 from invoices.tables import Document
+from payments.core.ratelimit import LimiterUnavailable
 from payments.core.security import nonce
 from payments.dossier.secret import find_by_secret
 from payments.pages import forms
@@ -34,11 +36,14 @@ def _normalise(code: str) -> str:
 
 
 def _find(ctx: ReceiptContext, request: Request, code: str) -> Document | HTMLResponse:
-    """The document, or the page to answer instead: too many lookups (429) or no such code (404, the same for a
-    malformed one)."""
-    wait = ctx.lookup_limiter.check(request.client.host if request.client else "unknown")
+    """The document, or the page to answer instead: too many lookups (429), no count possible (503) or no such code
+    (404, the same for a malformed one)."""
+    try:
+        wait = _count(ctx, request)
+    except LimiterUnavailable as exc:
+        return _refused(request, "lookup.html", 503, "unavailable", exc.retry_after, code="")
     if wait is not None:
-        return _too_many(request, wait)
+        return _refused(request, "lookup.html", 429, "rate_limited", wait, code="")
     normal = _normalise(code)
     doc = None
     if _CODE.fullmatch(normal):
@@ -47,8 +52,15 @@ def _find(ctx: ReceiptContext, request: Request, code: str) -> Document | HTMLRe
     return doc if doc is not None else _not_found(request, code)
 
 
-def _too_many(request: Request, wait: float) -> HTMLResponse:
-    response = render(request, "lookup.html", status_code=429, code="", error="rate_limited")
+def _count(ctx: ReceiptContext, request: Request) -> float | None:
+    """This lookup counted against the address's limit (the handlers run in a worker thread; the count runs on the
+    event loop, where a shared limiter's connection lives). Raises ``LimiterUnavailable`` when the count cannot be
+    made: lookups are then refused rather than left unlimited."""
+    return from_thread.run(ctx.lookup_limiter.check, request.client.host if request.client else "unknown")
+
+
+def _refused(request: Request, template: str, status: int, error: str, wait: float, **values: str) -> HTMLResponse:
+    response = render(request, template, status_code=status, error=error, **values)
     response.headers["Retry-After"] = str(max(1, round(wait)))
     response.headers.update(PRIVATE)
     return response
@@ -145,9 +157,14 @@ def find_dossier(
     refused = check_form(request, ctx.settings, "find", csrf, back=f"/tra-cuu?lang={lang}")
     if refused is not None:
         return refused
-    wait = ctx.lookup_limiter.check(request.client.host if request.client else "unknown")
+    try:
+        wait = _count(ctx, request)
+    except LimiterUnavailable as exc:
+        status, error, wait = 503, "unavailable", exc.retry_after
+    else:
+        status, error = 429, "rate_limited"
     if wait is not None:
-        response = _find_page(request, ctx, 429, code[:40], "rate_limited")
+        response = _find_page(request, ctx, status, code[:40], error)
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
     with ctx.db.read() as s:

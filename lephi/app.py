@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         yield
         if worker:
             worker.stop()
+        await context.aclose_limiters()
 
     app = FastAPI(
         title="Lephi",

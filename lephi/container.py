@@ -19,7 +19,7 @@ from payments.agency.cache import AgencyCache
 from payments.auth.cache import ApiKeyCache
 from payments.core.context import ContextMethods, callback_url
 from payments.core.db import Database, make_engine
-from payments.core.ratelimit import RateLimiter
+from payments.core.ratelimit import Limiter, RateLimiter, RedisLimiter, RedisStore
 from payments.gateway.config import GatewayConfig
 from payments.gateway.sandbox_store import DbSandboxStore
 from payments.idempotency.service import Idempotency
@@ -33,10 +33,10 @@ class Container(ContextMethods):
     gateway_config: GatewayConfig
     idempotency: Idempotency
     signers: SignerStore
-    api_limiter: RateLimiter
+    api_limiter: Limiter
     agencies: AgencyCache
     api_keys: ApiKeyCache
-    lookup_limiter: RateLimiter
+    lookup_limiter: Limiter
     webhook_http: httpx.Client
     http: httpx.Client | None = None
     agency_codes: dict[str, str] = field(default_factory=dict)
@@ -46,6 +46,10 @@ class Container(ContextMethods):
         with self.db.read() as s:
             document = current_document(s, payment_id)
             return document.lookup_code if document is not None else None
+
+    async def aclose_limiters(self) -> None:
+        await self.api_limiter.aclose()
+        await self.lookup_limiter.aclose()
 
     def close(self) -> None:
         self.webhook_http.close()
@@ -70,6 +74,19 @@ def _builtin_settings(settings: Settings, name: str) -> dict[str, Any]:
     return {}
 
 
+def limiters(settings: Settings) -> tuple[Limiter, Limiter]:
+    """The API's and the public lookup's limits: shared through Redis when it is configured, else per process.
+    Redis down: the API goes on uncounted (refusing paying clients is worse than a runaway one for a while), the
+    lookup refuses (its limit is what stops codes being guessed)."""
+    if not settings.redis_url:
+        return RateLimiter(settings.api_rate_per_minute), RateLimiter(settings.lookup_rate_per_minute)
+    store = RedisStore(settings.redis_url, settings.redis_timeout_ms / 1000)
+    return (
+        RedisLimiter(store, "api", settings.api_rate_per_minute, fail_open=True),
+        RedisLimiter(store, "lookup", settings.lookup_rate_per_minute, fail_open=False),
+    )
+
+
 def build_container(
     settings: Settings,
     db: Database | None = None,
@@ -92,6 +109,7 @@ def build_container(
             store=DbSandboxStore(database) if name == "sandbox" else None,
         )
 
+    api_limiter, lookup_limiter = limiters(settings)
     return Container(
         settings=settings,
         db=database,
@@ -99,10 +117,10 @@ def build_container(
         gateway_config=config,
         idempotency=Idempotency(database, settings),
         signers=SignerStore(settings),
-        api_limiter=RateLimiter(settings.api_rate_per_minute),
+        api_limiter=api_limiter,
         agencies=AgencyCache(),
         api_keys=ApiKeyCache(database),
-        lookup_limiter=RateLimiter(settings.lookup_rate_per_minute),
+        lookup_limiter=lookup_limiter,
         webhook_http=webhook_http or webhook_client(settings),
         http=http,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator
+from redis.asyncio.connection import parse_url
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
 # they are refused so that a production deployment cannot run with a value published in this repository.
@@ -39,8 +40,13 @@ class PaymentSettings(BaseModel):
     db_threads: int | None = Field(default=None, ge=1, le=64)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Requests per minute per API key (per process), answered 429 with Retry-After beyond it.
+    # Requests per minute per API key, answered 429 with Retry-After beyond it: across all processes when redis_url
+    # is set, per process otherwise.
     api_rate_per_minute: int = Field(default=1200, ge=1)
+    # Redis holding the rate limits' counts (redis://host:6379/0); empty: each process counts for itself.
+    redis_url: str = ""
+    # Connect and reply timeout for each rate limit check: a hanging Redis delays a request by about this much.
+    redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
     page_size_default: int = 20
     page_size_max: int = 100
 
@@ -84,6 +90,20 @@ class PaymentSettings(BaseModel):
     # Key that signs the payer pages' form tokens (CSRF); required in production, where several processes serve
     # pages. Unset in development: a random key per process (a form rendered by one process is refused by another).
     form_secret: str | None = Field(default=None, min_length=32)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        # A mistyped URL must stop the start, not fail each request's rate limit check.
+        if not url:
+            return url
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("LEPHI_REDIS_URL must start with redis://, rediss:// or unix://")
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ValueError(f"LEPHI_REDIS_URL is not a Redis URL: {exc}") from None
+        return url
 
     @field_validator("webhook_allowed_private_hosts")
     @classmethod

@@ -14,7 +14,7 @@ from payments.agency.models import Agency
 from payments.auth.cache import ApiKeyCache
 from payments.core.config import PaymentSettings
 from payments.core.db import Database
-from payments.core.ratelimit import RateLimiter
+from payments.core.ratelimit import Limiter
 from payments.gateway.config import GatewayConfig
 from payments.idempotency.service import Idempotency
 
@@ -39,7 +39,9 @@ class AppContext(Protocol):
         """The client signed notifications go out with; see ``payments.webhooks.service``."""
 
     @property
-    def api_limiter(self) -> RateLimiter: ...
+    def api_limiter(self) -> Limiter:
+        """Requests per minute per API key; fails open when its store is down."""
+
     @property
     def agencies(self) -> AgencyCache:
         """Agencies and their fee schedules, re-read when their version changes."""

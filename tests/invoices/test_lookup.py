@@ -139,15 +139,15 @@ def test_lookups_are_rate_limited_per_address(api: Api) -> None:
 def test_the_rate_limiter_window_slides() -> None:
     now = [1000.0]
     limiter = RateLimiter(2, clock=lambda: now[0], max_clients=2)
-    assert limiter.check("a") is None and limiter.check("a") is None
-    assert limiter.check("a") == pytest.approx(60.0)
-    assert limiter.check("b") is None  # another address has its own count
+    assert limiter.hit("a") is None and limiter.hit("a") is None
+    assert limiter.hit("a") == pytest.approx(60.0)
+    assert limiter.hit("b") is None  # another address has its own count
     now[0] += 30
-    assert limiter.check("a") == pytest.approx(30.0)
+    assert limiter.hit("a") == pytest.approx(30.0)
     now[0] += 30.5
-    assert limiter.check("a") is None
+    assert limiter.hit("a") is None
     now[0] += 120
-    assert limiter.check("c") is None  # the idle clients were forgotten to make room
+    assert limiter.hit("c") is None  # the idle clients were forgotten to make room
     assert set(limiter._hits) <= {"a", "c"}
 
 
