@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import update
@@ -41,7 +42,8 @@ def test_creating_a_payment_schedules_expiry_and_requery(api: Api) -> None:
     with api.ctx.db.read() as s:
         jobs = {j.kind: j for j in s.exec(select(OutboxJob))}
     assert set(jobs) == {"payment.expire", "payment.requery"}
-    assert jobs["payment.expire"].payload == {"payment_id": payment["id"]}
+    # The request that queued it comes along (tests/test_metrics.py follows it to the worker).
+    assert jobs["payment.expire"].payload == {"payment_id": payment["id"], "request_id": ANY}
     assert jobs["payment.expire"].run_after > utcnow() + timedelta(minutes=89)
     assert Worker(api.ctx, HANDLERS).run_once() == 0  # nothing is due yet
 
@@ -80,7 +82,7 @@ def test_requery_reschedules_while_pending(api: Api) -> None:
     with api.ctx.db.read() as s:
         jobs = s.exec(select(OutboxJob).where(OutboxJob.kind == "payment.requery").order_by(col(OutboxJob.id))).all()
     assert [j.status for j in jobs] == [OutboxStatus.done, OutboxStatus.pending]
-    assert jobs[1].payload == {"payment_id": payment["id"], "step": 1}
+    assert jobs[1].payload == {"payment_id": payment["id"], "step": 1, "request_id": jobs[0].payload["request_id"]}
     assert jobs[1].run_after > utcnow() + timedelta(minutes=59)
 
 
