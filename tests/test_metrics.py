@@ -106,6 +106,8 @@ def test_every_series_is_scraped_with_its_labels(api: Api) -> None:
         # A job a minute late, as if no worker had run it.
         enqueue(s, "webhook.deliver", {"delivery_id": "whd_none"}, run_after=utcnow() - timedelta(seconds=60))
     assert api.client.delete("/no/such/address/7f3a").status_code == 404
+    # A message for an agency the service does not know: nothing can verify it.
+    assert api.client.post("/v1/gateways/sandbox/callback/NO-SUCH-AGENCY", content=b"{}").status_code < 500
 
     text, after = _scrape(api)
 
@@ -129,6 +131,7 @@ def test_every_series_is_scraped_with_its_labels(api: Api) -> None:
     assert ("lephi_payments_open", frozenset({("method", "sandbox"), ("status", "created")})) in after
     # Callbacks by gateway and outcome, receipts issued, webhook failures.
     assert delta("lephi_gateway_callbacks_total", gateway="sandbox", outcome="accepted") == 1
+    assert delta("lephi_gateway_callbacks_total", gateway="sandbox", outcome="invalid_signature") == 1
     assert delta("lephi_receipts_issued_total", purpose="original") == 1
     assert delta("lephi_webhook_failures_total", reason="refused", final="true") == 1
     # State read from the database.

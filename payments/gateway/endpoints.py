@@ -68,6 +68,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     else:
         adapter = await ctx.db.offload(_account, ctx, gateway, agency_code)
     if adapter is None:
+        observer().callback(gateway, CallbackOutcome.invalid_signature.value)  # nothing here could verify it
         return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
     try:
