@@ -293,3 +293,22 @@ def test_a_hostile_request_id_is_replaced_never_echoed(hostile: bytes) -> None:
 def test_a_huge_request_id_through_the_service_is_replaced(api: Api) -> None:
     answer = api.client.get("/healthz", headers={"X-Request-ID": "a" * 20_000})
     assert answer.status_code == 200 and len(answer.headers["x-request-id"]) == 32
+
+
+def test_a_taken_address_is_logged_not_fatal_and_a_bad_one_stops_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from pydantic import ValidationError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert metrics.serve(address, CollectorRegistry()) is None
+    captured = capsys.readouterr()
+    assert "metrics.address_unavailable" in captured.err + captured.out  # wherever logging was set up to write
+    for bad in ("9464", "localhost:", "127.0.0.1:70000", "127.0.0.1:port"):
+        with pytest.raises(ValidationError, match="LEPHI_METRICS_ADDRESS"):
+            make_settings("sqlite://", tmp_path, metrics_address=bad)
