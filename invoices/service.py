@@ -50,6 +50,7 @@ from payments.auth.access import owned_or_404
 from payments.core.db import table_of
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
+from payments.core.observe import after_commit, observer
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.outbox.service import enqueue
@@ -507,6 +508,7 @@ def _issue(
             jobs.append((SEND, {}))
     # Written with the document, so the client systems hear of every document and of no document that rolled back.
     emit(s, issued.agency_id, "receipt.issued", receipt_event(ctx, issued, facts.dossier_code), also=jobs)
+    after_commit(s, lambda: observer().receipt_issued(purpose.value))
     log.info(
         "receipt.issued",
         document_id=issued.id,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -19,6 +19,7 @@ from payments.core.db import Database, make_engine
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
 from payments.core.logging import configure_logging
 from payments.core.proxies import TrustedProxyMiddleware
+from payments.core.requestid import RequestIdMiddleware
 from payments.core.security import SecurityHeadersMiddleware
 from payments.outbox.worker import Worker
 
@@ -57,23 +58,12 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     configure_logging(settings.log_level, settings.log_json)
     context = ctx or build_container(settings)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        worker = None
-        if settings.run_worker:
-            worker = Worker(context, HANDLERS, periodic=PERIODIC)
-            threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
-        yield
-        if worker:
-            worker.stop()
-        await context.aclose_limiters()
-
     app = FastAPI(
         title="Lephi",
         version="1.0.0",
         summary="Cashless fee collection for public administrative procedures",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(context, settings),
         openapi_url="/v1/openapi.json",
         docs_url=None,  # served from local assets by payments.pages.docs
         redoc_url=None,
@@ -156,8 +146,42 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     # before anything reads it.
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_url.lower().startswith("https:"))
     app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
+    _observe(app, settings)
     openapi.install(app)
     return app
+
+
+def _observe(app: FastAPI, settings: Settings) -> None:
+    if settings.metrics:
+        from lephi.metrics import MetricsMiddleware, enable
+
+        enable()
+        app.add_middleware(MetricsMiddleware)
+    # Outermost: every response carries the request's id, and so does every line logged while answering it.
+    app.add_middleware(RequestIdMiddleware)
+
+
+def _lifespan(context: Container, settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = metrics_server = None
+        if settings.metrics:
+            from lephi import metrics
+
+            metrics_server = metrics.start(context.db, settings, HANDLERS, context.gateways.names())
+        app.state.metrics_server = metrics_server
+        if settings.run_worker:
+            worker = Worker(context, HANDLERS, periodic=PERIODIC)
+            threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
+        yield
+        if worker:
+            worker.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+        await context.aclose_limiters()
+
+    return lifespan
 
 
 def _operation_id(route: APIRoute) -> str:

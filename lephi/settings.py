@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from console.config import ConsoleSettings
@@ -14,6 +14,21 @@ from payments.core.config import DEV_SANDBOX_SECRET, Environment
 
 class Settings(ReceiptSettings, ConsoleSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEPHI_", env_file=".env", extra="ignore")
+
+    # Prometheus metrics (lephi.metrics, docs/operations.md): off by default; when on, each process serves them on
+    # this address (host:port), which stays on the loopback interface unless the operator names another.
+    metrics: bool = False
+    metrics_address: str = "127.0.0.1:9464"
+    # How long the gauges read from the database are reused between scrapes.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("LEPHI_METRICS_ADDRESS must be host:port, e.g. 127.0.0.1:9464")
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_defaults(self) -> Settings:

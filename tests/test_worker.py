@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import update
@@ -50,10 +51,11 @@ def test_creating_a_payment_schedules_expiry_and_requery(api: Api) -> None:
     with api.ctx.db.read() as s:
         jobs = {j.kind: j for j in s.exec(select(OutboxJob))}
     assert set(jobs) == {"payment.expire", "payment.requery"}
-    assert jobs["payment.expire"].payload == {"payment_id": payment["id"]}
+    # The request that queued it comes along (tests/test_metrics.py follows it to the worker).
+    assert jobs["payment.expire"].payload == {"payment_id": payment["id"], "request_id": ANY}
     assert jobs["payment.expire"].run_after > utcnow() + timedelta(minutes=89)
     # The sandbox answers status queries: its payment is first queried after 30 s, not after the schedule's 5 min.
-    assert jobs["payment.requery"].payload == {"payment_id": payment["id"], "step": -1}
+    assert jobs["payment.requery"].payload == {"payment_id": payment["id"], "step": -1, "request_id": ANY}
     first = timedelta(seconds=api.ctx.settings.requery_first_seconds)
     assert first == timedelta(seconds=30)
     assert before + first <= jobs["payment.requery"].run_after <= after + first
@@ -113,11 +115,11 @@ def test_requery_reschedules_while_pending(api: Api) -> None:
     # After the early query, the schedule from its start: 5 minutes, then an hour.
     jobs = requeries()
     assert [j.status for j in jobs] == [OutboxStatus.done, OutboxStatus.pending]
-    assert jobs[1].payload == {"payment_id": payment["id"], "step": 0}
+    assert jobs[1].payload == {"payment_id": payment["id"], "step": 0, "request_id": jobs[0].payload["request_id"]}
     assert utcnow() + timedelta(minutes=4) < jobs[1].run_after < utcnow() + timedelta(minutes=6)
     jobs = requeries()
     assert [j.status for j in jobs] == [OutboxStatus.done, OutboxStatus.done, OutboxStatus.pending]
-    assert jobs[2].payload == {"payment_id": payment["id"], "step": 1}
+    assert jobs[2].payload == {"payment_id": payment["id"], "step": 1, "request_id": jobs[0].payload["request_id"]}
     assert jobs[2].run_after > utcnow() + timedelta(minutes=59)
 
 

@@ -146,6 +146,10 @@ def run_worker() -> None:
     from payments.outbox.worker import Worker
 
     ctx = context()
+    if ctx.settings.metrics:
+        from lephi import metrics
+
+        metrics.start(ctx.db, ctx.settings, HANDLERS, ctx.gateways.names())
     w = Worker(ctx, HANDLERS, periodic=PERIODIC)
     try:
         w.run_forever()

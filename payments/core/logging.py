@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from payments.core.requestid import add_to_log
+
 # Secrets, and the personal data that travels with payments (a bank memo carries the payer's name).
 _SECRET_KEYS = re.compile(
     r"(authorization|cookie|secret|password|passwd|api_?key|token|signature|card|cccd|id_number|memo|payer|phone"
@@ -67,6 +69,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_to_log,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,

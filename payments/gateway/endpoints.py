@@ -23,6 +23,7 @@ from payments.auth.deps import CtxDep
 from payments.core.context import AppContext
 from payments.core.errors import NotFound, UnknownGateway, ValidationFailed
 from payments.core.logging import get_logger
+from payments.core.observe import observer
 from payments.pages import forms
 from payments.pages.render import check_form, render
 from payments.payment.callbacks import handle_callback
@@ -67,6 +68,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     else:
         adapter = await ctx.db.offload(_account, ctx, gateway, agency_code)
     if adapter is None:
+        observer().callback(gateway, CallbackOutcome.invalid_signature.value)  # nothing here could verify it
         return _without_account(ctx, gateway)
     raw = CallbackRequest(request.method, dict(request.headers), dict(request.query_params), await request.body())
     try:
@@ -86,6 +88,7 @@ async def _callback(request: Request, gateway: str, agency_code: str | None) -> 
     else:
         outcome = await ctx.db.offload(handle_callback, ctx, adapter, event, agency_code)
         log.info("gateway.callback", gateway=gateway, event_id=event.event_id, outcome=outcome.value)
+    observer().callback(gateway, outcome.value)
     return _response(adapter.callback_reply(outcome))
 
 

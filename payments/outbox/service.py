@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
+from payments.core import requestid
 from payments.core.db import table_of
 from payments.core.sql import connection, insert_rows
 from payments.core.types import utcnow
@@ -33,7 +34,11 @@ def enqueue_many(session: Session, jobs: list[tuple[str, dict[str, Any]]], run_a
 
 
 def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: datetime) -> dict[str, Any]:
-    """An outbox row for ``INSERT_JOB`` or ``insert_jobs``, for callers that write on their own connection."""
+    """An outbox row for ``INSERT_JOB`` or ``insert_jobs``, for callers that write on their own connection. A job
+    queued while a request (or another job) runs carries its request id, which the worker binds when it runs it."""
+    request_id = requestid.current()
+    if request_id is not None and requestid.PAYLOAD_KEY not in payload:
+        payload = {**payload, requestid.PAYLOAD_KEY: request_id}
     return {
         "kind": kind,
         "payload": payload,

@@ -18,6 +18,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 
 from adapters.base import GatewayTechnicalError
+from payments.core import requestid
 from payments.core.context import AppContext
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
@@ -98,6 +99,11 @@ class Worker(Generic[C]):
         return len(jobs)
 
     def _run(self, job: OutboxJob) -> None:
+        # The request that queued the job: on the lines it logs and on the jobs it queues in turn.
+        with requestid.bound(job.payload.get(requestid.PAYLOAD_KEY)):
+            self._run_job(job)
+
+    def _run_job(self, job: OutboxJob) -> None:
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:

@@ -38,6 +38,7 @@ from payments.core.errors import (
     PaymentInProgress,
 )
 from payments.core.logging import get_logger
+from payments.core.observe import after_commit, observer
 from payments.core.sql import connection, insert_rows, joining
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
@@ -242,6 +243,7 @@ class PaymentCreation:
             # The unique index keeps one live attempt per dossier, whoever got there first.
             raise PaymentInProgress("another payment for this dossier is in progress") from exc
         insert_rows(conn, _EVENT, events)
+        after_commit(s, lambda: _observe_created(values["gateway"], [event["to_status"] for event in events]))
         payment_id = values["id"]
         jobs = []
         if values["status"] in LIVE:
@@ -266,6 +268,13 @@ class PaymentCreation:
                 select(_PAYMENT.c.id).where(_PAYMENT.c.dossier_id == dossier, _PAYMENT.c.status.in_(list(LIVE)))
             ).scalar()
             return live
+
+
+def _observe_created(method: str, statuses: list[str]) -> None:
+    counts = observer()
+    counts.payment_created(method)
+    for status in statuses:
+        counts.payment_status(method, status)
 
 
 def _event(

@@ -28,6 +28,7 @@ from payments.core.errors import (
     InvalidTransition,
 )
 from payments.core.logging import get_logger
+from payments.core.observe import after_commit, observer
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.outbox.service import enqueue_many
@@ -109,6 +110,8 @@ def transition(
             _DOSSIER_PAID,
             {"b_id": payment.dossier_id, "status": DossierStatus.paid, "paid_at": now, "updated_at": now},
         )
+    method = payment.gateway
+    after_commit(s, lambda: observer().payment_status(method, to.value))
     log.info(
         "payment.transition",
         payment_id=payment.id,

@@ -34,6 +34,7 @@ from payments.core.context import AppContext
 from payments.core.db import affected, table_of
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
+from payments.core.observe import observer
 from payments.core.types import new_id, utcnow
 from payments.outbox.service import enqueue, enqueue_many
 from payments.outbox.worker import RetryLater
@@ -166,12 +167,19 @@ def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:
     attempt = delivery.attempts + 1
     # A refused target fails at once: retrying cannot help until the client's DNS or the operator's settings change
     # (staff may then send it again).
-    if attempt > len(schedule) or error == "blocked":
+    final = attempt > len(schedule) or error == "blocked"
+    observer().webhook_failed(_reason(error), final)
+    if final:
         _record(ctx, delivery, DeliveryStatus.failed, code, error)
         log.warning("webhook.failed", delivery_id=delivery.id, endpoint_id=endpoint.id, error=error)
         return
     _record(ctx, delivery, DeliveryStatus.pending, code, error)
     raise RetryLater(schedule[attempt - 1])
+
+
+def _reason(error: str) -> str:
+    """The failure's category with an HTTP status folded into its class (http_4xx), for a bounded metric label."""
+    return f"http_{error[5]}xx" if error.startswith("http_") and len(error) == 8 else error
 
 
 def _attempt(ctx: AppContext, endpoint: WebhookEndpoint, message: WebhookMessage) -> tuple[int | None, str | None]:
