@@ -150,8 +150,10 @@ def _certificates(directory: Path, code: str, password: bytes | None) -> list[x5
     return list(found.values())
 
 
-def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:
-    key_pem, cert_pem = make_dev_certificate(tax_code, name)
+def write_dev_certificate(
+    directory: Path, code: str, tax_code: str, name: str, *, not_before: datetime | None = None
+) -> tuple[Path, Path]:
+    key_pem, cert_pem = make_dev_certificate(tax_code, name, not_before=not_before)
     directory.mkdir(parents=True, exist_ok=True)
     key, cert = directory / f"{code}.key.pem", directory / f"{code}.cert.pem"
     key.write_bytes(key_pem)
