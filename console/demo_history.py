@@ -43,7 +43,7 @@ from payments.core.errors import PaymentInProgress
 from payments.core.types import clock_at, utcnow
 from payments.dossier.models import Dossier
 from payments.dossier.schemas import DossierIn, FeeItemIn, PayerIn
-from payments.dossier.service import upsert_dossier
+from payments.dossier.service import to_out, upsert_dossier
 from payments.gateway.sandbox_store import DbSandboxStore
 from payments.payment.callbacks import handle_callback
 from payments.payment.create import PaymentCreation
@@ -58,7 +58,7 @@ from payments.reconcile.models import ExceptionStatus, ReconException
 DAYS = 30
 SEED = 11
 # Paid dossiers a day: enough for the charts to have a shape, few enough for a first start to take seconds.
-PER_DAY_MIN, PER_DAY_MAX = 2, 7
+PER_DAY_MIN, PER_DAY_MAX = 2, 5
 CODE_PREFIX = "HS-LS-"
 MARKER = f"{CODE_PREFIX}0001"
 IMPORT_ACTOR = "cli"
@@ -111,6 +111,7 @@ class _History:
         self.credit_count = 0
         self.today = _Day(end.astimezone(GMT7).date())
         self.credits_by_day: dict[date, list[tuple[str, int, str]]] = {}
+        self.pay_urls: dict[str, str] = {}
 
     # --- one dossier, from its creation to its receipt ------------------------------------------------------
     def dossier(self, at: datetime) -> Dossier:
@@ -135,14 +136,13 @@ class _History:
             data = DossierIn(code=code, procedure_code="2.000815", payer=payer, items=items)
         with clock_at(at), self.ctx.db.write() as s:
             dossier, _ = upsert_dossier(s, self.agency.id, data)
+            self.pay_urls[dossier.id] = to_out(s, dossier, self.ctx.settings.public_url).pay_url
             return dossier
 
     def start(self, dossier: Dossier, method: str, at: datetime, attempt: int) -> Payment:
         """The payer's form on the payment page, as ``payments.pages.endpoints`` submits it."""
         principal = Principal(key_id=f"payer:{dossier.id}", agency_id=self.agency.id, scopes=frozenset())
-        data = PaymentIn(
-            dossier_code=dossier.code, method=method, return_url=f"{self.ctx.settings.public_url}/pay/{dossier.code}"
-        )
+        data = PaymentIn(dossier_code=dossier.code, method=method, return_url=self.pay_urls[dossier.id])
         with clock_at(at):
             outcome = PaymentCreation(self.ctx, principal, data, "payer").outcome(
                 principal.key_id, f"demo-history-{dossier.code}-{attempt}", f"demo:{dossier.code}:{method}"
@@ -168,7 +168,9 @@ class _History:
                     "currency": "VND",
                 }
             ).encode()
-            header = SANDBOX_SIGNATURE, sign(self.ctx.settings.sandbox_secret, body, int(datetime.now(UTC).timestamp()))
+            secret = self.ctx.gateway_config.for_agency("sandbox", self.agency.code).get("secret")
+            signature = sign(str(secret or self.ctx.settings.sandbox_secret), body, int(datetime.now(UTC).timestamp()))
+            header = SANDBOX_SIGNATURE, signature
         else:
             paid = payment.amount if amount is None else amount
             transaction_id = self.credit(at, paid, f"CK {payment.gateway_reference} le phi ho so")
