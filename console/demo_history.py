@@ -343,7 +343,7 @@ class _History:
             run_day(self.ctx, self.agency.id, day)
 
 
-def _claim(ctx: ReceiptContext, agency: Agency, at: datetime) -> bool:
+def claim_marker(ctx: ReceiptContext, agency: Agency, at: datetime) -> bool:
     """Write the marker dossier, or find it there: True if this process is the one to write the history."""
     try:
         with clock_at(at), ctx.db.write() as s:
@@ -388,7 +388,7 @@ def seed_demo_history(
     first_day = start.astimezone(GMT7).date()
     if start.astimezone(GMT7).timetz() != time(tzinfo=GMT7):
         first_day += timedelta(days=1)
-    if not _claim(ctx, agency, datetime.combine(first_day, OPENS, GMT7)):
+    if not claim_marker(ctx, agency, datetime.combine(first_day, OPENS, GMT7)):
         return Summary(seeded=False)
     history = _History(ctx, agency, finance, approver, end)
     last = end.astimezone(GMT7).date()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from sqlmodel import Session, col, func, select
 
 from console.dashboard.figures import gather
 from console.demo import DEMO_STAFF, seed_demo_staff
-from console.demo_history import DAYS, Summary, seed_demo_history
+from console.demo_history import DAYS, MARKER, Summary, claim_marker, seed_demo_history
 from console.reports.figures import Grain, report
 from console.staff import passwords
 from console.staff.models import Role
@@ -185,3 +187,21 @@ def test_history_is_seeded_once(history: tuple[Container, Summary, datetime]) ->
     again = seed_demo_history(ctx, DEMO_AGENCY, end=end + timedelta(minutes=1))
     assert not again.seeded
     assert counts() == before
+
+
+def test_two_processes_starting_at_once_write_one_history(ctx: Container, tmp_path: Path) -> None:
+    with ctx.db.write() as s:
+        seed_demo(s, tmp_path)
+        agency = _agency(s)
+    at = utcnow() - timedelta(days=DAYS)
+    barrier = threading.Barrier(2)
+
+    def claim() -> bool:
+        barrier.wait()
+        return claim_marker(ctx, agency, at)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(lambda _: claim(), range(2)))
+    assert results == [False, True]
+    with ctx.db.read() as s:
+        assert s.exec(select(func.count()).select_from(Dossier).where(Dossier.code == MARKER)).one() == 1
