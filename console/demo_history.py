@@ -388,10 +388,11 @@ def seed_demo_history(
     first_day = start.astimezone(GMT7).date()
     if start.astimezone(GMT7).timetz() != time(tzinfo=GMT7):
         first_day += timedelta(days=1)
-    if not claim_marker(ctx, agency, datetime.combine(first_day, OPENS, GMT7)):
+    last = end.astimezone(GMT7).date()
+    claim_at = min(datetime.combine(first_day, OPENS, GMT7), end - timedelta(minutes=1))
+    if first_day > last or not claim_marker(ctx, agency, claim_at):
         return Summary(seeded=False)
     history = _History(ctx, agency, finance, approver, end)
-    last = end.astimezone(GMT7).date()
     with tempfile.TemporaryDirectory(prefix="lephi-demo-") as folder:
         total = (last - first_day).days + 1
         for n in range(total):

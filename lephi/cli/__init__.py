@@ -69,6 +69,7 @@ def _seed() -> DemoInfo:
     from console.demo_history import seed_demo_history
     from lephi.container import build_container
     from payments.agency.demo import DEMO_AGENCY, seed_demo
+    from payments.core.logging import configure_logging
     from payments.dossier.service import to_out
 
     ctx = context()
@@ -83,7 +84,12 @@ def _seed() -> DemoInfo:
     # them to a power cut would cost a demo nothing.
     ctx = build_container(ctx.settings.model_copy(update={"sqlite_synchronous": "NORMAL"}))
     started = time.monotonic()
-    history = seed_demo_history(ctx, DEMO_AGENCY, progress=typer.echo)
+    # A thousand lines of payments taking their course would bury the banner; warnings still show.
+    configure_logging("WARNING", ctx.settings.log_json)
+    try:
+        history = seed_demo_history(ctx, DEMO_AGENCY, progress=typer.echo)
+    finally:
+        configure_logging(ctx.settings.log_level, ctx.settings.log_json)
     if history.seeded:
         typer.echo(f"  demo history written in {time.monotonic() - started:.1f} s")
     ctx.close()

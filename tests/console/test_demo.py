@@ -24,6 +24,7 @@ from console.reports.figures import Grain, report
 from console.staff import passwords
 from console.staff.models import Role
 from console.staff.service import sign_in
+from invoices.keys import signing_dir, write_dev_certificate
 from invoices.tables import Document, DocumentPurpose
 from invoices.verification import verify_upload
 from lephi.container import Container, build_container
@@ -205,3 +206,22 @@ def test_two_processes_starting_at_once_write_one_history(ctx: Container, tmp_pa
     assert results == [False, True]
     with ctx.db.read() as s:
         assert s.exec(select(func.count()).select_from(Dossier).where(Dossier.code == MARKER)).one() == 1
+
+
+def test_a_younger_certificate_kept_from_an_earlier_run_shortens_the_history(ctx: Container, tmp_path: Path) -> None:
+    with ctx.db.write() as s:
+        seed_demo(s, tmp_path, list(ctx.gateway_config.agencies.get(DEMO_AGENCY, {})))
+        agency = _agency(s)
+    with ctx.db.write() as s:
+        seed_demo_staff(s, DEMO_AGENCY, tmp_path)
+    end = utcnow()
+    write_dev_certificate(
+        signing_dir(ctx.settings), agency.code, agency.tax_code, agency.name, not_before=end - timedelta(days=3)
+    )
+    summary = seed_demo_history(ctx, DEMO_AGENCY, end=end)
+    assert summary.seeded and 1 <= summary.days <= 3
+    with ctx.db.read() as s:
+        documents = list(s.exec(select(Document)).all())
+        assert documents
+        for document in documents:  # every one signed while the certificate was valid
+            verify_upload(s, ctx.settings, document.xml)
