@@ -61,7 +61,7 @@ SEED = 11
 PER_DAY_MIN, PER_DAY_MAX = 2, 5
 CODE_PREFIX = "HS-LS-"
 MARKER = f"{CODE_PREFIX}0001"
-IMPORT_ACTOR = "cli"
+CLI_ACTOR = "cli"  # as `lephi reconcile import` and `lephi reconcile run`, from a morning job, record it
 # Office hours of the payers, Vietnam time; the bank statement of a day is read the next morning, before them.
 OPENS, CLOSES, STATEMENT_AT = time(7, 30), time(17, 30), time(6, 30)
 # The two exceptions left open for finance, this many days ago (the queue shows the newest first).
@@ -337,10 +337,10 @@ class _History:
                     path,
                     StatementFormat.bank_csv,
                     mapping=STATEMENT_COLUMNS,
-                    actor=IMPORT_ACTOR,
+                    actor=CLI_ACTOR,
                 )
                 self.summary.imports += 1
-            run_day(self.ctx, self.agency.id, day)
+            run_day(self.ctx, self.agency.id, day, actor=CLI_ACTOR)
 
 
 def claim_marker(ctx: ReceiptContext, agency: Agency, at: datetime) -> bool:
