@@ -39,7 +39,7 @@ def _serve(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
         [str(lephi), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # the first start writes the demo history: slow on a busy machine
     while time.monotonic() < deadline:
         line = proc.stdout.readline() if proc.stdout else ""
         lines.append(line)

@@ -151,10 +151,12 @@ def _certificates(directory: Path, code: str, password: bytes | None) -> list[x5
     return list(found.values())
 
 
-def write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:
+def write_dev_certificate(
+    directory: Path, code: str, tax_code: str, name: str, *, not_before: datetime | None = None
+) -> tuple[Path, Path]:
     """A new development key and certificate for the agency, in place of any it had."""
     with file_lock(_creation_lock(directory, code)):
-        return _write_dev_certificate(directory, code, tax_code, name)
+        return _write_dev_certificate(directory, code, tax_code, name, not_before=not_before)
 
 
 def ensure_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> None:
@@ -171,8 +173,10 @@ def _creation_lock(directory: Path, code: str) -> Path:
     return directory / f".{code}.lock"
 
 
-def _write_dev_certificate(directory: Path, code: str, tax_code: str, name: str) -> tuple[Path, Path]:
-    key_pem, cert_pem = make_dev_certificate(tax_code, name)
+def _write_dev_certificate(
+    directory: Path, code: str, tax_code: str, name: str, *, not_before: datetime | None = None
+) -> tuple[Path, Path]:
+    key_pem, cert_pem = make_dev_certificate(tax_code, name, not_before=not_before)
     directory.mkdir(parents=True, exist_ok=True)
     key, cert = directory / f"{code}.key.pem", directory / f"{code}.cert.pem"
     # A process that does not take the lock (one already running, reloading) looks for the key first: the

@@ -67,6 +67,7 @@ from invoices.xmldsig import (
     signed_element,
 )
 from payments.agency.rules import TAX_CODE_RULE, is_tax_code
+from payments.core.types import utcnow
 
 __all__ = ["LocalSigner", "Signer", "make_dev_certificate", "to_pkcs12"]
 
@@ -86,7 +87,7 @@ class Signer(Protocol):
 
 
 def vietnam_now() -> datetime:
-    return datetime.now(VIETNAM)
+    return utcnow().astimezone(VIETNAM)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from invoices.keys import SignerStore
 from invoices.service import current_document
 from lephi.settings import Settings
 from payments.agency.cache import AgencyCache
+from payments.agency.demo import DEMO_AGENCY, demo_vietqr_settings
 from payments.auth.cache import ApiKeyCache
+from payments.core.config import Environment
 from payments.core.context import ContextMethods, callback_url
 from payments.core.db import Database, make_engine
 from payments.core.ratelimit import Limiter, RateLimiter, RedisLimiter, RedisStore
@@ -98,6 +100,10 @@ def build_container(
     if not settings.sandbox_on:
         factories.pop("sandbox", None)
     config = GatewayConfig.load(settings.gateways_file)
+    if settings.env is not Environment.production and settings.sandbox_on:
+        # The demo agency's transfers and bank statements need a VietQR account; a gateways file's own wins.
+        demo = config.agencies.setdefault(DEMO_AGENCY, {})
+        demo.setdefault("vietqr", demo_vietqr_settings(settings.sandbox_secret))
 
     def context_for(name: str, agency_code: str | None) -> GatewayContext:
         return GatewayContext(

@@ -16,8 +16,10 @@ import pytest
 from tests.conftest import _free_port
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """One server for the module: a first start writes the demo's month of history, a cost worth paying once."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEPHI_")}
     env.update({"LEPHI_DATA_DIR": str(tmp_path / "var"), "LEPHI_LOG_LEVEL": "WARNING"})
@@ -33,7 +35,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     base = f"http://127.0.0.1:{port}"
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 60
+        # Generous: the first start writes the demo history, and a busy CI machine runs several suites at once.
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             line = proc.stdout.readline() if proc.stdout else ""
             lines.append(line)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from console.demo import DemoUser
+    from console.demo_history import Summary
     from lephi.container import Container
 
 _T = TypeVar("_T")
@@ -57,7 +58,7 @@ def migrate() -> None:
 
 @app.command()
 def demo() -> None:
-    """Seed the demo agency, procedures, an unpaid dossier and an API key (idempotent)."""
+    """Seed the demo agency, procedures, an unpaid dossier, an API key, staff and a month of history (idempotent)."""
     _print_demo(_seed())
 
 
@@ -76,10 +77,18 @@ def _one_seeder_at_a_time(seed: Callable[[], _T]) -> Callable[[], _T]:
     return seed_alone
 
 
+DemoInfo = tuple[str, str, list["DemoUser"], "Summary"]
+
+
 @_one_seeder_at_a_time
-def _seed() -> tuple[str, str, list[DemoUser]]:
+def _seed() -> DemoInfo:
+    import time
+
     from console.demo import seed_demo_staff
+    from console.demo_history import seed_demo_history
+    from lephi.container import build_container
     from payments.agency.demo import DEMO_AGENCY, seed_demo
+    from payments.core.logging import configure_logging
     from payments.dossier.service import to_out
 
     ctx = context()
@@ -90,17 +99,31 @@ def _seed() -> tuple[str, str, list[DemoUser]]:
     with ctx.db.write() as s:
         staff = seed_demo_staff(s, DEMO_AGENCY, ctx.settings.data_dir)
     ctx.close()
-    return url, key, staff
+    # Hundreds of small transactions: without an fsync each (SQLite), a first start stays quick. Losing the last of
+    # them to a power cut would cost a demo nothing.
+    ctx = build_container(ctx.settings.model_copy(update={"sqlite_synchronous": "NORMAL"}))
+    started = time.monotonic()
+    # A thousand lines of payments taking their course would bury the banner; warnings still show.
+    configure_logging("WARNING", ctx.settings.log_json)
+    try:
+        history = seed_demo_history(ctx, DEMO_AGENCY, progress=typer.echo)
+    finally:
+        configure_logging(ctx.settings.log_level, ctx.settings.log_json)
+    if history.seeded:
+        typer.echo(f"  demo history written in {time.monotonic() - started:.1f} s")
+    ctx.close()
+    return url, key, staff, history
 
 
-def _print_demo(info: tuple[str, str, list[DemoUser]]) -> None:
-    url, key, staff = info
+def _print_demo(info: DemoInfo) -> None:
+    url, key, staff, _history = info
     base = get_settings().public_url
     typer.echo("")
     typer.echo("  Lephi is running with demo data (development mode, sandbox gateway: no real money).")
     typer.echo(f"  Pay the demo dossier HS-DEMO-0001 here:  {url}")
     typer.echo(f"  API docs:                                {base}/docs")
     typer.echo(f"  Demo API key (agency DEMO-STP):          {key}")
+    typer.echo("  30 days of demo payments, refunds and reconciliation are loaded.")
     typer.echo(f"  Staff console:                           {base}/console/")
     for user in staff:
         typer.echo(f"    {user.role.value:<15} {user.email:<22} password {user.password}")

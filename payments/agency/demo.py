@@ -5,7 +5,10 @@ schedule."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -21,6 +24,9 @@ from payments.dossier.service import upsert_dossier
 DEMO_AGENCY = "DEMO-STP"
 DEMO_TAX_CODE = "0100000000"
 DEMO_DOSSIER = "HS-DEMO-0001"
+# No NAPAS member bank has this BIN: a banking app cannot send real money to the demo account's QR codes.
+DEMO_BANK_BIN = "999999"
+DEMO_BANK_ACCOUNT = "0011001234567"
 
 PROCEDURES = [
     (
@@ -42,6 +48,22 @@ PROCEDURES = [
 ]
 
 
+def demo_vietqr_settings(secret: str) -> dict[str, Any]:
+    """The demo agency's VietQR account in development, so that its bank transfers and statements can be shown; the
+    keys are derived from the sandbox secret, so they stay the same across restarts without being written anywhere."""
+
+    def derived(purpose: str) -> str:
+        return hmac.new(secret.encode(), f"demo-vietqr:{purpose}".encode(), hashlib.sha256).hexdigest()
+
+    return {
+        "bank_bin": DEMO_BANK_BIN,
+        "account_number": DEMO_BANK_ACCOUNT,
+        "account_name": "SO TU PHAP TINH DEMO",
+        "reference_secret": derived("reference"),
+        "notification_secret": derived("notification"),
+    }
+
+
 def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = None) -> tuple[Dossier, str]:
     """Idempotent: returns the demo dossier and the demo API key, kept in ``<data_dir>/demo-api-key.txt``.
     The demo agency offers the sandbox plus every gateway the gateways file configures for it (``configured``).
@@ -54,7 +76,7 @@ def seed_demo(session: Session, data_dir: Path, configured: list[str] | None = N
             name="Sở Tư pháp tỉnh Demo (dữ liệu mẫu)",
             tax_code=DEMO_TAX_CODE,
             address="01 Đường Mẫu, Phường Demo, Tỉnh Demo",
-            bank_account="0011001234567",
+            bank_account=DEMO_BANK_ACCOUNT,
             bank_name="Ngân hàng Demo",
             phone="0200 000 0000",
             email="hotro@demo.gov.vn",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -81,8 +84,26 @@ def _bounded_day(value: date) -> date:
 BusinessDay = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_bounded_day)]
 
 
+# The moment the service's own writes are stamped with, when set: the demo history records past days through the
+# ordinary services (``clock_at``). Context-local, so a request served meanwhile by another thread keeps the real time.
+_CLOCK: ContextVar[datetime | None] = ContextVar("lephi_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    moment = _CLOCK.get()
+    return datetime.now(UTC) if moment is None else moment
+
+
+@contextmanager
+def clock_at(moment: datetime) -> Iterator[None]:
+    """Within the block, ``utcnow`` answers ``moment`` (aware) in this thread or task."""
+    if moment.tzinfo is None:
+        raise ValueError("the clock needs an aware datetime")
+    token = _CLOCK.set(moment.astimezone(UTC))
+    try:
+        yield
+    finally:
+        _CLOCK.reset(token)
 
 
 def new_id(prefix: str) -> str:
