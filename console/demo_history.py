@@ -349,14 +349,16 @@ def claim_marker(ctx: ReceiptContext, agency: Agency, at: datetime) -> bool:
         with clock_at(at), ctx.db.write() as s:
             if s.exec(select(Dossier.id).where(Dossier.agency_id == agency.id, Dossier.code == MARKER)).first():
                 return False
-            upsert_dossier(
+            # Created, not merely found: on PostgreSQL the other process may commit the marker between the check
+            # above and the upsert's own read, and then the upsert updates its row instead of failing.
+            _dossier, created = upsert_dossier(
                 s,
                 agency.id,
                 DossierIn(code=MARKER, procedure_code="2.000488", payer=PayerIn(name="Trần Văn Minh")),
             )
     except IntegrityError:  # another process wrote it a moment ago (PostgreSQL)
         return False
-    return True
+    return created
 
 
 def _certificate_from(ctx: ReceiptContext, agency: Agency, start: datetime) -> datetime:
