@@ -288,7 +288,9 @@ def _notify_tax_office(
         notice_date=on,
         documents=(NoticedDocument.from_document(replaced, 1, NoticeAction.replace, reason),),
     )
-    queue_notice(s, settings, signers.for_agency(agency.code, agency.tax_code, agency.name), agency, notice)
+    queue_notice(
+        s, settings, signers.for_agency(agency.code, agency.tax_code, agency.name), agency, notice, about=replaced.id
+    )
     if send_job_needed(s.connection()):
         enqueue(s, SEND, {})
 

@@ -375,18 +375,29 @@ class Detail:
 
 
 def _notice_about(s: Session, doc: Document, around: datetime) -> Notice | None:
-    """The notice that a replacement of ``doc`` was issued. It is queued in the replacement's transaction, with no
-    column naming the document, so it is found by what it says: the document's symbol, number and date."""
-    messages = s.exec(
+    """The notice that a replacement of ``doc`` was issued, queued in the replacement's transaction. Notices carry
+    the replaced document's id; ones queued before they did are found by what they say: the document's symbol,
+    number and date, among the agency's notices of that hour."""
+    linked = s.exec(
         select(TaxMessage)
-        .where(
-            col(TaxMessage.agency_id) == doc.agency_id,
-            col(TaxMessage.kind) == TaxMessageKind.notice,
-            col(TaxMessage.created_at) >= around - timedelta(hours=1),
-            col(TaxMessage.created_at) <= around + timedelta(hours=1),
-        )
-        .order_by(col(TaxMessage.created_at))
-    ).all()
+        .where(col(TaxMessage.document_id) == doc.id, col(TaxMessage.kind) == TaxMessageKind.notice)
+        .order_by(col(TaxMessage.created_at).desc())
+    ).first()
+    messages = (
+        [linked]
+        if linked is not None
+        else s.exec(
+            select(TaxMessage)
+            .where(
+                col(TaxMessage.agency_id) == doc.agency_id,
+                col(TaxMessage.kind) == TaxMessageKind.notice,
+                col(TaxMessage.created_at) >= around - timedelta(hours=1),
+                col(TaxMessage.created_at) <= around + timedelta(hours=1),
+                col(TaxMessage.document_id).is_(None),
+            )
+            .order_by(col(TaxMessage.created_at))
+        ).all()
+    )
     for message in messages:
         try:
             (tbao,) = documents_in(message.xml)

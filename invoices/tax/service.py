@@ -114,12 +114,21 @@ def queue_document(s: Session, settings: ReceiptSettings, document: Document) ->
     return _queue(s, settings, agency, TaxMessageKind.document, message_type, [document.xml], document.id)
 
 
-def queue_notice(s: Session, settings: ReceiptSettings, signer: Signer, agency: Agency, notice: Notice) -> TaxMessage:
-    """Sign the agency's 04/SS-HĐĐT notice and queue it (MLTDiep 300) in the caller's transaction."""
+def queue_notice(
+    s: Session,
+    settings: ReceiptSettings,
+    signer: Signer,
+    agency: Agency,
+    notice: Notice,
+    about: str | None = None,
+) -> TaxMessage:
+    """Sign the agency's 04/SS-HĐĐT notice and queue it (MLTDiep 300) in the caller's transaction. ``about`` is the
+    document the notice reports (the one replaced), kept on the message so that the document's page finds its
+    notice; a document's own transmission is always looked up with ``kind == document``."""
     if notice.tax_code != agency.tax_code:
         raise ValueError(f"the notice is about taxpayer {notice.tax_code}, not agency {agency.code}")
     signed = signed_notice(signer, notice)
-    return _queue(s, settings, agency, TaxMessageKind.notice, MessageType.notice, [signed], None)
+    return _queue(s, settings, agency, TaxMessageKind.notice, MessageType.notice, [signed], about)
 
 
 def queue_issued(

@@ -233,6 +233,9 @@ def test_finance_replaces_a_receipt_with_its_notice_and_audit_row(
     assert client.get(f"/console/receipts/{doc_id}/notice").content == notice.content
 
     with api.ctx.db.read() as s:
+        # The notice names the receipt it reports, so the page finds it by that and not by reading notices.
+        (message,) = s.exec(select(TaxMessage).where(TaxMessage.kind == TaxMessageKind.notice)).all()
+        assert message.document_id == doc_id
         (row,) = s.exec(select(AuditLog).where(AuditLog.action == "receipt.replaced")).all()
         assert verify_chain(s).broken is None
     assert row.target == doc_id and row.before is not None and row.after is not None
