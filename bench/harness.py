@@ -6,8 +6,8 @@
 - **Load**: ``run_load`` runs a separate process (``python -m bench.harness``, spec on stdin, JSON on stdout) that
   keeps N keep-alive HTTP/1.1 connections busy in a closed loop (each connection sends its next request as soon as
   the previous answer arrives), warms up, then measures a fixed window: latency percentiles, statuses, and the CPU
-  of the server process (``utime + stime`` from ``/proc/<pid>/stat`` at the edges of the window), of the load
-  generator, of all ``postgres`` processes and of the whole machine.
+  of the server process or processes (``utime + stime`` from ``/proc/<pid>/stat`` at the edges of the window), of
+  the load generator, of all ``postgres`` processes and of the whole machine.
 - **Report**: ``summarise`` turns the raw figures into a ``Result``; ``table`` prints results with each one's CPU
   per request as a multiple of the bare app's, measured in the same run.
 
@@ -134,11 +134,12 @@ class CpuSample:
     machine: tuple[int, int] | None
 
     @classmethod
-    def take(cls, server_pid: int, with_postgres: bool) -> CpuSample:
+    def take(cls, server_pids: list[int], with_postgres: bool) -> CpuSample:
+        ticks = [proc_ticks(pid) for pid in server_pids]
         return cls(
             time.perf_counter(),
             time.process_time(),
-            proc_ticks(server_pid),
+            None if any(t is None for t in ticks) else sum(t for t in ticks if t is not None),
             postgres_ticks() if with_postgres else None,
             _machine_ticks(),
         )
@@ -248,7 +249,10 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     expect = spec["expect"]
     expect_json = spec.get("expect_json")
     with_postgres = spec["with_postgres"]
-    server_pid = spec["server_pid"]
+    # Several server processes (bench.fleet): their CPU is summed, and each connection goes to one of their ports in
+    # turn, as a load balancer would spread them.
+    server_pids = spec.get("server_pids") or [spec["server_pid"]]
+    ports = spec.get("ports") or [spec["port"]]
 
     start = time.perf_counter()
     m0 = start + spec["warmup"]
@@ -259,7 +263,7 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     exhausted = False
     warmup_done = 0
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         nonlocal exhausted, warmup_done
         conn: HttpConnection | None = None
         while True:
@@ -272,7 +276,7 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             try:
                 if conn is None:
-                    _, conn = await loop.create_connection(HttpConnection, spec["host"], spec["port"])
+                    _, conn = await loop.create_connection(HttpConnection, spec["host"], port)
                 status, body = await conn.request(raw)
                 label = _label(status, body, expect, expect_json)
             except (OSError, _Response) as exc:
@@ -293,15 +297,15 @@ async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
         if conn is not None and conn.transport is not None:
             conn.transport.close()
 
-    tasks = [asyncio.ensure_future(client()) for _ in range(spec["connections"])]
+    tasks = [asyncio.ensure_future(client(ports[i % len(ports)])) for i in range(spec["connections"])]
     all_done = asyncio.ensure_future(asyncio.gather(*tasks))
     await asyncio.wait([all_done], timeout=max(0.0, m0 - time.perf_counter()))
     if all_done.done():
         all_done.result()
         raise SystemExit(f"the load ran out of requests during the warm-up ({warmup_done} sent): seed more")
-    first = CpuSample.take(server_pid, with_postgres)
+    first = CpuSample.take(server_pids, with_postgres)
     await asyncio.wait([all_done], timeout=max(0.0, m1 - time.perf_counter()))
-    last = CpuSample.take(server_pid, with_postgres)
+    last = CpuSample.take(server_pids, with_postgres)
     await all_done
     seconds = min(last.wall, m1) - max(first.wall, m0)
     seconds = last.wall - first.wall if seconds <= 0 else seconds
