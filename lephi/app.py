@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from lephi import openapi
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         yield
         if worker:
             worker.stop()
+        # The API keys' last uses noted since the cache's last write would otherwise go with the process.
+        await run_in_threadpool(context.api_keys.flush)
 
     app = FastAPI(
         title="Lephi",

@@ -101,7 +101,7 @@ def build_container(
         signers=SignerStore(settings),
         api_limiter=RateLimiter(settings.api_rate_per_minute),
         agencies=AgencyCache(),
-        api_keys=ApiKeyCache(database),
+        api_keys=ApiKeyCache(database, flush_seconds=settings.key_last_used_flush_seconds),
         lookup_limiter=RateLimiter(settings.lookup_rate_per_minute),
         webhook_http=webhook_http or webhook_client(settings),
         http=http,

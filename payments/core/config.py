@@ -41,6 +41,9 @@ class PaymentSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Requests per minute per API key (per process), answered 429 with Retry-After beyond it.
     api_rate_per_minute: int = Field(default=1200, ge=1)
+    # How often each process writes when its API keys were last used (one UPDATE for all of them): the console's
+    # "last used" lags by at most this much, and a request never pays for a write of its own.
+    key_last_used_flush_seconds: float = Field(default=60.0, gt=0)
     page_size_default: int = 20
     page_size_max: int = 100
 
