@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from lephi.settings import Settings
-from payments.auth.cache import CHECK_SECONDS, ApiKeyCache
+from payments.auth.cache import CHECK_SECONDS, FLUSH_SECONDS, ApiKeyCache
 from payments.auth.models import ApiKey, Scope
 from payments.auth.service import Principal, create_key, key_version, revoke_key
 from payments.core.db import Database, make_engine
@@ -30,12 +30,23 @@ class Clock:
         return self.now
 
 
+class Wall:
+    """The time of day that goes with the clock: it starts at 10:00 Vietnam time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.start = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=self.clock.now - 1000.0)
+
+
 class Process:
     """One process's database engine and key cache, counting the statements it sends."""
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.db = Database(make_engine(settings.effective_database_url, settings))
-        self.cache = ApiKeyCache(self.db, clock=clock)
+        self.cache = ApiKeyCache(self.db, clock=clock, wall=Wall(clock))
         self.statements = 0
 
         @event.listens_for(self.db.engine, "before_cursor_execute")
@@ -146,15 +157,7 @@ def test_every_key_change_moves_the_version_in_its_transaction(two: tuple[Proces
 
 
 # When each key was last used: noted in memory, written at most once per flush interval, only forward.
-
-
-class Wall:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.start = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=self.clock.now - 1000.0)
+assert FLUSH_SECONDS == 60  # the default the tests below count with
 
 
 def last_used(process: Process, key_id: str) -> datetime | None:
@@ -168,7 +171,6 @@ def test_last_used_is_written_after_the_flush_interval_not_on_every_request(
     two: tuple[Process, Process], clock: Clock
 ) -> None:
     a, _ = two
-    a.cache = ApiKeyCache(a.db, clock=clock, flush_seconds=60, wall=Wall(clock))
     key_id, raw = a.key()
     a.cache.authenticate(raw)
     assert last_used(a, key_id) is None  # not written by the request
@@ -199,8 +201,6 @@ def test_last_used_is_written_after_the_flush_interval_not_on_every_request(
 
 def test_last_used_never_goes_backwards(two: tuple[Process, Process], clock: Clock) -> None:
     a, b = two
-    a.cache = ApiKeyCache(a.db, clock=clock, flush_seconds=60, wall=Wall(clock))
-    b.cache = ApiKeyCache(b.db, clock=clock, flush_seconds=60, wall=Wall(clock))
     key_id, raw = a.key()
     b.cache.authenticate(raw)  # b's use is the older one
     clock.now += 30
@@ -217,7 +217,6 @@ def test_a_revoked_key_is_refused_although_its_use_is_still_to_be_written(
     two: tuple[Process, Process], clock: Clock
 ) -> None:
     a, b = two
-    b.cache = ApiKeyCache(b.db, clock=clock, flush_seconds=60, wall=Wall(clock))
     key_id, raw = a.key()
     b.cache.authenticate(raw)
     a.revoke(key_id)
