@@ -341,40 +341,37 @@ async def audit_page(request: Request) -> Response:
         filters = _filters(request)
     except BadFilter:
         return bad_request(request, staff.lang)
-    ctx = ctx_of(request)
     code = _agency_param(request)
     if code == PROVINCE:
         code = None  # the province's own chain: what a province admin sees without a code
 
-    def load() -> AuditView:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, code)
-            agency_id = agency.id if agency else None
-            query = select(AuditLog).where(AuditLog.scope == scope_of(agency_id))
-            if filters.action:
-                query = query.where(AuditLog.action == filters.action)
-            if filters.actor:
-                actor = filters.actor
-                if "@" in actor:
-                    found = s.exec(select(StaffUser.id).where(func.lower(StaffUser.email) == actor.lower())).first()
-                    actor = found or actor
-                query = query.where(AuditLog.actor == actor[:MAX_CODE])
-            if filters.since:
-                query = query.where(col(AuditLog.at) >= _day_start(filters.since))
-            if filters.until:
-                query = query.where(col(AuditLog.at) < _day_start(filters.until + timedelta(days=1)))
-            offset = (filters.page - 1) * PAGE_SIZE
-            rows = list(s.exec(query.order_by(col(AuditLog.seq).desc()).offset(offset).limit(PAGE_SIZE + 1)).all())
-            ids = {r.actor for r in rows}
-            actors = dict(s.exec(select(StaffUser.id, StaffUser.email).where(col(StaffUser.id).in_(ids))).all())
-            verified = verify(s, agency_id, only_scope=True)
-            agencies = list(s.exec(select(Agency).order_by(col(Agency.code))).all()) if agency is None else []
-            return AuditView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, verified, actors, agencies)
+    def load(s: Session) -> AuditView:
+        agency = agency_for(s, staff.user, code)
+        agency_id = agency.id if agency else None
+        query = select(AuditLog).where(AuditLog.scope == scope_of(agency_id))
+        if filters.action:
+            query = query.where(AuditLog.action == filters.action)
+        if filters.actor:
+            actor = filters.actor
+            if "@" in actor:
+                found = s.exec(select(StaffUser.id).where(func.lower(StaffUser.email) == actor.lower())).first()
+                actor = found or actor
+            query = query.where(AuditLog.actor == actor[:MAX_CODE])
+        if filters.since:
+            query = query.where(col(AuditLog.at) >= _day_start(filters.since))
+        if filters.until:
+            query = query.where(col(AuditLog.at) < _day_start(filters.until + timedelta(days=1)))
+        offset = (filters.page - 1) * PAGE_SIZE
+        rows = list(s.exec(query.order_by(col(AuditLog.seq).desc()).offset(offset).limit(PAGE_SIZE + 1)).all())
+        ids = {r.actor for r in rows}
+        actors = dict(s.exec(select(StaffUser.id, StaffUser.email).where(col(StaffUser.id).in_(ids))).all())
+        verified = verify(s, agency_id, only_scope=True)
+        agencies = list(s.exec(select(Agency).order_by(col(Agency.code))).all()) if agency is None else []
+        return AuditView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, verified, actors, agencies)
 
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    view = await scoped_read(request, staff, load)
+    if isinstance(view, Response):
+        return view
 
     def page_url(page: int) -> str:
         params = {k: v for k, v in request.query_params.items() if k != "page"}

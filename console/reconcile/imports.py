@@ -34,6 +34,7 @@ from console.guard import (
     form_text,
     may_see,
     not_found,
+    scoped_read,
     staff_form,
     staff_page,
 )
@@ -101,27 +102,25 @@ async def imports_page(request: Request) -> Response:
         return bad_request(request, staff.lang)
     ctx = ctx_of(request)
 
-    def load() -> ImportsView:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, agency_code(request))
-            if agency is None:
-                return ImportsView(None, [], False, {}, agencies(s))
-            query = (
-                select(StatementImport)
-                .where(StatementImport.agency_id == agency.id)
-                .order_by(col(StatementImport.created_at).desc(), col(StatementImport.id).desc())
-                .offset((page - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE + 1)
-            )
-            rows = list(s.exec(query).all())
-            return ImportsView(
-                agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, people(s, {r.imported_by for r in rows}), []
-            )
+    def load(s: Session) -> ImportsView:
+        agency = agency_for(s, staff.user, agency_code(request))
+        if agency is None:
+            return ImportsView(None, [], False, {}, agencies(s))
+        query = (
+            select(StatementImport)
+            .where(StatementImport.agency_id == agency.id)
+            .order_by(col(StatementImport.created_at).desc(), col(StatementImport.id).desc())
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE + 1)
+        )
+        rows = list(s.exec(query).all())
+        return ImportsView(
+            agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, people(s, {r.imported_by for r in rows}), []
+        )
 
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    view = await scoped_read(request, staff, load)
+    if isinstance(view, Response):
+        return view
     return render(
         request,
         ctx.settings,
@@ -295,19 +294,18 @@ async def undo_page(import_id: str, request: Request) -> Response:
         return staff
     ctx = ctx_of(request)
 
-    def load() -> tuple[StatementImport, list[ReconException]]:
-        with ctx.db.read() as s:
-            row = _import_in_scope(s, staff, import_id)
-            lines = select(StatementEntry.id).where(StatementEntry.import_id == row.id)
-            query = select(ReconException).where(
-                ReconException.agency_id == row.agency_id, col(ReconException.entry_id).in_(lines)
-            )
-            return row, list(s.exec(query.order_by(col(ReconException.id))).all())
+    def load(s: Session) -> tuple[StatementImport, list[ReconException]]:
+        row = _import_in_scope(s, staff, import_id)
+        lines = select(StatementEntry.id).where(StatementEntry.import_id == row.id)
+        query = select(ReconException).where(
+            ReconException.agency_id == row.agency_id, col(ReconException.entry_id).in_(lines)
+        )
+        return row, list(s.exec(query.order_by(col(ReconException.id))).all())
 
-    try:
-        row, exceptions = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    loaded = await scoped_read(request, staff, load)
+    if isinstance(loaded, Response):
+        return loaded
+    row, exceptions = loaded
     return render(
         request,
         ctx.settings,
