@@ -47,6 +47,9 @@ class PaymentSettings(BaseModel):
     redis_url: str = ""
     # Connect and reply timeout for each rate limit check: a hanging Redis delays a request by about this much.
     redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
+    # How often each process writes when its API keys were last used (one UPDATE for all of them): the console's
+    # "last used" lags by at most this much, and a request never pays for a write of its own.
+    key_last_used_flush_seconds: float = Field(default=60.0, gt=0)
     page_size_default: int = 20
     page_size_max: int = 100
 
