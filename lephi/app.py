@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from lephi import openapi
@@ -180,6 +181,8 @@ def _lifespan(context: Container, settings: Settings) -> Callable[[FastAPI], Abs
             metrics_server.shutdown()
             metrics_server.server_close()
         await context.aclose_limiters()
+        # The API keys' last uses noted since the cache's last write would otherwise go with the process.
+        await run_in_threadpool(context.api_keys.flush)
 
     return lifespan
 
