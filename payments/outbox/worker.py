@@ -27,12 +27,14 @@ from sqlmodel import col, select
 
 from adapters.base import GatewayTechnicalError
 from payments.core.context import AppContext
+from payments.core.db import table_of
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.wake import Listener
 
 log = get_logger(__name__)
+_OUTBOX = table_of(OutboxJob)
 
 # The context a worker's handlers take: each package's handlers declare the context they need (payments' take an
 # AppContext, invoices' a ReceiptContext); the service's worker runs them all with its container, which is both.
@@ -100,25 +102,31 @@ class Worker(Generic[C]):
         return self.ctx.settings.worker_threads
 
     def claim(self, limit: int, exclude: Collection[str] = ()) -> list[OutboxJob]:
+        """Lease up to ``limit`` due jobs, the longest due first, in one statement (``UPDATE ... WHERE id IN (SELECT
+        ... FOR UPDATE SKIP LOCKED) RETURNING``): two workers never get the same job, and neither waits for the
+        other's rows."""
         now = utcnow()
         lease = now + timedelta(seconds=self.ctx.settings.worker_lease_seconds)
+        due = (
+            select(col(OutboxJob.id))
+            .where(OutboxJob.status == OutboxStatus.pending, col(OutboxJob.run_after) <= now)
+            .where(or_(col(OutboxJob.locked_until).is_(None), col(OutboxJob.locked_until) < now))
+            .order_by(col(OutboxJob.run_after))
+            .limit(limit)
+        )
+        if exclude:
+            due = due.where(col(OutboxJob.kind).not_in(sorted(exclude)))
+        if self.ctx.db.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            update(OutboxJob)
+            .where(col(OutboxJob.id).in_(due.scalar_subquery()))
+            .values(locked_by=self.name, locked_until=lease, attempts=col(OutboxJob.attempts) + 1)
+            .returning(*_OUTBOX.c)
+        )
         with self.ctx.db.write() as s:
-            query = (
-                select(OutboxJob)
-                .where(OutboxJob.status == OutboxStatus.pending, col(OutboxJob.run_after) <= now)
-                .where(or_(col(OutboxJob.locked_until).is_(None), col(OutboxJob.locked_until) < now))
-                .order_by(col(OutboxJob.run_after))
-                .limit(limit)
-            )
-            if exclude:
-                query = query.where(col(OutboxJob.kind).not_in(sorted(exclude)))
-            if self.ctx.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            jobs = list(s.exec(query))
-            for job in jobs:
-                job.locked_by, job.locked_until = self.name, lease
-                job.attempts += 1
-                s.add(job)
+            rows = s.execute(claim).mappings().all()
+        jobs = sorted((OutboxJob(**row) for row in rows), key=lambda job: (job.run_after, job.id or 0))
         with self._lock:
             self._claimed.update((job.id, job) for job in jobs if job.id is not None)
         return jobs
