@@ -217,3 +217,30 @@ def test_stopping_hands_claimed_jobs_back_at_once(ctx: Container) -> None:
     seen: list[int] = []
     assert Worker(ctx, {"test.held": lambda _c, p: seen.append(p["n"])}).run_once() == 5  # no lease to wait for
     assert sorted(seen) == list(range(5))
+
+
+def test_a_job_running_past_the_shutdown_bound_is_handed_back(ctx: Container) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def stuck(_ctx: AppContext, _payload: dict[str, Any]) -> None:
+        started.set()
+        release.wait(BOUND)
+
+    ctx.settings.worker_shutdown_seconds = 0.2
+    with ctx.db.write() as s:
+        enqueue(s, "test.stuck", {})
+    worker = Worker(ctx, {"test.stuck": stuck}, name="leaving", concurrent={"test.stuck"})
+    loop = threading.Thread(target=worker.run_forever, daemon=True)
+    loop.start()
+    assert started.wait(BOUND)
+    worker.stop()
+    loop.join(BOUND)
+    assert not loop.is_alive() and worker.abandoned
+    with ctx.db.read() as s:
+        job = s.exec(select(OutboxJob)).one()
+    # Free for the next worker at once; the attempt that was cut short counts.
+    assert job.status is OutboxStatus.pending and job.locked_until is None and job.attempts == 1
+    release.set()
+    time.sleep(0.2)  # the abandoned run ends; it no longer holds the lease, so it cannot mark the job done
+    with ctx.db.read() as s:
+        assert s.exec(select(OutboxJob)).one().status is OutboxStatus.pending

@@ -114,10 +114,10 @@ def serve(
     # was there before it: a no-op one makes a requested stop exit 0, as process managers expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: None)
-    uvicorn.Server(server_config(create_app(settings), host, port)).run()
+    uvicorn.Server(server_config(create_app(settings), host, port, settings.shutdown_seconds)).run()
 
 
-def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+def server_config(app: ASGIApp, host: str, port: int, shutdown_seconds: float = 20.0) -> uvicorn.Config:
     """How ``serve`` runs the app. Forwarded headers are read by the app alone, from LEPHI_TRUSTED_PROXIES
     (payments.core.proxies): uvicorn's own reading trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS) and would let anyone
     behind a local proxy, or on the host, name any client address."""
@@ -130,7 +130,8 @@ def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=max(1, round(get_settings().shutdown_seconds)),
+        # On SIGTERM: stop accepting at once, let in-flight requests finish for this long (LEPHI_SHUTDOWN_SECONDS).
+        timeout_graceful_shutdown=max(1, round(shutdown_seconds)),
     )
 
 
