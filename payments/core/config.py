@@ -68,6 +68,13 @@ class PaymentSettings(BaseModel):
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_batch_size: int = Field(default=20, ge=1)
     worker_lease_seconds: int = Field(default=120, ge=5)
+    # Jobs that wait on the network (webhook deliveries, gateway queries, the T-VAN hand-off) run on this many
+    # threads per worker; receipt issuance is CPU-bound and stays one at a time.
+    worker_threads: int = Field(default=4, ge=1, le=32)
+    # On SIGTERM a worker finishes its running jobs for at most this long, then hands the rest back to the queue.
+    worker_shutdown_seconds: float = Field(default=20.0, ge=0)
+    # On SIGTERM ``lephi serve`` stops accepting and lets in-flight requests finish for at most this long.
+    shutdown_seconds: float = Field(default=20.0, ge=0)
 
     # TOML file with each gateway's defaults and each agency's merchant credentials (docs/adapters.md).
     gateways_file: Path | None = None
