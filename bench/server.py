@@ -12,12 +12,13 @@ from fastapi import FastAPI
 
 from lephi.app import create_app
 from lephi.container import Container, build_container
-from lephi.jobs import HANDLERS
+from lephi.jobs import HANDLERS, NETWORK_KINDS
 from lephi.migrate import upgrade
 from lephi.settings import Settings, get_settings
 
 __all__ = [
     "HANDLERS",
+    "NETWORK_KINDS",
     "Container",
     "Settings",
     "app_from_environment",

@@ -16,14 +16,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
+from console import roles
 from console.audit.models import PROVINCE, AuditLog
 from console.audit.service import Verified, record, scope_of, verify
 from console.guard import (
     ADMINS,
     MAX_CODE,
+    AgencyChoice,
     OutOfScope,
     Staff,
     agency_for,
+    agency_or_choice,
     bad_request,
     client_ip,
     ctx_of,
@@ -31,6 +34,7 @@ from console.guard import (
     may_see,
     not_found,
     read_form,
+    scoped_read,
     staff_form,
     staff_page,
 )
@@ -102,24 +106,21 @@ def _agency_keys(s: Session, agency: Agency) -> list[ApiKey]:
 
 @router.get("/keys", response_class=HTMLResponse)
 async def keys_page(request: Request) -> Response:
-    staff = await staff_page(request, ADMINS)
+    staff = await staff_page(request, roles.KEYS)
     if not isinstance(staff, Staff):
         return staff
-    ctx = ctx_of(request)
+    code = _agency_param(request)
 
-    def load() -> tuple[Agency | None, list[ApiKey], list[Agency]]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, _agency_param(request))
-            if agency is None:
-                return None, [], list(s.exec(select(Agency).order_by(col(Agency.code))).all())
-            return agency, _agency_keys(s, agency), []
+    def load(s: Session) -> tuple[AgencyChoice, list[ApiKey]]:
+        choice = agency_or_choice(s, staff.user, code)
+        return choice, _agency_keys(s, choice.agency) if choice.agency else []
 
-    try:
-        agency, keys, agencies = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    found = await scoped_read(request, staff, load)
+    if isinstance(found, Response):
+        return found
+    choice, keys = found
     notice = MESSAGES[staff.lang]["key_revoked_done"] if request.query_params.get("done") == "revoked" else None
-    return _keys_view(request, staff, agency, keys, agencies, notice=notice)
+    return _keys_view(request, staff, choice.agency, keys, choice.agencies, notice=notice)
 
 
 def _keys_view(
@@ -219,16 +220,11 @@ async def revoke_page(key_id: str, request: Request) -> Response:
     staff = await staff_page(request, ADMINS)
     if not isinstance(staff, Staff):
         return staff
+    found = await scoped_read(request, staff, lambda s: _key_in_scope(s, staff.user, key_id))
+    if isinstance(found, Response):
+        return found
+    key, agency = found
     ctx = ctx_of(request)
-
-    def load() -> tuple[ApiKey, Agency]:
-        with ctx.db.read() as s:
-            return _key_in_scope(s, staff.user, key_id)
-
-    try:
-        key, agency = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
     return render(
         request,
         ctx.settings,
@@ -338,47 +334,44 @@ class AuditView:
 
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request) -> Response:
-    staff = await staff_page(request, ADMINS)
+    staff = await staff_page(request, roles.AUDIT)
     if not isinstance(staff, Staff):
         return staff
     try:
         filters = _filters(request)
     except BadFilter:
         return bad_request(request, staff.lang)
-    ctx = ctx_of(request)
     code = _agency_param(request)
     if code == PROVINCE:
         code = None  # the province's own chain: what a province admin sees without a code
 
-    def load() -> AuditView:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, code)
-            agency_id = agency.id if agency else None
-            query = select(AuditLog).where(AuditLog.scope == scope_of(agency_id))
-            if filters.action:
-                query = query.where(AuditLog.action == filters.action)
-            if filters.actor:
-                actor = filters.actor
-                if "@" in actor:
-                    found = s.exec(select(StaffUser.id).where(func.lower(StaffUser.email) == actor.lower())).first()
-                    actor = found or actor
-                query = query.where(AuditLog.actor == actor[:MAX_CODE])
-            if filters.since:
-                query = query.where(col(AuditLog.at) >= _day_start(filters.since))
-            if filters.until:
-                query = query.where(col(AuditLog.at) < _day_start(filters.until + timedelta(days=1)))
-            offset = (filters.page - 1) * PAGE_SIZE
-            rows = list(s.exec(query.order_by(col(AuditLog.seq).desc()).offset(offset).limit(PAGE_SIZE + 1)).all())
-            ids = {r.actor for r in rows}
-            actors = dict(s.exec(select(StaffUser.id, StaffUser.email).where(col(StaffUser.id).in_(ids))).all())
-            verified = verify(s, agency_id, only_scope=True)
-            agencies = list(s.exec(select(Agency).order_by(col(Agency.code))).all()) if agency is None else []
-            return AuditView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, verified, actors, agencies)
+    def load(s: Session) -> AuditView:
+        agency = agency_for(s, staff.user, code)
+        agency_id = agency.id if agency else None
+        query = select(AuditLog).where(AuditLog.scope == scope_of(agency_id))
+        if filters.action:
+            query = query.where(AuditLog.action == filters.action)
+        if filters.actor:
+            actor = filters.actor
+            if "@" in actor:
+                found = s.exec(select(StaffUser.id).where(func.lower(StaffUser.email) == actor.lower())).first()
+                actor = found or actor
+            query = query.where(AuditLog.actor == actor[:MAX_CODE])
+        if filters.since:
+            query = query.where(col(AuditLog.at) >= _day_start(filters.since))
+        if filters.until:
+            query = query.where(col(AuditLog.at) < _day_start(filters.until + timedelta(days=1)))
+        offset = (filters.page - 1) * PAGE_SIZE
+        rows = list(s.exec(query.order_by(col(AuditLog.seq).desc()).offset(offset).limit(PAGE_SIZE + 1)).all())
+        ids = {r.actor for r in rows}
+        actors = dict(s.exec(select(StaffUser.id, StaffUser.email).where(col(StaffUser.id).in_(ids))).all())
+        verified = verify(s, agency_id, only_scope=True)
+        agencies = list(s.exec(select(Agency).order_by(col(Agency.code))).all()) if agency is None else []
+        return AuditView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, verified, actors, agencies)
 
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    view = await scoped_read(request, staff, load)
+    if isinstance(view, Response):
+        return view
 
     def page_url(page: int) -> str:
         params = {k: v for k, v in request.query_params.items() if k != "page"}

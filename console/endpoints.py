@@ -24,11 +24,11 @@ from sqlmodel import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from console import roles
 from console.audit.service import record
 from console.context import ConsoleContext, console_settings
 from console.dashboard import page as dashboard
 from console.guard import (
-    ALL_ROLES,
     COOKIE,
     MAX_TOKEN,
     BadForm,
@@ -114,7 +114,7 @@ def console_root(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.HOME)
     if not isinstance(staff, Staff):
         return staff
     return await dashboard.home(request, staff)
@@ -449,7 +449,7 @@ async def _account_user(
 ) -> tuple[Staff | None, StaffSession | None, StaffUser | None, Response | None]:
     """(the full session's Staff, None, its user, None), (None, the enrol-stage session, its user, None) or the
     answer to give instead."""
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.ACCOUNT)
     if isinstance(staff, Staff):
         return staff, None, staff.user, None
     if staff.status_code != 303:

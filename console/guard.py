@@ -7,14 +7,16 @@ same 404 page as an unknown one, so that ids and codes of other agencies cannot 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
+from console import roles as role_sets
 from console.context import ConsoleContext, console_settings
 from console.render import BadLanguage, language, message
 from console.staff import service
@@ -24,12 +26,14 @@ from payments.core.logging import get_logger
 from payments.pages import forms
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 COOKIE = "lephi_staff"
 MAX_TOKEN = 128
 MAX_CODE = 40
-ALL_ROLES = frozenset(Role)
-ADMINS = frozenset({Role.province_admin, Role.agency_admin})
+# The sets of console.roles under the names pages have long imported from here.
+ALL_ROLES = role_sets.ALL_ROLES
+ADMINS = role_sets.ADMINS
 
 
 @dataclass(frozen=True)
@@ -200,3 +204,33 @@ def agency_for(s: Session, user: StaffUser, code: str | None) -> Agency | None:
     if own is None or (code is not None and code != own.code):
         raise OutOfScope
     return own
+
+
+@dataclass(frozen=True)
+class AgencyChoice:
+    """What a page about one agency shows: that agency, or (a province admin who named none) the list to choose from."""
+
+    agency: Agency | None
+    agencies: list[Agency]
+
+
+def agency_or_choice(s: Session, user: StaffUser, code: str | None) -> AgencyChoice:
+    """``agency_for``, with every agency (by code) when a province admin named none. Raises OutOfScope as it does."""
+    agency = agency_for(s, user, code)
+    if agency is not None:
+        return AgencyChoice(agency, [])
+    return AgencyChoice(None, list(s.exec(select(Agency).order_by(col(Agency.code))).all()))
+
+
+async def scoped_read(request: Request, staff: Staff, load: Callable[[Session], T]) -> T | Response:
+    """``load`` in one read transaction, off the event loop; when it meets an agency or an object that is not the
+    user's (OutOfScope), the 404 page instead. The page has checked the user's role before (``staff_page``)."""
+
+    def read() -> T:
+        with ctx_of(request).db.read() as s:
+            return load(s)
+
+    try:
+        return await run_in_threadpool(read)
+    except OutOfScope:
+        return not_found(request, staff.lang)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from lephi import openapi
 from lephi.container import Container, build_container
 from lephi.health import router as health
-from lephi.jobs import HANDLERS, PERIODIC
+from lephi.jobs import HANDLERS, NETWORK_KINDS, PERIODIC
 from lephi.settings import Settings, get_settings
 from payments.core.db import Database, make_engine
 from payments.core.http import RequestLimitsMiddleware, install_error_handlers
@@ -170,16 +172,24 @@ def _lifespan(context: Container, settings: Settings) -> Callable[[FastAPI], Abs
 
             metrics_server = metrics.start(context.db, settings, HANDLERS, context.gateways.names())
         app.state.metrics_server = metrics_server
+        thread = None
         if settings.run_worker:
-            worker = Worker(context, HANDLERS, periodic=PERIODIC)
-            threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True).start()
+            worker = Worker(context, HANDLERS, periodic=PERIODIC, concurrent=NETWORK_KINDS)
+            thread = threading.Thread(target=worker.run_forever, name="lephi-worker", daemon=True)
+            thread.start()
         yield
-        if worker:
+        if worker and thread:
+            # After uvicorn's own graceful shutdown: the worker drains as ``lephi worker`` does on SIGTERM.
             worker.stop()
+            await asyncio.to_thread(thread.join, settings.worker_shutdown_seconds + 1)
+            if thread.is_alive():  # a job outran the bound: its lease is handed back, the process exits anyway
+                worker.release_held()
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
         await context.aclose_limiters()
+        # The API keys' last uses noted since the cache's last write would otherwise go with the process.
+        await run_in_threadpool(context.api_keys.flush)
 
     return lifespan
 

@@ -125,7 +125,7 @@ def build_container(
         signers=SignerStore(settings),
         api_limiter=api_limiter,
         agencies=AgencyCache(),
-        api_keys=ApiKeyCache(database),
+        api_keys=ApiKeyCache(database, flush_seconds=settings.key_last_used_flush_seconds),
         lookup_limiter=lookup_limiter,
         webhook_http=webhook_http or webhook_client(settings),
         http=http,

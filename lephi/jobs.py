@@ -6,10 +6,13 @@ from collections.abc import Mapping
 
 from invoices.jobs import HANDLERS as INVOICE_HANDLERS
 from invoices.jobs import PERIODIC as INVOICE_PERIODIC
+from invoices.tax.service import SEND as TAX_SEND
 from lephi.container import Container
 from payments.outbox.worker import Handler, Periodic
+from payments.payment import kinds
 from payments.payment.jobs import HANDLERS as PAYMENT_HANDLERS
 from payments.webhooks.jobs import HANDLERS as WEBHOOK_HANDLERS
+from payments.webhooks.service import DELIVER
 
 
 def merged(*tables: Mapping[str, Handler[Container]]) -> dict[str, Handler[Container]]:
@@ -25,3 +28,7 @@ def merged(*tables: Mapping[str, Handler[Container]]) -> dict[str, Handler[Conta
 
 HANDLERS = merged(PAYMENT_HANDLERS, INVOICE_HANDLERS, WEBHOOK_HANDLERS)
 PERIODIC: tuple[Periodic[Container], ...] = (*INVOICE_PERIODIC,)
+# Kinds that spend their time waiting on another system (a client's webhook endpoint, a gateway's status or
+# cancel API, the T-VAN folder): a worker runs several at once. Receipt issuance (signing) is CPU-bound and is not
+# among them.
+NETWORK_KINDS = frozenset({DELIVER, kinds.EXPIRE, kinds.REQUERY, kinds.REFUND_RETRY, TAX_SEND})

@@ -6,14 +6,15 @@ Two "processes" are two Database objects with engines of their own on one databa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event
 
 from lephi.settings import Settings
-from payments.auth.cache import CHECK_SECONDS, ApiKeyCache
-from payments.auth.models import Scope
+from payments.auth.cache import CHECK_SECONDS, FLUSH_SECONDS, ApiKeyCache
+from payments.auth.models import ApiKey, Scope
 from payments.auth.service import Principal, create_key, key_version, revoke_key
 from payments.core.db import Database, make_engine
 from payments.core.errors import Unauthenticated
@@ -29,12 +30,23 @@ class Clock:
         return self.now
 
 
+class Wall:
+    """The time of day that goes with the clock: it starts at 10:00 Vietnam time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.start = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=self.clock.now - 1000.0)
+
+
 class Process:
     """One process's database engine and key cache, counting the statements it sends."""
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.db = Database(make_engine(settings.effective_database_url, settings))
-        self.cache = ApiKeyCache(self.db, clock=clock)
+        self.cache = ApiKeyCache(self.db, clock=clock, wall=Wall(clock))
         self.statements = 0
 
         @event.listens_for(self.db.engine, "before_cursor_execute")
@@ -142,3 +154,73 @@ def test_every_key_change_moves_the_version_in_its_transaction(two: tuple[Proces
         raise RuntimeError
     with b.db.read() as s:
         assert key_version(s) == revoked
+
+
+# When each key was last used: noted in memory, written at most once per flush interval, only forward.
+assert FLUSH_SECONDS == 60  # the default the tests below count with
+
+
+def last_used(process: Process, key_id: str) -> datetime | None:
+    with process.db.read() as s:
+        key = s.get(ApiKey, key_id)
+        assert key is not None
+        return key.last_used_at
+
+
+def test_last_used_is_written_after_the_flush_interval_not_on_every_request(
+    two: tuple[Process, Process], clock: Clock
+) -> None:
+    a, _ = two
+    key_id, raw = a.key()
+    a.cache.authenticate(raw)
+    assert last_used(a, key_id) is None  # not written by the request
+    writes = 0
+
+    @event.listens_for(a.db.engine, "before_cursor_execute")
+    def _count_updates(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        nonlocal writes
+        writes += statement.lstrip().upper().startswith("UPDATE API_KEY ")
+
+    # Over two minutes of steady use, a request every 0.1 s: the version checks run, the write only twice.
+    for _ in range(1250):
+        clock.now += 0.1
+        a.cache.authenticate(raw)
+    assert writes == 2
+    used = last_used(a, key_id)
+    assert used is not None and used.tzinfo is not None
+    # The second write, about two minutes in, carries the time of the use just before it.
+    assert Wall(clock)() - timedelta(seconds=6) <= used < Wall(clock)()
+    a.cache.flush()
+    assert writes == 3
+    assert last_used(a, key_id) == Wall(clock)()
+    # No use since the last write: the next flush writes nothing.
+    clock.now += 120
+    a.cache.flush()
+    assert writes == 3
+
+
+def test_last_used_never_goes_backwards(two: tuple[Process, Process], clock: Clock) -> None:
+    a, b = two
+    key_id, raw = a.key()
+    b.cache.authenticate(raw)  # b's use is the older one
+    clock.now += 30
+    a.cache.authenticate(raw)
+    clock.now += 1
+    a.cache.flush()
+    newer = last_used(a, key_id)
+    assert newer == Wall(clock)() - timedelta(seconds=1)
+    b.cache.flush()  # b writes later, but a use older than what is stored
+    assert last_used(a, key_id) == newer
+
+
+def test_a_revoked_key_is_refused_although_its_use_is_still_to_be_written(
+    two: tuple[Process, Process], clock: Clock
+) -> None:
+    a, b = two
+    key_id, raw = a.key()
+    b.cache.authenticate(raw)
+    a.revoke(key_id)
+    clock.now += 61
+    with pytest.raises(Unauthenticated):
+        b.cache.authenticate(raw)
+    assert last_used(a, key_id) == Wall(clock)() - timedelta(seconds=61)

@@ -14,10 +14,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from console import roles
 from console.audit.service import record
 from console.certificate import checks
 from console.certificate.checks import Facts, Refused
@@ -26,17 +27,18 @@ from console.guard import (
     OutOfScope,
     Staff,
     agency_for,
+    agency_or_choice,
     bad_request,
     client_ip,
     ctx_of,
     form_text,
     not_found,
+    scoped_read,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, render
-from console.staff.models import Role
 from invoices.config import ReceiptSettings
 from invoices.keys import SignerStore, current_certificate, install_certificate
 from payments.agency.models import Agency
@@ -46,7 +48,6 @@ from payments.core.logging import get_logger
 log = get_logger(__name__)
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-READERS = frozenset({Role.province_admin, Role.agency_admin, Role.finance, Role.viewer})
 KINDS = ("p12", "pem")
 # Both PEM files at their limit, plus the form's other fields and multipart framing.
 MAX_BODY = 2 * checks.MAX_FILE + 16 * 1024
@@ -116,25 +117,16 @@ def _view(
 
 @router.get("/certificate", response_class=HTMLResponse)
 async def certificate_page(request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.CERTIFICATE)
     if not isinstance(staff, Staff):
         return staff
-    ctx = ctx_of(request)
-
-    def load() -> tuple[Agency | None, list[Agency]]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, request.query_params.get("agency"))
-            if agency is None:
-                return None, list(s.exec(select(Agency).order_by(col(Agency.code))).all())
-            return agency, []
-
-    try:
-        agency, agencies = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    code = request.query_params.get("agency")
+    choice = await scoped_read(request, staff, lambda s: agency_or_choice(s, staff.user, code))
+    if isinstance(choice, Response):
+        return choice
     done = request.query_params.get("done") == "replaced"
     notice = MESSAGES[staff.lang]["cert_replaced_done"] if done else None
-    return await run_in_threadpool(_view, request, staff, agency, agencies, notice=notice)
+    return await run_in_threadpool(_view, request, staff, choice.agency, choice.agencies, notice=notice)
 
 
 @dataclass(frozen=True)

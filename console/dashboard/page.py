@@ -4,6 +4,7 @@ agency) that call for someone's attention."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -32,6 +33,9 @@ PAGES = {
 }
 
 
+_SERVED = "console_served_paths"
+
+
 def served_paths(routes: Iterable[object]) -> set[str]:
     """The path templates the app serves, through the routers it includes."""
     found: set[str] = set()
@@ -44,8 +48,18 @@ def served_paths(routes: Iterable[object]) -> set[str]:
     return found
 
 
+def app_paths(app: Any) -> frozenset[str]:
+    """``served_paths`` of the app, walked on its first home page only: an app's routes do not change once it
+    serves, and the walk visits every route of every included router."""
+    found: frozenset[str] | None = getattr(app.state, _SERVED, None)
+    if found is None:
+        found = frozenset(served_paths(app.routes))
+        setattr(app.state, _SERVED, found)
+    return found
+
+
 def links(request: Request, role: Role) -> dict[str, str]:
-    served = served_paths(request.app.routes)
+    served = app_paths(request.app)
     # A page in the menu is linked only for the roles the menu shows it to: no link leads to the 403 page either.
     refused = {item.href for item in NAV if role not in item.roles}
     found: dict[str, str] = {}

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from console import roles
 from console.audit.service import record
 from console.fees.models import FeeImport
 from console.fees.sheet import EXAMPLE, MAX_BYTES, Fault, SheetRefused, read_sheet, schedule_rows, to_csv, to_xlsx
@@ -37,12 +38,13 @@ from console.guard import (
     may_see,
     not_found,
     read_form,
+    scoped_read,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
 from console.render import BadLanguage, language, render
-from console.staff.models import Role, StaffUser
+from console.staff.models import StaffUser
 from payments.agency.models import Agency, FeeScheduleVersion
 from payments.agency.schedule import FeeLineIn, FeeSchedule, ProcedureIn
 from payments.agency.versions import ScheduleInForce, add_version, remove_version, schedule_on, versions_of, vietnam_day
@@ -51,7 +53,6 @@ from payments.core.types import utcnow
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-READERS = frozenset({Role.province_admin, Role.agency_admin, Role.finance, Role.viewer})
 # A preview not confirmed within this time is no longer offered; the file can be uploaded again.
 PREVIEW_HOURS = 24
 MAX_TOKEN = 64
@@ -188,19 +189,13 @@ def _fees_view(
 
 @router.get("/fees", response_class=HTMLResponse)
 async def fees_page(request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.FEES)
     if not isinstance(staff, Staff):
         return staff
-    ctx = ctx_of(request)
-
-    def load() -> FeesView:
-        with ctx.db.read() as s:
-            return _load_fees(s, staff, request.query_params.get("agency"))
-
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    code = request.query_params.get("agency")
+    view = await scoped_read(request, staff, lambda s: _load_fees(s, staff, code))
+    if isinstance(view, Response):
+        return view
     return _fees_view(request, staff, view)
 
 
@@ -218,7 +213,7 @@ def _download(content: bytes, name: str) -> Response:
 
 @router.get("/fees/template.{ext}")
 async def template_download(ext: str, request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.FEES)
     if not isinstance(staff, Staff):
         return staff
     if ext not in ("csv", "xlsx"):
@@ -229,24 +224,23 @@ async def template_download(ext: str, request: Request) -> Response:
 
 @router.get("/fees/export.{ext}")
 async def export_download(ext: str, request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.FEES)
     if not isinstance(staff, Staff):
         return staff
     if ext not in ("csv", "xlsx"):
         return not_found(request, staff.lang)
-    ctx = ctx_of(request)
+    code = request.query_params.get("agency")
 
-    def load() -> tuple[Agency, FeeSchedule | None]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, request.query_params.get("agency"))
-            if agency is None:
-                raise OutOfScope
-            return agency, _in_force_schedule(schedule_on(s, agency.id, today()))
+    def load(s: Session) -> tuple[Agency, FeeSchedule | None]:
+        agency = agency_for(s, staff.user, code)
+        if agency is None:
+            raise OutOfScope
+        return agency, _in_force_schedule(schedule_on(s, agency.id, today()))
 
-    try:
-        agency, schedule = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    found = await scoped_read(request, staff, load)
+    if isinstance(found, Response):
+        return found
+    agency, schedule = found
     rows = schedule_rows(schedule) if schedule else []
     name = f"fee-schedule-{agency.code}-{today().isoformat()}.{ext}"
     return _download(to_csv(rows) if ext == "csv" else to_xlsx(rows), name)

@@ -13,11 +13,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import col, select
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
 from adapters.base import PaymentGateway
 from adapters.registry import Factory, GatewayRegistry
+from console import roles
 from console.audit.service import record
 from console.gateways import probe as probes
 from console.gateways.settings import REQUIRED, Setting, Unreadable, read_raw, ready, settings_of
@@ -27,16 +28,17 @@ from console.guard import (
     OutOfScope,
     Staff,
     agency_for,
+    agency_or_choice,
     bad_request,
     client_ip,
     not_found,
     read_form,
+    scoped_read,
     staff_form,
     staff_page,
 )
 from console.i18n import MESSAGES
 from console.render import render
-from console.staff.models import Role
 from payments.agency.models import Agency
 from payments.core.config import PaymentSettings
 from payments.core.db import Database
@@ -45,7 +47,6 @@ from payments.core.logging import get_logger
 log = get_logger(__name__)
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-READERS = frozenset({Role.province_admin, Role.agency_admin, Role.finance, Role.viewer})
 ACTIONS = ("enable", "disable")
 MAX_NAME = 40
 
@@ -129,25 +130,16 @@ def _page(
 
 @router.get("/gateways", response_class=HTMLResponse)
 async def gateways_page(request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.GATEWAYS)
     if not isinstance(staff, Staff):
         return staff
-    ctx = _ctx(request)
-
-    def load() -> tuple[Agency | None, list[Agency]]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, request.query_params.get("agency"))
-            if agency is None:
-                return None, list(s.exec(select(Agency).order_by(col(Agency.code))).all())
-            return agency, []
-
-    try:
-        agency, agencies = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    code = request.query_params.get("agency")
+    choice = await scoped_read(request, staff, lambda s: agency_or_choice(s, staff.user, code))
+    if isinstance(choice, Response):
+        return choice
     done = request.query_params.get("done")
     notice = MESSAGES[staff.lang]["gw_methods_saved"] if done == "saved" else None
-    return _page(request, staff, agency, agencies, notice=notice)
+    return _page(request, staff, choice.agency, choice.agencies, notice=notice)
 
 
 async def _posted(request: Request, *names: str) -> FormData | Response:

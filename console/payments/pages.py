@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from console.guard import ALL_ROLES, OutOfScope, Staff, agency_for, bad_request, ctx_of, not_found, staff_page
+from console import roles
+from console.guard import Staff, agency_for, bad_request, ctx_of, not_found, scoped_read, staff_page
 from console.i18n import MESSAGES
 from console.payments import detail as details
 from console.payments import export
@@ -60,7 +61,7 @@ def _parsed(request: Request, staff: Staff) -> tuple[Filters, Cursor] | Response
 
 @router.get("/payments", response_class=HTMLResponse)
 async def payments_page(request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.PAYMENTS)
     if not isinstance(staff, Staff):
         return staff
     parsed = _parsed(request, staff)
@@ -70,18 +71,17 @@ async def payments_page(request: Request) -> Response:
     ctx = ctx_of(request)
     code = request.query_params.get("agency")
 
-    def load() -> tuple[Agency | None, Found, list[str], list[Agency]]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, code)
-            agency_id = agency.id if agency else None
-            found = search(s, filters, agency_id, cursor)
-            province = staff.user.role == Role.province_admin
-            return agency, found, methods_of(s, agency_id), _agencies(s) if province else []
+    def load(s: Session) -> tuple[Agency | None, Found, list[str], list[Agency]]:
+        agency = agency_for(s, staff.user, code)
+        agency_id = agency.id if agency else None
+        found = search(s, filters, agency_id, cursor)
+        province = staff.user.role == Role.province_admin
+        return agency, found, methods_of(s, agency_id), _agencies(s) if province else []
 
-    try:
-        agency, found, methods, agencies = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    loaded = await scoped_read(request, staff, load)
+    if isinstance(loaded, Response):
+        return loaded
+    agency, found, methods, agencies = loaded
     base: dict[str, str] = {"lang": staff.lang, **_agency_query(agency), **filters.query()}
 
     def url(path: str, **extra: str) -> str:
@@ -112,7 +112,7 @@ def _statuses_vi() -> dict[str, str]:
 
 
 async def _export(request: Request, kind: str) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.PAYMENTS)
     if not isinstance(staff, Staff):
         return staff
     parsed = _parsed(request, staff)
@@ -122,19 +122,18 @@ async def _export(request: Request, kind: str) -> Response:
     ctx = ctx_of(request)
     code = request.query_params.get("agency")
 
-    def load() -> tuple[Agency | None, list[Any] | None]:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, code)
-            agency_id = agency.id if agency else None
-            # Counted first, so that an over-large export reads no rows at all.
-            if count_matches(s, filters, agency_id) > export.MAX_ROWS:
-                return agency, None
-            return agency, all_matches(s, filters, agency_id, export.MAX_ROWS)
+    def load(s: Session) -> tuple[Agency | None, list[Any] | None]:
+        agency = agency_for(s, staff.user, code)
+        agency_id = agency.id if agency else None
+        # Counted first, so that an over-large export reads no rows at all.
+        if count_matches(s, filters, agency_id) > export.MAX_ROWS:
+            return agency, None
+        return agency, all_matches(s, filters, agency_id, export.MAX_ROWS)
 
-    try:
-        agency, rows = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    loaded = await scoped_read(request, staff, load)
+    if isinstance(loaded, Response):
+        return loaded
+    agency, rows = loaded
     if rows is None:
         t = MESSAGES[staff.lang]
         return render(
@@ -178,7 +177,7 @@ async def export_xlsx(request: Request) -> Response:
 
 @router.get("/payments/{payment_id}", response_class=HTMLResponse)
 async def payment_page(payment_id: str, request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.PAYMENTS)
     if not isinstance(staff, Staff):
         return staff
     ctx = ctx_of(request)

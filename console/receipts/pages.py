@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from console import roles
 from console.guard import (
-    ALL_ROLES,
     FormData,
     OutOfScope,
     Staff,
@@ -61,7 +61,7 @@ def _agencies(s: Session) -> list[Agency]:
 
 @router.get("", response_class=HTMLResponse)
 async def list_page(request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     try:
@@ -138,7 +138,7 @@ def _verify_view(
 
 @router.get("/verify", response_class=HTMLResponse)
 async def verify_page(request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     return _verify_view(request, staff)
@@ -161,7 +161,7 @@ async def verify_submit(request: Request) -> Response:
         lang = language(request, fields["lang"] or None)
     except BadLanguage:
         return bad_request(request)
-    staff = await staff_form(request, ALL_ROLES, lang, fields["csrf"])
+    staff = await staff_form(request, roles.RECEIPTS, lang, fields["csrf"])
     if not isinstance(staff, Staff):
         return staff
     return await _verify(request, staff, upload)
@@ -256,7 +256,7 @@ def _load(request: Request, staff: Staff, document_id: str) -> service.Detail:
 
 @router.get("/{document_id}", response_class=HTMLResponse)
 async def detail_page(document_id: str, request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     try:
@@ -273,7 +273,7 @@ def _document(request: Request, staff: Staff, document_id: str) -> Document:
 
 @router.get("/{document_id}/xml")
 async def xml_download(document_id: str, request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     try:
@@ -286,7 +286,7 @@ async def xml_download(document_id: str, request: Request) -> Response:
 
 @router.get("/{document_id}/pdf")
 async def pdf_download(document_id: str, request: Request) -> Response:
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     try:
@@ -305,7 +305,7 @@ async def pdf_download(document_id: str, request: Request) -> Response:
 @router.get("/{document_id}/notice")
 async def notice_download(document_id: str, request: Request) -> Response:
     """The signed 04/SS-HĐĐT notice sent about this document's replacement."""
-    staff = await staff_page(request, ALL_ROLES)
+    staff = await staff_page(request, roles.RECEIPTS)
     if not isinstance(staff, Staff):
         return staff
     try:

@@ -18,6 +18,7 @@ from sqlalchemy import select as select_columns
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from console import roles
 from console.audit.service import record
 from console.staff.models import Role, StaffUser
 from invoices.context import ReceiptContext
@@ -49,7 +50,7 @@ LIMITS = {"number": 24, "series": 8, "dossier": 21, "payer": 400, "from": 10, "t
 LIMITS |= {"transmission": 20, "before": 200, "after": 200}
 # The payer fields a replacement may correct, as the form names them.
 PAYER_FIELDS = ("name", "tax_code", "address", "email", "phone")
-MAKERS = frozenset({Role.finance, Role.agency_admin})
+MAKERS = roles.RECEIPT_REPLACERS
 
 
 class BadFilter(Exception):

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session, col, select
 
+from console import roles
 from console.guard import BadForm, Staff, bad_request, ctx_of, read_form
 from console.i18n import MESSAGES
 from console.render import render
-from console.staff.models import Role, StaffUser
+from console.staff.models import StaffUser
 from payments.agency.models import Agency
 from payments.core.context import AppContext
 
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/console/reconcile", include_in_schema=False)
 
 # Everyone of the agency reads the pages (a province admin picks an agency); finance and the agency admin bring the
 # files in and run days; finance and approvers work the queue (above the threshold, approvers only).
-VIEWERS = frozenset(Role)
-UPLOADERS = frozenset({Role.finance, Role.agency_admin})
-RESOLVERS = frozenset({Role.finance, Role.approver})
+VIEWERS = roles.RECONCILE
+UPLOADERS = roles.RECONCILE_UPLOADERS
+RESOLVERS = roles.RECONCILE_RESOLVERS
 
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000

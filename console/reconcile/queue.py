@@ -28,6 +28,7 @@ from console.guard import (
     ctx_of,
     may_see,
     not_found,
+    scoped_read,
     staff_form,
     staff_page,
 )
@@ -169,18 +170,16 @@ async def exceptions_page(request: Request) -> Response:
         return bad_request(request, staff.lang)
     ctx = ctx_of(request)
 
-    def load() -> QueueView:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, agency_code(request))
-            if agency is None:
-                return QueueView(None, [], False, {}, agencies(s))
-            rows, more, lines = _queue(s, agency, flt)
-            return QueueView(agency, rows, more, lines, [])
+    def load(s: Session) -> QueueView:
+        agency = agency_for(s, staff.user, agency_code(request))
+        if agency is None:
+            return QueueView(None, [], False, {}, agencies(s))
+        rows, more, lines = _queue(s, agency, flt)
+        return QueueView(agency, rows, more, lines, [])
 
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    view = await scoped_read(request, staff, load)
+    if isinstance(view, Response):
+        return view
     threshold = console_settings(ctx.settings).approval_threshold
     return render(
         request,
@@ -218,17 +217,16 @@ async def exception_page(exception_id: str, request: Request) -> Response:
         return staff
     ctx = ctx_of(request)
 
-    def load() -> tuple[ReconException, Provenance | None, list[ReconExceptionEvent], dict[str, str]]:
-        with ctx.db.read() as s:
-            row = _exception_in_scope(s, staff, exception_id)
-            line = provenance(s, row.agency_id, [row.entry_id]).get(row.entry_id) if row.entry_id else None
-            events = exception_events(s, row.id)
-            return row, line, events, people(s, {e.actor for e in events})
+    def load(s: Session) -> tuple[ReconException, Provenance | None, list[ReconExceptionEvent], dict[str, str]]:
+        row = _exception_in_scope(s, staff, exception_id)
+        line = provenance(s, row.agency_id, [row.entry_id]).get(row.entry_id) if row.entry_id else None
+        events = exception_events(s, row.id)
+        return row, line, events, people(s, {e.actor for e in events})
 
-    try:
-        row, line, events, actors = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    loaded = await scoped_read(request, staff, load)
+    if isinstance(loaded, Response):
+        return loaded
+    row, line, events, actors = loaded
     threshold = console_settings(ctx.settings).approval_threshold
     return render(
         request,
@@ -389,25 +387,23 @@ async def credits_page(request: Request) -> Response:
         return bad_request(request, staff.lang)
     ctx = ctx_of(request)
 
-    def load() -> CreditsView:
-        with ctx.db.read() as s:
-            agency = agency_for(s, staff.user, agency_code(request))
-            if agency is None:
-                return CreditsView(None, [], False, agencies(s))
-            query = (
-                select(BankCredit)
-                .where(BankCredit.agency_id == agency.id, col(BankCredit.status).in_(sorted(HELD)))
-                .order_by(col(BankCredit.received_at).desc(), col(BankCredit.id))
-                .offset((page - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE + 1)
-            )
-            rows = list(s.exec(query).all())
-            return CreditsView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, [])
+    def load(s: Session) -> CreditsView:
+        agency = agency_for(s, staff.user, agency_code(request))
+        if agency is None:
+            return CreditsView(None, [], False, agencies(s))
+        query = (
+            select(BankCredit)
+            .where(BankCredit.agency_id == agency.id, col(BankCredit.status).in_(sorted(HELD)))
+            .order_by(col(BankCredit.received_at).desc(), col(BankCredit.id))
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE + 1)
+        )
+        rows = list(s.exec(query).all())
+        return CreditsView(agency, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE, [])
 
-    try:
-        view = await run_in_threadpool(load)
-    except OutOfScope:
-        return not_found(request, staff.lang)
+    view = await scoped_read(request, staff, load)
+    if isinstance(view, Response):
+        return view
     return render(
         request,
         ctx.settings,

@@ -37,6 +37,10 @@ TEXTS = {
         "recon_import_unreadable": "Không đọc được tệp theo định dạng đã chọn, chưa có dòng nào được lưu.",
         "recon_upload_bad": "Hãy chọn một tệp và một định dạng trong danh sách.",
         "recon_upload_too_big": "Tệp lớn hơn {mb} MB, chưa có gì được lưu.",
+        "recon_upload_progress": "Tiến độ tải lên",
+        "recon_uploading": "Đang tải lên {pct} %",
+        "recon_upload_reading": "Đang đối chiếu…",
+        "recon_upload_failed": "Mất kết nối khi tải lên, chưa có gì được lưu. Hãy thử lại.",
         "recon_back_imports": "Về trang đối soát",
         "recon_undo_title": "Hủy lần nhập tệp",
         "recon_undo_intro": (
@@ -162,6 +166,10 @@ TEXTS = {
         "recon_import_unreadable": "The file could not be read in the chosen format; no line was stored.",
         "recon_upload_bad": "Choose one file and one of the listed formats.",
         "recon_upload_too_big": "The file is larger than {mb} MB; nothing was stored.",
+        "recon_upload_progress": "Upload progress",
+        "recon_uploading": "Uploading {pct} %",
+        "recon_upload_reading": "Reading and matching…",
+        "recon_upload_failed": "The connection was lost during the upload; nothing was stored. Please try again.",
         "recon_back_imports": "Back to reconciliation",
         "recon_undo_title": "Undo a file import",
         "recon_undo_intro": (

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
+from console import roles
 from console.guard import (
     FormData,
     Staff,
@@ -44,9 +45,8 @@ from payments.payment.refunds import process_refund
 log = get_logger(__name__)
 router = APIRouter(prefix="/console/refunds", include_in_schema=False)
 
-READERS = frozenset({Role.finance, Role.approver, Role.viewer, Role.agency_admin})
-MAKERS = frozenset({Role.finance})
-CHECKERS = frozenset({Role.approver})
+MAKERS = roles.REFUND_MAKERS
+CHECKERS = roles.REFUND_CHECKERS
 MAX_ID = 40
 MAX_PAGE = 1_000_000
 # Whole VND; staff may type the thousands separators either language uses.
@@ -82,7 +82,7 @@ def _detail_url(request_id: str, lang: str, **extra: str) -> str:
 
 @router.get("", response_class=HTMLResponse)
 async def queue_page(request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.REFUNDS)
     if not isinstance(staff, Staff):
         return staff
     q = request.query_params
@@ -270,7 +270,7 @@ def _detail_view(
 
 @router.get("/{request_id}", response_class=HTMLResponse)
 async def detail_page(request_id: str, request: Request) -> Response:
-    staff = await staff_page(request, READERS)
+    staff = await staff_page(request, roles.REFUNDS)
     if not isinstance(staff, Staff):
         return staff
     try:
@@ -288,12 +288,12 @@ def _decided(request: Request, lang: str, request_id: str) -> HTMLResponse:
     )
 
 
-async def _decide(request: Request, request_id: str, action: str, roles: frozenset[Role]) -> Response:
+async def _decide(request: Request, request_id: str, action: str, allowed: frozenset[Role]) -> Response:
     """approve, reject or cancel: the same checks, answers and redirect for the three forms."""
     posted = await _posted(request, "note")
     if isinstance(posted, HTMLResponse):
         return posted
-    staff = await staff_form(request, roles, posted.lang, posted.fields["csrf"])
+    staff = await staff_form(request, allowed, posted.lang, posted.fields["csrf"])
     if not isinstance(staff, Staff):
         return staff
     return await _decide_as(request, staff, posted, request_id, action)

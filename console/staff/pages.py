@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
+from console import roles
 from console.guard import (
     ADMINS,
     OutOfScope,
@@ -78,7 +79,7 @@ class ListView:
 
 @router.get("/staff", response_class=HTMLResponse)
 async def staff_list(request: Request) -> Response:
-    staff = await staff_page(request, ADMINS)
+    staff = await staff_page(request, roles.STAFF)
     if not isinstance(staff, Staff):
         return staff
     page_text = request.query_params.get("page", "1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -150,22 +151,41 @@ def serve(
         _print_demo(_seed())
     from lephi.app import create_app
 
-    uvicorn.Server(server_config(create_app(settings), host, port)).run()
+    # uvicorn stops on SIGTERM/SIGINT (no new connections, in-flight requests finish within LEPHI_SHUTDOWN_SECONDS,
+    # then the app's shutdown drains the in-process worker) and then raises the signal again for the handler that
+    # was there before it: a no-op one makes a requested stop exit 0, as process managers expect.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
+    uvicorn.Server(server_config(create_app(settings), host, port, settings.shutdown_seconds)).run()
 
 
-def server_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+def server_config(app: ASGIApp, host: str, port: int, shutdown_seconds: float = 20.0) -> uvicorn.Config:
     """How ``serve`` runs the app. Forwarded headers are read by the app alone, from LEPHI_TRUSTED_PROXIES
     (payments.core.proxies): uvicorn's own reading trusts 127.0.0.1 (or FORWARDED_ALLOW_IPS) and would let anyone
     behind a local proxy, or on the host, name any client address."""
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        # On SIGTERM: stop accepting at once, let in-flight requests finish for this long (LEPHI_SHUTDOWN_SECONDS).
+        timeout_graceful_shutdown=max(1, round(shutdown_seconds)),
+    )
 
 
 @app.command("worker")
 def run_worker() -> None:
-    """Run the outbox worker (payment expiry, status re-queries, refund retries) until stopped."""
-    from lephi.jobs import HANDLERS, PERIODIC
+    """Run the outbox worker (receipts, webhooks, payment expiry, status re-queries, refund retries) until SIGTERM
+    or SIGINT, then drain: no new jobs, running ones finish within LEPHI_WORKER_SHUTDOWN_SECONDS, the rest go back
+    to the queue for another worker; exit 0."""
+    import os
+    import threading
+
+    from lephi.jobs import HANDLERS, NETWORK_KINDS, PERIODIC
     from payments.outbox.worker import Worker
 
     ctx = context()
@@ -173,11 +193,22 @@ def run_worker() -> None:
         from lephi import metrics
 
         metrics.start(ctx.db, ctx.settings, HANDLERS, ctx.gateways.names())
-    w = Worker(ctx, HANDLERS, periodic=PERIODIC)
-    try:
-        w.run_forever()
-    except KeyboardInterrupt:
-        w.stop()
+    w = Worker(ctx, HANDLERS, periodic=PERIODIC, concurrent=NETWORK_KINDS)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: w.stop())
+    # The loop runs on a thread so that this one stays free for signals and can enforce the bound on a job that
+    # will not end (a handler stuck past its own timeouts).
+    loop = threading.Thread(target=w.run_forever, name="lephi-worker")
+    loop.start()
+    while loop.is_alive() and not w.stopping:
+        loop.join(0.5)
+    loop.join(ctx.settings.worker_shutdown_seconds + 5)
+    if loop.is_alive() or w.abandoned:
+        w.release_held()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # threads still running a job would keep the interpreter from exiting
+    ctx.close()
 
 
 @apikey.command("create")

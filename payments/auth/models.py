@@ -38,6 +38,9 @@ class ApiKey(SQLModel, table=True):
     scopes: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Written by each process's key cache at most once a minute (payments/auth/cache.py), never by a request: it may
+    # lag the last use by that much, and only ever moves forward.
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ApiKeyVersion(SQLModel, table=True):

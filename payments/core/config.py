@@ -47,6 +47,9 @@ class PaymentSettings(BaseModel):
     redis_url: str = ""
     # Connect and reply timeout for each rate limit check: a hanging Redis delays a request by about this much.
     redis_timeout_ms: int = Field(default=100, ge=10, le=5000)
+    # How often each process writes when its API keys were last used (one UPDATE for all of them): the console's
+    # "last used" lags by at most this much, and a request never pays for a write of its own.
+    key_last_used_flush_seconds: float = Field(default=60.0, gt=0)
     page_size_default: int = 20
     page_size_max: int = 100
 
@@ -65,6 +68,13 @@ class PaymentSettings(BaseModel):
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_batch_size: int = Field(default=20, ge=1)
     worker_lease_seconds: int = Field(default=120, ge=5)
+    # Jobs that wait on the network (webhook deliveries, gateway queries, the T-VAN hand-off) run on this many
+    # threads per worker; receipt issuance is CPU-bound and stays one at a time.
+    worker_threads: int = Field(default=4, ge=1, le=32)
+    # On SIGTERM a worker finishes its running jobs for at most this long, then hands the rest back to the queue.
+    worker_shutdown_seconds: float = Field(default=20.0, ge=0)
+    # On SIGTERM ``lephi serve`` stops accepting and lets in-flight requests finish for at most this long.
+    shutdown_seconds: float = Field(default=20.0, ge=0)
 
     # TOML file with each gateway's defaults and each agency's merchant credentials (docs/adapters.md).
     gateways_file: Path | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 from sqlmodel import Session
 
 from payments.core import requestid
@@ -19,10 +19,18 @@ from payments.outbox.models import OutboxJob, OutboxStatus
 _JOB = table_of(OutboxJob)
 INSERT_JOB = insert(_JOB)
 
+# Workers LISTEN on this channel (payments.outbox.wake). PostgreSQL delivers a NOTIFY at commit, and drops it on
+# rollback, so a worker never wakes for a job it cannot see yet.
+CHANNEL = "lephi_outbox"
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :kinds)")
+
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], run_after: datetime | None = None) -> None:
     now = utcnow()
-    connection(session).execute(INSERT_JOB, job_row(kind, payload, run_after or now, now))
+    row = job_row(kind, payload, run_after or now, now)
+    conn = connection(session)
+    conn.execute(INSERT_JOB, row)
+    wake_workers(conn, [row], now)
 
 
 def enqueue_many(session: Session, jobs: list[tuple[str, dict[str, Any]]], run_after: datetime | None = None) -> None:
@@ -30,7 +38,9 @@ def enqueue_many(session: Session, jobs: list[tuple[str, dict[str, Any]]], run_a
     if jobs:
         now = utcnow()
         rows = [job_row(kind, payload, run_after or now, now) for kind, payload in jobs]
-        insert_rows(connection(session), _JOB, rows)
+        conn = connection(session)
+        insert_rows(conn, _JOB, rows)
+        wake_workers(conn, rows, now)
 
 
 def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: datetime) -> dict[str, Any]:
@@ -53,3 +63,15 @@ def job_row(kind: str, payload: dict[str, Any], run_after: datetime, now: dateti
 def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Rows made by ``job_row``, in one statement."""
     insert_rows(conn, _JOB, rows)
+    wake_workers(conn, rows, utcnow())
+
+
+def wake_workers(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Tell listening workers, on PostgreSQL, that jobs are due: one statement for the lot, and none when every job
+    is for later (a new payment's expiry and re-query), which keeps the payment path as cheap as before. SQLite has
+    no NOTIFY: its workers poll."""
+    if conn.dialect.name != "postgresql":
+        return
+    kinds = sorted({row["kind"] for row in rows if row["run_after"] <= now})
+    if kinds:
+        conn.execute(_NOTIFY, {"kinds": ",".join(kinds)})

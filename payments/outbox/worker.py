@@ -1,7 +1,12 @@
 """Runs outbox jobs. Several workers (threads or processes) may run at once: each claims a batch under a lease,
 taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and under SQLite's single writer lock (``BEGIN IMMEDIATE``).
 A job whose worker died is taken again when its lease runs out, so handlers must be idempotent (they are: each
-re-reads state and changes it by compare-and-set)."""
+re-reads state and changes it by compare-and-set).
+
+On PostgreSQL a worker sleeps until a job is queued (``LISTEN``, payments.outbox.wake), with the poll interval as a
+fallback; on SQLite it polls. Jobs of the kinds it is told wait on the network run on a few threads of its own, the
+rest (receipt issuance: CPU-bound) one at a time. ``stop`` drains: no new claims, running jobs get
+``worker_shutdown_seconds`` to finish, and every job still leased is handed back to the queue at once."""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -20,11 +28,14 @@ from sqlmodel import col, select
 from adapters.base import GatewayTechnicalError
 from payments.core import requestid
 from payments.core.context import AppContext
+from payments.core.db import table_of
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
+from payments.outbox.wake import Listener
 
 log = get_logger(__name__)
+_OUTBOX = table_of(OutboxJob)
 
 # The context a worker's handlers take: each package's handlers declare the context they need (payments' take an
 # AppContext, invoices' a ReceiptContext); the service's worker runs them all with its container, which is both.
@@ -63,40 +74,123 @@ class Worker(Generic[C]):
         handlers: dict[str, Handler[C]],
         name: str | None = None,
         periodic: Sequence[Periodic[C]] = (),
+        concurrent: Collection[str] = (),
     ) -> None:
         self.ctx = ctx
         self.handlers = handlers
         self.periodic = periodic
+        # Kinds whose handlers mostly wait on the network: they run on the pool, several at once.
+        self.concurrent = frozenset(concurrent)
         self._last_periodic: dict[str, float] = {}
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopped_at: float | None = None
+        self._lock = threading.Lock()
+        self._claimed: dict[int, OutboxJob] = {}  # leased by this worker, not started
+        self._running: set[int] = set()
+        self._futures: set[Future[None]] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self.listener: Listener | None = None
+        self.abandoned = False  # jobs were still running when the shutdown bound ran out
 
-    def claim(self, limit: int) -> list[OutboxJob]:
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def threads(self) -> int:
+        return self.ctx.settings.worker_threads
+
+    def claim(self, limit: int, exclude: Collection[str] = ()) -> list[OutboxJob]:
+        """Lease up to ``limit`` due jobs, the longest due first, in one statement (``UPDATE ... WHERE id IN (SELECT
+        ... FOR UPDATE SKIP LOCKED) RETURNING``): two workers never get the same job, and neither waits for the
+        other's rows."""
         now = utcnow()
         lease = now + timedelta(seconds=self.ctx.settings.worker_lease_seconds)
+        due = (
+            select(col(OutboxJob.id))
+            .where(OutboxJob.status == OutboxStatus.pending, col(OutboxJob.run_after) <= now)
+            .where(or_(col(OutboxJob.locked_until).is_(None), col(OutboxJob.locked_until) < now))
+            .order_by(col(OutboxJob.run_after))
+            .limit(limit)
+        )
+        if exclude:
+            due = due.where(col(OutboxJob.kind).not_in(sorted(exclude)))
+        if self.ctx.db.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            update(OutboxJob)
+            .where(col(OutboxJob.id).in_(due.scalar_subquery()))
+            .values(locked_by=self.name, locked_until=lease, attempts=col(OutboxJob.attempts) + 1)
+            .returning(*_OUTBOX.c)
+        )
         with self.ctx.db.write() as s:
-            query = (
-                select(OutboxJob)
-                .where(OutboxJob.status == OutboxStatus.pending, col(OutboxJob.run_after) <= now)
-                .where(or_(col(OutboxJob.locked_until).is_(None), col(OutboxJob.locked_until) < now))
-                .order_by(col(OutboxJob.run_after))
-                .limit(limit)
-            )
-            if self.ctx.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            jobs = list(s.exec(query))
-            for job in jobs:
-                job.locked_by, job.locked_until = self.name, lease
-                job.attempts += 1
-                s.add(job)
-            return jobs
+            rows = s.execute(claim).mappings().all()
+        jobs = sorted((OutboxJob(**row) for row in rows), key=lambda job: (job.run_after, job.id or 0))
+        with self._lock:
+            self._claimed.update((job.id, job) for job in jobs if job.id is not None)
+        return jobs
 
     def run_once(self, limit: int | None = None) -> int:
-        """Claim and run one batch of due jobs; returns how many ran."""
+        """Claim and run one batch of due jobs, waiting for all of them; returns how many were claimed."""
         jobs = self.claim(limit or self.ctx.settings.worker_batch_size)
-        for job in jobs:
-            self._run(job)
+        wait_for(self._dispatch(jobs))
         return len(jobs)
+
+    def _step(self) -> int:
+        """One batch for the loop: network jobs are left running on the pool. While the pool is busy, only jobs
+        that do not go to it are claimed, so that a slow webhook target never holds up a receipt."""
+        with self._lock:
+            busy = len(self._futures) >= self.threads
+        jobs = self.claim(self.ctx.settings.worker_batch_size, exclude=self.concurrent if busy else ())
+        self._dispatch(jobs)
+        return len(jobs)
+
+    def _dispatch(self, jobs: list[OutboxJob]) -> list[Future[None]]:
+        futures = [self._submit(job) for job in jobs if job.kind in self.concurrent]
+        for job in jobs:
+            if job.kind not in self.concurrent:
+                if self._stop.is_set():
+                    break  # the rest are handed back by the drain
+                self._start(job)
+        return futures
+
+    def _submit(self, job: OutboxJob) -> Future[None]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"lephi-job-{self.name}"[:40])
+            future = self._pool.submit(self._start, job)
+            self._futures.add(future)
+        future.add_done_callback(self._pooled_done)
+        return future
+
+    def _pooled_done(self, future: Future[None]) -> None:
+        with self._lock:
+            was_busy = len(self._futures) >= self.threads
+            self._futures.discard(future)
+        if was_busy:
+            self._wake.set()  # a thread is free: the loop may take the network jobs it left
+
+    def _start(self, job: OutboxJob) -> None:
+        # A job that waited in this worker past half its lease is handed back rather than started: near the end of
+        # the lease another worker may take it, and a job must never run twice at once.
+        margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
+        with self._lock:
+            if self._stop.is_set() or job.id not in self._claimed:
+                return
+            late = job.locked_until is not None and job.locked_until - utcnow() < margin
+            del self._claimed[job.id]
+            if not late:
+                self._running.add(job.id)
+        if late:
+            self._release([job.id], started=False)
+            return
+        try:
+            self._run(job)
+        finally:
+            with self._lock:
+                self._running.discard(job.id)
 
     def _run(self, job: OutboxJob) -> None:
         # The request that queued the job: on the lines it logs and on the jobs it queues in turn.
@@ -144,20 +238,74 @@ class Worker(Generic[C]):
 
     def run_forever(self) -> None:
         log.info("worker.started", worker=self.name)
+        if self.ctx.db.dialect == "postgresql":
+            self.listener = Listener(self.ctx.db.engine.url, self._wake, self.name)
+            self.listener.start()
         last_purge = 0.0
-        while not self._stop.is_set():
-            try:
-                ran = self.run_once()
-                if self._stop.wait(0) or ran:
-                    continue
-                if (now := utcnow().timestamp()) - last_purge > 3600:
-                    self.ctx.idempotency.purge_expired()
-                    last_purge = now
-                self.run_periodic(now)
-            except Exception as exc:  # the loop must survive a database restart
-                log.error("worker.loop_error", error=str(exc)[:500])
-            self._stop.wait(self.ctx.settings.worker_poll_seconds)
-        log.info("worker.stopped", worker=self.name)
+        try:
+            while not self._stop.is_set():
+                # Cleared before claiming: a job queued from here on sets it again, and the wait below returns.
+                self._wake.clear()
+                try:
+                    if self._step():
+                        continue
+                    if (now := utcnow().timestamp()) - last_purge > 3600:
+                        self.ctx.idempotency.purge_expired()
+                        last_purge = now
+                    self.run_periodic(now)
+                except Exception as exc:  # the loop must survive a database restart
+                    log.error("worker.loop_error", error=str(exc)[:500])
+                self._wake.wait(self.ctx.settings.worker_poll_seconds)
+        finally:
+            if self.listener is not None:
+                self.listener.stop()
+            self._drain()
+        log.info("worker.stopped", worker=self.name, abandoned=self.abandoned)
+
+    def _drain(self) -> None:
+        """Let running jobs finish within the bound, then hand every job this worker still leases back."""
+        stopped_at = self._stopped_at or time.monotonic()
+        deadline = stopped_at + self.ctx.settings.worker_shutdown_seconds
+        with self._lock:
+            pool, futures = self._pool, list(self._futures)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)  # queued jobs stay claimed and are released below
+        wait_for(futures, timeout=max(0.0, deadline - time.monotonic()))
+        self.release_held()
+
+    def release_held(self) -> int:
+        """Hand back every job this worker leases: not started ones as if never claimed, running ones (past the
+        shutdown bound) with their attempt counted. Another worker may take them at once."""
+        with self._lock:
+            waiting, running = list(self._claimed), list(self._running)
+            self._claimed.clear()
+            self.abandoned = self.abandoned or bool(running)
+        try:
+            self._release(waiting, started=False)
+            self._release(running, started=True)
+        except Exception as exc:  # the database is gone: the leases run out on their own
+            log.error("worker.release_failed", error=str(exc)[:500], jobs=len(waiting) + len(running))
+            return 0
+        if waiting or running:
+            log.info("worker.released", worker=self.name, waiting=len(waiting), running=len(running))
+        return len(waiting) + len(running)
+
+    def _release(self, ids: list[int], started: bool) -> None:
+        if not ids:
+            return
+        values: dict[str, Any] = {"locked_by": None, "locked_until": None}
+        if not started:
+            values["attempts"] = col(OutboxJob.attempts) - 1
+        with self.ctx.db.write() as s:
+            s.execute(
+                update(OutboxJob)
+                .where(
+                    col(OutboxJob.id).in_(ids),
+                    col(OutboxJob.locked_by) == self.name,
+                    col(OutboxJob.status) == OutboxStatus.pending,
+                )
+                .values(**values)
+            )
 
     def run_periodic(self, now: float) -> None:
         for task in self.periodic:
@@ -170,4 +318,8 @@ class Worker(Generic[C]):
                 log.error("worker.periodic_failed", task=task.name, error=str(exc)[:500])
 
     def stop(self) -> None:
+        """Stop claiming and drain (from any thread, or a signal handler); ``run_forever`` returns once done."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stop.set()
+        self._wake.set()

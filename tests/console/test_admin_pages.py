@@ -17,6 +17,7 @@ from console.audit.service import verify
 from lephi.container import Container
 from payments.auth.models import ApiKey
 from payments.auth.service import create_key
+from payments.pages import fmt
 from tests.conftest import Api
 from tests.console.conftest import MakeStaff, count, csrf_of, login
 
@@ -360,3 +361,21 @@ def test_only_a_province_admin_grants_the_province_feed_scope(
     form = {"name": "province", "scope": ["province:read"], "agency": "AGC-A", "csrf": csrf, "lang": "en"}
     html(client.post("/console/keys", data=form), 200)
     assert [k.scopes for k in keys_of(ctx).values() if k.name == "province"] == [["province:read"]]
+
+
+def test_the_keys_page_shows_when_each_key_was_last_used(
+    client: TestClient, ctx: Container, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    sign_in(client, make_staff, "agency_admin")
+    key_id, raw = b_key(ctx, "AGC-A")
+    page = client.get("/console/keys?lang=en")
+    never = page.text.count("<td>Never</td>")
+    assert never >= 1 and "within about a minute" in page.text
+    assert client.get("/v1/payments", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+    # The request itself writes nothing; the cache's periodic write does.
+    assert keys_of(ctx)[key_id].last_used_at is None
+    ctx.api_keys.flush()
+    used = keys_of(ctx)[key_id].last_used_at
+    assert used is not None
+    assert f"<td>{fmt.when(used, 'vi')}</td>" in client.get("/console/keys?lang=vi").text
+    assert client.get("/console/keys?lang=en").text.count("<td>Never</td>") == never - 1

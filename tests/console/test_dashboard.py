@@ -5,10 +5,13 @@ requests' hook."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
+from console.dashboard import page as page_module
 from console.dashboard.figures import gather, refund_request_table
 from console.dashboard.page import PAGES, served_paths
 from invoices.keys import write_dev_certificate
@@ -129,3 +132,21 @@ def test_certificate_expiry_counts_down(ctx: Container, agencies: dict[str, str]
         late = gather(s, [a], ctx.settings, now=until + timedelta(days=1))
     assert soon.total.certificate_days == 10 and late.total.certificate_days is not None
     assert late.total.certificate_days < 0
+
+
+def test_the_served_paths_are_walked_once_per_app(
+    client: TestClient, make_staff: MakeStaff, agencies: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walks: list[int] = []
+
+    def counted(routes: Iterable[object]) -> set[str]:
+        if routes is client.app.routes:  # type: ignore[attr-defined]  # the walk's start, not its recursion
+            walks.append(1)
+        return served_paths(routes)
+
+    monkeypatch.setattr(page_module, "served_paths", counted)
+    sign_in(client, make_staff, "agency_admin", "AGC-A")
+    first = client.get("/console/?lang=en").text
+    assert client.get("/console/?lang=en").text.count('">Open') == first.count('">Open') > 0
+    assert client.get("/console/?lang=vi").status_code == 200
+    assert len(walks) <= 1  # none when an earlier request of this app walked them

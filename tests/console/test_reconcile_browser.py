@@ -54,6 +54,8 @@ def test_upload_run_and_resolve_through_the_pages(live_server: LiveServer, brows
     page.select_option("#format", "vnpay_csv")
     page.set_input_files("#file", str(statement))
     page.get_by_role("button", name="Import the file").click()
+    # The page's script sends the form and shows the answer in place: wait for it.
+    page.get_by_role("heading", name="File imported").wait_for()
     assert "1 lines processed, 1 new" in page.content()
     found["imported"] = violations(page)
     page.goto(f"{live_server.url}/console/reconcile/imports?lang=en")
