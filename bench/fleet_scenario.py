@@ -344,7 +344,7 @@ def fleet_up(cfg: Config, url: str, workdir: Path, receiver: Receiver) -> Iterat
     try:
         for p in apis:
             assert p.port is not None
-            harness.wait_ready(p.popen, p.port, p.log, READY_PATH, timeout=120)  # type: ignore[arg-type]
+            harness.wait_ready(p.popen, p.port, p.log, READY_PATH, timeout=120)
         for p in workers:
             if p.popen.poll() is not None:
                 raise SystemExit(f"worker {p.index} exited ({p.popen.returncode}):\n{p.log.read_text()[-3000:]}")
@@ -427,21 +427,25 @@ def check(cfg: Config, url: str, receiver: Receiver, ids: list[str], report: Rep
     engine = create_engine(normalise_url(url))
     try:
         with engine.connect() as conn:
-            statuses = dict(conn.execute(text("SELECT status, count(*) FROM payment GROUP BY status")).all())
+            statuses: dict[Any, Any] = dict(
+                conn.execute(text("SELECT status, count(*) FROM payment GROUP BY status")).all()
+            )
             per_dossier = conn.execute(
                 text("SELECT count(*) FROM (SELECT dossier_id FROM payment GROUP BY dossier_id HAVING count(*) > 1) d")
             ).scalar()
             docs = conn.execute(text("SELECT payment_id, series, number, created_at FROM document")).all()
-            succeeded_at = dict(
+            succeeded_at: dict[Any, Any] = dict(
                 conn.execute(
                     text(
                         "SELECT payment_id, min(created_at) FROM payment_event WHERE to_status = 'succeeded' GROUP BY 1"
                     )
                 ).all()
             )
-            messages = dict(conn.execute(text("SELECT id, event_type FROM webhook_message")).all())
-            deliveries = dict(conn.execute(text("SELECT status, count(*) FROM webhook_delivery GROUP BY status")).all())
-            dead = dict(
+            messages: dict[Any, Any] = dict(conn.execute(text("SELECT id, event_type FROM webhook_message")).all())
+            deliveries: dict[Any, Any] = dict(
+                conn.execute(text("SELECT status, count(*) FROM webhook_delivery GROUP BY status")).all()
+            )
+            dead: dict[Any, Any] = dict(
                 conn.execute(text("SELECT kind, count(*) FROM outbox WHERE status = 'dead' GROUP BY kind")).all()
             )
     finally:
