@@ -152,7 +152,7 @@ class Proc:
 
 def lephi_command() -> list[str]:
     script = Path(sys.executable).with_name("lephi")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "lephi.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from lephi.cli import app; app()"]
 
 
 def fleet_env(url: str, data_dir: Path, receiver_port: int) -> dict[str, str]:
