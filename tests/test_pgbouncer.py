@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from sqlmodel import col, select
 
 from invoices.tables import Document
 from lephi.app import create_app
-from lephi.container import build_container
+from lephi.container import Container, build_container
 from lephi.jobs import HANDLERS
 from lephi.migrate import current_revision, head_revision, upgrade
 from payments.auth.service import create_key
@@ -109,11 +110,16 @@ max_client_conn = 100
         admin.dispose()
 
 
+def _documents(ctx: Container) -> int:
+    with ctx.db.read() as s:
+        return len(s.exec(select(Document.id)).all())
+
+
 def test_migrate_pay_issue_and_verify_through_pgbouncer(bouncer_url: str, tmp_path: Path) -> None:
     # The migration's advisory lock is transaction-scoped: it holds on whichever server connection PgBouncer gave.
     upgrade(bouncer_url)
     upgrade(bouncer_url)  # a second process finding the schema current
-    settings = make_settings(bouncer_url, tmp_path, db_pgbouncer=True, db_pool_size=4)
+    settings = make_settings(bouncer_url, tmp_path, db_pgbouncer=True, db_pool_size=4, worker_poll_seconds=0.2)
     db = Database(make_engine(settings.effective_database_url, settings))
     assert current_revision(db.engine) == head_revision()
     late_app = LateApp()
@@ -127,7 +133,7 @@ def test_migrate_pay_issue_and_verify_through_pgbouncer(bouncer_url: str, tmp_pa
         late_app.app = app
         auth = {"Authorization": f"Bearer {key}"}
         with TestClient(app, raise_server_exceptions=False) as client:
-            for _ in range(PAYMENTS):
+            for i in range(PAYMENTS):
                 r = client.post(
                     "/v1/dossiers", json=dossier_body(), headers={**auth, "Idempotency-Key": secrets.token_hex(8)}
                 )
@@ -144,7 +150,21 @@ def test_migrate_pay_issue_and_verify_through_pgbouncer(bouncer_url: str, tmp_pa
                 )
                 assert answer.status_code == 303, answer.text
                 assert client.get(f"/v1/payments/{payment['id']}", headers=auth).json()["status"] == "succeeded"
-                Worker(ctx, HANDLERS).run_once()
+                if i < PAYMENTS - 1:
+                    Worker(ctx, HANDLERS).run_once()
+            # The last receipt by a running worker: through PgBouncer it polls, since LISTEN would hear nothing.
+            worker = Worker(ctx, HANDLERS)
+            thread = threading.Thread(target=worker.run_forever, daemon=True)
+            thread.start()
+            try:
+                deadline = time.monotonic() + 30
+                while _documents(ctx) < PAYMENTS:
+                    assert time.monotonic() < deadline, "the running worker issued no receipt"
+                    time.sleep(0.05)
+                assert worker.listener is None
+            finally:
+                worker.stop()
+                thread.join(30)
             with ctx.db.read() as s:
                 documents = s.exec(select(Document).order_by(col(Document.number))).all()
             assert [d.number for d in documents] == list(range(1, PAYMENTS + 1))
