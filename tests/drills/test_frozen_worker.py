@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
+import invoices.numbering
 import invoices.service
 import payments.outbox.worker as worker_module
 from invoices.tables import Document
@@ -34,7 +35,7 @@ def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypa
         with service(url, tmp_path, worker_lease_seconds=5) as api:
             payment_id = pay(api, "HS-F1")
             frozen, resume = threading.Event(), threading.Event()
-            take_number = invoices.service.take_number
+            take_number = invoices.numbering.take_number
 
             def take_then_freeze(*args: object, **kw: object) -> int:
                 number = take_number(*args, **kw)  # type: ignore[arg-type]
