@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,22 +22,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ServerCommandFailed(RuntimeError):
+    pass
+
+
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         assert (BIN / "initdb").exists(), f"PostgreSQL server programs not found in {BIN} (set LEPHI_TEST_PG_BIN)"
-        self.root = root
-        self.data = root / "data"
+        # Not under pytest's tmp_path: pytest sets its root back to mode 0700 whenever it starts (another worker's run
+        # included), and a server running as another user must be able to reach its data directory.
+        self.root = Path(tempfile.mkdtemp(prefix="lephi-pg-"))
+        self.data = self.root / "data"
         self.port = _free_port()
         # The server refuses to run as root: where the suite runs as root (containers), it runs as postgres.
         self._as: list[str] = []
         if os.geteuid() == 0:
             self._as = ["runuser", "-u", "postgres", "--"]
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.chown(root, "postgres", "postgres")
-            # tmp_path's parents are private to root; the server only needs to pass through them.
-            for parent in list(root.parents)[:-1]:
-                if parent.stat().st_uid == 0:
-                    parent.chmod(parent.stat().st_mode | 0o001)
+            shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 
     @property
@@ -47,7 +49,11 @@ class Cluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, program: str, *args: str) -> None:
-        subprocess.run([*self._as, str(BIN / program), *args], check=True, capture_output=True, timeout=120)
+        done = subprocess.run(
+            [*self._as, str(BIN / program), *args], check=False, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise ServerCommandFailed(f"{program} exited with {done.returncode}: {done.stderr.strip()[-2000:]}")
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c unix_socket_directories=''"
@@ -67,11 +73,12 @@ class Cluster:
 
 
 @contextmanager
-def cluster(root: Path) -> Iterator[Cluster]:
-    c = Cluster(root)
-    c.start()
+def cluster() -> Iterator[Cluster]:
+    c = Cluster()
     try:
+        c.start()
         yield c
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the drill
+        with contextlib.suppress(ServerCommandFailed):  # already stopped by the drill
             c.stop()
+        shutil.rmtree(c.root, ignore_errors=True)

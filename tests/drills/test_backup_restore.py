@@ -28,7 +28,7 @@ def _libpq(url: str) -> str:
 
 
 def test_backup_restore_keeps_receipts_verifiable_and_numbering_gap_free(tmp_path: Path) -> None:
-    with cluster(tmp_path / "pg") as pg:
+    with cluster() as pg:
         live = pg.create_database("lephi")
         upgrade(live)
         data_dir = tmp_path / "data"  # the signing keys: backed up with the database, restored beside it

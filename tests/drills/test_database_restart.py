@@ -2,7 +2,7 @@
 
 Every answer is a success or a retryable problem (503 with Retry-After, or 409 in progress), never a 500; once the
 server is back the pool reconnects by itself; retrying each failed request under its Idempotency-Key ends with one
-dossier and one payment each, and every payment has its events."""
+dossier and one payment each, and every payment has its events and its expiry job."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from lephi.migrate import upgrade
 from payments.auth.service import create_key
 from payments.core.db import Database, make_engine
 from payments.dossier.models import Dossier
+from payments.outbox.models import OutboxJob
+from payments.payment import kinds
 from payments.payment.models import Payment, PaymentEvent
 from tests.conftest import ALL_SCOPES, make_settings
 from tests.drills.pgcluster import cluster
@@ -31,7 +33,7 @@ PER_CLIENT = 12
 
 
 def test_database_restart_mid_load(tmp_path: Path) -> None:
-    with cluster(tmp_path / "pg") as pg:
+    with cluster() as pg:
         url = pg.create_database("lephi")
         upgrade(url)
         settings = make_settings(url, tmp_path, db_pool_size=4)
@@ -98,4 +100,8 @@ def test_database_restart_mid_load(tmp_path: Path) -> None:
             assert len({p.dossier_id for p in payments}) == len(payments)
             with_events = set(s.exec(select(PaymentEvent.payment_id).distinct()).all())
             assert {p.id for p in payments} <= with_events
+            expiries = [
+                j.payload["payment_id"] for j in s.exec(select(OutboxJob).where(OutboxJob.kind == kinds.EXPIRE))
+            ]
+            assert sorted(expiries) == sorted(p.id for p in payments)
         ctx.close()

@@ -29,7 +29,7 @@ from tests.drills.service import pay, run_due_jobs, service
 
 
 def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with cluster(tmp_path / "pg") as pg:
+    with cluster() as pg:
         url = pg.create_database("lephi")
         upgrade(url)
         with service(url, tmp_path, worker_lease_seconds=5) as api:

@@ -90,7 +90,7 @@ def _export(commit: str, into: Path) -> None:
 def test_previous_release_pays_against_the_new_schema(tmp_path: Path) -> None:
     old = tmp_path / "previous"
     _export(PREVIOUS, old)
-    with cluster(tmp_path / "pg") as pg:
+    with cluster() as pg:
         url = pg.create_database("lephi")
         upgrade(url)  # this tree's head
         env = {
