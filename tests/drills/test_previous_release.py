@@ -70,8 +70,15 @@ print("previous release: payment", payment["id"], "succeeded")
 """
 
 
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=False, capture_output=True, text=True, timeout=120)
+
+
 def _export(commit: str, into: Path) -> None:
     archive = into.with_suffix(".tar")
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        # A shallow clone lacks the commit: ask the clone's origin for it before failing.
+        _git("fetch", "--quiet", "origin", commit)
     got = subprocess.run(
         ["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), commit],
         check=False,
