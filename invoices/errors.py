@@ -93,3 +93,7 @@ class UnreadableReply(InvoiceError, ValueError):
 
 class MessageConflict(InvoiceError):
     """A different message already lies under this MTDiep: it is never overwritten."""
+
+
+class HandOffFailed(InvoiceError):
+    """Messages for the tax authority could not be handed to the T-VAN folder; they stay queued."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from invoices.context import ReceiptContext
-from invoices.errors import OriginalNotIssued
+from invoices.errors import HandOffFailed, OriginalNotIssued
 from invoices.service import issue_adjustment, issue_receipt
-from invoices.tax.service import SEND, apply_replies, gateway_for, send_pending
+from invoices.tax.service import SEND, apply_replies, gateway_for, left_by_failure, send_pending
 from payments.outbox.worker import Handler, Periodic, RetryLater
 from payments.payment import kinds
 
@@ -37,6 +37,10 @@ def tax_sync(ctx: ReceiptContext) -> None:
 
 def send(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     tax_sync(ctx)
+    if waiting := left_by_failure(ctx):
+        # The folder could not be written (full, read-only, unmounted): the job fails, so that the outbox retries it
+        # with backoff and shows the error; the periodic sync keeps trying on its own interval as well.
+        raise HandOffFailed(f"{waiting} message(s) could not be handed to the T-VAN folder")
 
 
 HANDLERS: dict[str, Handler[ReceiptContext]] = {

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, column, insert, literal, or_, update
+from sqlalchemy import Connection, and_, bindparam, column, func, insert, literal, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -46,6 +46,7 @@ from payments.outbox.models import OutboxJob, OutboxStatus
 __all__ = [
     "apply_replies",
     "gateway_for",
+    "left_by_failure",
     "queue_document",
     "queue_issued",
     "queue_notice",
@@ -224,6 +225,17 @@ def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = N
         if sent < len(claimed):
             break
     return total
+
+
+def left_by_failure(ctx: ReceiptContext) -> int:
+    """Messages a failed hand-over put back in the queue (they carry its error until one succeeds)."""
+    with ctx.db.read() as s:
+        query = (
+            select(func.count())
+            .select_from(TaxMessage)
+            .where(col(TaxMessage.status) == Status.queued, col(TaxMessage.error).is_not(None))
+        )
+        return int(s.exec(query).one())
 
 
 def _claimable(stale_before: datetime) -> Any:

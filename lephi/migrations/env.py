@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, pool
 
 import lephi.tables
 from lephi.settings import Settings
-from payments.core.db import normalise_url
+from payments.core.db import normalise_url, postgres_connect_args
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or normalise_url(Settings().effective_database_url)
@@ -21,8 +21,13 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
+    # Never prepared on the server: a migration may run through PgBouncer in transaction pooling
+    # (payments.core.db.postgres_connect_args), and runs too few statements for preparing to pay.
     connectable = config.attributes.get("connection") or create_engine(
-        url, poolclass=pool.NullPool, hide_parameters=True
+        url,
+        poolclass=pool.NullPool,
+        hide_parameters=True,
+        connect_args={} if url.startswith("sqlite") else postgres_connect_args(prepared=False),
     )
     if hasattr(connectable, "connect"):
         if url.startswith("sqlite"):

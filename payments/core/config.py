@@ -36,6 +36,12 @@ class PaymentSettings(BaseModel):
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=100)
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # The PostgreSQL URL points at PgBouncer in transaction pooling (docs/deploy.md#pgbouncer): no server-side
+    # prepared statements. PgBouncer before 1.21 (Debian 12 ships 1.18) runs each transaction on whichever server
+    # connection is free, where the statement psycopg prepared after 5 runs is missing, or another client's of the
+    # same name exists ("prepared statement _pg3_0 already exists"). A worker then polls instead of LISTEN, which such
+    # a pool does not carry.
+    db_pgbouncer: bool = False
     # Threads for the hot write paths' database work; unset: 1 on SQLite, 4 on PostgreSQL.
     db_threads: int | None = Field(default=None, ge=1, le=64)
 

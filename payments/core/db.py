@@ -72,12 +72,20 @@ def _sqlite_engine(url: str, settings: PaymentSettings) -> Engine:
     return engine
 
 
+def postgres_connect_args(prepared: bool) -> dict[str, Any]:
+    """psycopg's connection arguments: ``prepared=False`` never prepares a statement on the server (psycopg's
+    default prepares one after it ran 5 times on a connection), for a pooler that moves transactions between server
+    connections."""
+    return {} if prepared else {"prepare_threshold": None}
+
+
 def make_engine(url: str, settings: PaymentSettings) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, settings)
     return create_engine(
         url,
+        connect_args=postgres_connect_args(prepared=not settings.db_pgbouncer),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         # No pre-ping: it costs a round trip per checkout; connections are recycled instead, and a dropped one

@@ -126,6 +126,11 @@ class GatewayUnavailable(LephiError):
     transient = True
 
 
+class DatabaseUnavailable(LephiError):
+    status, code, title = 503, "database_unavailable", "The database could not be reached; retry later"
+    transient = True
+
+
 class UnknownGateway(NotFound):
     code, title = "unknown_gateway", "No such payment gateway"
 

@@ -9,12 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as SqlOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from payments.core.errors import (
     PROBLEM_TYPE_BASE,
+    DatabaseUnavailable,
     LephiError,
     MalformedRequest,
     PayloadTooLarge,
@@ -92,6 +95,18 @@ def install_error_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None
             "code": code,
         }
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM_JSON, headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        # A connection dropped by a server restart or failover (the pool then replaces every connection it held), or
+        # a server not answering yet. A retry under the same Idempotency-Key finds the request's claim and resumes it,
+        # or finds nothing and starts afresh: the client may send it again.
+        if not (exc.connection_invalidated or isinstance(exc, SqlOperationalError)):
+            return await _unexpected(request, exc)
+        log.warning("http.database_unavailable", path=request.url.path, error_type=type(exc.orig).__name__)
+        err = DatabaseUnavailable()
+        err.headers["Retry-After"] = "1"
+        return page(request, err.status, err.code, err.headers) or problem_response(err)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -238,7 +238,11 @@ class Worker(Generic[C]):
 
     def run_forever(self) -> None:
         log.info("worker.started", worker=self.name)
-        if self.ctx.db.dialect == "postgresql":
+        if self.ctx.db.dialect == "postgresql" and self.ctx.settings.db_pgbouncer:
+            # A pool in transaction mode hands the LISTEN session's server connection to other clients, and the
+            # notifications with it: the worker would seem to listen and never be woken.
+            log.warning("worker.not_listening", reason="LEPHI_DB_PGBOUNCER: polling instead of LISTEN")
+        elif self.ctx.db.dialect == "postgresql":
             self.listener = Listener(self.ctx.db.engine.url, self._wake, self.name)
             self.listener.start()
         last_purge = 0.0
