@@ -293,11 +293,18 @@ async def pdf_download(document_id: str, request: Request) -> Response:
         doc = await run_in_threadpool(_document, request, staff, document_id)
     except NotHere:
         return not_found(request, staff.lang)
-    from invoices.render import render_pdf
+    from invoices.render import agency_logo, render_pdf
 
     rctx = _rctx(request)
     code = doc.lookup_code
-    pdf = await run_in_threadpool(lambda: render_pdf(doc.xml, lookup_url=lookup_url(rctx, code), lookup_code=code))
+
+    def render() -> bytes:
+        # The same copy the API and the payer get: with the agency's logo when it has one.
+        with rctx.db.read() as s:
+            logo = agency_logo(s, doc.agency_id)
+        return render_pdf(doc.xml, lookup_url=lookup_url(rctx, code), lookup_code=code, logo=logo)
+
+    pdf = await run_in_threadpool(render)
     headers = {"Content-Disposition": f'inline; filename="{doc.file_name("pdf")}"', "Cache-Control": "no-store"}
     return Response(pdf, media_type="application/pdf", headers=headers)
 

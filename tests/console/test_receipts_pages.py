@@ -426,3 +426,21 @@ def test_two_replacements_at_once_issue_one(api: Api, make_staff: MakeStaff, age
         thread.join(30)
     assert sorted(outcomes) == ["receipts_replace_already", "replaced"]
     assert count(api.ctx, "document") == 2 and replacements_audited(api.ctx) == 1
+
+
+def test_the_console_pdf_carries_the_agency_logo_as_the_api_s_does(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    from payments.agency.models import AgencyLogo
+    from tests.invoices.test_lookup import _pdf_images
+    from tests.invoices.test_render import png
+
+    doc_id = receipt(api, "HS-LOGO", {"name": "Nguyen Van A"})
+    with api.ctx.db.write() as s:
+        s.add(
+            AgencyLogo(
+                agency_id=document(api.ctx, doc_id).agency_id, content_type="image/png", data=png(40, 20), sha256="-"
+            )
+        )
+    sign_in(client, make_staff, "viewer")
+    assert _pdf_images(client.get(f"/console/receipts/{doc_id}/pdf").content) == [(40, 20)]
