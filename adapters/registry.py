@@ -19,6 +19,7 @@ def _builtin() -> dict[str, Factory]:
     from adapters.stripe import StripeGateway
     from adapters.vietqr import VietQRGateway
     from adapters.vnpay import VNPayGateway
+    from adapters.zalopay import ZaloPayGateway
 
     return {
         "sandbox": SandboxGateway,
@@ -26,6 +27,7 @@ def _builtin() -> dict[str, Factory]:
         "vnpay": VNPayGateway,
         "momo": MoMoGateway,
         "vietqr": VietQRGateway,
+        "zalopay": ZaloPayGateway,
     }
 
 

@@ -2,8 +2,8 @@
 seconds with what happened. Never a success that did not happen: a gateway that could not be reached says so.
 
 - Stripe: ``GET {api_base}/v1/balance`` with the secret key (reads, changes nothing).
-- VNPay and MoMo: their status query for a reference that does not exist; any verified answer proves the address
-  and the merchant's keys work.
+- VNPay, MoMo and ZaloPay: their status query for a reference that does not exist; any verified answer proves the
+  address and the merchant's keys work.
 - The sandbox runs inside the service: nothing to reach. Gateways without a status query cannot be tested."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from adapters.base import GatewayContext, GatewayError, GatewayTechnicalError, P
 from adapters.registry import Factory
 
 TIMEOUT_SECONDS = 5.0
-QUERIED = ("vnpay", "momo")
+QUERIED = ("vnpay", "momo", "zalopay")
 
 
 @dataclass(frozen=True)

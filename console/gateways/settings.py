@@ -21,6 +21,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "stripe": ("secret_key", "publishable_key", "webhook_secrets"),
     "vnpay": ("tmn_code", "hash_secret"),
     "momo": ("partner_code", "access_key", "secret_key"),
+    "zalopay": ("app_id", "key1", "key2"),
     "vietqr": ("bank_bin", "account_number", "account_name", "reference_secret", "notification_secret"),
     "sandbox": ("secret",),
 }

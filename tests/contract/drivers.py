@@ -6,7 +6,8 @@ A driver knows what the service cannot know about its gateway:
 - the exact signed message the gateway sends when the payer pays, is declined or cancels (``callback``), and the
   exact reply the gateway expects back (``expect_reply``);
 - what the gateway answers when asked about a payment (``gateway_status``): through a stand-in of its HTTP API on
-  respx (Stripe, VNPay, MoMo), through the sandbox's own store, or not at all (a bank transfer cannot be queried).
+  respx (Stripe, VNPay, MoMo, ZaloPay), through the sandbox's own store, or not at all (a bank transfer cannot be
+  queried).
 
 The stand-ins check what the adapter sends (API key, request signatures and checksums) and answer in the shapes the
 gateways document; ``fail_next`` makes them answer HTTP 503 first, to exercise the adapters' retries. Nothing leaves
@@ -32,7 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import respx
 
-from adapters import momo, sandbox, vietqr, vnpay
+from adapters import momo, sandbox, vietqr, vnpay, zalopay
 from payments.gateway.sandbox_store import DbSandboxStore
 from payments.payment.models import Payment
 from tests.conftest import Api
@@ -692,6 +693,230 @@ endpoint = "{MOMO_ENDPOINT}"
         return str(json.loads(request.content)["requestId"])
 
 
+# --- ZaloPay --------------------------------------------------------------------------------------------------------
+ZALO_ENDPOINT = "https://zalopay.test"
+ZALO_APP_ID = 2553  # ZaloPay's public sandbox app and keys, as its documentation publishes them
+ZALO_KEY1 = "PcY4iZIKFCIdgZvA6ueMcMHHUbRLYjPL"
+ZALO_KEY2 = "kLtgPl8HHhfvMuDHPwKfgfsY4Ydm9eIz"
+# Signed strings as ZaloPay's API pages write them (docs.zalopay.vn, specs), spelled out here on purpose.
+ZALO_CREATE_MAC = "{app_id}|{app_trans_id}|{app_user}|{amount}|{app_time}|{embed_data}|{item}"
+ZALO_QUERY_MAC = "{app_id}|{app_trans_id}|" + ZALO_KEY1
+ZALO_REFUND_MAC = "{app_id}|{zp_trans_id}|{amount}|{description}|{timestamp}"
+ZALO_REFUND_QUERY_MAC = "{app_id}|{m_refund_id}|{timestamp}"
+# What the order query answers: (return_code, sub_return_code, is_processing, return_message).
+ZALO_ANSWERS: dict[str, tuple[int, int, bool, str]] = {
+    "pending": (3, 1, True, "Giao dịch chưa được thanh toán hoặc đang xử lý"),
+    "succeeded": (1, 1, False, "Giao dịch thành công"),
+    "failed": (2, -117, False, "Giao dịch thất bại"),
+    "cancelled": (2, -54, False, "Giao dịch hết hạn"),
+}
+
+
+def _zalo_mac(key: str, template: str, values: dict[str, str]) -> str:
+    return hmac.new(key.encode(), template.format(**values).encode(), hashlib.sha256).hexdigest()
+
+
+def _zalo_answer(code: int, sub: int, message: str, **more: Any) -> httpx.Response:
+    body = {"return_code": code, "return_message": message, "sub_return_code": sub, "sub_return_message": message}
+    return httpx.Response(200, json={**body, **more})
+
+
+class ZaloPayStandIn:
+    """ZaloPay's API v2 as far as a payment and its refunds need it: create (mac checked, the same order_url for a
+    repeated identical order), query, refund (asynchronous: answered "processing") and refund status. Requests are
+    form-encoded; answers are JSON and not signed, as ZaloPay's are not."""
+
+    def __init__(self, router: respx.MockRouter, problems: list[str]) -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.failures: dict[str, int] = {"create": 0, "query": 0}
+        self.refund_result = 1  # what a refund becomes once it has been processed: 1 done, 2 refused
+        self.problems = problems
+        self.create_route = router.post(f"{ZALO_ENDPOINT}/v2/create").mock(side_effect=self._create)
+        self.query_route = router.post(f"{ZALO_ENDPOINT}/v2/query").mock(side_effect=self._query)
+        self.refund_route = router.post(f"{ZALO_ENDPOINT}/v2/refund").mock(side_effect=self._refund)
+        self.refund_query_route = router.post(f"{ZALO_ENDPOINT}/v2/query_refund").mock(side_effect=self._refund_query)
+
+    def _form(self, request: httpx.Request, call: str, template: str) -> dict[str, str] | httpx.Response:
+        if self.failures.get(call):
+            self.failures[call] -= 1
+            return httpx.Response(503, text="Service Unavailable")
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            self.problems.append(f"zalopay {call}: not form-encoded")
+        form = dict(parse_qsl(request.content.decode(), keep_blank_values=True))
+        try:
+            expected = _zalo_mac(ZALO_KEY1, template, form)
+        except KeyError as exc:
+            self.problems.append(f"zalopay {call}: missing {exc}")
+            return _zalo_answer(2, -401, "Dữ liệu yêu cầu không hợp lệ")
+        if form.get("mac") != expected or form.get("app_id") != str(ZALO_APP_ID):
+            self.problems.append(f"zalopay {call}: bad mac or app_id")
+            return _zalo_answer(2, -402, "Chữ ký không hợp lệ")
+        return form
+
+    def _create(self, request: httpx.Request) -> httpx.Response:
+        form = self._form(request, "create", ZALO_CREATE_MAC)
+        if isinstance(form, httpx.Response):
+            return form
+        trans_id = form["app_trans_id"]
+        if not re.fullmatch(r"\d{6}_.{1,33}", trans_id):
+            self.problems.append(f"zalopay create: app_trans_id {trans_id!r} does not start with yymmdd_")
+        if not 300 <= int(form.get("expire_duration_seconds", "900")) <= 2_592_000:
+            self.problems.append("zalopay create: expire_duration_seconds out of range")
+        order = self.orders.get(trans_id)
+        if order is not None and order["form"] != form:
+            return _zalo_answer(2, -68, "Mã giao dịch bị trùng")
+        if order is None:
+            token = secrets.token_urlsafe(16)
+            order = self.orders[trans_id] = {"form": form, "state": "pending", "zp_trans_id": 0, "token": token}
+        return _zalo_answer(
+            1,
+            1,
+            "Giao dịch thành công",
+            zp_trans_token=order["token"],
+            order_url=f"{ZALO_ENDPOINT}/openinapp?order={order['token']}",
+            order_token=order["token"],
+            qr_code=f"00020101021226520010vn.zalopay0203001010627000503173{order['token']}",
+        )
+
+    def _query(self, request: httpx.Request) -> httpx.Response:
+        form = self._form(request, "query", ZALO_QUERY_MAC)
+        if isinstance(form, httpx.Response):
+            return form
+        order = self.orders.get(form["app_trans_id"])
+        if order is None:
+            return _zalo_answer(2, -101, "Đơn hàng không tồn tại", is_processing=False, amount=0, zp_trans_id=0)
+        code, sub, processing, message = ZALO_ANSWERS[order["state"]]
+        return _zalo_answer(
+            code,
+            sub,
+            message,
+            is_processing=processing,
+            amount=int(order["form"]["amount"]),
+            discount_amount=0,
+            zp_trans_id=order["zp_trans_id"],
+            server_time=int(time.time() * 1000),
+        )
+
+    def _refund(self, request: httpx.Request) -> httpx.Response:
+        form = self._form(request, "refund", ZALO_REFUND_MAC)
+        if isinstance(form, httpx.Response):
+            return form
+        refund_id = form["m_refund_id"]
+        if not refund_id.startswith(time.strftime("%y%m%d", time.gmtime(time.time() + 7 * 3600)) + f"_{ZALO_APP_ID}_"):
+            self.problems.append(f"zalopay refund: m_refund_id {refund_id!r} is not yymmdd_appid_...")
+        if refund_id in self.refunds:
+            self.problems.append(f"zalopay refund: {refund_id} sent twice")
+            return _zalo_answer(2, -3, "Mã hoàn tiền bị trùng")
+        paid = [o for o in self.orders.values() if str(o["zp_trans_id"]) == form["zp_trans_id"]]
+        if not paid or paid[0]["state"] != "succeeded":
+            return _zalo_answer(2, -13, "Giao dịch không hợp lệ để hoàn tiền")
+        refunded = sum(int(r["amount"]) for r in self.refunds.values() if r["zp_trans_id"] == form["zp_trans_id"])
+        if refunded + int(form["amount"]) > int(paid[0]["form"]["amount"]):
+            return _zalo_answer(2, -25, "Số tiền hoàn vượt quá số tiền giao dịch")
+        self.refunds[refund_id] = {**form, "return_code": 3}
+        return _zalo_answer(3, 1, "Đang hoàn tiền", refund_id=int(digits(refund_id, 15)))
+
+    def _refund_query(self, request: httpx.Request) -> httpx.Response:
+        form = self._form(request, "refund_query", ZALO_REFUND_QUERY_MAC)
+        if isinstance(form, httpx.Response):
+            return form
+        refund = self.refunds.get(form["m_refund_id"])
+        if refund is None:
+            return _zalo_answer(2, -101, "Không tìm thấy yêu cầu hoàn tiền")
+        return _zalo_answer(refund["return_code"], 1, "Trạng thái hoàn tiền")
+
+    def process_refunds(self) -> None:
+        """ZaloPay finishes the refunds in progress, with ``refund_result``."""
+        for refund in self.refunds.values():
+            if refund["return_code"] == 3:
+                refund["return_code"] = self.refund_result
+
+
+class ZaloPayDriver(Driver):
+    """ZaloPay calls back only for money it has taken: a declined or cancelled order is learnt by a status query."""
+
+    name = "zalopay"
+    supports = frozenset({"status_query", "http"})
+    http_calls = ("create", "query")
+
+    def setup(self, tmp_path: Path, router: respx.MockRouter) -> Setup:
+        self.zalopay = ZaloPayStandIn(router, self.problems)
+        toml = f"""
+[agencies."{AGENCY}".zalopay]
+app_id = "{ZALO_APP_ID}"
+key1 = "{ZALO_KEY1}"
+key2 = "{ZALO_KEY2}"
+endpoint = "{ZALO_ENDPOINT}"
+"""
+        return Setup(toml, ["zalopay"])
+
+    def callback(
+        self,
+        api: Api,
+        payment: dict[str, Any],
+        outcome: Outcome,
+        *,
+        amount: int | None = None,
+        event_id: str | None = None,
+        forged: bool = False,
+    ) -> httpx.Response:
+        assert outcome == "succeeded", "ZaloPay calls back only when the payer has paid"
+        trans_id = payment["gateway_reference"]
+        form = self.zalopay.orders[trans_id]["form"]
+        data = json.dumps(
+            {
+                "app_id": ZALO_APP_ID,
+                "app_trans_id": trans_id,
+                "app_time": int(form["app_time"]),
+                "app_user": form["app_user"],
+                "amount": payment["amount"] if amount is None else amount,
+                "embed_data": form["embed_data"],
+                "item": form["item"],
+                "zp_trans_id": int(digits(event_id, 15)),
+                "server_time": int(time.time() * 1000),
+                "channel": 38,
+                "merchant_user_id": "7ZMSl3nEg5sOUJzOLSoUFT8xKNQVaLOLXHB--8Eytqc",
+                "user_fee_amount": 0,
+                "discount_amount": 0,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        key = FORGED_SECRET if forged else ZALO_KEY2
+        body = {"data": data, "mac": hmac.new(key.encode(), data.encode(), hashlib.sha256).hexdigest(), "type": 1}
+        content = json.dumps(body, ensure_ascii=False).encode()
+        return api.client.post(self.callback_path, content=content, headers={"content-type": "application/json"})
+
+    def gateway_status(self, api: Api, payment_id: str, answer: Answer) -> None:
+        row = payment_row(api, payment_id)
+        trans_id = row.gateway_reference or zalopay.app_trans_id(row.gateway_token, row.created_at)
+        assert trans_id in self.zalopay.orders, "ZaloPay holds no order for this payment"
+        order = self.zalopay.orders[trans_id]
+        order["state"] = answer
+        order["zp_trans_id"] = int(digits(trans_id, 15)) if answer == "succeeded" else 0
+
+    def expect_reply(self, reply: Reply) -> ExpectedReply:
+        # HTTP 200 and ZaloPay's JSON whatever the outcome (domain.md 4.4; the codes other than 1 are [S]).
+        code, message = {
+            "accepted": (1, "success"),
+            "duplicate": (2, "already handled"),
+            "invalid_signature": (-1, "mac not equal"),
+            "amount_mismatch": (-1, "amount mismatch"),
+        }[reply]
+        return ExpectedReply(200, {"return_code": code, "return_message": message})
+
+    def fail_next(self, call: HttpCall, times: int) -> respx.Route:
+        self.zalopay.failures[call] = times
+        return self.zalopay.create_route if call == "create" else self.zalopay.query_route
+
+    def replace_sleep(self, api: Api, sleep: Callable[[float], None]) -> None:
+        api.ctx.gateways.get(self.name, AGENCY).sleep = sleep  # type: ignore[attr-defined]
+
+    def create_token(self, request: httpx.Request) -> str:
+        return dict(parse_qsl(request.content.decode()))["app_trans_id"]
+
+
 # --- VietQR ---------------------------------------------------------------------------------------------------------
 QR_BANK_BIN = "970436"
 QR_ACCOUNT = "0011001234567"
@@ -755,7 +980,7 @@ notification_secret = "{QR_NOTIFY_SECRET}"
 
 
 DRIVERS: dict[str, type[Driver]] = {
-    d.name: d for d in (SandboxDriver, StripeDriver, VNPayDriver, MoMoDriver, VietQRDriver)
+    d.name: d for d in (SandboxDriver, StripeDriver, VNPayDriver, MoMoDriver, ZaloPayDriver, VietQRDriver)
 }
 
 

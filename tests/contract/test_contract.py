@@ -3,19 +3,21 @@
 Each scenario is one test function, parametrized over the drivers (tests/contract/drivers.py) whose gateway can
 take part in it, and run on SQLite and, when LEPHI_TEST_POSTGRES_URL is set, on PostgreSQL (``database_url``):
 
-============================  =======  ======  =====  ====  ======
-scenario                      sandbox  stripe  vnpay  momo  vietqr
-============================  =======  ======  =====  ====  ======
-succeed by callback           x        x       x      x     x
+============================  =======  ======  =====  ====  =======  ======
+scenario                      sandbox  stripe  vnpay  momo  zalopay  vietqr
+============================  =======  ======  =====  ====  =======  ======
+succeed by callback           x        x       x      x     x        x
 decline -> failed             x        x       x      x
 payer cancel -> cancelled     x        x       x      x
-duplicate callback            x        x       x      x     x
-forged callback               x        x       x      x     x
-amount mismatch (under/over)  x        x       x      x     x
-create times out, requery     x        x       x      x
-5xx retried (create / query)           x c q   x q    x c q
-============================  =======  ======  =====  ====  ======
+duplicate callback            x        x       x      x     x        x
+forged callback               x        x       x      x     x        x
+amount mismatch (under/over)  x        x       x      x     x        x
+create times out, requery     x        x       x      x     x
+5xx retried (create / query)           x c q   x q    x c q x c q
+============================  =======  ======  =====  ====  =======  ======
 
+ZaloPay calls back only when the payer has paid: a declined or expired order is learnt by its status query (see
+tests/adapters/test_zalopay.py), so no decline or cancel callback is generated for it.
 VietQR is a bank transfer: the bank notifies only money that arrived, so there is no decline or cancel callback, and
 a transfer cannot be looked up at the bank, so there is no status query to settle a timed-out start (nor an outbound
 call to fail). Those combinations are not generated for it at all. Its amount mismatch is not refused either: the
