@@ -43,6 +43,7 @@ UNVERIFIED = {
     "stripe": (400, {"error": "invalid signature"}),
     "vnpay": (200, {"RspCode": "97", "Message": "Invalid signature"}),
     "momo": (401, None),
+    "zalopay": (200, {"return_code": -1, "return_message": "mac not equal"}),
     "vietqr": (401, {"result": "invalid_signature"}),
     "sandbox": (401, {"result": "invalid_signature"}),
 }
@@ -110,7 +111,7 @@ def _credit(api: Api, path: str = "/v1/gateways/vietqr/callback/AGC-H", **change
 
 
 # --- callback addresses that name no account ---------------------------------------------------------------------
-@pytest.mark.parametrize("gateway", ["stripe", "vnpay", "momo", "vietqr"])
+@pytest.mark.parametrize("gateway", ["stripe", "vnpay", "momo", "zalopay", "vietqr"])
 @pytest.mark.parametrize("agency", [None, "AGC-A", "NO-SUCH-AGENCY"], ids=["default", "no-settings", "unknown"])
 def test_a_callback_address_without_an_account_gets_the_gateways_invalid_reply(
     api: Api, gateway: str, agency: str | None
