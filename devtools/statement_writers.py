@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 from adapters.statements.base import CURRENCY, GMT7, LineKind, StatementFormat, StatementLine
 from adapters.statements.csvfile import EPOCH_FORMATS, ColumnMapping, date_reader
-from adapters.statements.gateway_files import DEFAULT_MAPPINGS, MOMO_MAPPING, VNPAY_MAPPING
+from adapters.statements.gateway_files import DEFAULT_MAPPINGS, MOMO_MAPPING, VNPAY_MAPPING, ZALOPAY_MAPPING
 
 _BAD_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 # What a reader would take for a new tag or the end of the statement at the start of an MT940 line.
@@ -285,6 +285,10 @@ def write_vnpay_csv(lines: Iterable[StatementLine], out: IO[str]) -> int:
 
 def write_momo_csv(lines: Iterable[StatementLine], out: IO[str]) -> int:
     return write_csv(lines, out, MOMO_MAPPING)
+
+
+def write_zalopay_csv(lines: Iterable[StatementLine], out: IO[str]) -> int:
+    return write_csv(lines, out, ZALOPAY_MAPPING)
 
 
 class _CsvRow:

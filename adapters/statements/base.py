@@ -46,6 +46,7 @@ class StatementFormat(StrEnum):
     bank_csv = "bank_csv"
     vnpay_csv = "vnpay_csv"
     momo_csv = "momo_csv"
+    zalopay_csv = "zalopay_csv"
     stripe_api = "stripe_api"
 
 

@@ -11,7 +11,7 @@ from adapters.statements.csvfile import ColumnMapping
 
 def parse_file(path: Source, fmt: StatementFormat, mapping: ColumnMapping | None = None) -> Iterator[StatementLine]:
     """The lines of a file in the given format. ``mapping`` is required for ``bank_csv`` and replaces the default
-    column layout for ``vnpay_csv`` and ``momo_csv``; the other formats ignore it."""
+    column layout for ``vnpay_csv``, ``momo_csv`` and ``zalopay_csv``; the other formats ignore it."""
     if fmt is StatementFormat.mt940:
         return mt940.parse_mt940(path)
     if fmt is StatementFormat.camt053:

@@ -1,4 +1,4 @@
-"""Default column layouts of the VNPay and MoMo settlement (reconciliation) CSV exports.
+"""Default column layouts of the VNPay, MoMo and ZaloPay settlement (reconciliation) CSV exports.
 
 ASSUMPTIONS, NOT FACTS: neither gateway publishes the layout of its merchant-portal exports, and none was available
 while this was written. The headers below are plausible guesses built from the gateways' own API field names
@@ -32,6 +32,21 @@ type                kind                            payment, refund
 amount              amount                          unsigned; refunds are made negative
 fee                 fee                             the fee MoMo keeps
 orderInfo           description                     the order description sent at creation
+==================  ==============================  ==========================================================
+
+ZaloPay (``ZALOPAY_MAPPING``), UTF-8, comma-separated, plain integer amounts. [S]/[I]: ZaloPay's merchant portal
+(mc.zalopay.vn) export was not available either; the columns are the field names of ZaloPay's API v2 (callback
+data and refund), which is the guess least likely to be wrong, and the only place they are written:
+
+==================  ==============================  ==========================================================
+zp_trans_id         external_id                     ZaloPay's id of the transaction (a refund's own id for a
+                                                    refund line)
+app_trans_id        reference                       the merchant order id (Lephi's gateway reference)
+server_time         booked_on                       epoch milliseconds, as in ZaloPay's API; the day in GMT+7
+type                kind                            payment, refund
+amount              amount                          unsigned; refunds are made negative
+fee                 fee                             the fee ZaloPay keeps
+description         description                     the order description sent at creation
 ==================  ==============================  ==========================================================
 """
 
@@ -76,14 +91,32 @@ MOMO_MAPPING = ColumnMapping(
     description="orderInfo",
 )
 
-DEFAULT_MAPPINGS = {StatementFormat.vnpay_csv: VNPAY_MAPPING, StatementFormat.momo_csv: MOMO_MAPPING}
+# [S]/[I] see the module docstring: every ZaloPay column name is an assumption, kept here only.
+ZALOPAY_MAPPING = ColumnMapping(
+    external_id="zp_trans_id",
+    reference="app_trans_id",
+    date="server_time",
+    date_format="unix_ms",
+    kind="type",
+    kind_values={"payment": LineKind.payment, "refund": LineKind.refund},
+    negative_kinds=frozenset({LineKind.refund}),
+    amount="amount",
+    fee="fee",
+    description="description",
+)
+
+DEFAULT_MAPPINGS = {
+    StatementFormat.vnpay_csv: VNPAY_MAPPING,
+    StatementFormat.momo_csv: MOMO_MAPPING,
+    StatementFormat.zalopay_csv: ZALOPAY_MAPPING,
+}
 # The names a mapping file's ``extends`` accepts.
-NAMED_MAPPINGS = {"vnpay": VNPAY_MAPPING, "momo": MOMO_MAPPING}
+NAMED_MAPPINGS = {"vnpay": VNPAY_MAPPING, "momo": MOMO_MAPPING, "zalopay": ZALOPAY_MAPPING}
 
 
 def load_mapping(path: Path | str, name: str | None = None) -> ColumnMapping:
     """A mapping from a TOML file: the top-level table, or ``[mappings.<name>]``. A table with
-    ``extends = "vnpay"`` (or ``"momo"``) changes only what it names in that default layout."""
+    ``extends = "vnpay"`` (or ``"momo"``, ``"zalopay"``) changes only what it names in that default layout."""
     with Path(path).open("rb") as fh:
         document = tomllib.load(fh)
     table = dict(document if name is None else document["mappings"][name])

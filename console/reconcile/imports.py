@@ -77,7 +77,13 @@ UPLOAD_LIMIT = UPLOAD_MB * 1024 * 1024
 BODY_LIMIT = UPLOAD_LIMIT + 64 * 1024
 # Files staff upload; a bank CSV needs a column mapping file (the command line's ``--mapping``), Stripe is read
 # from Stripe's API.
-UPLOAD_FORMATS = [StatementFormat.vnpay_csv, StatementFormat.momo_csv, StatementFormat.mt940, StatementFormat.camt053]
+UPLOAD_FORMATS = [
+    StatementFormat.vnpay_csv,
+    StatementFormat.momo_csv,
+    StatementFormat.zalopay_csv,
+    StatementFormat.mt940,
+    StatementFormat.camt053,
+]
 CHUNK = 1024 * 1024
 UPLOAD_SCRIPT = Path(__file__).with_name("upload.js")
 

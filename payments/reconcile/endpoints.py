@@ -346,7 +346,7 @@ def post_run(data: RunIn, ctx: CtxDep, principal: Writer, idem: Idempotent) -> J
 def get_imports(
     ctx: CtxDep,
     principal: Reader,
-    source: Annotated[str | None, Query(max_length=40, description="vnpay, momo, stripe or bank")] = None,
+    source: Annotated[str | None, Query(max_length=40, description="vnpay, momo, zalopay, stripe or bank")] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[ImportOut]:

@@ -38,13 +38,14 @@ BANK = "bank"
 SOURCE_OF_FORMAT: dict[StatementFormat, str] = {
     StatementFormat.vnpay_csv: "vnpay",
     StatementFormat.momo_csv: "momo",
+    StatementFormat.zalopay_csv: "zalopay",
     StatementFormat.stripe_api: "stripe",
     StatementFormat.mt940: BANK,
     StatementFormat.camt053: BANK,
     StatementFormat.bank_csv: BANK,
 }
 # The gateway whose payments a source's lines settle: bank statements carry VietQR transfers.
-GATEWAY_OF_SOURCE = {"vnpay": "vnpay", "momo": "momo", "stripe": "stripe", BANK: "vietqr"}
+GATEWAY_OF_SOURCE = {"vnpay": "vnpay", "momo": "momo", "zalopay": "zalopay", "stripe": "stripe", BANK: "vietqr"}
 Progress = Callable[[int, int], None]  # (lines so far, bytes read so far)
 # Called in the import's transaction once a new file's lines are in: what the caller writes there (an audit row) is
 # committed with the lines or not at all.

@@ -52,7 +52,7 @@ log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
 # Gateways whose money reaches the agency through a settlement file or the bank statement. The sandbox moves no
 # money, so nothing settles it and it is never "paid, not settled".
-SETTLING = ("vnpay", "momo", "stripe", "vietqr")
+SETTLING = ("vnpay", "momo", "zalopay", "stripe", "vietqr")
 PAID_STATUSES = tuple(sorted(s.value for s in PAID))
 SYSTEM = "system:reconciliation"
 

@@ -34,6 +34,7 @@ from adapters.base import GatewayTechnicalError
 from adapters.statements import (
     MOMO_MAPPING,
     VNPAY_MAPPING,
+    ZALOPAY_MAPPING,
     ColumnMapping,
     LineKind,
     StatementError,
@@ -236,7 +237,12 @@ def test_bank_csv_round_trip(mapping: ColumnMapping, data: st.DataObject) -> Non
 
 
 @pytest.mark.parametrize(
-    ("fmt", "mapping"), [(StatementFormat.vnpay_csv, VNPAY_MAPPING), (StatementFormat.momo_csv, MOMO_MAPPING)]
+    ("fmt", "mapping"),
+    [
+        (StatementFormat.vnpay_csv, VNPAY_MAPPING),
+        (StatementFormat.momo_csv, MOMO_MAPPING),
+        (StatementFormat.zalopay_csv, ZALOPAY_MAPPING),
+    ],
 )
 @ROUND_TRIP
 @given(data=st.data())
@@ -254,6 +260,7 @@ def test_gateway_csv_round_trip(fmt: StatementFormat, mapping: ColumnMapping, da
         (StatementFormat.bank_csv, BANK_PAIR),
         (StatementFormat.vnpay_csv, None),
         (StatementFormat.momo_csv, None),
+        (StatementFormat.zalopay_csv, None),
     ],
 )
 def test_write_file_then_parse_file(tmp_path: Path, fmt: StatementFormat, mapping: ColumnMapping | None) -> None:
