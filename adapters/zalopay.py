@@ -52,7 +52,8 @@ Decisions (each lives in one table or function below, so it is easy to change):
   retries (the same idempotency key), which asks the refund status first and never sends the refund twice.
 
 Doubts not settled without ZaloPay's servers, marked [S] (secondary: community integrations) or [I] (inferred):
-see ``SUB_CODES``, ``CALLBACK_REPLIES`` and the notes next to them; ``embed_data.redirecturl`` as the payer's way
+the ``sub_return_code`` sets (``ORDER_NOT_FOUND``, ``EXPIRED``, ``REFUSED``, ``RETRY_LATER``,
+``DUPLICATE``), ``CALLBACK_REPLIES`` and the notes next to them; ``embed_data.redirecturl`` as the payer's way
 back [S]; whether a create repeated with the same ``app_trans_id`` is answered with the same ``order_url`` or
 refused as a duplicate [I] (we treat a refusal as "unknown, query later"); the ``m_refund_id`` day rule across
 midnight [I].
