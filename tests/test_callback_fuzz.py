@@ -35,6 +35,11 @@ partner_code = "MOMO"
 access_key = "F8BBA842ECF85"
 secret_key = "K951B6PE1waDMi640xX08PD3vg6EkVlz"
 endpoint = "https://momo.test"
+[agencies."AGC-F".zalopay]
+app_id = "2553"
+key1 = "PcY4iZIKFCIdgZvA6ueMcMHHUbRLYjPL"
+key2 = "kLtgPl8HHhfvMuDHPwKfgfsY4Ydm9eIz"
+endpoint = "https://zalopay.test"
 [agencies."AGC-F".stripe]
 secret_key = "sk_test_fuzz"
 publishable_key = "pk_test_fuzz"
@@ -53,7 +58,7 @@ WRITTEN = (
 )
 
 GATEWAY_NAMES = st.one_of(
-    st.sampled_from(["stripe", "vnpay", "momo", "vietqr", "sandbox"]),
+    st.sampled_from(["stripe", "vnpay", "momo", "zalopay", "vietqr", "sandbox"]),
     st.sampled_from(["nope", "STRIPE", "sandbox ", ""]),
     st.text(max_size=20),
 )
@@ -86,7 +91,9 @@ QUERIES = st.lists(st.tuples(st.one_of(st.sampled_from(["vnp_SecureHash", "vnp_A
 
 @pytest.fixture
 def fapi(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    with agency_api(database_url, tmp_path, "AGC-F", ["vietqr", "vnpay", "momo", "stripe", "sandbox"], GATEWAYS) as api:
+    with agency_api(
+        database_url, tmp_path, "AGC-F", ["vietqr", "vnpay", "momo", "zalopay", "stripe", "sandbox"], GATEWAYS
+    ) as api:
         yield api
 
 

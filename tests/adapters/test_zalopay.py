@@ -35,6 +35,7 @@ from adapters.base import (
     StatusQuery,
 )
 from adapters.zalopay import ZaloPayGateway
+from console.gateways import probe
 
 APP_ID = 2553  # ZaloPay's public sandbox app and keys, as its documentation and samples publish them
 KEY1 = "PcY4iZIKFCIdgZvA6ueMcMHHUbRLYjPL"
@@ -465,3 +466,28 @@ def test_a_refund_status_refused_for_itself_sends_nothing(gateway: ZaloPayGatewa
         with pytest.raises(GatewayTechnicalError):
             gateway.refund(refund_request())
     assert zalo.refund.call_count == 0
+
+
+# --- the console's connection test ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("response", "outcome"),
+    [
+        (answer(2, -101), "ok"),  # ZaloPay checked our mac and does not know the order: address and keys work
+        (answer(2, -402), "error"),  # reached, but our mac was refused
+        (httpx.Response(503), "error"),
+    ],
+)
+def test_the_connection_test_asks_zalopay_about_an_order_that_does_not_exist(
+    response: httpx.Response, outcome: str
+) -> None:
+    settings = {"app_id": str(APP_ID), "key1": KEY1, "key2": KEY2, "endpoint": BASE}
+    context = GatewayContext("zalopay", "https://lephi.test", "https://lephi.test/cb", settings=settings)
+    with respx.mock(assert_all_mocked=True) as mock:
+        route = mock.post(f"{BASE}/v2/query").mock(return_value=response)
+        assert probe.probe("zalopay", ZaloPayGateway, context).outcome == outcome
+    assert form(route.calls[0].request)["app_id"] == str(APP_ID)
+
+
+def test_the_connection_test_names_missing_settings() -> None:
+    context = GatewayContext("zalopay", "https://lephi.test", "https://lephi.test/cb", settings={"app_id": "1"})
+    assert probe.probe("zalopay", ZaloPayGateway, context).outcome == "not_configured"
