@@ -128,3 +128,12 @@ def test_one_waiting_hand_off_job_carries_every_queued_tax_message(api: Api) -> 
     with api.ctx.db.read() as s:
         statuses = s.exec(select(TaxMessage.status).where(TaxMessage.kind == TaxMessageKind.document)).all()
     assert len(statuses) == 4 and set(statuses) == {TaxMessageStatus.sent}
+
+
+def test_every_built_in_gateway_names_its_method_on_the_receipt() -> None:
+    """A gateway added without its receipt wording would print "CK" (transfer) on a card or wallet payment."""
+    from adapters.registry import _builtin
+    from invoices.service import METHOD_TEXT
+
+    assert set(_builtin()) <= set(METHOD_TEXT)
+    assert METHOD_TEXT["zalopay"] == METHOD_TEXT["momo"] == "Ví điện tử"
