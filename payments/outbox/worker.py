@@ -212,6 +212,12 @@ class Worker(Generic[C]):
             else:
                 done.append(job.id)
 
+    def run_claimed(self, job: OutboxJob) -> None:
+        """Run one job this worker has claimed, whenever it is, and mark it done if it succeeded (drills use it to
+        run a job late: the handler's compare-and-set, not the worker, must then stop a second outcome)."""
+        if self._run(job) and job.id is not None:
+            self._finish([job.id])
+
     def _run(self, job: OutboxJob) -> bool:
         # The request that queued the job: on the lines it logs and on the jobs it queues in turn.
         with requestid.bound(job.payload.get(requestid.PAYLOAD_KEY)):
