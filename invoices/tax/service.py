@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -72,6 +72,7 @@ _SEND_WAITING = (
     .limit(1)
 )
 Status = TaxMessageStatus
+_TAX = table_of(TaxMessage)
 
 
 class Outcome(StrEnum):
@@ -215,14 +216,24 @@ class _Claimed:
 def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = None) -> int:
     """Hand every queued message to the gateway; returns how many were handed over by this call.
 
-    Stops at the first batch with a failure, so that a provider outage is not retried in a tight loop.
+    Stops at the first batch with a failure, so that a provider outage is not retried in a tight loop. A batch is
+    claimed in one statement and its outcomes recorded in one transaction: a message handed over but not yet marked
+    sent (the process died between) is claimed again when its lease runs out, and handing it over again is harmless.
     """
     batch = limit or ctx.settings.worker_batch_size
     total = 0
     while claimed := _claim(ctx, batch):
-        sent = sum(_send(ctx, gateway, message) for message in claimed)
-        total += sent
-        if sent < len(claimed):
+        sent: list[str] = []
+        failed: dict[str, str] = {}
+        for message in claimed:
+            error = _send(gateway, message)
+            if error is None:
+                sent.append(message.id)
+            else:
+                failed[message.id] = error
+        _record_hand_over(ctx, sent, failed)
+        total += len(sent)
+        if failed:
             break
     return total
 
@@ -238,50 +249,67 @@ def left_by_failure(ctx: ReceiptContext) -> int:
         return int(s.exec(query).one())
 
 
-def _claimable(stale_before: datetime) -> Any:
+def _claimable(stale_before: Any) -> Any:
     # A claim older than the lease belongs to a sender that died: the same bytes may be handed over again.
     return or_(
-        col(TaxMessage.status) == Status.queued,
-        and_(col(TaxMessage.status) == Status.sending, col(TaxMessage.updated_at) < stale_before),
+        _TAX.c.status == Status.queued,
+        and_(_TAX.c.status == Status.sending, _TAX.c.updated_at < stale_before),
     )
 
 
+def _claim_statement(dialect: str) -> Any:
+    due = (
+        sa_select(_TAX.c.id)
+        .where(_claimable(bindparam("stale_before")))
+        .order_by(_TAX.c.created_at)
+        .limit(bindparam("batch"))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(_TAX)
+        .where(_TAX.c.id.in_(due.scalar_subquery()), _claimable(bindparam("stale_before")))
+        .values(status=Status.sending, updated_at=bindparam("now"))
+        .returning(_TAX.c.id, _TAX.c.mtdiep, _TAX.c.xml, _TAX.c.created_at)
+    )
+
+
+_CLAIM = {dialect: _claim_statement(dialect) for dialect in ("postgresql", "sqlite")}
+_MARK_SENT = (
+    update(_TAX)
+    .where(_TAX.c.id.in_(bindparam("ids", expanding=True)), _TAX.c.status == Status.sending)
+    .values(status=Status.sent, sent_at=bindparam("now"), updated_at=bindparam("now"), error=None)
+)
+
+
 def _claim(ctx: ReceiptContext, limit: int) -> list[_Claimed]:
+    """Take up to ``limit`` messages, the oldest first, in one statement."""
     now = utcnow()
-    claimable = _claimable(now - timedelta(seconds=ctx.settings.worker_lease_seconds))
+    params = {"now": now, "stale_before": now - timedelta(seconds=ctx.settings.worker_lease_seconds), "batch": limit}
     with ctx.db.write() as s:
-        query = select(TaxMessage).where(claimable).order_by(col(TaxMessage.created_at)).limit(limit)
-        if ctx.db.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed = []
-        for row in s.exec(query).all():
-            taken = s.execute(
-                update(TaxMessage)
-                .where(col(TaxMessage.id) == row.id, claimable)
-                .values(status=Status.sending, updated_at=now)
-            )
-            if affected(taken):
-                claimed.append(_Claimed(row.id, row.mtdiep, row.xml))
-        return claimed
+        rows = s.connection().execute(_CLAIM[ctx.db.dialect], params).all()
+    return [_Claimed(r.id, r.mtdiep, r.xml) for r in sorted(rows, key=lambda r: (r.created_at, r.id))]
 
 
-def _send(ctx: ReceiptContext, gateway: TaxGateway, message: _Claimed) -> bool:
+def _send(gateway: TaxGateway, message: _Claimed) -> str | None:
+    """Hand one message over; the error if it failed."""
     try:
         gateway.send(OutgoingMessage(message.mtdiep, message.xml))
-    except Exception as exc:  # any failure: the message goes back to the queue and the next message is not tried
+    except Exception as exc:  # any failure: the message goes back to the queue and the next batch is not tried
         log.warning("tax.send_failed", message_id=message.id, mtdiep=message.mtdiep, error=str(exc)[:500])
-        _set(ctx, message.id, {Status.sending}, status=Status.queued, error=f"{type(exc).__name__}: {exc}"[:2000])
-        return False
-    now = utcnow()
-    # A reply may already have moved it on; then it stays where the reply put it.
-    _set(ctx, message.id, {Status.sending}, status=Status.sent, sent_at=now, error=None)
+        return f"{type(exc).__name__}: {exc}"[:2000]
     log.info("tax.message_sent", message_id=message.id, mtdiep=message.mtdiep)
-    return True
+    return None
 
 
-def _set(ctx: ReceiptContext, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:
+def _record_hand_over(ctx: ReceiptContext, sent: list[str], failed: dict[str, str]) -> None:
+    """Sent ones become ``sent``, failed ones ``queued`` with their error; a reply that came first (it may: the
+    provider can be faster than this commit) has moved the message on, and there it stays."""
     with ctx.db.write() as s:
-        return _compare_and_set(s, message_id, sources, **values)
+        if sent:
+            s.connection().execute(_MARK_SENT, {"ids": sent, "now": utcnow()})
+        for message_id, error in failed.items():
+            _compare_and_set(s, message_id, {Status.sending}, status=Status.queued, error=error)
 
 
 def _compare_and_set(s: Session, message_id: str, sources: set[TaxMessageStatus], **values: Any) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import col, select
 
 from adapters.base import GatewayTechnicalError
@@ -36,6 +36,12 @@ from payments.outbox.wake import Listener
 
 log = get_logger(__name__)
 _OUTBOX = table_of(OutboxJob)
+# Built once: a job's own transaction around it would cost more than the handler of a small job.
+_FINISH = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("job_ids", expanding=True)), _OUTBOX.c.locked_by == bindparam("worker"))
+    .values(status=OutboxStatus.done, done_at=bindparam("finished_at"), locked_until=None)
+)
 
 # The context a worker's handlers take: each package's handlers declare the context they need (payments' take an
 # AppContext, invoices' a ReceiptContext); the service's worker runs them all with its container, which is both.
@@ -149,18 +155,25 @@ class Worker(Generic[C]):
 
     def _dispatch(self, jobs: list[OutboxJob]) -> list[Future[None]]:
         futures = [self._submit(job) for job in jobs if job.kind in self.concurrent]
-        for job in jobs:
-            if job.kind not in self.concurrent:
-                if self._stop.is_set():
-                    break  # the rest are handed back by the drain
-                self._start(job)
+        done: list[int] = []
+        try:
+            for job in jobs:
+                if job.kind not in self.concurrent:
+                    if self._stop.is_set():
+                        break  # the rest are handed back by the drain
+                    self._start(job, done)
+        finally:
+            # The batch's jobs are marked done together, after their handlers: one commit instead of one per job.
+            # Should this process die first, their leases run out and they run again, as after any crash: handlers
+            # are idempotent.
+            self._finish(done)
         return futures
 
     def _submit(self, job: OutboxJob) -> Future[None]:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"lephi-job-{self.name}"[:40])
-            future = self._pool.submit(self._start, job)
+            future = self._pool.submit(self._start, job, None)
             self._futures.add(future)
         future.add_done_callback(self._pooled_done)
         return future
@@ -172,7 +185,9 @@ class Worker(Generic[C]):
         if was_busy:
             self._wake.set()  # a thread is free: the loop may take the network jobs it left
 
-    def _start(self, job: OutboxJob) -> None:
+    def _start(self, job: OutboxJob, done: list[int] | None) -> None:
+        """Run one claimed job. A job that succeeded is marked done at once, or added to ``done`` for the caller to
+        mark with others."""
         # A job that waited in this worker past half its lease is handed back rather than started: near the end of
         # the lease another worker may take it, and a job must never run twice at once.
         margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
@@ -187,17 +202,30 @@ class Worker(Generic[C]):
             self._release([job.id], started=False)
             return
         try:
-            self._run(job)
+            succeeded = self._run(job)
         finally:
             with self._lock:
                 self._running.discard(job.id)
+        if succeeded and job.id is not None:
+            if done is None:
+                self._finish([job.id])
+            else:
+                done.append(job.id)
 
-    def _run(self, job: OutboxJob) -> None:
+    def run_claimed(self, job: OutboxJob) -> None:
+        """Run one job this worker has claimed, whenever it is, and mark it done if it succeeded (drills use it to
+        run a job late: the handler's compare-and-set, not the worker, must then stop a second outcome)."""
+        if self._run(job) and job.id is not None:
+            self._finish([job.id])
+
+    def _run(self, job: OutboxJob) -> bool:
         # The request that queued the job: on the lines it logs and on the jobs it queues in turn.
         with requestid.bound(job.payload.get(requestid.PAYLOAD_KEY)):
-            self._run_job(job)
+            return self._run_job(job)
 
-    def _run_job(self, job: OutboxJob) -> None:
+    def _run_job(self, job: OutboxJob) -> bool:
+        """Run the job's handler; True when it succeeded (the job is then to be marked done), False when it was
+        put back in the queue."""
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:
@@ -209,15 +237,15 @@ class Worker(Generic[C]):
             log.warning("outbox.job_failed", job_id=job.id, kind=job.kind, attempt=job.attempts, error=str(exc)[:500])
             self._reschedule(job, backoff(job.attempts), error=f"{type(exc).__name__}: {exc}"[:2000], count=True)
         else:
-            self._finish(job)
+            return True
+        return False
 
-    def _finish(self, job: OutboxJob) -> None:
+    def _finish(self, job_ids: list[int]) -> None:
+        """Mark jobs done, as long as this worker still holds their lease."""
+        if not job_ids:
+            return
         with self.ctx.db.write() as s:
-            s.execute(
-                update(OutboxJob)
-                .where(col(OutboxJob.id) == job.id, col(OutboxJob.locked_by) == self.name)
-                .values(status=OutboxStatus.done, done_at=utcnow(), locked_until=None)
-            )
+            s.connection().execute(_FINISH, {"job_ids": job_ids, "worker": self.name, "finished_at": utcnow()})
 
     def _reschedule(self, job: OutboxJob, delay: float, error: str | None, count: bool) -> None:
         dead = count and job.attempts >= job.max_attempts

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, update
+from sqlalchemy import and_, bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from payments.core.config import Environment, PaymentSettings
@@ -35,6 +35,7 @@ from payments.core.db import affected, table_of
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.observe import observer
+from payments.core.sql import insert_or_nothing
 from payments.core.types import new_id, utcnow
 from payments.outbox.service import enqueue, enqueue_many
 from payments.outbox.worker import RetryLater
@@ -59,7 +60,33 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - the format marker, not a secret
 USER_AGENT = "Lephi-Webhooks/1"
 # What a failed attempt is recorded as (besides ``http_<status>``): docs/api.md#webhooks.
 ERROR_CATEGORIES = frozenset({"timeout", "refused", "tls", "dns", "blocked", "protocol", "network", "disabled"})
-_INSERT_MESSAGE = insert(table_of(WebhookMessage))
+_MESSAGE = table_of(WebhookMessage)
+_ENDPOINT = table_of(WebhookEndpoint)
+_DELIVERY = table_of(WebhookDelivery)
+_INSERT_MESSAGE = insert(_MESSAGE)
+# The message and its agency's enabled endpoints in one read (one row with no endpoint when there are none).
+_MESSAGE_AND_ENDPOINTS = (
+    select(
+        _MESSAGE.c.agency_id,
+        _MESSAGE.c.event_type,
+        _ENDPOINT.c.id.label("endpoint_id"),
+        _ENDPOINT.c.event_types,
+    )
+    .select_from(
+        _MESSAGE.outerjoin(
+            _ENDPOINT, and_(_ENDPOINT.c.agency_id == _MESSAGE.c.agency_id, _ENDPOINT.c.enabled.is_(True))
+        )
+    )
+    .where(_MESSAGE.c.id == bindparam("message_id"))
+)
+_NEW_DELIVERY: dict[str, Any] = {
+    "status": DeliveryStatus.pending,
+    "attempts": 0,
+    "last_status_code": None,
+    "last_error": None,
+    "last_attempt_at": None,
+    "delivered_at": None,
+}
 
 
 def new_secret() -> str:
@@ -120,30 +147,27 @@ def emit(
 
 
 def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
-    """One delivery per subscribed endpoint; running twice adds nothing (one row per message and endpoint)."""
+    """One delivery per subscribed endpoint; running twice adds nothing (one row per message and endpoint).
+
+    Every event of every payment passes here, most of them for agencies with one endpoint or none: one read decides,
+    and a write transaction is opened only when there is something to deliver."""
+    with ctx.db.read() as s:
+        rows = s.connection().execute(_MESSAGE_AND_ENDPOINTS, {"message_id": str(payload["message_id"])}).all()
+    if not rows:
+        return  # the message is gone (its agency's data was removed)
+    agency_id, event_type = rows[0].agency_id, rows[0].event_type
+    targets_ = [r.endpoint_id for r in rows if r.endpoint_id and (not r.event_types or event_type in r.event_types)]
+    if not targets_:
+        return
+    now = utcnow()
     with ctx.db.write() as s:
-        message = s.get(WebhookMessage, str(payload["message_id"]))
-        if message is None:
-            return
-        endpoints = s.exec(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.agency_id == message.agency_id, col(WebhookEndpoint.enabled).is_(True)
-            )
-        ).all()
-        existing = set(
-            s.exec(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.message_id == message.id)).all()
-        )
-        for endpoint in endpoints:
-            if endpoint.id in existing or (endpoint.event_types and message.event_type not in endpoint.event_types):
-                continue
-            delivery = WebhookDelivery(
-                agency_id=message.agency_id,
-                message_id=message.id,
-                endpoint_id=endpoint.id,
-                event_type=message.event_type,
-            )
-            s.add(delivery)
-            enqueue(s, DELIVER, {"delivery_id": delivery.id})
+        insert_delivery = insert_or_nothing(s, _DELIVERY, ("message_id", "endpoint_id"), ("id",))
+        conn = s.connection()
+        for endpoint_id in targets_:
+            row = {**_NEW_DELIVERY, "id": new_id("whd"), "agency_id": agency_id, "message_id": payload["message_id"]}
+            row.update(endpoint_id=endpoint_id, event_type=event_type, created_at=now)
+            if conn.execute(insert_delivery, row).first() is not None:  # None: delivered by an earlier run
+                enqueue(s, DELIVER, {"delivery_id": row["id"]})
 
 
 def deliver(ctx: AppContext, payload: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypa
             monkeypatch.setattr(invoices.service, "take_number", take_then_freeze)
             a, b = Worker(api.ctx, HANDLERS, name="a"), Worker(api.ctx, HANDLERS, name="b")
             (job,) = [j for j in a.claim(10) if j.kind == kinds.SUCCEEDED]
-            thread_a = threading.Thread(target=a._run, args=(job,), name="worker-a")
+            thread_a = threading.Thread(target=a.run_claimed, args=(job,), name="worker-a")
             thread_a.start()
             assert frozen.wait(30)
 
@@ -57,7 +57,7 @@ def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypa
                 m.setattr(worker_module, "utcnow", lambda: later)
                 (taken,) = [j for j in b.claim(10) if j.kind == kinds.SUCCEEDED]
             assert taken.id == job.id and taken.attempts == 2
-            thread_b = threading.Thread(target=b._run, args=(taken,), name="worker-b")
+            thread_b = threading.Thread(target=b.run_claimed, args=(taken,), name="worker-b")
             thread_b.start()
             # b reaches the counter row a holds, and waits there.
             deadline = time.monotonic() + 30

@@ -202,7 +202,7 @@ def test_a_crash_between_payment_success_and_issuance_still_yields_exactly_one_d
     with api.ctx.db.write() as s:  # retried at once rather than after the backoff
         s.execute(update(OutboxJob).values(run_after=utcnow() - timedelta(seconds=1), locked_until=None))
     Worker(api.ctx, HANDLERS, name="survivor").run_once()
-    asleep._run(claimed)  # the frozen worker wakes up and runs the job it claimed long ago
+    asleep.run_claimed(claimed)  # the frozen worker wakes up and runs the job it claimed long ago
     Worker(api.ctx, HANDLERS).run_once()
     (doc,) = _documents(api)
     assert doc.payment_id == payment["id"] and doc.number == 1
