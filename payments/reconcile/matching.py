@@ -37,7 +37,7 @@ from payments.core.context import AppContext
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
 from payments.payment.states import PAID
-from payments.reconcile.importer import BANK, IMPORT_WORK_MEM, sqlite_cache
+from payments.reconcile.importer import BANK, MATCHING_WORK_MEM, sqlite_cache
 from payments.reconcile.models import (
     Category,
     ExceptionAction,
@@ -104,7 +104,7 @@ def run_day(
             # exceptions, and the link step is agency-wide.
             s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"reconcile:{agency_id}"})
             # The day's lines are added up per payment with a hash: in memory, not spilled to disk.
-            s.execute(text(f"SET LOCAL work_mem = '{IMPORT_WORK_MEM}'"))
+            s.execute(text(f"SET LOCAL work_mem = '{MATCHING_WORK_MEM}'"))
         run = ReconRun(agency_id=agency_id, business_day=day, created_by=actor, inputs=_inputs(s, agency_id, day))
         s.add(run)
         s.flush()

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
-from payments.reconcile.importer import ImportFailed, import_file
+from payments.reconcile.importer import WORK_MEM_BYTES_PER_LINE, ImportFailed, import_file, work_mem_kib
 from payments.reconcile.models import StatementEntry, StatementImport
 from tests.factories import seed_agency
 from tests.reconcile.test_matching import _file, _payment, _row
@@ -54,3 +54,9 @@ def test_a_failed_import_leaves_nothing_and_the_next_one_works(ctx: AppContext, 
         path = good if name == "good.csv" else _file(tmp_path, [_row("2", "REF-B", 2_000)], name)
         import_file(ctx, "AGC-R", path, StatementFormat.vnpay_csv)
     assert [(e.external_id, e.amount) for e in _entries(ctx)] == [("1", 1_000), ("2", 2_000)]
+
+
+def test_work_mem_is_sized_by_the_file() -> None:
+    assert work_mem_kib(10_000) is None  # the server's default is enough
+    assert work_mem_kib(1_000_000) == 1_000_000 * WORK_MEM_BYTES_PER_LINE // 1024
+    assert work_mem_kib(100_000_000) == 256 * 1024
