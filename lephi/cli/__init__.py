@@ -13,8 +13,6 @@ import typer
 
 from lephi.cli import reconcile, staff
 from lephi.cli.common import context
-from lephi.settings import get_settings
-from payments.core.config import Environment
 
 if TYPE_CHECKING:
     import uvicorn
@@ -30,16 +28,24 @@ app = typer.Typer(
     help="Lephi: cashless collection of administrative procedure fees.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rich's help formatting alone costs a quarter of a second at every --help.
+    rich_markup_mode=None,
 )
-apikey = typer.Typer(help="Manage API keys of client systems.", no_args_is_help=True)
+apikey = typer.Typer(help="Manage API keys of client systems.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(apikey, name="apikey")
-certs = typer.Typer(help="Signing certificates of agencies.", no_args_is_help=True)
+certs = typer.Typer(help="Signing certificates of agencies.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(certs, name="certs")
-receipts = typer.Typer(help="E-receipts.", no_args_is_help=True)
+receipts = typer.Typer(help="E-receipts.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(receipts, name="receipts")
-tax = typer.Typer(help="Transmission to the tax authority through the T-VAN file drop.", no_args_is_help=True)
+tax = typer.Typer(
+    help="Transmission to the tax authority through the T-VAN file drop.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(tax, name="tax")
-agency = typer.Typer(help="Agencies: onboarding, with their payment methods and fee schedules.", no_args_is_help=True)
+agency = typer.Typer(
+    help="Agencies: onboarding, with their payment methods and fee schedules.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(agency, name="agency")
 
 
@@ -52,6 +58,7 @@ app.add_typer(staff.audit, name="audit")
 def migrate() -> None:
     """Apply database migrations up to the latest."""
     from lephi.migrate import upgrade
+    from lephi.settings import get_settings
 
     upgrade(get_settings().effective_database_url)
     typer.echo("database is at the latest migration")
@@ -71,6 +78,7 @@ def _one_seeder_at_a_time(seed: Callable[[], _T]) -> Callable[[], _T]:
     @functools.wraps(seed)
     def seed_alone() -> _T:
         from lephi.migrate import one_at_a_time
+        from lephi.settings import get_settings
 
         with one_at_a_time(get_settings().effective_database_url, "demo"):
             return seed()
@@ -117,6 +125,8 @@ def _seed() -> DemoInfo:
 
 
 def _print_demo(info: DemoInfo) -> None:
+    from lephi.settings import get_settings
+
     url, key, staff, _history = info
     base = get_settings().public_url
     typer.echo("")
@@ -141,6 +151,9 @@ def serve(
     import os
 
     import uvicorn
+
+    from lephi.settings import get_settings
+    from payments.core.config import Environment
 
     os.environ["LEPHI_RUN_WORKER"] = "true" if worker else "false"
     os.environ.setdefault("LEPHI_PUBLIC_URL", f"http://{host}:{port}")

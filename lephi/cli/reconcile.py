@@ -3,27 +3,45 @@ command ends with a summary table."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from adapters.statements.base import StatementFormat
 from lephi.cli.common import context
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from lephi.container import Container
 
-app = typer.Typer(help="Reconciliation of settlements and bank statements for finance staff.", no_args_is_help=True)
+app = typer.Typer(
+    help="Reconciliation of settlements and bank statements for finance staff.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 GMT7 = timezone(timedelta(hours=7))
 FILE_FORMATS = [f.value for f in StatementFormat if f is not StatementFormat.stripe_api]
-console = Console(stderr=True)
-out = Console()
+
+
+# rich is loaded by the commands that print with it, not by ``lephi reconcile --help``.
+@functools.cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def err() -> Console:
+    return _console(True)
+
+
+def out() -> Console:
+    return _console(False)
 
 
 def _yesterday() -> date:
@@ -47,7 +65,7 @@ def _agency_id(ctx: Container, code: str) -> str:
     with ctx.db.read() as s:
         agency_id = s.exec(select(Agency.id).where(Agency.code == code)).first()
     if agency_id is None:
-        console.print(f"[red]error:[/red] no agency with code {code!r}")
+        err().print(f"[red]error:[/red] no agency with code {code!r}")
         raise typer.Exit(2)
     return agency_id
 
@@ -62,6 +80,9 @@ def import_command(
 ) -> None:
     """Import settlement files or bank statements. A file already imported adds nothing; a malformed file imports
     nothing and names the line."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     from adapters.statements.gateway_files import load_mapping
     from payments.core.errors import LephiError
     from payments.reconcile.importer import ImportResult, import_file
@@ -78,7 +99,7 @@ def import_command(
         DownloadColumn(),
         TextColumn("{task.fields[lines]} lines"),
         TimeElapsedColumn(),
-        console=console,
+        console=err(),
     ) as progress:
         for path in files:
             task = progress.add_task(path.name, total=path.stat().st_size, lines="0")
@@ -92,7 +113,7 @@ def import_command(
                 )
             except LephiError as exc:
                 progress.update(task, description=f"[red]{path.name}")
-                console.print(f"[red]error:[/red] {exc.detail}")
+                err().print(f"[red]error:[/red] {exc.detail}")
                 failed = True
                 continue
             progress.update(task, completed=path.stat().st_size)
@@ -106,7 +127,7 @@ def import_command(
         table.add_row(
             path.name, f"{r.lines:,}", f"{r.new_lines:,}", f"{r.total_amount:,}", days, str(r.credits_applied), note
         )
-    out.print(table)
+    out().print(table)
     ctx.close()
     if failed:
         raise typer.Exit(1)
@@ -118,23 +139,25 @@ def stripe_command(
     day: Annotated[str | None, typer.Option("--date", help="Business day (GMT+7), default yesterday.")] = None,
 ) -> None:
     """Import the agency's Stripe settlement (balance transactions of the day) from Stripe's API."""
+    from rich.table import Table
+
     from payments.core.errors import LephiError
     from payments.reconcile.stripe_import import import_stripe
 
     ctx = context()
     target = _day(day)
-    with console.status(f"reading Stripe's balance history of {target}"):
+    with err().status(f"reading Stripe's balance history of {target}"):
         try:
             r = import_stripe(ctx, agency, target, actor="cli")
         except LephiError as exc:
-            console.print(f"[red]error:[/red] {exc.detail}")
+            err().print(f"[red]error:[/red] {exc.detail}")
             raise typer.Exit(1) from None
     note = "already imported: nothing added" if r.duplicate_file else ""
     table = Table(title="Imported from Stripe")
     for column in ("day", "lines", "new", "total VND", "note"):
         table.add_column(column)
     table.add_row(target.isoformat(), f"{r.lines:,}", f"{r.new_lines:,}", f"{r.total_amount:,}", note)
-    out.print(table)
+    out().print(table)
     ctx.close()
 
 
@@ -145,6 +168,9 @@ def run_command(
     days: Annotated[int, typer.Option(help="Run this many days ending at --date.", min=1, max=366)] = 1,
 ) -> None:
     """Match a business day (or several) and update the exceptions queue; safe to run again."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     from payments.reconcile.matching import RunResult, run_day
     from payments.reconcile.models import Category
 
@@ -154,7 +180,7 @@ def run_command(
     targets = [last - timedelta(days=n) for n in reversed(range(days))]
     results: list[RunResult] = []
     with Progress(
-        TextColumn("[bold]matching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("[bold]matching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err()
     ) as bar:
         task = bar.add_task("days", total=len(targets))
         for target in targets:
@@ -168,7 +194,7 @@ def run_command(
         table.add_row(category.value, *(f"{r.counts.get(category.value, 0):,}" for r in results))
     table.add_row("[bold]new exceptions", *(str(r.opened) for r in results))
     table.add_row("[bold]cleared", *(str(r.cleared) for r in results))
-    out.print(table)
+    out().print(table)
     ctx.close()
 
 
@@ -182,6 +208,8 @@ def report_command(
     """The daily close per procedure and payment method: counts, gross, refunds, net."""
     import json
     from dataclasses import asdict
+
+    from rich.table import Table
 
     from payments.reconcile.reports import daily_close, to_csv, to_xlsx
 
@@ -201,7 +229,7 @@ def report_command(
             output.write_bytes(to_xlsx(close))
         else:
             output.write_text(json.dumps(asdict(close), default=str, ensure_ascii=False, indent=2), encoding="utf-8")
-        console.print(f"wrote {output}")
+        err().print(f"wrote {output}")
     table = Table(title=f"Daily close {agency} {target.isoformat()}")
     for column in ("procedure", "method", "payments", "gross", "refunds", "net"):
         table.add_column(column, justify="left" if column in {"procedure", "method"} else "right")
@@ -218,7 +246,7 @@ def report_command(
     table.add_row(
         "[bold]total", "", f"{totals.payments:,}", f"{totals.gross:,}", f"{totals.refunds:,}", f"{totals.net:,}"
     )
-    out.print(table)
+    out().print(table)
     ctx.close()
 
 
@@ -233,6 +261,8 @@ def generate_command(
 ) -> None:
     """Make realistic test data (never in production): a new agency's day of payments, receipts and refunds, its
     VNPay and MoMo settlement files and bank statement, with known discrepancies of every category."""
+    from rich.table import Table
+
     from devtools.generate import generate
     from payments.core.config import Environment
 
@@ -240,10 +270,10 @@ def generate_command(
         raise typer.BadParameter("--bank-format must be mt940 or camt053")
     ctx = context()
     if ctx.settings.env is Environment.production:
-        console.print("[red]error:[/red] generated data is for development and test databases only")
+        err().print("[red]error:[/red] generated data is for development and test databases only")
         raise typer.Exit(2)
     target = _day(day)
-    with console.status(f"generating {payments:,} payments for {agency} on {target}"):
+    with err().status(f"generating {payments:,} payments for {agency} on {target}"):
         manifest = generate(
             ctx,
             agency_code=agency,
@@ -260,12 +290,12 @@ def generate_command(
     table.add_column("lines", justify="right")
     for f in manifest.files:
         table.add_row(str(f.path), f.format.value, f"{f.lines:,}")
-    out.print(table)
-    console.print(
+    out().print(table)
+    err().print(
         f"{manifest.payments:,} payment rows; a run of {target} must match {manifest.matched:,} and find "
         f"{len(manifest.expected)} exceptions ({discrepancies} of every category)."
     )
-    console.print("next: lephi reconcile import FILE --agency " + agency + " --format FORMAT, then lephi reconcile run")
+    err().print("next: lephi reconcile import FILE --agency " + agency + " --format FORMAT, then lephi reconcile run")
     ctx.close()
 
 

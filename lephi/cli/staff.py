@@ -8,7 +8,7 @@ import typer
 
 from lephi.cli.common import context
 
-staff = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True)
+staff = typer.Typer(help="Staff accounts of the console.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _mail(settings: object, to: str, url: str, hours: int, kind: str) -> None:
@@ -28,7 +28,7 @@ def _mail(settings: object, to: str, url: str, hours: int, kind: str) -> None:
     )
 
 
-audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @staff.command("create")

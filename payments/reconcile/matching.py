@@ -37,7 +37,7 @@ from payments.core.context import AppContext
 from payments.core.logging import get_logger
 from payments.core.types import utcnow
 from payments.payment.states import PAID
-from payments.reconcile.importer import BANK, sqlite_cache
+from payments.reconcile.importer import BANK, MATCHING_WORK_MEM, sqlite_cache
 from payments.reconcile.models import (
     Category,
     ExceptionAction,
@@ -103,6 +103,8 @@ def run_day(
             # One run per agency at a time (SQLite's write lock already gives that): two would insert the same new
             # exceptions, and the link step is agency-wide.
             s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"reconcile:{agency_id}"})
+            # The day's lines are added up per payment with a hash: in memory, not spilled to disk.
+            s.execute(text(f"SET LOCAL work_mem = '{MATCHING_WORK_MEM}'"))
         run = ReconRun(agency_id=agency_id, business_day=day, created_by=actor, inputs=_inputs(s, agency_id, day))
         s.add(run)
         s.flush()

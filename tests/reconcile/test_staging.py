@@ -1,0 +1,62 @@
+"""The import stages each file in a temporary table and moves it into ``statement_entry`` in one statement: what
+that statement must keep (file order, the first of two lines with one transaction id, links to payments) and what
+a failed import must leave behind (nothing, not even the staging table, on either database)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, select
+
+from adapters.statements.base import StatementFormat
+from payments.core.context import AppContext
+from payments.reconcile.importer import WORK_MEM_BYTES_PER_LINE, ImportFailed, import_file, work_mem_kib
+from payments.reconcile.models import StatementEntry, StatementImport
+from tests.factories import seed_agency
+from tests.reconcile.test_matching import _file, _payment, _row
+
+
+@pytest.fixture
+def agency(ctx: AppContext) -> str:
+    with ctx.db.write() as s:
+        return seed_agency(s, "AGC-R", ["vnpay"]).id
+
+
+def _entries(ctx: AppContext) -> list[StatementEntry]:
+    with ctx.db.read() as s:
+        return list(s.exec(select(StatementEntry).order_by(col(StatementEntry.id))).all())
+
+
+def test_the_staged_file_goes_in_in_file_order_linked_and_once(ctx: AppContext, agency: str, tmp_path: Path) -> None:
+    paid = _payment(ctx, agency, "REF-A", 50_000)
+    rows = [_row("9", "REF-Z", 3_000), _row("1", "REF-A", 50_000), _row("9", "REF-Z", 7_000), _row("5", "", 1)]
+    result = import_file(ctx, "AGC-R", _file(tmp_path, rows), StatementFormat.vnpay_csv)
+    assert (result.lines, result.new_lines, result.total_amount) == (4, 3, 60_001)
+    entries = _entries(ctx)
+    # Ids follow the file; of the two lines of transaction 9 the first is kept.
+    assert [(e.external_id, e.line_no, e.amount) for e in entries] == [("9", 2, 3_000), ("1", 3, 50_000), ("5", 5, 1)]
+    assert [e.payment_id for e in entries] == [None, paid.id, None]
+    assert {e.import_id for e in entries} == {result.import_id}
+    assert {(e.agency_id, e.source) for e in entries} == {(agency, "vnpay")}
+    assert entries[2].reference is None  # an empty reference is stored as none, not as ""
+
+
+def test_a_failed_import_leaves_nothing_and_the_next_one_works(ctx: AppContext, agency: str, tmp_path: Path) -> None:
+    bad = _file(tmp_path, [_row("1", "REF-A", 1_000), "2,REF-B,20/11/2026 12:00:00,Thanh toán,abc,0,NCB,x"], "bad.csv")
+    for _ in range(2):  # the staging table of the first attempt must not be in the way of the second
+        with pytest.raises(ImportFailed):
+            import_file(ctx, "AGC-R", bad, StatementFormat.vnpay_csv)
+    with ctx.db.read() as s:
+        assert s.exec(select(StatementImport)).all() == []
+    good = _file(tmp_path, [_row("1", "REF-A", 1_000), _row("2", "REF-B", 2_000)], "good.csv")
+    for name in ("good.csv", "again.csv"):
+        path = good if name == "good.csv" else _file(tmp_path, [_row("2", "REF-B", 2_000)], name)
+        import_file(ctx, "AGC-R", path, StatementFormat.vnpay_csv)
+    assert [(e.external_id, e.amount) for e in _entries(ctx)] == [("1", 1_000), ("2", 2_000)]
+
+
+def test_work_mem_is_sized_by_the_file() -> None:
+    assert work_mem_kib(10_000) is None  # the server's default is enough
+    assert work_mem_kib(1_000_000) == 1_000_000 * WORK_MEM_BYTES_PER_LINE // 1024
+    assert work_mem_kib(100_000_000) == 256 * 1024
