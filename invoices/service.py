@@ -60,7 +60,14 @@ from payments.webhooks.service import emit
 
 log = get_logger(__name__)
 GMT7 = timezone(timedelta(hours=7))
-METHOD_TEXT = {"stripe": "Thẻ", "vietqr": "CK", "vnpay": "CK", "momo": "Ví điện tử", "zalopay": "Ví điện tử", "sandbox": "CK"}
+METHOD_TEXT = {
+    "stripe": "Thẻ",
+    "vietqr": "CK",
+    "vnpay": "CK",
+    "momo": "Ví điện tử",
+    "zalopay": "Ví điện tử",
+    "sandbox": "CK",
+}
 CURRENT_PURPOSES = (DocumentPurpose.original, DocumentPurpose.replacement)
 
 # The tables the Core statements below are built on.

@@ -480,7 +480,7 @@ def test_a_mapping_pickles_for_import_workers() -> None:
 
 def test_load_mapping_refuses_an_unknown_parent(tmp_path: Path) -> None:
     path = tmp_path / "m.toml"
-    path.write_text('extends = "zalopay"\namount = "x"\n', encoding="utf-8")
+    path.write_text('extends = "paypal"\namount = "x"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="'extends' must be one of"):
         load_mapping(path)
 
