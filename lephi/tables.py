@@ -6,7 +6,7 @@ from console.audit.models import AuditHead, AuditLog
 from console.fees.models import FeeImport
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
-from invoices.tables import Document, SeriesCounter
+from invoices.tables import Document, ReceiptSeries, SeriesCounter
 from invoices.tax.tables import TaxMessage, TaxReply
 from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
@@ -47,6 +47,7 @@ __all__ = [
     "Payment",
     "PaymentEvent",
     "Procedure",
+    "ReceiptSeries",
     "ReconException",
     "ReconExceptionEvent",
     "ReconRun",
