@@ -36,10 +36,12 @@ __all__ = [
     "OpenSeries",
     "close_series",
     "confirm_open",
+    "last_numbers",
     "list_series",
     "open_series",
     "receipt_template",
     "register_series",
+    "today",
     "year_of",
 ]
 

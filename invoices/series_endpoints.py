@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from invoices.context import ReceiptCtxDep
-from invoices.series import close_series, last_numbers, list_series, receipt_template, register_series
+from invoices.series import close_series, last_numbers, list_series, receipt_template, register_series, today
 from invoices.tables import ReceiptSeries, SeriesOrigin, SeriesStatus
+from invoices.usage import usage_report, usage_xlsx, usage_xml
+from payments.agency.models import Agency
 from payments.auth.deps import actor_of, require
 from payments.auth.models import Scope
 from payments.auth.service import Principal
 from payments.core.responses import problems, respond
 from payments.core.schemas import StrictModel
 from payments.idempotency.deps import Idempotent
+from payments.reconcile.reports import XLSX_MEDIA_TYPE
 
 router = APIRouter(prefix="/v1/receipt-series", tags=["receipts"])
 Admin = Annotated[Principal, Depends(require(Scope.receipts_admin))]
@@ -70,6 +73,34 @@ def get_series(ctx: ReceiptCtxDep, principal: Admin) -> list[SeriesOut]:
     with ctx.db.read() as s:
         last = last_numbers(s, principal.agency_id)
         return [_out(r, last.get((r.template, r.series, r.year), 0)) for r in list_series(s, principal.agency_id)]
+
+
+@router.get(
+    "/usage",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {}, XLSX_MEDIA_TYPE: {}}},
+        **problems(401, 403, 422),
+    },
+)
+def get_usage(
+    ctx: ReceiptCtxDep,
+    principal: Admin,
+    start: Annotated[date, Query(description="First day of the period.")],
+    end: Annotated[date, Query(description="Last day of the period (at most 366 days).")],
+    format: Annotated[Literal["xml", "xlsx"], Query()] = "xml",
+) -> Response:
+    """The report on the use of receipts (BC26/BLĐT) for a period: per template and series, the numbers used,
+    cancelled and remaining, as XML or as a spreadsheet."""
+    with ctx.db.read() as s:
+        agency = s.get(Agency, principal.agency_id)
+        assert agency is not None  # the key's agency
+        report = usage_report(s, agency, start, end, today())
+    name = f"BC26-BLDT_{agency.code}_{start.isoformat()}_{end.isoformat()}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if format == "xlsx":
+        return Response(usage_xlsx(report), media_type=XLSX_MEDIA_TYPE, headers=headers)
+    return Response(usage_xml(report), media_type="application/xml", headers=headers)
 
 
 @router.post("", response_model=SeriesOut, status_code=201, responses=problems(400, 401, 403, 409, 422))

@@ -7,7 +7,7 @@ from console.fees.models import FeeImport
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
 from invoices.tables import Document, ReceiptSeries, SeriesCounter
-from invoices.tax.tables import TaxMessage, TaxReply
+from invoices.tax.tables import ReceiptSummary, TaxMessage, TaxReply
 from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
@@ -48,6 +48,7 @@ __all__ = [
     "PaymentEvent",
     "Procedure",
     "ReceiptSeries",
+    "ReceiptSummary",
     "ReconException",
     "ReconExceptionEvent",
     "ReconRun",

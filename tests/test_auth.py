@@ -193,6 +193,9 @@ ENDPOINTS = [
     Endpoint("province-stats", "GET", "/v1/province/stats?month=2026-11", "province:read"),
     Endpoint("list-receipt-series", "GET", "/v1/receipt-series", "receipts:admin"),
     Endpoint(
+        "receipt-usage-report", "GET", "/v1/receipt-series/usage?start=2026-12-01&end=2026-12-31", "receipts:admin"
+    ),
+    Endpoint(
         "register-receipt-series",
         "POST",
         "/v1/receipt-series",

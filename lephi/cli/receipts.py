@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -94,3 +96,84 @@ def series_list(agency: AgencyOpt) -> None:
         typer.echo("no series registered (the first receipt registers the default series)")
     for year, symbol, status, origin, number in rows:
         typer.echo(f"{year}  {symbol:<8} {status:<7} {origin:<10} last number {number:08d}")
+
+
+def receipts_summary(
+    agency: AgencyOpt,
+    day: Annotated[str, typer.Option("--day", help="The day of issue, YYYY-MM-DD.")],
+    resend: Annotated[bool, typer.Option("--resend", help="Send a new summary even if the last one stands.")] = False,
+) -> None:
+    """Queue the agency's daily summary of e-receipts (01/TH-BLĐT) for a day when it is due, and show every summary
+    of that day with its status (the worker sends them on its own from LEPHI_RECEIPT_SUMMARY_AT)."""
+    from datetime import date
+
+    from invoices.errors import InvoiceError
+    from invoices.tax.summary import GMT7, summarise_day
+    from invoices.tax.tables import ReceiptSummary, TaxMessage
+    from payments.agency.models import Agency
+
+    try:
+        on = date.fromisoformat(day)
+    except ValueError:
+        typer.echo(f"error: {day!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    ctx = context()
+    try:
+        with ctx.db.write() as s:
+            found = s.get(Agency, _agency_id(s, agency))
+            assert found is not None
+            queued = summarise_day(s, ctx, ctx.signers, found, on, datetime.now(GMT7), again=resend)
+        with ctx.db.read() as s:
+            rows = s.exec(
+                select(ReceiptSummary, TaxMessage)
+                .join(TaxMessage, TaxMessage.id == ReceiptSummary.tax_message_id)  # type: ignore[arg-type]
+                .where(ReceiptSummary.agency_id == found.id, ReceiptSummary.day == on)
+                .order_by(ReceiptSummary.sequence)  # type: ignore[arg-type]
+            ).all()
+            listed = [(r.sequence, r.documents, r.total, m.mtdiep, m.status.value, m.error) for r, m in rows]
+    except InvoiceError as exc:
+        raise _fail(exc) from exc
+    finally:
+        ctx.close()
+    typer.echo(f"queued summary no. {queued.sequence}" if queued else "the last summary still states the day")
+    for sequence, documents, total, mtdiep, status, error in listed:
+        typer.echo(
+            f"  no. {sequence}  {documents} document(s)  {total} VND  {mtdiep}  {status}{f'  {error}' if error else ''}"
+        )
+
+
+def receipts_report(
+    agency: AgencyOpt,
+    start: Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write (.xml or .xlsx).", dir_okay=False)],
+) -> None:
+    """Write the report on the use of receipts (BC26/BLĐT) for a period: XML or XLSX, after the file's extension."""
+    from datetime import date
+
+    from invoices.series import today
+    from invoices.usage import usage_report, usage_xlsx, usage_xml
+    from payments.agency.models import Agency
+    from payments.core.errors import LephiError
+
+    if out.suffix not in (".xml", ".xlsx"):
+        typer.echo("error: --out must end in .xml or .xlsx", err=True)
+        raise typer.Exit(2)
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError:
+        typer.echo("error: --from and --to are dates (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    ctx = context()
+    try:
+        with ctx.db.read() as s:
+            found = s.get(Agency, _agency_id(s, agency))
+            assert found is not None
+            report = usage_report(s, found, first, last, today())
+    except LephiError as exc:
+        raise _fail(exc) from exc
+    finally:
+        ctx.close()
+    out.write_bytes(usage_xlsx(report) if out.suffix == ".xlsx" else usage_xml(report))
+    typer.echo(f"wrote {out} ({len(report.lines)} series)")
+

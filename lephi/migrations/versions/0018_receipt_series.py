@@ -1,4 +1,5 @@
-"""receipt series as data per agency: the templates and series an agency issues receipts from, per year
+"""receipt series as data per agency (the templates and series an agency issues receipts from, per year), and the
+daily summaries of e-receipts sent to the tax authority
 
 The series used so far (the deployment's LEPHI_RECEIPT_SERIES, numbered in ``series_counter``) become rows of
 origin ``default``: per agency and template, the series of the latest year it numbered in stays open, the others are
@@ -53,6 +54,23 @@ def upgrade() -> None:
             postgresql_where=sa.text("status = 'open'"),
         )
     _seed_from_counters(table)
+    op.create_table(
+        "receipt_summary",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("agency_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("sequence", sa.Integer(), nullable=False),
+        sa.Column("tax_message_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("documents", sa.Integer(), nullable=False),
+        sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("created_at", payments.core.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["agency_id"], ["agency.id"]),
+        sa.ForeignKeyConstraint(["tax_message_id"], ["tax_message.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("agency_id", "day", "sequence"),
+    )
+    with op.batch_alter_table("receipt_summary", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_receipt_summary_agency_id"), ["agency_id"], unique=False)
 
 
 def _seed_from_counters(table: sa.Table) -> None:
@@ -87,6 +105,9 @@ def _seed_from_counters(table: sa.Table) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("receipt_summary", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_receipt_summary_agency_id"))
+    op.drop_table("receipt_summary")
     with op.batch_alter_table("receipt_series", schema=None) as batch_op:
         batch_op.drop_index("ux_receipt_series_open", sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
         batch_op.drop_index(batch_op.f("ix_receipt_series_agency_id"))
