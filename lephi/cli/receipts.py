@@ -177,3 +177,31 @@ def receipts_report(
     out.write_bytes(usage_xlsx(report) if out.suffix == ".xlsx" else usage_xml(report))
     typer.echo(f"wrote {out} ({len(report.lines)} series)")
 
+
+def receipts_readiness(
+    agency: AgencyOpt,
+    on: Annotated[str | None, typer.Option("--date", help="Ready to issue from this day (default 2027-01-01).")] = None,
+) -> None:
+    """Report what the agency still lacks to issue e-receipts only (docs/receipts.md); exit status 1 if anything."""
+    from datetime import date
+
+    from invoices.readiness import readiness
+    from payments.agency.models import Agency
+
+    try:
+        day = date.fromisoformat(on) if on else None
+    except ValueError:
+        typer.echo(f"error: {on!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    ctx = context()
+    try:
+        with ctx.db.read() as s:
+            found = s.get(Agency, _agency_id(s, agency))
+            assert found is not None
+            checks = readiness(s, ctx, found, day)
+    finally:
+        ctx.close()
+    for check in checks:
+        typer.echo(f"{'ok     ' if check.ok else 'MISSING'}  {check.name:<11} {check.detail}")
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)

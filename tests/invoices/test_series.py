@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from invoices.errors import SeriesNotOpen
+from invoices.series import close_series
 from invoices.service import issue_receipt
 from invoices.tables import Document, ReceiptSeries, SeriesOrigin, SeriesStatus
 from lephi.jobs import HANDLERS
@@ -175,3 +176,36 @@ def test_cli_registers_lists_and_closes_series(api: Api, cli: Cli) -> None:
     result = cli("receipts", "series", "close", "--agency", "AGC-A", "--series", f"K{yy:02d}TAB")
     assert result.exit_code == 0 and "closed" in result.output, result.output
     assert [(r.series, r.status) for r in _series(api)] == [(f"K{yy:02d}TAB", SeriesStatus.closed)]
+
+
+def test_nothing_is_numbered_in_a_series_after_its_close_commits(api: Api) -> None:
+    """A receipt being issued while the series is closed: the close waits for documents holding the counter row,
+    and a document that reaches the counter row after the close waits for it and then sees the series closed."""
+    import threading
+    import time
+
+    assert _issue(api) is not None  # the default series and its counter row exist
+    series = f"K{_year() % 100:02d}TLP"
+    payment_id = _paid(api)
+    closing, closed = threading.Event(), threading.Event()
+
+    def close() -> None:
+        with api.ctx.db.write() as s:
+            close_series(s, api.agency_id, "5", series, "test")
+            closing.set()
+            time.sleep(1.0)  # the issuance below starts meanwhile and must wait for this transaction
+        closed.set()
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    assert closing.wait(10)
+    try:
+        issue_receipt(api.ctx, api.ctx.signers, payment_id)
+    except SeriesNotOpen:
+        pass
+    else:
+        raise AssertionError("a receipt was numbered in a series closed while it was being issued")
+    closer.join(10)
+    assert closed.is_set()
+    with api.ctx.db.read() as s:
+        assert s.exec(select(Document).where(Document.payment_id == payment_id)).first() is None
