@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 from pydantic import Field
@@ -39,6 +40,11 @@ class ReceiptSettings(PaymentSettings):
     notice_place: str | None = Field(default=None, min_length=1, max_length=100)
     # How often the worker hands queued messages to the T-VAN folder and reads its replies.
     tax_sync_seconds: float = Field(default=60.0, gt=0)
+
+    # The daily summary of e-receipts (01/TH-BLĐT, invoices/tax/summary.py): sent each day from this local time
+    # (Vietnam), so that it is sent on the day of issue; documents issued later that day go in a supplementary one.
+    receipt_summary_at: time = time(22, 0)
+    receipt_summary_check_seconds: float = Field(default=300.0, gt=0)
 
     @property
     def effective_provider_tax_code(self) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "OriginalNotIssued",
     "Reason",
     "SeriesExhausted",
+    "SeriesNotOpen",
     "UnreadableReply",
 ]
 
@@ -77,6 +78,14 @@ class DocumentAdjusted(InvoiceError, Conflict):
 
 class SeriesExhausted(InvoiceError):
     """The series has used all 8-digit numbers this year; the agency must register a new series."""
+
+
+class SeriesNotOpen(InvoiceError, Conflict):
+    """No open series of the template is registered for the agency and the issue year (never registered, or
+    closed): nothing is issued until the agency registers one. The issuing job fails with this message and stays
+    in the outbox, to be retried once the series is registered."""
+
+    code, title = "series_not_open", "No open receipt series is registered for this agency and year"
 
 
 class MissingSigningKey(InvoiceError):

@@ -8,6 +8,7 @@ from invoices.context import ReceiptContext
 from invoices.errors import HandOffFailed, OriginalNotIssued
 from invoices.service import issue_adjustment, issue_receipt
 from invoices.tax.service import SEND, apply_replies, gateway_for, left_by_failure, send_pending
+from invoices.tax.summary import send_daily_summaries
 from payments.outbox.worker import Handler, Periodic, RetryLater
 from payments.payment import kinds
 
@@ -35,6 +36,10 @@ def tax_sync(ctx: ReceiptContext) -> None:
     apply_replies(ctx, gateway)
 
 
+def daily_summaries(ctx: ReceiptContext) -> None:
+    send_daily_summaries(ctx)
+
+
 def send(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     tax_sync(ctx)
     if waiting := left_by_failure(ctx):
@@ -50,4 +55,6 @@ HANDLERS: dict[str, Handler[ReceiptContext]] = {
 }
 PERIODIC: tuple[Periodic[ReceiptContext], ...] = (
     Periodic("tax.sync", lambda ctx: ctx.settings.tax_sync_seconds, tax_sync),
+    # The daily summary of e-receipts, due on the day of issue (invoices/rules2026.py).
+    Periodic("receipts.summary", lambda ctx: ctx.settings.receipt_summary_check_seconds, daily_summaries),
 )

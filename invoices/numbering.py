@@ -6,11 +6,12 @@ from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from invoices import rules2026
 from invoices.errors import SeriesExhausted
 from invoices.tables import SeriesCounter
 from payments.core.db import table_of
 
-MAX_NUMBER = 99_999_999  # SHDon has at most 8 digits
+MAX_NUMBER = rules2026.MAX_NUMBER  # SHDon has at most 8 digits
 
 
 def series_for_year(series: str, year: int) -> str:

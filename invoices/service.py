@@ -37,9 +37,10 @@ from invoices.context import ReceiptContext
 from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
-from invoices.numbering import series_for_year, take_number
+from invoices.numbering import take_number
+from invoices.series import OpenSeries, confirm_open, open_series, receipt_template
 from invoices.tables import Document as DocumentRow
-from invoices.tables import DocumentPurpose
+from invoices.tables import DocumentPurpose, ReceiptSeries, SeriesStatus
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
 from invoices.tax.service import SEND, queue_issued, queue_notice, send_job_needed
 from invoices.validate import validate
@@ -76,11 +77,15 @@ _DOSSIER = table_of(Dossier)
 _LINE = table_of(DossierFeeLine)
 _AGENCY = table_of(Agency)
 _DOCUMENT = table_of(DocumentRow)
+_SERIES = table_of(ReceiptSeries)
 # One row per fee line (one with NULL line columns when the dossier has none), each carrying the payment, dossier,
 # agency and any original already issued: everything a receipt needs in one round trip. Built once.
+# The agency's open series of the receipt template for the issue year comes with it (NULL when there is none yet).
 _RECEIPT_FACTS = (
     sa_select(
         _DOCUMENT.c.id.label("issued_id"),
+        _SERIES.c.id.label("series_id"),
+        _SERIES.c.series.label("series"),
         _PAYMENT.c.status,
         _PAYMENT.c.gateway,
         _PAYMENT.c.agency_id,
@@ -110,6 +115,15 @@ _RECEIPT_FACTS = (
             _DOCUMENT,
             and_(_DOCUMENT.c.payment_id == _PAYMENT.c.id, _DOCUMENT.c.purpose == DocumentPurpose.original.value),
         )
+        .outerjoin(
+            _SERIES,
+            and_(
+                _SERIES.c.agency_id == _PAYMENT.c.agency_id,
+                _SERIES.c.template == bindparam("template"),
+                _SERIES.c.year == bindparam("year"),
+                _SERIES.c.status == SeriesStatus.open.value,
+            ),
+        )
         .outerjoin(_LINE, _LINE.c.dossier_id == _DOSSIER.c.id)
     )
     .where(_PAYMENT.c.id == bindparam("payment_id"))
@@ -126,9 +140,11 @@ def issue_receipt(
     One write transaction: one joined SELECT reads the payment, its dossier and fee lines, its agency and any
     original already issued; then the number, the signed document, its event and its outbox jobs are written with
     Core statements and committed together."""
+    now = now or datetime.now(UTC)
+    key = {"payment_id": payment_id, "template": receipt_template(), "year": now.astimezone(GMT7).year}
     try:
         with ctx.db.write() as s:
-            rows = s.connection().execute(_RECEIPT_FACTS, {"payment_id": payment_id}).all()
+            rows = s.connection().execute(_RECEIPT_FACTS, key).all()
             if not rows:
                 return None
             first = rows[0]
@@ -155,7 +171,8 @@ def issue_receipt(
                 ),
             )
             content = _Content(Buyer.from_dossier(cast("PayerFacts", first)), fees, services)
-            issued = _issue(s, ctx, signers, facts, content, DocumentPurpose.original, now or datetime.now(UTC))
+            series = OpenSeries(first.series_id, first.series) if first.series_id is not None else None
+            issued = _issue(s, ctx, signers, facts, content, DocumentPurpose.original, now, series=series)
             return issued.id
     except IntegrityError:
         # Another worker issued it first (PostgreSQL); its document stands and our number went back with the rollback.
@@ -453,9 +470,12 @@ def _issue(
     *,
     refund_id: str | None = None,
     created_by: str | None = None,
+    series: OpenSeries | None = None,
 ) -> IssuedDocument:
     issue_date = now.astimezone(GMT7).date()
-    series = series_for_year(ctx.settings.receipt_series, issue_date.year)
+    template = receipt_template()
+    in_use = series or open_series(s, ctx.settings, facts.agency_id, template, issue_date.year)
+    series_symbol = in_use.series
     related = None
     if content.related is not None:
         kind = CorrectionKind.adjustment if purpose is DocumentPurpose.adjustment else CorrectionKind.replacement
@@ -469,7 +489,8 @@ def _issue(
         )
     draft = Document(
         kind=DocumentKind.receipt,
-        series=series,
+        template=template,
+        series=series_symbol,
         number=1,
         issue_date=issue_date,
         dossier_code=facts.dossier_code,
@@ -482,7 +503,9 @@ def _issue(
         related=related,
         document_id="DLHDon",
     )
-    number = take_number(s, facts.agency_id, draft.template, series, issue_date.year)
+    number = take_number(s, facts.agency_id, draft.template, series_symbol, issue_date.year)
+    if ctx.db.dialect == "postgresql":
+        confirm_open(s.connection(), in_use)  # a close may have committed while we waited for the counter row
     doc = draft.model_copy(update={"number": number})
     xml = build_xml(doc)
     validate(xml)  # never sign a document the format would reject
@@ -494,7 +517,7 @@ def _issue(
         payment_id=facts.payment_id,
         purpose=purpose,
         template=doc.template,
-        series=series,
+        series=series_symbol,
         year=issue_date.year,
         number=number,
         issue_date=issue_date,
@@ -512,7 +535,7 @@ def _issue(
     jobs: list[tuple[str, dict[str, Any]]] = []
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
-        queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series, signed)
+        queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series_symbol, signed)
         if send_job_needed(conn):
             jobs.append((SEND, {}))
     # Written with the document, so the client systems hear of every document and of no document that rolled back.
@@ -523,7 +546,7 @@ def _issue(
         document_id=issued.id,
         purpose=purpose.value,
         payment_id=facts.payment_id,
-        series=series,
+        series=series_symbol,
         number=number,
     )
     return issued

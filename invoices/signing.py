@@ -60,6 +60,7 @@ from invoices.xmldsig import (
     RSA_SHA256,
     SHA256,
     SIGNATURE_PROPERTIES_TYPE,
+    SUMMARY,
     VIETNAM,
     Layout,
     ds,
@@ -84,6 +85,8 @@ class Signer(Protocol):
     def sign(self, xml: bytes) -> bytes: ...
 
     def sign_notice(self, xml: bytes) -> bytes: ...
+
+    def sign_summary(self, xml: bytes) -> bytes: ...
 
 
 def vietnam_now() -> datetime:
@@ -142,6 +145,10 @@ class LocalSigner:
     def sign_notice(self, xml: bytes) -> bytes:
         """Return the notice with the taxpayer signature in ``TBao/DSCKS/NNT`` (created when missing)."""
         return self._sign(xml, NOTICE)
+
+    def sign_summary(self, xml: bytes) -> bytes:
+        """Return the daily summary with the taxpayer signature in ``BTHDLieu/DSCKS/NNT`` (created when missing)."""
+        return self._sign(xml, SUMMARY)
 
     def _sign(self, xml: bytes, layout: Layout) -> bytes:
         """Inclusive C14N 1.0 of the referenced elements in place, SHA-256 digests, then RSA PKCS#1 v1.5 over the

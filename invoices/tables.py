@@ -17,6 +17,51 @@ class DocumentPurpose(StrEnum):
     replacement = "replacement"  # TCHDon 1
 
 
+class SeriesStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class SeriesOrigin(StrEnum):
+    # Registered by the deployment's default (LEPHI_RECEIPT_SERIES) for an agency that never registered its own:
+    # how series were chosen before they were data. Such an agency keeps getting the default each new year.
+    default = "default"
+    registered = "registered"
+
+
+class ReceiptSeries(SQLModel, table=True):
+    """A template and series an agency issues receipts from, for one calendar year (the series' characters 2-3 are
+    the year's last two digits). Issuance takes the agency's one open series of the template for the issue year and
+    refuses when there is none; numbers are counted in ``series_counter``."""
+
+    __tablename__ = "receipt_series"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "template", "series"),
+        # One series in use per agency, template and year: issuance never has to choose.
+        Index(
+            "ux_receipt_series_open",
+            "agency_id",
+            "template",
+            "year",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+    id: str = Field(default_factory=lambda: new_id("ser"), primary_key=True, max_length=40)
+    agency_id: str = Field(foreign_key="agency.id", index=True, max_length=40)
+    template: str = Field(max_length=1)
+    series: str = Field(max_length=6)
+    year: int
+    status: SeriesStatus = Field(default=SeriesStatus.open, sa_type=str_enum(SeriesStatus))
+    origin: SeriesOrigin = Field(default=SeriesOrigin.registered, sa_type=str_enum(SeriesOrigin))
+    registered_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    registered_by: str | None = Field(default=None, max_length=200)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_by: str | None = Field(default=None, max_length=200)
+
+
 class SeriesCounter(SQLModel, table=True):
     """The last number used per (agency, template, series, year). Incremented in the transaction that inserts the
     document, so a rollback gives the number back: a sequence would leave a gap."""

@@ -43,6 +43,7 @@ from invoices.xmldsig import (
     NOTICE,
     RSA_SHA256,
     SHA256,
+    SUMMARY,
     VIETNAM,
     Layout,
     ds,
@@ -133,6 +134,21 @@ def verify_notice(xml: bytes, trusted: Sequence[Pin], *, max_bytes: int = MAX_XM
         signer_tax_code=checked.pin.tax_code,
         signing_time=checked.signing_time,
         form=_field(checked.data, "MSo", what=NOTICE.signed_data),
+        taxpayer_tax_code=checked.pin.tax_code,
+    )
+
+
+def verify_summary(xml: bytes, trusted: Sequence[Pin], *, max_bytes: int = MAX_XML_BYTES) -> VerifiedNotice:
+    """Verify the taxpayer signature in ``BTHDLieu/DSCKS/NNT`` of a daily summary, as for a notice."""
+    checked = _verified(xml, trusted, max_bytes, SUMMARY)
+    return VerifiedNotice(
+        signed_data=checked.data,
+        certificate=checked.pin.certificate,
+        agency=checked.pin.agency,
+        signer_subject=checked.pin.certificate.subject.rfc4514_string(),
+        signer_tax_code=checked.pin.tax_code,
+        signing_time=checked.signing_time,
+        form=_field(checked.data, "TTChung/MSo", what=SUMMARY.signed_data),
         taxpayer_tax_code=checked.pin.tax_code,
     )
 

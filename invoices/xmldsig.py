@@ -68,6 +68,7 @@ DOCUMENT = Layout(
     "HDon", "DLHDon", "NBan", "seller", "NDHDon/NBan/MST", ("DLQRCode", "MCCQT"), ("NMua", "CQT", "CCKSKhac")
 )
 NOTICE = Layout("TBao", "DLTBao", "NNT", "taxpayer", "MST", (), ("CQT",))
+SUMMARY = Layout("BTHDLieu", "DLBTHop", "NNT", "taxpayer", "TTChung/MST", (), ("CQT",))
 
 
 def hardened_parser() -> Any:

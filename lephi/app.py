@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
     from console.staff.pages import router as console_staff
     from invoices.endpoints import router as receipts
     from invoices.pages import router as receipt_lookup
+    from invoices.series_endpoints import router as receipt_series
     from payments.dossier.endpoints import router as dossiers
     from payments.gateway.endpoints import pages as sandbox_pages
     from payments.gateway.endpoints import router as gateways
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, ctx: Container | None = None) -
         dossiers,
         health,
         receipts,
+        receipt_series,
         bank_credits,
         webhooks,
         reconciliation,

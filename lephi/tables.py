@@ -6,8 +6,8 @@ from console.audit.models import AuditHead, AuditLog
 from console.fees.models import FeeImport
 from console.refunds.models import RefundRequest
 from console.staff.models import LoginFailure, ResetRequest, StaffPolicy, StaffSession, StaffToken, StaffUser
-from invoices.tables import Document, SeriesCounter
-from invoices.tax.tables import TaxMessage, TaxReply
+from invoices.tables import Document, ReceiptSeries, SeriesCounter
+from invoices.tax.tables import ReceiptSummary, TaxMessage, TaxReply
 from payments.agency.models import Agency, AgencyLogo, FeeScheduleLine, FeeScheduleVersion, Procedure
 from payments.auth.models import ApiKey
 from payments.dossier.models import Dossier, DossierFeeLine
@@ -47,6 +47,8 @@ __all__ = [
     "Payment",
     "PaymentEvent",
     "Procedure",
+    "ReceiptSeries",
+    "ReceiptSummary",
     "ReconException",
     "ReconExceptionEvent",
     "ReconRun",

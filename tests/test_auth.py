@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -191,6 +191,18 @@ ENDPOINTS = [
         "daily-close-report", "GET", "/v1/reconciliation/reports/daily?business_day=2026-11-20", "reconciliation:read"
     ),
     Endpoint("province-stats", "GET", "/v1/province/stats?month=2026-11", "province:read"),
+    Endpoint("list-receipt-series", "GET", "/v1/receipt-series", "receipts:admin"),
+    Endpoint(
+        "receipt-usage-report", "GET", "/v1/receipt-series/usage?start=2026-12-01&end=2026-12-31", "receipts:admin"
+    ),
+    Endpoint(
+        "register-receipt-series",
+        "POST",
+        "/v1/receipt-series",
+        "receipts:admin",
+        # Next year's: this year's default series may already be open.
+        lambda w: {"series": f"K{(datetime.now(UTC).year + 1) % 100:02d}TAB"},
+    ),
     Endpoint(
         "run-recon-day",
         "POST",

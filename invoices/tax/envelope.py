@@ -55,13 +55,14 @@ _BLANK = b" \t\r\n"
 
 
 class MessageType(IntEnum):
-    """MLTDiep. Lephi sends 200, 203 and 300; the others arrive as replies and are only read."""
+    """MLTDiep. Lephi sends 200, 203, 300 and 400; the others arrive as replies and are only read."""
 
     document_for_code = 200
     coded_document = 202
     uncoded_document = 203
     check_result = 204
     notice = 300
+    summary = 400
     technical_reply = 999
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "queue_document",
     "queue_issued",
     "queue_notice",
+    "queue_summary",
     "send_job_needed",
     "send_pending",
 ]
@@ -131,6 +132,11 @@ def queue_notice(
         raise ValueError(f"the notice is about taxpayer {notice.tax_code}, not agency {agency.code}")
     signed = signed_notice(signer, notice)
     return _queue(s, settings, agency, TaxMessageKind.notice, MessageType.notice, [signed], about)
+
+
+def queue_summary(s: Session, settings: ReceiptSettings, agency: Agency, signed: bytes) -> TaxMessage:
+    """Queue the agency's signed daily summary of e-receipts (MLTDiep 400) in the caller's transaction."""
+    return _queue(s, settings, agency, TaxMessageKind.summary, MessageType.summary, [signed], None)
 
 
 def queue_issued(

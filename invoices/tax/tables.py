@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, LargeBinary, Text
+from sqlalchemy import Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
@@ -14,6 +14,7 @@ from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
 class TaxMessageKind(StrEnum):
     document = "document"  # an issued document: MLTDiep 200 (coded series) or 203 (uncoded)
     notice = "notice"  # a 04/SS-HĐĐT notice: MLTDiep 300
+    summary = "summary"  # the daily summary of e-receipts, 01/TH-BLĐT: MLTDiep 400
 
 
 class TaxMessageStatus(StrEnum):
@@ -64,3 +65,22 @@ class TaxReply(SQLModel, table=True):
     message_type: int  # MLTDiep
     xml: bytes = Field(sa_type=LargeBinary)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ReceiptSummary(SQLModel, table=True):
+    """One daily summary of an agency's e-receipts (01/TH-BLĐT) as sent: the first of the day (sequence 1) or a
+    supplementary one restating the day after more documents were issued, or after a rejection. What became of it
+    is its tax message's status."""
+
+    __tablename__ = "receipt_summary"
+    __table_args__ = (UniqueConstraint("agency_id", "day", "sequence"),)
+
+    id: str = Field(default_factory=lambda: new_id("sum"), primary_key=True, max_length=40)
+    agency_id: str = Field(foreign_key="agency.id", index=True, max_length=40)
+    day: date
+    sequence: int
+    tax_message_id: str = Field(foreign_key="tax_message.id", max_length=40)
+    # The documents and the total the summary states, to tell whether the day has changed since.
+    documents: int
+    total: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

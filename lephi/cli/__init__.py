@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from lephi.cli import receipts as receipts_cli
 from lephi.cli import reconcile, staff
 from lephi.cli.common import context
 
@@ -37,6 +38,10 @@ certs = typer.Typer(help="Signing certificates of agencies.", no_args_is_help=Tr
 app.add_typer(certs, name="certs")
 receipts = typer.Typer(help="E-receipts.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(receipts, name="receipts")
+receipts.add_typer(receipts_cli.series, name="series")
+receipts.command("summary")(receipts_cli.receipts_summary)
+receipts.command("report")(receipts_cli.receipts_report)
+receipts.command("readiness")(receipts_cli.receipts_readiness)
 tax = typer.Typer(
     help="Transmission to the tax authority through the T-VAN file drop.", no_args_is_help=True, rich_markup_mode=None
 )

@@ -19,6 +19,8 @@ class Scope(StrEnum):
     refunds_write = "refunds:write"
     # Staff actions on issued documents: replacements.
     receipts_write = "receipts:write"
+    # The agency's administrator: receipt templates and series, the usage report.
+    receipts_admin = "receipts:admin"
     webhooks_write = "webhooks:write"
     # Finance staff: the reconciliation runs, exceptions queue and reports.
     reconciliation_read = "reconciliation:read"

@@ -387,6 +387,13 @@ def _csv(header: Sequence[str], body: Sequence[Sequence[Cell]]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
+def table_xlsx(
+    title: str, columns: Sequence[tuple[str, Kind]], body: Sequence[Sequence[Cell]], bold: Sequence[int] = ()
+) -> bytes:
+    """One sheet: bold headers, numbers as numbers, text that can never turn into a formula (other reports too)."""
+    return _xlsx(title, columns, body, bold)
+
+
 def _xlsx(
     title: str, columns: Sequence[tuple[str, Kind]], body: Sequence[Sequence[Cell]], bold: Sequence[int]
 ) -> bytes:
