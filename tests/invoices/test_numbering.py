@@ -58,3 +58,9 @@ def test_hundred_concurrent_takers_get_one_to_hundred(ctx: AppContext, agency_id
 
 def test_series_year_digits_follow_the_issue_date() -> None:
     assert series_for_year("C26TAA", 2027) == "C27TAA" and series_for_year("K25DYY", 2030) == "K30DYY"
+
+
+def test_series_year_digits_are_always_two() -> None:
+    """A year whose last two digits start with 0 keeps the 0: the series stays six characters (a mutant that
+    dropped the zero padding survived every other test)."""
+    assert series_for_year("C99TAA", 2100) == "C00TAA" and series_for_year("K26DYY", 2105) == "K05DYY"
