@@ -263,8 +263,11 @@ def test_a_worker_marking_jobs_done_before_the_handler_is_caught(api: Api, recei
     _kill_mid_handler(api, receiver, tmp_path, "payment.succeeded", "before", LEPHI_TEST_MUTANT="done_first")
     with pytest.raises(AssertionError, match="recorded as done"):
         _none_done(api, "payment.succeeded")
-    # The receipt is never issued, so the refund's adjustment waits for it for ever.
-    with pytest.raises(pytest.fail.Exception, match=r"refund\.succeeded"):
+    # The blocked job's receipt is never issued: the drain is left with the refund's adjustment waiting for it, or
+    # (when the blocked job was the queried payment's) ends with that payment's receipt missing.
+    try:
         _drain(api)
-    with api.ctx.db.read() as s:
-        assert list(s.exec(select(Document).where(Document.payment_id == ids["paid"]))) == []
+    except pytest.fail.Exception as left:
+        assert "refund.succeeded" in str(left), left
+    with pytest.raises(AssertionError):
+        _each_done_once(api, receiver, ids)
