@@ -1,4 +1,4 @@
-.PHONY: run test bench openapi fmt screenshots
+.PHONY: run test bench openapi fmt screenshots mutate
 
 # Install the service and run it with embedded defaults (SQLite under var/, demo data, sandbox gateway).
 run:
@@ -23,3 +23,8 @@ fmt:
 screenshots:
 	scripts/bootstrap --dev
 	.venv/bin/python -m devtools.screenshots docs/screenshots
+
+# Mutation testing of the critical modules, each against its own tests (docs/testing.md); NAME=words runs one.
+mutate:
+	scripts/bootstrap --dev
+	scripts/mutate $(NAME)

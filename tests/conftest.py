@@ -287,3 +287,29 @@ def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     yield run
     get_settings.cache_clear()
+
+
+# --- a run without PostgreSQL says so --------------------------------------------------------------------------------
+_NOT_RUN_ON_POSTGRES: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Without LEPHI_TEST_POSTGRES_URL each database test runs on SQLite only: count the PostgreSQL runs left out
+    (of the tests selected, after -k and -m)."""
+    if PG_URL:
+        return
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database_url") == "sqlite":
+            _NOT_RUN_ON_POSTGRES.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if PG_URL or not _NOT_RUN_ON_POSTGRES:
+        return
+    terminalreporter.write_sep("=", "PostgreSQL not configured", yellow=True, bold=True)
+    terminalreporter.write_line(
+        f"WARNING: LEPHI_TEST_POSTGRES_URL is not set: {len(_NOT_RUN_ON_POSTGRES)} test(s) ran on SQLite only and "
+        "were NOT run on PostgreSQL. CI sets it; see docs/testing.md.",
+        yellow=True,
+    )

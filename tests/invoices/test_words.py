@@ -62,7 +62,8 @@ def test_out_of_range(amount: int) -> None:
 
 @pytest.mark.parametrize("amount", [True, False, 1.0, "5", Decimal(5), None])
 def test_not_an_int(amount: object) -> None:
-    with pytest.raises(ValueError, match="must be an int"):
+    # The message names the type given, so that the caller's bug can be found from the log line.
+    with pytest.raises(ValueError, match=f"must be an int, not {type(amount).__name__}$"):
         amount_in_words(amount)  # type: ignore[arg-type]
 
 
