@@ -62,6 +62,10 @@ SCOPES: dict[str, str | None] = {
     "GET /v1/receipts/{document_id}.html": "payments:read",
     "POST /v1/receipts/verify": "payments:read",
     "POST /v1/receipts/{document_id}/replace": "receipts:write",
+    "GET /v1/receipt-series": "receipts:admin",
+    "POST /v1/receipt-series": "receipts:admin",
+    "POST /v1/receipt-series/close": "receipts:admin",
+    "GET /v1/receipt-series/usage": "receipts:admin",
     "GET /v1/bank-credits": "payments:read",
     "POST /v1/webhook-endpoints": "webhooks:write",
     "GET /v1/webhook-endpoints": "webhooks:write",
@@ -82,6 +86,7 @@ SCOPES: dict[str, str | None] = {
 # What a request needs besides the scope to be served (so that the control is not stopped by a 422).
 QUERY: dict[str, str] = {
     "GET /v1/receipts": "?payment_id={paid}",
+    "GET /v1/receipt-series/usage": "?start=2026-01-01&end=2026-01-31",
     "GET /v1/reconciliation/reports/daily": "?business_day=2026-11-20",
     "GET /v1/reconciliation/reports/exceptions": "?business_day=2026-11-20",
     "GET /v1/province/stats": "?month=2026-11",
@@ -95,6 +100,8 @@ def _body(route: str, ids: dict[str, Any]) -> Any:
         "POST /v1/dossiers": dossier_body(),
         "POST /v1/payments": payment_body(ids.get("unpaid", "HS-NONE")),
         "POST /v1/reconciliation/runs": {"business_day": "2025-06-30"},
+        "POST /v1/receipt-series": {"series": "K27TLP"},
+        "POST /v1/receipt-series/close": {"series": "K27TLP"},
         "POST /v1/webhook-endpoints": {"url": "https://one-stop.example.gov.vn/events"},
     }.get(route)
 
