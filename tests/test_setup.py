@@ -28,6 +28,7 @@ PRODUCTION: dict[str, Any] = {
     "provider_tax_code": "0312345678",
     "province": "Lâm Đồng",
     "form_secret": "f" * 32,
+    "pii_key_file": "/etc/lephi/pii.key",
 }
 
 
@@ -101,7 +102,7 @@ def test_sandbox_satisfies_the_protocol() -> None:
 
 
 def test_production_needs_the_providers_tax_code_and_the_province() -> None:
-    base = {"env": "production", "database_url": "sqlite:///x.db", "form_secret": "f" * 32}
+    base = {"env": "production", "database_url": "sqlite:///x.db", "form_secret": "f" * 32, "pii_key_file": "/k"}
     with pytest.raises(ValueError, match="LEPHI_PROVIDER_TAX_CODE"):
         Settings(**base, province="Lâm Đồng")
     with pytest.raises(ValueError, match="LEPHI_PROVINCE"):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from lephi.cli import reconcile, staff
+from lephi.cli import privacy, reconcile, staff
 from lephi.cli.common import context
 from lephi.settings import get_settings
 from payments.core.config import Environment
@@ -46,6 +46,8 @@ app.add_typer(agency, name="agency")
 app.add_typer(reconcile.app, name="reconcile")
 app.add_typer(staff.staff, name="staff")
 app.add_typer(staff.audit, name="audit")
+app.add_typer(privacy.keys, name="keys")
+app.add_typer(privacy.privacy, name="privacy")
 
 
 @app.command()
