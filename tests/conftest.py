@@ -274,6 +274,8 @@ def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LEPHI_DATABASE_URL", database_url)
     monkeypatch.setenv("LEPHI_ENV", "test")
     monkeypatch.setenv("LEPHI_DATA_DIR", str(tmp_path / "cli"))
+    # The service's own personal-data key: the command reads and writes the same sealed rows.
+    monkeypatch.setenv("LEPHI_PII_KEY_FILE", str(api.ctx.settings.data_dir / "pii.key"))
     monkeypatch.setenv("LEPHI_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("LEPHI_RUN_WORKER", "false")
     get_settings.cache_clear()

@@ -17,7 +17,7 @@ privacy = typer.Typer(help="Payers' personal data: subject access and retention.
 
 @keys.command("rotate-pii")
 def rotate_pii(
-    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = 0,
+    batch: Annotated[int | None, typer.Option(min=1, max=10_000, help="Rows per transaction.")] = None,
 ) -> None:
     """Re-seal every sealed column under the current key (LEPHI_PII_KEY or the key file's first line), reading with
     the older ones (LEPHI_PII_OLD_KEYS or the file's further lines). Resumable: run it again after an interruption.
