@@ -87,7 +87,12 @@ def html(response: Any, status: int) -> None:
 def test_each_filter_narrows_the_search(
     client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
 ) -> None:
-    a = pay(api, "HS-2026-001", copies=1, payer={"name": "Trần Thị Bình", "email": "binh@example.com"})
+    a = pay(
+        api,
+        "HS-2026-001",
+        copies=1,
+        payer={"name": "Trần Thị Bình", "email": "binh@example.com", "id_number": "001099012345"},
+    )
     b = pay(api, "HS-2026-002", outcome="decline", copies=3, payer={"name": "Lê Văn Cường", "phone": "0912345678"})
     c = pay(api, "XY-77", outcome=None, copies=5, payer={"name": "Phạm Dũng", "email": "dung@mail.vn"})
     # Two Vietnam days: 2 Dec for a, 3 Dec for b (16:30 UTC on the 2nd is 23:30 there), 5 Dec for c.
@@ -103,9 +108,12 @@ def test_each_filter_narrows_the_search(
         "dossier=HS-2026": [],  # exact unless it ends with a star
         "dossier=HS-2026%25*": [],  # LIKE's wildcards are searched for literally
         "payer=b%C3%ACnh": [a],  # "bình", in any case
-        "payer=BINH%40example": [a],
-        "payer=0912": [b],
-        "payer=mail.vn": [c],
+        "payer=001099012345": [a],  # a citizen ID, whole, through its blind index
+        "payer=00109901234": [],
+        # E-mails and phones are sealed at rest: not searchable.
+        "payer=BINH%40example": [],
+        "payer=0912": [],
+        "payer=mail.vn": [],
         "amount=105000": [a],
         "amount=105.000": [a],
         "min=110000": [c, b],
@@ -314,6 +322,34 @@ def test_detail_shows_dossier_attempts_timeline_callbacks_receipts_and_refunds(
     assert "Request a refund" not in failed_page and "No receipt has been issued" in failed_page
     listed = client.get(f"/console/payments?dossier={code}").text
     assert f"{number:08d}" in listed  # the receipt number in the list
+
+
+@pytest.mark.parametrize(("role", "full"), [("finance", True), ("agency_admin", True), ("viewer", False)])
+def test_payers_contacts_and_identity_numbers_are_masked_for_staff_who_do_not_need_them(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str], role: str, full: bool
+) -> None:
+    payer = {
+        "name": "Trần Thị Bình",
+        "email": "binh.secret@example.com",
+        "phone": "0912345678",
+        "id_number": "001099012345",
+        "passport_number": "C7654321",
+    }
+    payment = pay(api, "HS-MASK-1", payer=payer)
+    sign_in(client, make_staff, role)
+    pages = [
+        client.get("/console/payments").text,
+        client.get(f"/console/payments/{payment}").text,
+        client.get("/console/payments/export.csv").content.decode("utf-8-sig"),
+    ]
+    for page in pages:
+        assert "Trần Thị Bình" in page
+        for secret in ("binh.secret@example.com", "0912345678"):
+            assert (secret in page) is full, (role, secret)
+    detail = pages[1]
+    assert ("001099012345" in detail) is full and ("C7654321" in detail) is full
+    if not full:
+        assert "b***@example.com" in pages[0] and "*******678" in pages[0] and "*********345" in detail
 
 
 def test_exports_hold_vietnamese_headers_dates_numbers_and_no_formulas(
