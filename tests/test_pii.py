@@ -285,3 +285,32 @@ def test_subject_access_export_lists_what_is_held(api: Api, cli: Cli) -> None:
     assert [p["status"] for p in d["payments"]] == ["succeeded"] and len(d["receipts"]) == 1
     assert cli("privacy", "export", "--id-number", "123").exit_code != 0
     assert json.loads(cli("privacy", "export", "--id-number", "000000000099").output)["dossiers"] == []
+
+
+def test_the_staff_totp_secret_is_sealed_and_rotated(api: Api, restore_keyring: None) -> None:
+    from console.staff.models import StaffUser
+    from console.staff.service import create_staff
+    from console.staff.totp import start_enrolment
+
+    with api.ctx.db.write() as s:
+        user, _token = create_staff(s, email="totp.pii@gov.vn", role="finance", agency_code="AGC-A")
+    with api.ctx.db.write() as s:
+        fresh = s.get(StaffUser, user.id)
+        assert fresh is not None
+        secret = start_enrolment(s, fresh)
+    staff = table_of(StaffUser)
+    raw_totp = type_coerce(staff.c.totp_secret, String())
+
+    def raw() -> str:
+        with api.ctx.db.read() as s:
+            return str(connection(s).execute(select(raw_totp).where(staff.c.id == user.id)).scalar_one())
+
+    old = pii.keyring()
+    assert secret not in raw() and raw().startswith(f"pii1:{old.current_id}:")
+    new = Keyring(base64.b64decode(_key()), (old.current,))
+    rotate(api.ctx.db, SEALED, new, 10, None)
+    assert raw().startswith(f"pii1:{new.current_id}:")
+    pii.install(Keyring(new.current))
+    with api.ctx.db.read() as s:
+        again = s.get(StaffUser, user.id)
+        assert again is not None and again.totp_secret == secret
