@@ -81,17 +81,21 @@ class Keyring:
 
     current: bytes
     older: tuple[bytes, ...] = ()
+    current_id: str = field(default="", init=False, compare=False)
     _ciphers: dict[str, AESGCM] = field(default_factory=dict, init=False, repr=False, compare=False)
     _index: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _sealer: AESGCM | None = field(default=None, init=False, repr=False, compare=False)
+    _prefix: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for key in (*self.older, self.current):
             self._ciphers[key_id(key)] = AESGCM(key)
             self._index[key_id(key)] = _index_key(key)
-
-    @property
-    def current_id(self) -> str:
-        return key_id(self.current)
+        # Computed once: sealing is on the dossier's hot path.
+        current = key_id(self.current)
+        object.__setattr__(self, "current_id", current)
+        object.__setattr__(self, "_sealer", self._ciphers[current])
+        object.__setattr__(self, "_prefix", f"{PREFIX}{current}:")
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -99,8 +103,9 @@ class Keyring:
 
     def seal(self, value: str, column: str) -> str:
         nonce = os.urandom(_NONCE)
-        sealed = self._ciphers[self.current_id].encrypt(nonce, value.encode(), column.encode())
-        return f"{PREFIX}{self.current_id}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+        assert self._sealer is not None
+        sealed = self._sealer.encrypt(nonce, value.encode(), column.encode())
+        return self._prefix + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def open(self, stored: str, column: str) -> str:
         if not stored.startswith(PREFIX):
