@@ -431,3 +431,27 @@ def test_the_list_costs_the_same_queries_for_few_rows_or_many(
         pay(api, f"HS-Q-{i}")
     Worker(api.ctx, HANDLERS).run_once()  # receipts for every row, read in one query for the page
     assert cost() == few
+
+
+def test_a_damaged_sealed_value_is_a_clear_503_without_the_value(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    from sqlalchemy import String, select, type_coerce, update
+
+    from payments.core.db import table_of
+    from payments.dossier.models import Dossier
+
+    payment = pay(api, "HS-DAMAGED", payer={"name": "An", "phone": "0912345670"})
+    table = table_of(Dossier)
+    with api.ctx.db.write() as s:
+        stored = s.execute(
+            select(type_coerce(table.c.payer_phone, String())).where(table.c.code == "HS-DAMAGED")
+        ).scalar_one()
+        damaged = stored[:-4] + ("AAAA" if not stored.endswith("AAAA") else "BBBB")
+        s.execute(update(table).where(table.c.code == "HS-DAMAGED").values(payer_phone=type_coerce(damaged, String())))
+    sign_in(client, make_staff, "finance")
+    # Answered as the console answers other failures of its storage: a 503 problem, never a 500, never the value.
+    for path in (f"/console/payments/{payment}", "/console/payments"):
+        page = client.get(path, headers={"Accept": "text/html"})
+        assert page.status_code == 503 and page.json()["code"] == "personal_data_unreadable", page.text[:300]
+        assert damaged not in page.text and stored not in page.text
