@@ -4,6 +4,7 @@ Every answer of the console is a page, errors included: a browser user never see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -14,7 +15,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from console.i18n import MESSAGES
 from console.nav import nav_for
+from console.roles import PERSONAL_DATA
+from console.staff.models import Role
 from payments.core.config import PaymentSettings
+from payments.core.pii import mask
 from payments.core.security import nonce
 from payments.pages import fmt, forms
 
@@ -48,6 +52,13 @@ def _switch_url(request: Request, other: str) -> str:
     return f"{request.url.path}?{urlencode([*query, ('lang', other)])}"
 
 
+def personal_data_for(role: Role | None) -> Callable[[str | None], str | None]:
+    """How a payer's contact or identity number is shown to this role: in full, or masked (console.roles)."""
+    if role in PERSONAL_DATA:
+        return lambda value: value
+    return mask
+
+
 def render(
     request: Request, settings: PaymentSettings, template: str, lang: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -64,6 +75,7 @@ def render(
         money=lambda amount: fmt.money(amount, lang),
         when=lambda moment: fmt.when(moment, lang) if moment is not None else "",
         day=lambda value: fmt.day(value, lang),
+        pii=personal_data_for(user.role if user is not None else None),
         **context,
     )
     response = HTMLResponse(html, status_code=status_code)

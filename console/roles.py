@@ -37,3 +37,7 @@ RECONCILE_UPLOADERS = frozenset({Role.finance, Role.agency_admin})  # imports an
 RECONCILE_RESOLVERS = frozenset({Role.finance, Role.approver})  # works the exceptions queue
 RECEIPT_REPLACERS = frozenset({Role.finance, Role.agency_admin})  # replaces a receipt with wrong payer details
 CONFIG_WRITERS = ADMINS  # fees, gateways, the signing certificate
+
+# Who sees payers' contacts and identity numbers in full (personal data, docs/privacy.md): those who deal with the
+# payer about a payment or a refund. Everyone else who may open the page sees them masked.
+PERSONAL_DATA = frozenset({Role.finance, Role.approver, Role.agency_admin})

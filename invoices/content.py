@@ -51,6 +51,10 @@ class PayerFacts(Protocol):
     def payer_email(self) -> str | None: ...
     @property
     def payer_phone(self) -> str | None: ...
+    @property
+    def payer_id_number(self) -> str | None: ...
+    @property
+    def payer_passport_number(self) -> str | None: ...
 
 
 class LineFacts(Protocol):
@@ -164,12 +168,14 @@ class Seller(_Frozen):
 
 
 class Buyer(_Frozen):
-    """NMua: the payer. `id_number` (CCCDan) only when the document requires it (personal data)."""
+    """NMua: the payer. `id_number` (CCCDan) and `passport_number` (SHChieu) only when the dossier carries them
+    (personal data, sealed in the database; the signed receipt keeps them as accounting law requires)."""
 
     name: Text400
     tax_code: TaxCode | None = None
     address: Text400 | None = None
     id_number: CitizenId | None = None
+    passport_number: Text20 | None = None
     email: Email | None = None
     phone: Text20 | None = None
 
@@ -181,6 +187,8 @@ class Buyer(_Frozen):
             address=dossier.payer_address or None,
             email=dossier.payer_email or None,
             phone=dossier.payer_phone or None,
+            id_number=dossier.payer_id_number or None,
+            passport_number=dossier.payer_passport_number or None,
         )
 
 

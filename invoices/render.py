@@ -105,6 +105,7 @@ class BuyerView:
     email: str | None
     phone: str | None
     citizen_id_masked: str | None
+    passport_masked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,7 @@ def _seller(node: _Element) -> SellerView:
 
 def _buyer(node: _Element) -> BuyerView:
     citizen_id = _optional(node, "CCCDan")
+    passport = _optional(node, "SHChieu")
     return BuyerView(
         name=_required(node, "Ten"),
         tax_code=_optional(node, "MST"),
@@ -298,6 +300,7 @@ def _buyer(node: _Element) -> BuyerView:
         email=_optional(node, "DCTDTu"),
         phone=_optional(node, "SDThoai"),
         citizen_id_masked=mask_citizen_id(citizen_id) if citizen_id else None,
+        passport_masked=mask_citizen_id(passport) if passport else None,
     )
 
 
@@ -425,6 +428,7 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
                 "bank_account": "Số tài khoản",
                 "bank_name": "Tại",
                 "citizen_id": "Số CCCD",
+                "passport": "Số hộ chiếu",
                 "symbol": "Ký hiệu",
                 "number": "Số",
                 "issue_date": "Ngày lập",
@@ -478,6 +482,7 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
                 "bank_account": "Bank account",
                 "bank_name": "At",
                 "citizen_id": "Citizen ID",
+                "passport": "Passport number",
                 "symbol": "Symbol",
                 "number": "No.",
                 "issue_date": "Issue date",

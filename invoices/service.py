@@ -95,6 +95,8 @@ _RECEIPT_FACTS = (
         _DOSSIER.c.payer_address,
         _DOSSIER.c.payer_email,
         _DOSSIER.c.payer_phone,
+        _DOSSIER.c.payer_id_number,
+        _DOSSIER.c.payer_passport_number,
         _AGENCY.c.code.label("agency_code"),
         _AGENCY.c.name.label("agency_name"),
         _AGENCY.c.tax_code.label("agency_tax_code"),
@@ -404,6 +406,7 @@ def _buyer_of(xml: bytes) -> Buyer:
         tax_code=text("MST"),
         address=text("DChi"),
         id_number=text("CCCDan"),
+        passport_number=text("SHChieu"),
         email=text("DCTDTu"),
         phone=text("SDThoai"),
     )

@@ -112,6 +112,7 @@ def _buyer(buyer: Buyer) -> _Element:
             ("SDThoai", buyer.phone),
             ("DCTDTu", buyer.email),
             ("CCCDan", buyer.id_number),
+            ("SHChieu", buyer.passport_number),
         ],
     )
 

@@ -18,6 +18,7 @@ from lephi.settings import Settings
 from payments.agency.cache import AgencyCache
 from payments.agency.demo import DEMO_AGENCY, demo_vietqr_settings
 from payments.auth.cache import ApiKeyCache
+from payments.core import pii
 from payments.core.config import Environment
 from payments.core.context import ContextMethods, callback_url
 from payments.core.db import Database, make_engine
@@ -95,6 +96,8 @@ def build_container(
     http: httpx.Client | None = None,
     webhook_http: httpx.Client | None = None,
 ) -> Container:
+    # Before any row is read or written: the sealed columns open with it (payments.core.pii).
+    pii.install(pii.keyring_from_settings(settings))
     database = db or Database(make_engine(settings.effective_database_url, settings), settings.db_threads)
     factories = discover()
     if not settings.sandbox_on:

@@ -11,6 +11,7 @@ from lephi.container import Container
 from payments.outbox.worker import Handler, Periodic
 from payments.payment import kinds
 from payments.payment.jobs import HANDLERS as PAYMENT_HANDLERS
+from payments.privacy.retention import PERIODIC as PRIVACY_PERIODIC
 from payments.webhooks.jobs import HANDLERS as WEBHOOK_HANDLERS
 from payments.webhooks.service import DELIVER
 
@@ -27,7 +28,7 @@ def merged(*tables: Mapping[str, Handler[Container]]) -> dict[str, Handler[Conta
 
 
 HANDLERS = merged(PAYMENT_HANDLERS, INVOICE_HANDLERS, WEBHOOK_HANDLERS)
-PERIODIC: tuple[Periodic[Container], ...] = (*INVOICE_PERIODIC,)
+PERIODIC: tuple[Periodic[Container], ...] = (*INVOICE_PERIODIC, *PRIVACY_PERIODIC)
 # Kinds that spend their time waiting on another system (a client's webhook endpoint, a gateway's status or
 # cancel API, the T-VAN folder): a worker runs several at once. Receipt issuance (signing) is CPU-bound and is not
 # among them.

@@ -43,6 +43,8 @@ class Settings(ReceiptSettings, ConsoleSettings, BaseSettings):
                 raise ValueError("LEPHI_PROVIDER_TAX_CODE (MSTTCGP, the service operator's tax code) must be set")
             if not self.province and not self.notice_place:
                 raise ValueError("LEPHI_PROVINCE (the province this service runs for) must be set")
+            if not self.pii_key and not self.pii_key_file:
+                raise ValueError("LEPHI_PII_KEY or LEPHI_PII_KEY_FILE (payers' personal data key) must be set")
         return self
 
 

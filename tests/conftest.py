@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from payments.auth.service import create_key
 from payments.core.db import Database, make_engine, normalise_url
 from payments.core.logging import configure_logging
 from tests.factories import seed_agency
+from tests.privacy_scan import leaks, plant_payer
 
 # No timing assertion in the suite: Hypothesis's per-example deadline would be one, and the machines are shared.
 hypothesis_settings.register_profile("lephi", deadline=None)
@@ -54,6 +55,23 @@ ALL_SCOPES = [s.value for s in Scope]
 # the ones that are (tests/console/test_passwords.py) are marked real_argon2 and keep the product's.
 _CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 _CHEAP_DUMMY = _CHEAP_HASHER.hash("not the password of any account")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test whose captured logs or output hold a payer's identity number, passport number, phone or e-mail that
+    some test sent (tests/privacy_scan.py) fails, whatever it asserted itself."""
+    report: pytest.TestReport = yield
+    if report.passed and report.when in ("call", "teardown"):
+        # Each phase's report repeats the earlier phases' sections: the teardown looks at its own only.
+        sections = [c for name, c in report.sections if report.when == "call" or name.endswith("teardown")]
+        found = leaks("\n".join(sections))
+        if found:
+            report.outcome = "failed"
+            report.longrepr = f"personal data in the captured logs: {len(found)} planted values, e.g. {found[0][:3]}..."
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -171,6 +189,7 @@ class Api:
         return {"Authorization": f"Bearer {self.key}"}
 
     def post(self, path: str, json: Any = None, key: str | None = None, **kw: Any) -> Any:
+        plant_payer(json)
         headers = {**self.auth, **kw.pop("headers", {})}
         if key is not False:
             headers.setdefault("Idempotency-Key", key or secrets.token_hex(8))
@@ -274,6 +293,8 @@ def cli(api: Api, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LEPHI_DATABASE_URL", database_url)
     monkeypatch.setenv("LEPHI_ENV", "test")
     monkeypatch.setenv("LEPHI_DATA_DIR", str(tmp_path / "cli"))
+    # The service's own personal-data key: the command reads and writes the same sealed rows.
+    monkeypatch.setenv("LEPHI_PII_KEY_FILE", str(api.ctx.settings.data_dir / "pii.key"))
     monkeypatch.setenv("LEPHI_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("LEPHI_RUN_WORKER", "false")
     get_settings.cache_clear()

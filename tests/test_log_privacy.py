@@ -11,6 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from payments.core.context import AppContext
 from payments.core.logging import REDACTED, configure_logging, get_logger, redact
 from payments.transfer.models import BankCredit, CreditStatus
+from tests.conftest import Api
+from tests.factories import dossier_body
+from tests.privacy_scan import leaks, plant
 
 PAYER = "NGUYEN THI BI MAT 7QX"
 
@@ -86,3 +89,35 @@ def test_redaction_never_fails_on_deep_or_odd_values() -> None:
     out = redact(None, "info", {"event": "e", "deep": deep, "n": 1, "b": b"x", "none": None, 3: "int key"})
     assert "p" not in json.dumps(out["deep"]).replace("[redacted]", "")
     assert out["n"] == 1 and out["b"] == b"x" and out[3] == "int key"
+
+
+def test_the_suites_scanner_finds_a_planted_value_in_a_log_line(capfd: pytest.CaptureFixture[str]) -> None:
+    # Values of their own: other tests' planted ones (an@example.com) must not be substrings of them.
+    planted, id_number = "zq7.scan@lephi.invalid", "079203987455"
+    plant([planted, id_number])
+    configure_logging("INFO", json=True)
+    log = get_logger(__name__)
+    log.info("redacted.by.key", email=planted, id_number=id_number)
+    assert leaks(capfd.readouterr().err) == []
+    log.info("leaked.in.text", note=f"contact {planted}")  # a key the redaction does not know
+    assert planted in leaks(capfd.readouterr().err)
+
+
+def test_hostile_personal_data_reaches_neither_logs_nor_problem_bodies(
+    api: Api, capfd: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("DEBUG", json=True)
+    bad = [
+        {"name": "An", "id_number": "07920300445", "phone": "0987654321", "email": "an.hostile@example.com"},
+        {"name": "An", "id_number": "079203004455", "passport_number": "b12345678x"},
+        {"name": "An", "id_number": "079203004455", "email": "not-an-email-0987654321"},
+    ]
+    for payer in bad:
+        plant(str(v) for k, v in payer.items() if k != "name")
+        r = api.post("/v1/dossiers", dossier_body("HS-LOG", payer=payer))
+        assert r.status_code == 422, r.text
+        assert leaks(r.text) == []
+    good = {"name": "An", "id_number": "079203004466", "phone": "0987654322", "email": "an.ok@example.com"}
+    assert api.post("/v1/dossiers", dossier_body("HS-LOG", payer=good)).status_code == 201
+    assert api.get("/v1/dossiers", params={"payer_id_number": "079203004466"}).json()["data"]
+    assert leaks(capfd.readouterr().err) == []

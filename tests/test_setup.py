@@ -28,6 +28,7 @@ PRODUCTION: dict[str, Any] = {
     "provider_tax_code": "0312345678",
     "province": "Lâm Đồng",
     "form_secret": "f" * 32,
+    "pii_key_file": "/etc/lephi/pii.key",
 }
 
 
@@ -101,7 +102,7 @@ def test_sandbox_satisfies_the_protocol() -> None:
 
 
 def test_production_needs_the_providers_tax_code_and_the_province() -> None:
-    base = {"env": "production", "database_url": "sqlite:///x.db", "form_secret": "f" * 32}
+    base = {"env": "production", "database_url": "sqlite:///x.db", "form_secret": "f" * 32, "pii_key_file": "/k"}
     with pytest.raises(ValueError, match="LEPHI_PROVIDER_TAX_CODE"):
         Settings(**base, province="Lâm Đồng")
     with pytest.raises(ValueError, match="LEPHI_PROVINCE"):
@@ -110,6 +111,8 @@ def test_production_needs_the_providers_tax_code_and_the_province() -> None:
         Settings(**base, provider_tax_code="MST-1", province="Lâm Đồng")
     with pytest.raises(ValueError, match="LEPHI_FORM_SECRET"):
         Settings(**{**base, "form_secret": None}, provider_tax_code="0312345678", province="Lâm Đồng")
+    with pytest.raises(ValueError, match="LEPHI_PII_KEY"):
+        Settings(**{**base, "pii_key_file": None}, provider_tax_code="0312345678", province="Lâm Đồng")
     ok = Settings(**base, provider_tax_code="0312345678", province="Lâm Đồng")
     assert ok.effective_provider_tax_code == "0312345678" and ok.effective_notice_place == "Lâm Đồng"
     assert Settings(**base, provider_tax_code="0312345678", notice_place="Đà Lạt").effective_notice_place == "Đà Lạt"

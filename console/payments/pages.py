@@ -7,6 +7,7 @@ pages link to is its own page."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +34,7 @@ from console.payments.search import (
     parse_filters,
     search,
 )
-from console.render import render
+from console.render import personal_data_for, render
 from console.staff.models import Role
 from payments.agency.models import Agency
 from payments.core.types import utcnow
@@ -134,6 +135,9 @@ async def _export(request: Request, kind: str) -> Response:
     if isinstance(loaded, Response):
         return loaded
     agency, rows = loaded
+    if rows is not None and staff.user.role not in roles.PERSONAL_DATA:
+        shown = personal_data_for(staff.user.role)
+        rows = [replace(r, payer_email=shown(r.payer_email), payer_phone=shown(r.payer_phone)) for r in rows]
     if rows is None:
         t = MESSAGES[staff.lang]
         return render(

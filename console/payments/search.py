@@ -19,9 +19,11 @@ from sqlmodel import Session, col, select
 
 from invoices.tables import Document, DocumentPurpose
 from payments.agency.models import Agency
+from payments.core import pii
 from payments.core.errors import ValidationFailed
 from payments.core.pagination import decode_cursor, encode_cursor
 from payments.dossier.models import Dossier
+from payments.dossier.schemas import ID_NUMBER_PATTERN
 from payments.payment.models import Payment
 from payments.payment.states import PaymentStatus
 
@@ -162,13 +164,12 @@ def conditions(flt: Filters, agency_id: str | None) -> list[Any]:
     elif flt.dossier:
         where.append(col(Dossier.code) == flt.dossier)
     if flt.payer:
-        where.append(
-            or_(
-                col(Dossier.payer_name).icontains(flt.payer, autoescape=True),
-                col(Dossier.payer_email).icontains(flt.payer, autoescape=True),
-                col(Dossier.payer_phone).icontains(flt.payer, autoescape=True),
-            )
-        )
+        # E-mails and phones are sealed at rest (payments.core.pii): no part of them can be searched. A citizen ID
+        # is found whole, through its blind index.
+        payer = [col(Dossier.payer_name).icontains(flt.payer, autoescape=True)]
+        if re.fullmatch(ID_NUMBER_PATTERN, flt.payer):
+            payer.append(col(Dossier.payer_id_index).in_(pii.keyring().blind_indexes(flt.payer)))
+        where.append(or_(*payer))
     if flt.amount is not None:
         where.append(col(Payment.amount) == flt.amount)
     if flt.min_amount is not None:

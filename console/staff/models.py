@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint
 from sqlmodel import Field, SQLModel
 
+from payments.core.pii import Sealed
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
 
 
@@ -51,8 +52,9 @@ class StaffUser(SQLModel, table=True):
     deactivated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_sign_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The base32 TOTP secret; kept while enrolment waits for its first code, in use once totp_enabled_at is set.
-    # Stored as is: the settings hold no stable key to encrypt it with yet (docs/console.md).
-    totp_secret: str | None = Field(default=None, max_length=64)
+    # Sealed at rest under the personal-data keyring (payments.core.pii): a copy of the database alone does not let
+    # anyone compute the codes.
+    totp_secret: str | None = Field(default=None, sa_type=Sealed("staff_user.totp_secret", 64))
     totp_enabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The time step of the last code accepted: a code of that step or an earlier one is never accepted again.
     totp_last_step: int | None = None

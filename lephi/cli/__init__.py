@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from lephi.cli import privacy, reconcile, staff
 from lephi.cli import receipts as receipts_cli
-from lephi.cli import reconcile, staff
 from lephi.cli.common import context
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ app.add_typer(agency, name="agency")
 app.add_typer(reconcile.app, name="reconcile")
 app.add_typer(staff.staff, name="staff")
 app.add_typer(staff.audit, name="audit")
+app.add_typer(privacy.keys, name="keys")
+app.add_typer(privacy.privacy, name="privacy")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, field_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
 from redis.asyncio.connection import parse_url
 
 # Built-in secrets make the service start with nothing configured on a developer's machine; outside development
@@ -58,6 +58,19 @@ class PaymentSettings(BaseModel):
     key_last_used_flush_seconds: float = Field(default=60.0, gt=0)
     page_size_default: int = 20
     page_size_max: int = 100
+
+    # Personal data at rest (payments.core.pii, docs/privacy.md): the AES-256 key, base64, or a file holding it
+    # (first line current, further lines older keys still readable); neither set outside production: a key made once
+    # in data_dir/pii.key. Older keys during a rotation: comma-separated base64.
+    pii_key: SecretStr | None = None
+    pii_key_file: Path | None = None
+    pii_old_keys: SecretStr | None = None
+    # Days after a dossier is closed (paid or refunded) before the payer's e-mail and phone are erased.
+    pii_retention_days: int = Field(default=365, ge=1, le=36500)
+    # Dossiers the retention job and the key rotation handle per transaction.
+    pii_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # How often the worker runs the retention job.
+    pii_retention_every_seconds: float = Field(default=3600.0, gt=0)
 
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     # A request that crashed mid-way holds its key this long before a retry may take it over.

@@ -16,7 +16,7 @@ from payments.core.responses import problems, respond
 from payments.core.types import UtcDatetime
 from payments.dossier import service as dossiers
 from payments.dossier.models import DossierStatus
-from payments.dossier.schemas import DossierIn, DossierOut
+from payments.dossier.schemas import ID_NUMBER_PATTERN, DossierIn, DossierOut
 from payments.dossier.service import DossierFilter, find_dossier, list_dossiers, to_out
 from payments.idempotency.deps import Idempotent
 
@@ -62,11 +62,14 @@ def get_dossiers(
     procedure_code: Annotated[str | None, Query(max_length=40)] = None,
     created_from: UtcDatetime | None = None,
     created_to: UtcDatetime | None = None,
+    payer_id_number: Annotated[
+        str | None, Query(pattern=ID_NUMBER_PATTERN, description="Exact citizen ID (CCCD) of the payer.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[DossierOut]:
     """List the agency's dossiers, newest first, with filters and cursor pagination."""
-    flt = DossierFilter(status, procedure_code, created_from, created_to)
+    flt = DossierFilter(status, procedure_code, created_from, created_to, payer_id_number)
     with ctx.db.read() as s:
         rows, next_cursor = list_dossiers(s, principal.agency_id, flt, limit, cursor)
         return Page[DossierOut](data=[to_out(s, d, ctx.settings.public_url) for d in rows], next_cursor=next_cursor)

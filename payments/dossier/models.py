@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from payments.core.pii import Sealed
 from payments.core.types import UTCDateTime, new_id, str_enum, utcnow
 
 
@@ -25,8 +26,12 @@ class Dossier(SQLModel, table=True):
     code: str = Field(max_length=20)
     procedure_id: str = Field(foreign_key="procedure.id", max_length=40)
     payer_name: str = Field(max_length=400)
-    payer_email: str | None = Field(default=None, max_length=254)
-    payer_phone: str | None = Field(default=None, max_length=20)
+    # Sealed at rest (payments.core.pii); the identity number is found through its blind index.
+    payer_email: str | None = Field(default=None, sa_type=Sealed("dossier.payer_email", 254))
+    payer_phone: str | None = Field(default=None, sa_type=Sealed("dossier.payer_phone", 20))
+    payer_id_number: str | None = Field(default=None, sa_type=Sealed("dossier.payer_id_number", 12))
+    payer_passport_number: str | None = Field(default=None, sa_type=Sealed("dossier.payer_passport_number", 20))
+    payer_id_index: str | None = Field(default=None, max_length=80, index=True)
     payer_tax_code: str | None = Field(default=None, max_length=14)
     payer_address: str | None = Field(default=None, max_length=400)
     total_amount: int = Field(sa_type=BigInteger)
@@ -36,6 +41,8 @@ class Dossier(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the retention job erased the payer's contact data (docs/privacy.md).
+    pii_redacted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class DossierFeeLine(SQLModel, table=True):

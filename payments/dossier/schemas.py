@@ -10,6 +10,10 @@ from payments.core.schemas import StrictModel
 from payments.dossier.models import DossierStatus
 
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$"
+# The payer's identity documents (domain notes section 6): the citizen ID (CCCD) is 12 digits; a passport number is
+# taken as printed, 1 to 20 capital letters and digits (SHChieu holds 20) [S].
+ID_NUMBER_PATTERN = r"^[0-9]{12}$"
+PASSPORT_PATTERN = r"^[A-Z0-9]{1,20}$"
 
 
 class PayerIn(StrictModel):
@@ -18,6 +22,18 @@ class PayerIn(StrictModel):
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{6,20}$", examples=["0912345678"])
     tax_code: str | None = Field(default=None, pattern=r"^[0-9]{10}(-[0-9]{3})?$")
     address: str | None = Field(default=None, max_length=400)
+    id_number: str | None = Field(
+        default=None,
+        pattern=ID_NUMBER_PATTERN,
+        examples=["001099012345"],
+        description="Citizen ID (CCCD), 12 digits; only where the receipt requires it (NMua/CCCDan). Stored sealed.",
+    )
+    passport_number: str | None = Field(
+        default=None,
+        pattern=PASSPORT_PATTERN,
+        examples=["C1234567"],
+        description="Passport number, capital letters and digits (NMua/SHChieu). Stored sealed.",
+    )
 
 
 class FeeItemIn(StrictModel):

@@ -16,6 +16,7 @@ from payments.agency.cache import AgencyCache
 from payments.agency.models import Agency, FeeKind, Procedure
 from payments.agency.versions import procedure_lines, vietnam_day
 from payments.auth.access import owned_or_404
+from payments.core import pii
 from payments.core.db import table_of
 from payments.core.errors import AgencyDeactivated, DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
@@ -40,6 +41,7 @@ class DossierFilter:
     procedure_code: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    payer_id_number: str | None = None
 
 
 class ScheduleLine(Protocol):
@@ -159,6 +161,9 @@ def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[D
     dossier.payer_phone = data.payer.phone
     dossier.payer_tax_code = data.payer.tax_code
     dossier.payer_address = data.payer.address
+    dossier.payer_id_number = data.payer.id_number
+    dossier.payer_passport_number = data.payer.passport_number
+    dossier.payer_id_index = _id_index(data.payer.id_number)
     dossier.total_amount = total
     dossier.updated_at = utcnow()
     session.add(dossier)
@@ -212,12 +217,16 @@ def put_dossier(
         "payer_phone": data.payer.phone,
         "payer_tax_code": data.payer.tax_code,
         "payer_address": data.payer.address,
+        "payer_id_number": data.payer.id_number,
+        "payer_passport_number": data.payer.passport_number,
+        "payer_id_index": _id_index(data.payer.id_number),
         "total_amount": total,
         "status": DossierStatus.unpaid,
         "pay_token": secrets.token_urlsafe(24),
         "created_at": now,
         "updated_at": now,
         "paid_at": None,
+        "pii_redacted_at": None,
     }
     conn = connection(s)
     conn.execute(_INSERT_DOSSIER, values)
@@ -238,6 +247,10 @@ def put_dossier(
         paid_at=None,
     )
     return out, True
+
+
+def _id_index(id_number: str | None) -> str | None:
+    return pii.keyring().blind_index(id_number) if id_number else None
 
 
 def _ensure_editable(session: Session, dossier: Dossier) -> None:
@@ -282,6 +295,9 @@ def list_dossiers(
     query = select(Dossier).where(Dossier.agency_id == agency_id)
     if flt.status:
         query = query.where(Dossier.status == flt.status)
+    if flt.payer_id_number:
+        # Rows not yet re-sealed by a rotation carry an older key's index.
+        query = query.where(col(Dossier.payer_id_index).in_(pii.keyring().blind_indexes(flt.payer_id_number)))
     if flt.procedure_code:
         query = query.join(Procedure, col(Procedure.id) == Dossier.procedure_id).where(
             Procedure.code == flt.procedure_code

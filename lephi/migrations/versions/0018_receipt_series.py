@@ -6,7 +6,7 @@ origin ``default``: per agency and template, the series of the latest year it nu
 closed. Agencies that issued nothing get their default row on their first receipt (invoices/series.py).
 
 Revision ID: 0018_receipt_series
-Revises: 0016
+Revises: 0017_pii
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ from alembic import op
 import payments.core.types
 
 revision: str = "0018_receipt_series"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017_pii"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
