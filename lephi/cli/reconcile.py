@@ -3,7 +3,6 @@ command ends with a summary table."""
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -28,8 +27,8 @@ GMT7 = timezone(timedelta(hours=7))
 FILE_FORMATS = [f.value for f in StatementFormat if f is not StatementFormat.stripe_api]
 
 
-# rich is loaded by the commands that print with it, not by ``lephi reconcile --help``.
-@functools.cache
+# rich is loaded by the commands that print with it, not by ``lephi reconcile --help``. A console per call, not one
+# per process: rich reads the terminal's width (COLUMNS) when a console is made.
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
