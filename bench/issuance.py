@@ -53,13 +53,17 @@ def _seed(url: str, data_dir: Path, count: int) -> list[str]:
     from bench.server import Settings, upgrade
     from payments.agency.demo import seed_demo
     from payments.agency.models import Agency
+    from payments.core import pii
     from payments.core.db import make_engine
     from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
     from payments.payment.models import Payment
     from payments.payment.states import PaymentStatus
 
     upgrade(url)
-    engine = make_engine(url, Settings(database_url=url, data_dir=data_dir))
+    settings = Settings(database_url=url, data_dir=data_dir)
+    # The payers' sealed columns are written under the key the workers will load from the same settings.
+    pii.install(pii.keyring_from_settings(settings))
+    engine = make_engine(url, settings)
     ids: list[str] = []
     with Session(engine) as s:
         dossier, _ = seed_demo(s, data_dir)

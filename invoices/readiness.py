@@ -15,7 +15,7 @@ from invoices.context import ReceiptContext
 from invoices.errors import InvoiceError
 from invoices.series import receipt_template
 from invoices.tables import ReceiptSeries, SeriesOrigin, SeriesStatus
-from invoices.tax.notice import _office_code
+from invoices.tax.notice import check_office_code
 from payments.agency.models import Agency
 
 __all__ = ["Check", "readiness"]
@@ -94,7 +94,7 @@ def _office(ctx: ReceiptContext) -> Check:
     if not code:
         return Check(name, False, "LEPHI_TAX_OFFICE_CODE is not set: 04/SS-HĐĐT notices cannot be sent")
     try:
-        _office_code(code)
+        check_office_code(code)
     except ValueError:
         return Check(name, False, f"LEPHI_TAX_OFFICE_CODE {code!r} is not a tax office code (3-5 digits)")
     return Check(name, True, code)

@@ -34,7 +34,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from invoices.tables import Document, DocumentPurpose
-from invoices.tax.tables import TaxMessage
+from invoices.tax.tables import TaxMessage, TaxMessageStatus
 from lephi.jobs import HANDLERS, NETWORK_KINDS, PERIODIC
 from lephi.settings import Settings
 from payments.core.types import utcnow
@@ -123,13 +123,16 @@ def _prepare(api: Api, receiver: Receiver) -> dict[str, str]:
 
 
 def _all_due(api: Api) -> None:
-    """Every waiting job due now, and no lease held: what another worker sees once a dead worker's leases ran out."""
+    """Every waiting job due now, and no lease held: what another worker sees once a dead worker's leases ran out
+    (a T-VAN message the dead worker was handing over included: its claim is as old as a lease)."""
+    stale = utcnow() - timedelta(seconds=api.ctx.settings.worker_lease_seconds + 1)
     with api.ctx.db.write() as s:
         s.execute(
             update(OutboxJob)
             .where(col(OutboxJob.status) == OutboxStatus.pending)
             .values(run_after=utcnow() - timedelta(seconds=1), locked_until=None, locked_by=None)
         )
+        s.execute(update(TaxMessage).where(col(TaxMessage.status) == TaxMessageStatus.sending).values(updated_at=stale))
 
 
 def _jobs(api: Api) -> list[OutboxJob]:

@@ -91,14 +91,14 @@ def _action(value: object) -> object:
     return value
 
 
-def _office_code(value: str) -> str:
+def check_office_code(value: str) -> str:
     if not (value.isascii() and value.isdigit() and 3 <= len(value) <= 5):
         raise ValueError("is not a tax office code (MCQT, 3-5 digits)")
     return value
 
 
 Action = Annotated[NoticeAction, BeforeValidator(_action)]
-TaxOfficeCode = Annotated[str, AfterValidator(_office_code)]
+TaxOfficeCode = Annotated[str, AfterValidator(check_office_code)]
 LineNo = Annotated[int, Field(strict=True, ge=1, le=9999)]
 
 

@@ -42,8 +42,9 @@ if _KIND:
     if os.environ.get("LEPHI_TEST_MUTANT") == "done_first":
         from payments.outbox.worker import Worker
 
-        def _done_first(self: Any, job: Any) -> None:
-            self._finish(job)
+        def _done_first(self: Any, job: Any) -> bool:
+            self._finish([job.id])
             self.handlers[job.kind](self.ctx, job.payload)
+            return False  # already marked
 
         Worker._run_job = _done_first  # type: ignore[method-assign]
