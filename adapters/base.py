@@ -207,3 +207,16 @@ class PaymentGateway(Protocol):
 
 class GatewayFactory(Protocol):
     def __call__(self, context: GatewayContext) -> PaymentGateway: ...
+
+
+def retired_secrets(value: object, setting: str) -> list[str]:
+    """Retired signing secrets still accepted during a rotation, from an adapter's settings: a list, or a
+    comma-separated string (iterating a plain string would give one "secret" per character). ``setting`` names the
+    setting in the error, e.g. "the MoMo setting 'previous_secret_keys'"."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{setting} must be a list or a comma-separated string")
+    return [str(item).strip() for item in value if str(item).strip()]

@@ -87,6 +87,7 @@ from adapters.base import (
     StartResult,
     StatusQuery,
     StatusResult,
+    retired_secrets,
 )
 from adapters.http import client_for, request_with_retries
 from adapters.money import amount_from_json_or_text, amount_from_text
@@ -238,17 +239,6 @@ def _required(settings: Mapping[str, Any], key: str) -> str:
     return str(value)
 
 
-def _secret_list(value: object) -> list[str]:
-    # A plain string is read as comma-separated: iterating it would give one "secret" per character.
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list | tuple):
-        raise ValueError("the MoMo setting 'previous_secret_keys' must be a list or a comma-separated string")
-    return [str(item).strip() for item in value if str(item).strip()]
-
-
 def _text(value: object) -> str:
     """A signed field as MoMo printed it; bool, float, null and objects cannot be what MoMo signed."""
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -274,7 +264,10 @@ class MoMoGateway(PaymentGateway):
         settings = context.settings
         self._partner_code = _required(settings, "partner_code")
         self._access_key = _required(settings, "access_key")
-        self._secrets = [_required(settings, "secret_key"), *_secret_list(settings.get("previous_secret_keys"))]
+        self._secrets = [
+            _required(settings, "secret_key"),
+            *retired_secrets(settings.get("previous_secret_keys"), "the MoMo setting 'previous_secret_keys'"),
+        ]
         self._endpoint = str(settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
         self._request_type = str(settings.get("request_type") or "captureWallet")
         self._lang = str(settings.get("lang") or "vi")

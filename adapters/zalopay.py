@@ -88,6 +88,7 @@ from adapters.base import (
     StartResult,
     StatusQuery,
     StatusResult,
+    retired_secrets,
 )
 from adapters.http import client_for, request_with_retries
 from adapters.money import amount_from_json, amount_from_json_or_text
@@ -179,17 +180,6 @@ def _required(settings: Mapping[str, Any], key: str) -> str:
     return str(value)
 
 
-def _key_list(value: object) -> list[str]:
-    # A plain string is read as comma-separated: iterating it would give one "key" per character.
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list | tuple):
-        raise ValueError("the ZaloPay setting 'previous_key2' must be a list or a comma-separated string")
-    return [str(item).strip() for item in value if str(item).strip()]
-
-
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -211,7 +201,10 @@ class ZaloPayGateway(PaymentGateway):
             raise ValueError("the ZaloPay setting 'app_id' must be a whole number")
         self._app_id = int(app_id)
         self._key1 = _required(settings, "key1")
-        self._key2s = [_required(settings, "key2"), *_key_list(settings.get("previous_key2"))]
+        self._key2s = [
+            _required(settings, "key2"),
+            *retired_secrets(settings.get("previous_key2"), "the ZaloPay setting 'previous_key2'"),
+        ]
         self._endpoint = str(settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
         self._app_user = str(settings.get("app_user") or "lephi")
         self._http = client_for({"timeout_seconds": settings.get("timeout_seconds", 15)}, context.http)
