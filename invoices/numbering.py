@@ -10,6 +10,7 @@ from invoices import rules2026
 from invoices.errors import SeriesExhausted
 from invoices.tables import SeriesCounter
 from payments.core.db import table_of
+from payments.core.sql import Prepared
 
 MAX_NUMBER = rules2026.MAX_NUMBER  # SHDon has at most 8 digits
 
@@ -22,7 +23,7 @@ def series_for_year(series: str, year: int) -> str:
 _COUNTER = table_of(SeriesCounter)
 # Built once: Core statements on the session's connection, without the ORM's per-statement work (autoflush,
 # ORM compile state), on the path every issued document takes.
-_NEXT = (
+_NEXT = Prepared(
     update(_COUNTER)
     .where(
         and_(
@@ -35,7 +36,7 @@ _NEXT = (
     .values(last_number=_COUNTER.c.last_number + 1)
     .returning(_COUNTER.c.last_number)
 )
-_FIRST = insert(_COUNTER)
+_FIRST = Prepared(insert(_COUNTER))
 
 
 def take_number(s: Session, agency_id: str, template: str, series: str, year: int) -> int:
@@ -44,14 +45,14 @@ def take_number(s: Session, agency_id: str, template: str, series: str, year: in
     conn = s.connection()
     key = {"a": agency_id, "t": template, "s": series, "y": year}
     for _ in range(2):
-        row = conn.execute(_NEXT, key).first()
+        row = _NEXT(conn, key).first()
         if row is not None:
             if row[0] > MAX_NUMBER:
                 raise SeriesExhausted(f"series {template}{series} has no number left in {year}")
             return int(row[0])
         try:
             with conn.begin_nested():  # the first document of the series this year; a concurrent first one may win
-                conn.execute(_FIRST, {"agency_id": agency_id, "template": template, "series": series, "year": year})
+                _FIRST(conn, {"agency_id": agency_id, "template": template, "series": series, "year": year})
         except IntegrityError:
             pass
     raise RuntimeError("could not take a number")  # pragma: no cover - the counter row exists after the insert

@@ -52,6 +52,7 @@ from payments.core.db import table_of
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.observe import after_commit, observer
+from payments.core.sql import Prepared
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.outbox.service import enqueue
@@ -81,7 +82,7 @@ _SERIES = table_of(ReceiptSeries)
 # One row per fee line (one with NULL line columns when the dossier has none), each carrying the payment, dossier,
 # agency and any original already issued: everything a receipt needs in one round trip. Built once.
 # The agency's open series of the receipt template for the issue year comes with it (NULL when there is none yet).
-_RECEIPT_FACTS = (
+_RECEIPT_FACTS = Prepared(
     sa_select(
         _DOCUMENT.c.id.label("issued_id"),
         _SERIES.c.id.label("series_id"),
@@ -131,7 +132,7 @@ _RECEIPT_FACTS = (
     .where(_PAYMENT.c.id == bindparam("payment_id"))
     .order_by(_LINE.c.position)
 )
-_INSERT_DOCUMENT = insert(_DOCUMENT)
+_INSERT_DOCUMENT = Prepared(insert(_DOCUMENT))
 
 
 def issue_receipt(
@@ -146,7 +147,7 @@ def issue_receipt(
     key = {"payment_id": payment_id, "template": receipt_template(), "year": now.astimezone(GMT7).year}
     try:
         with ctx.db.write() as s:
-            rows = s.connection().execute(_RECEIPT_FACTS, key).all()
+            rows = _RECEIPT_FACTS(s, key).all()
             if not rows:
                 return None
             first = rows[0]
@@ -534,7 +535,7 @@ def _issue(
         created_at=utcnow(),
     )
     conn = s.connection()
-    conn.execute(_INSERT_DOCUMENT, dict(vars(issued)))  # asdict() would deep-copy the signed XML
+    _INSERT_DOCUMENT(conn, dict(vars(issued)))  # asdict() would deep-copy the signed XML
     jobs: list[tuple[str, dict[str, Any]]] = []
     if ctx.settings.tax_transmission:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.

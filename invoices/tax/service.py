@@ -40,6 +40,7 @@ from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, Ta
 from payments.agency.models import Agency
 from payments.core.db import affected, table_of
 from payments.core.logging import get_logger
+from payments.core.sql import Prepared
 from payments.core.types import new_id, utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 
@@ -61,7 +62,7 @@ SEND = "tax.send"
 # A hand-off job that is due and not yet taken by a worker sends every message queued before it runs (send_pending
 # reads again until nothing is left), so a second one would only cost a worker a transaction. One taken already, or
 # waiting out a backoff, may have read the queue before this message: then a new one is queued.
-_SEND_WAITING = (
+_SEND_WAITING = Prepared(
     sa_select(literal(1))
     .select_from(table_of(OutboxJob))
     .where(
@@ -153,8 +154,8 @@ def queue_issued(
     message_type = message_type_for_series(series)
     header = _header(settings, message_type, tax_code)
     now, message_id = utcnow(), new_id("txm")
-    conn.execute(
-        _INSERT_MESSAGE,
+    _INSERT_MESSAGE(
+        conn,
         {
             "id": message_id,
             "agency_id": agency_id,
@@ -180,7 +181,7 @@ def queue_issued(
     )
 
 
-_INSERT_MESSAGE = insert(table_of(TaxMessage))
+_INSERT_MESSAGE = Prepared(insert(table_of(TaxMessage)))
 
 
 def _header(settings: ReceiptSettings, message_type: MessageType, tax_code: str) -> Header:
@@ -399,4 +400,4 @@ def _outcome(reply: Reply) -> Outcome | None:
 
 def send_job_needed(conn: Connection) -> bool:
     """Whether a message queued in this transaction needs a hand-off job of its own (see ``_SEND_WAITING``)."""
-    return conn.execute(_SEND_WAITING, {"now": utcnow()}).first() is None
+    return _SEND_WAITING(conn, {"now": utcnow()}).first() is None

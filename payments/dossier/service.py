@@ -21,7 +21,7 @@ from payments.core.db import table_of
 from payments.core.errors import AgencyDeactivated, DossierLocked, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.pagination import newest_first_page
-from payments.core.sql import connection, insert_rows
+from payments.core.sql import Prepared, connection, insert_rows
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine, DossierStatus
 from payments.dossier.schemas import DossierIn, DossierOut, FeeLineOut
@@ -177,9 +177,9 @@ def upsert_dossier(session: Session, agency_id: str, data: DossierIn) -> tuple[D
 _DOSSIER = table_of(Dossier)
 _LINE = table_of(DossierFeeLine)
 _AGENCY = table_of(Agency)
-_INSERT_DOSSIER = insert(_DOSSIER)
+_INSERT_DOSSIER = Prepared(insert(_DOSSIER))
 # The agency's version (for its cached copy and fee schedule) and whether the dossier exists, in one statement.
-_VERSION_AND_DOSSIER = (
+_VERSION_AND_DOSSIER = Prepared(
     core_select(_AGENCY.c.version, _DOSSIER.c.id)
     .select_from(
         _AGENCY.outerjoin(_DOSSIER, and_(_DOSSIER.c.agency_id == _AGENCY.c.id, _DOSSIER.c.code == bindparam("code")))
@@ -193,7 +193,7 @@ def put_dossier(
 ) -> tuple[DossierOut, bool]:
     """Create the dossier or update it (see ``upsert_dossier``); returns (what to answer, created). A new dossier,
     the common case, is computed from the cached fee schedule and written with two Core statements."""
-    found = connection(s).execute(_VERSION_AND_DOSSIER, {"agency_id": agency_id, "code": data.code}).first()
+    found = _VERSION_AND_DOSSIER(s, {"agency_id": agency_id, "code": data.code}).first()
     if found is None or found.id is not None:
         dossier, created = upsert_dossier(s, agency_id, data)
         return to_out(s, dossier, public_url), created
@@ -229,7 +229,7 @@ def put_dossier(
         "pii_redacted_at": None,
     }
     conn = connection(s)
-    conn.execute(_INSERT_DOSSIER, values)
+    _INSERT_DOSSIER(conn, values)
     insert_rows(conn, _LINE, [{**line, "dossier_id": values["id"]} for line in lines])
     out = DossierOut(
         code=data.code,

@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from adapters.sandbox import SandboxRecord
 from payments.core.db import Database, affected, table_of
-from payments.core.sql import connection, insert_or_nothing, joined
+from payments.core.sql import insert_or_nothing, joined
 from payments.core.types import utcnow
 from payments.gateway.models import SandboxTransaction
 
@@ -39,14 +39,9 @@ class DbSandboxStore:
             values = {k: getattr(record, k) for k in SandboxRecord.__dataclass_fields__}
             table = table_of(SandboxTransaction)
             now = utcnow()
-            stored = (
-                connection(s)
-                .execute(
-                    insert_or_nothing(s, table, ["idempotency_key"], ["id"]),
-                    {**values, "refund_keys": [], "created_at": now, "updated_at": now},
-                )
-                .first()
-            )
+            stored = insert_or_nothing(s, table, ["idempotency_key"], ["id"])(
+                s, {**values, "refund_keys": [], "created_at": now, "updated_at": now}
+            ).first()
             return record if stored is not None else self._by_key_in(s, record.idempotency_key)
         try:  # insert first: a retry with the same key is the rare case
             with self._db.write() as s:

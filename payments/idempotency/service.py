@@ -29,14 +29,16 @@ from payments.core.errors import (
     IdempotencyKeyReused,
     LephiError,
 )
-from payments.core.sql import connection, insert_or_nothing
+from payments.core.sql import Prepared, connection, insert_or_nothing
 from payments.core.types import utcnow
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 
 # Core statements on the table: the claim and its answer are on every write request's path.
 _RECORD = table_of(IdempotencyRecord)
-_ATTACH = update(_RECORD).where(_RECORD.c.id == bindparam("record_id")).values(resource_id=bindparam("resource"))
-_FINISH = (
+_ATTACH = Prepared(
+    update(_RECORD).where(_RECORD.c.id == bindparam("record_id")).values(resource_id=bindparam("resource"))
+)
+_FINISH = Prepared(
     update(_RECORD)
     .where(_RECORD.c.id == bindparam("record_id"))
     .values(state=bindparam("new_state"), response_status=bindparam("status"), response_body=bindparam("body"))
@@ -60,13 +62,13 @@ class Claim:
 
     def attach(self, session: Session, resource_id: str) -> None:
         """Record the resource created so far, in the caller's transaction."""
-        connection(session).execute(_ATTACH, {"record_id": self.record_id, "resource": resource_id})
+        _ATTACH(session, {"record_id": self.record_id, "resource": resource_id})
         self.resource_id = resource_id
 
     def finish(self, session: Session, status: int, body: dict[str, Any]) -> None:
         """Store the response in the caller's transaction, so the result and its record commit together."""
-        connection(session).execute(
-            _FINISH,
+        _FINISH(
+            session,
             {
                 "record_id": self.record_id,
                 "new_state": IdempotencyState.completed,
@@ -198,7 +200,7 @@ class Idempotency:
         # then finds its row below.
         conn = connection(s)
         claim = insert_or_nothing(s, _RECORD, ["client_id", "key"], ["id"])
-        record_id = conn.execute(claim, new).scalar()
+        record_id = claim(conn, new).scalar()
         if record_id is not None:
             return Claim(record_id, None)
         rec = conn.execute(
@@ -218,7 +220,7 @@ class Idempotency:
             raise _KeyTaken  # removed between the two statements; claim again
         if rec.expires_at <= now:
             conn.execute(delete(_RECORD).where(_RECORD.c.id == rec.id))
-            record_id = conn.execute(claim, new).scalar()
+            record_id = claim(conn, new).scalar()
             if record_id is None:
                 raise _KeyTaken
             return Claim(record_id, None)

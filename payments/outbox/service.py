@@ -10,26 +10,26 @@ from sqlmodel import Session
 
 from payments.core import requestid
 from payments.core.db import table_of
-from payments.core.sql import connection, insert_rows
+from payments.core.sql import Prepared, connection, insert_rows
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 
 # A Core insert, built once: no ORM object or flush per job, and no autoflush of the caller's pending objects (a job
 # refers to nothing by foreign key, so it may be written before them).
 _JOB = table_of(OutboxJob)
-INSERT_JOB = insert(_JOB)
+INSERT_JOB = Prepared(insert(_JOB))
 
 # Workers LISTEN on this channel (payments.outbox.wake). PostgreSQL delivers a NOTIFY at commit, and drops it on
 # rollback, so a worker never wakes for a job it cannot see yet.
 CHANNEL = "lephi_outbox"
-_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :kinds)")
+_NOTIFY = Prepared(text(f"SELECT pg_notify('{CHANNEL}', :kinds)"))
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], run_after: datetime | None = None) -> None:
     now = utcnow()
     row = job_row(kind, payload, run_after or now, now)
     conn = connection(session)
-    conn.execute(INSERT_JOB, row)
+    INSERT_JOB(conn, row)
     wake_workers(conn, [row], now)
 
 
@@ -74,4 +74,4 @@ def wake_workers(conn: Connection, rows: list[dict[str, Any]], now: datetime) ->
         return
     kinds = sorted({row["kind"] for row in rows if row["run_after"] <= now})
     if kinds:
-        conn.execute(_NOTIFY, {"kinds": ",".join(kinds)})
+        _NOTIFY(conn, {"kinds": ",".join(kinds)})

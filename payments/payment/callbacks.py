@@ -18,7 +18,7 @@ from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
-from payments.core.sql import connection
+from payments.core.sql import Prepared
 from payments.core.types import utcnow
 from payments.payment.lifecycle import apply_gateway_status, flag_for_review, note
 from payments.payment.models import GatewayInbox, Payment
@@ -37,9 +37,9 @@ def _length(model: Any, column: str) -> int:
 # The inbox row is written first and settled last, with Core statements built once (no ORM flush on this path).
 _INBOX = table_of(GatewayInbox)
 _INBOX_KEY = (_INBOX.c.gateway == bindparam("b_gateway"), _INBOX.c.event_id == bindparam("b_event_id"))
-_INBOX_INSERT = insert(_INBOX).values(gateway=bindparam("b_gateway"), event_id=bindparam("b_event_id"))
-_INBOX_UPDATE = update(_INBOX).where(*_INBOX_KEY)
-_INBOX_DELETE = delete(_INBOX).where(*_INBOX_KEY)
+_INBOX_INSERT = Prepared(insert(_INBOX).values(gateway=bindparam("b_gateway"), event_id=bindparam("b_event_id")))
+_INBOX_UPDATE = Prepared(update(_INBOX).where(*_INBOX_KEY))
+_INBOX_DELETE = Prepared(delete(_INBOX).where(*_INBOX_KEY))
 
 
 class _DuplicateEvent(Exception):
@@ -116,7 +116,7 @@ def handle_callback(
         with ctx.db.write() as s:
             key = {"b_gateway": gateway.name, "b_event_id": event.event_id}
             try:
-                connection(s).execute(_INBOX_INSERT, {**key, "outcome": "processing", "received_at": utcnow()})
+                _INBOX_INSERT(s, {**key, "outcome": "processing", "received_at": utcnow()})
             except IntegrityError as exc:
                 raise _DuplicateEvent from exc
             if gateway.pushes_funds:
@@ -141,10 +141,10 @@ def handle_callback(
                 )
             # Everything above wrote with Core statements: nothing is pending in the session for these to flush first.
             if outcome in NOT_CONSUMED:
-                connection(s).execute(_INBOX_DELETE, key)
+                _INBOX_DELETE(s, key)
             else:
                 inbox = {**key, "payment_id": payment.id if payment else None, "outcome": outcome}
-                connection(s).execute(_INBOX_UPDATE, inbox)
+                _INBOX_UPDATE(s, inbox)
             return outcome
     except _DuplicateEvent:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)
@@ -172,5 +172,5 @@ def _credit_callback(
     """Money that arrived by transfer is real whatever it says: it is recorded and matched, never rejected."""
     credit = Credit(gateway, event.event_id, event.amount, event.gateway_reference, event.description, "notification")
     status, outcome = apply_credit(s, credit, agency_code)
-    s.execute(_INBOX_UPDATE, {**key, "payment_id": None, "outcome": status.value if status else outcome.value})
+    _INBOX_UPDATE(s, {**key, "payment_id": None, "outcome": status.value if status else outcome.value})
     return outcome

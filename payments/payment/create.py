@@ -39,7 +39,7 @@ from payments.core.errors import (
 )
 from payments.core.logging import get_logger
 from payments.core.observe import after_commit, observer
-from payments.core.sql import connection, insert_rows, joining
+from payments.core.sql import Prepared, connection, insert_rows, joining
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.dossier.service import find_dossier
@@ -59,8 +59,8 @@ _EVENT = table_of(PaymentEvent)
 _DOSSIER = table_of(Dossier)
 _AGENCY = table_of(Agency)
 # Built once: building a statement costs more CPU than SQLite takes to run it.
-_INSERT_PAYMENT = insert(_PAYMENT)
-_DOSSIER_AND_VERSION = (
+_INSERT_PAYMENT = Prepared(insert(_PAYMENT))
+_DOSSIER_AND_VERSION = Prepared(
     select(_DOSSIER.c.id, _DOSSIER.c.code, _DOSSIER.c.status, _DOSSIER.c.total_amount, _AGENCY.c.version)
     .join(_AGENCY, _AGENCY.c.id == _DOSSIER.c.agency_id)
     .where(_DOSSIER.c.agency_id == bindparam("agency_id"), _DOSSIER.c.code == bindparam("code"))
@@ -199,7 +199,7 @@ class PaymentCreation:
         """The dossier and, in the same statement, the agency's version for its cached copy."""
         agency_id = self.principal.agency_id
         params = {"agency_id": agency_id, "code": self.data.dossier_code}
-        dossier = connection(s).execute(_DOSSIER_AND_VERSION, params).first()
+        dossier = _DOSSIER_AND_VERSION(s, params).first()
         if dossier is None:
             find_dossier(s, agency_id, self.data.dossier_code)  # raises the 404, logging another agency's code
             raise NotFound(f"no dossier with code {self.data.dossier_code!r}")
@@ -238,7 +238,7 @@ class PaymentCreation:
     def _insert(self, s: Session, values: dict[str, Any], events: list[dict[str, Any]], now: datetime) -> None:
         conn = connection(s)
         try:
-            conn.execute(_INSERT_PAYMENT, values)
+            _INSERT_PAYMENT(conn, values)
         except IntegrityError as exc:
             # The unique index keeps one live attempt per dossier, whoever got there first.
             raise PaymentInProgress("another payment for this dossier is in progress") from exc

@@ -29,6 +29,7 @@ from payments.core.errors import (
 )
 from payments.core.logging import get_logger
 from payments.core.observe import after_commit, observer
+from payments.core.sql import Prepared
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.outbox.service import enqueue_many
@@ -55,10 +56,14 @@ _FROM_GATEWAY = {
 # ORM-enabled update()s (which autoflush and synchronise the session) cost more than the SQL itself.
 _PAYMENTS = table_of(Payment)
 _DOSSIERS = table_of(Dossier)
-_MOVE = update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id"), _PAYMENTS.c.status == bindparam("b_status"))
-_FLAG = update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id")).values(requires_review=True)
-_DOSSIER_PAID = update(_DOSSIERS).where(_DOSSIERS.c.id == bindparam("b_id"), _DOSSIERS.c.status == DossierStatus.unpaid)
-_INSERT_EVENT = insert(table_of(PaymentEvent))
+_MOVE = Prepared(
+    update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id"), _PAYMENTS.c.status == bindparam("b_status"))
+)
+_FLAG = Prepared(update(_PAYMENTS).where(_PAYMENTS.c.id == bindparam("b_id")).values(requires_review=True))
+_DOSSIER_PAID = Prepared(
+    update(_DOSSIERS).where(_DOSSIERS.c.id == bindparam("b_id"), _DOSSIERS.c.status == DossierStatus.unpaid)
+)
+_INSERT_EVENT = Prepared(insert(table_of(PaymentEvent)))
 
 
 def transition(
@@ -80,13 +85,13 @@ def transition(
     changes: dict[str, Any] = {"status": to, "updated_at": now, **(values or {})}
     if to is S.succeeded:
         changes["succeeded_at"] = now
-    if affected(s.execute(_MOVE, {"b_id": payment.id, "b_status": current, **changes})) != 1:
+    if affected(_MOVE(s, {"b_id": payment.id, "b_status": current, **changes})) != 1:
         return False
     for key, value in changes.items():
         # Written already: the object follows without becoming dirty (no second UPDATE at commit).
         set_committed_value(payment, key, value)
-    s.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT(
+        s,
         {
             "payment_id": payment.id,
             "kind": kind,
@@ -106,8 +111,8 @@ def transition(
     else:
         enqueue_many(s, jobs)
     if to is S.succeeded:
-        s.execute(
-            _DOSSIER_PAID,
+        _DOSSIER_PAID(
+            s,
             {"b_id": payment.dossier_id, "status": DossierStatus.paid, "paid_at": now, "updated_at": now},
         )
     method = payment.gateway
@@ -143,8 +148,8 @@ def _event_data(payment: Payment, kind: str, detail: dict[str, Any] | None) -> d
 def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> None:
     """An event that records a fact without a status change (a rejected or ignored gateway message)."""
     row = {"payment_id": payment.id, "kind": kind, "from_status": None, "to_status": None, "actor": actor}
-    s.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT(
+        s,
         {
             **row,
             "gateway_reference": payment.gateway_reference,
@@ -157,7 +162,7 @@ def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> 
 
 def flag_for_review(s: Session, payment: Payment) -> None:
     """A person must look at this payment (money that arrived late or did not match, a conflicting callback)."""
-    s.execute(_FLAG, {"b_id": payment.id})
+    _FLAG(s, {"b_id": payment.id})
     set_committed_value(payment, "requires_review", True)
 
 

@@ -35,7 +35,7 @@ from payments.core.db import affected, table_of
 from payments.core.errors import ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.observe import observer
-from payments.core.sql import insert_or_nothing
+from payments.core.sql import Prepared, insert_or_nothing
 from payments.core.types import new_id, utcnow
 from payments.outbox.service import enqueue, enqueue_many
 from payments.outbox.worker import RetryLater
@@ -63,9 +63,9 @@ ERROR_CATEGORIES = frozenset({"timeout", "refused", "tls", "dns", "blocked", "pr
 _MESSAGE = table_of(WebhookMessage)
 _ENDPOINT = table_of(WebhookEndpoint)
 _DELIVERY = table_of(WebhookDelivery)
-_INSERT_MESSAGE = insert(_MESSAGE)
+_INSERT_MESSAGE = Prepared(insert(_MESSAGE))
 # The message and its agency's enabled endpoints in one read (one row with no endpoint when there are none).
-_MESSAGE_AND_ENDPOINTS = (
+_MESSAGE_AND_ENDPOINTS = Prepared(
     select(
         _MESSAGE.c.agency_id,
         _MESSAGE.c.event_type,
@@ -142,7 +142,7 @@ def emit(
     )
     # Core, not an ORM object: this runs in every payment's final transition, where a flush costs more than the rest.
     row = {"id": message_id, "agency_id": agency_id, "event_type": event_type, "body": body, "created_at": now}
-    s.execute(_INSERT_MESSAGE, row)
+    _INSERT_MESSAGE(s, row)
     enqueue_many(s, [(FANOUT, {"message_id": message_id}), *also])
 
 
@@ -152,7 +152,7 @@ def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
     Every event of every payment passes here, most of them for agencies with one endpoint or none: one read decides,
     and a write transaction is opened only when there is something to deliver."""
     with ctx.db.read() as s:
-        rows = s.connection().execute(_MESSAGE_AND_ENDPOINTS, {"message_id": str(payload["message_id"])}).all()
+        rows = _MESSAGE_AND_ENDPOINTS(s, {"message_id": str(payload["message_id"])}).all()
     if not rows:
         return  # the message is gone (its agency's data was removed)
     agency_id, event_type = rows[0].agency_id, rows[0].event_type
@@ -166,7 +166,7 @@ def fan_out(ctx: AppContext, payload: dict[str, Any]) -> None:
         for endpoint_id in targets_:
             row = {**_NEW_DELIVERY, "id": new_id("whd"), "agency_id": agency_id, "message_id": payload["message_id"]}
             row.update(endpoint_id=endpoint_id, event_type=event_type, created_at=now)
-            if conn.execute(insert_delivery, row).first() is not None:  # None: delivered by an earlier run
+            if insert_delivery(conn, row).first() is not None:  # None: delivered by an earlier run
                 enqueue(s, DELIVER, {"delivery_id": row["id"]})
 
 
