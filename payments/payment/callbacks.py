@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from adapters.base import CallbackEvent, CallbackOutcome, PaymentGateway
 from adapters.money import MAX_AMOUNT
@@ -22,6 +23,7 @@ from payments.core.sql import Prepared
 from payments.core.types import utcnow
 from payments.payment.lifecycle import apply_gateway_status, flag_for_review, note
 from payments.payment.models import GatewayInbox, Payment
+from payments.payment.queries import loaded_payment
 from payments.transfer.models import BankCredit
 from payments.transfer.service import Credit, apply_credit
 
@@ -46,12 +48,17 @@ class _DuplicateEvent(Exception):
     """This gateway event id is already in the inbox."""
 
 
-# The payment and its agency's code in one query: the account check costs no second round trip. Built once: building
-# and cache-keying an ORM select costs more than executing it.
-_WITH_AGENCY = select(Payment, Agency.code).join(Agency, col(Agency.id) == Payment.agency_id)
-_BY_ID = _WITH_AGENCY.where(col(Payment.id) == bindparam("b_id"))
-_BY_REFERENCE = _WITH_AGENCY.where(
-    col(Payment.gateway) == bindparam("b_gateway"), col(Payment.gateway_reference) == bindparam("b_reference")
+# The payment and its agency's code in one query: the account check costs no second round trip. A Core statement
+# built once: the callback writes with Core statements and only reads the payment.
+_PAYMENT, _AGENCY = table_of(Payment), table_of(Agency)
+_WITH_AGENCY = sa_select(*_PAYMENT.c, _AGENCY.c.code.label("agency_code")).join(
+    _AGENCY, _AGENCY.c.id == _PAYMENT.c.agency_id
+)
+_BY_ID = Prepared(_WITH_AGENCY.where(_PAYMENT.c.id == bindparam("b_id")))
+_BY_REFERENCE = Prepared(
+    _WITH_AGENCY.where(
+        _PAYMENT.c.gateway == bindparam("b_gateway"), _PAYMENT.c.gateway_reference == bindparam("b_reference")
+    )
 )
 
 
@@ -59,15 +66,16 @@ def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency
     """The payment a verified callback speaks of: by our id when the gateway echoes it, else by the gateway's
     reference; a payment of another agency than the callback's account is not it."""
     if event.merchant_reference:
-        found = s.exec(_BY_ID, params={"b_id": event.merchant_reference}).first()
+        found = _BY_ID(s, {"b_id": event.merchant_reference}).first()
     elif event.gateway_reference:
-        found = s.exec(_BY_REFERENCE, params={"b_gateway": gateway, "b_reference": event.gateway_reference}).first()
+        found = _BY_REFERENCE(s, {"b_gateway": gateway, "b_reference": event.gateway_reference}).first()
     else:
         return None
-    if found is None or found[0].gateway != gateway:
+    if found is None or found.gateway != gateway:
         return None
-    payment, code = found
-    assert isinstance(payment, Payment)
+    values = found._asdict()
+    code = values.pop("agency_code")
+    payment = loaded_payment(values)
     if agency_code is not None and code != agency_code:
         log.warning("gateway.callback.wrong_account", gateway=gateway, agency=agency_code, payment_id=payment.id)
         return None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import inspect
 from sqlmodel import Session, col, select
 
 from payments.auth.access import owned_or_404
@@ -23,6 +25,15 @@ class PaymentFilter:
     method: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+
+
+def loaded_payment(values: dict[str, Any]) -> Payment:
+    """A payment from its row read with a Core statement, built as the ORM builds one it loads (no validation: the
+    row is the database's), but outside any session: for paths that only read it and write with Core statements
+    (a callback), where an ORM query and its identity map cost a fifth of the request."""
+    payment: Payment = inspect(Payment).class_manager.new_instance()
+    payment.__dict__.update(values)
+    return payment
 
 
 def get_payment(s: Session, payment_id: str) -> Payment:
