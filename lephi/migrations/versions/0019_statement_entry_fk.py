@@ -46,25 +46,24 @@ _PG_UP = [
         missing text;
     BEGIN
         -- Locked first, then looked up with a fresh snapshot: a concurrent delete of the import either waits for
-        -- this transaction or is seen here.
-        PERFORM 1 FROM statement_import i WHERE i.id IN (SELECT DISTINCT a.import_id FROM added a) FOR KEY SHARE;
-        SELECT n.import_id INTO missing
-        FROM (SELECT DISTINCT a.import_id, a.agency_id FROM added a) n
-        WHERE NOT EXISTS (SELECT 1 FROM statement_import i WHERE i.id = n.import_id AND i.agency_id = n.agency_id)
-        LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'statement_entry: import % does not exist for the line''s agency', missing
-                USING ERRCODE = 'foreign_key_violation', TABLE = 'statement_entry';
+        -- this transaction or is seen here. Per statement on insert (the new lines are the table "added"), per row
+        -- when a line is moved.
+        IF TG_LEVEL = 'ROW' THEN
+            PERFORM 1 FROM statement_import i WHERE i.id = NEW.import_id AND i.agency_id = NEW.agency_id
+            FOR KEY SHARE;
+            missing := CASE WHEN NOT FOUND THEN NEW.import_id END;
+        ELSE
+            PERFORM 1 FROM statement_import i WHERE i.id IN (SELECT DISTINCT a.import_id FROM added a)
+            FOR KEY SHARE;
+            SELECT n.import_id INTO missing
+            FROM (SELECT DISTINCT a.import_id, a.agency_id FROM added a) n
+            WHERE NOT EXISTS (
+                SELECT 1 FROM statement_import i WHERE i.id = n.import_id AND i.agency_id = n.agency_id
+            )
+            LIMIT 1;
         END IF;
-        RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE FUNCTION statement_entry_check_import() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM 1 FROM statement_import i WHERE i.id = NEW.import_id AND i.agency_id = NEW.agency_id FOR KEY SHARE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'statement_entry: import % does not exist for the line''s agency', NEW.import_id
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'statement_entry: import % does not exist for the line''s agency', missing
                 USING ERRCODE = 'foreign_key_violation', TABLE = 'statement_entry';
         END IF;
         RETURN NULL;
@@ -87,7 +86,7 @@ _PG_UP = [
     """
     CREATE TRIGGER statement_entry_check_import AFTER UPDATE OF agency_id, import_id ON statement_entry
     FOR EACH ROW WHEN (OLD.agency_id IS DISTINCT FROM NEW.agency_id OR OLD.import_id IS DISTINCT FROM NEW.import_id)
-    EXECUTE FUNCTION statement_entry_check_import()
+    EXECUTE FUNCTION statement_entry_check_imports()
     """,
     """
     CREATE TRIGGER statement_import_keep_lines_delete AFTER DELETE ON statement_import
@@ -105,7 +104,6 @@ _PG_DOWN = [
     "DROP TRIGGER statement_entry_check_import ON statement_entry",
     "DROP TRIGGER statement_entry_check_imports ON statement_entry",
     "DROP FUNCTION statement_import_keep_lines()",
-    "DROP FUNCTION statement_entry_check_import()",
     "DROP FUNCTION statement_entry_check_imports()",
 ]
 
