@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from adapters.statements.base import (
+        LineFields,
         LineKind,
         StatementError,
         StatementFormat,
@@ -20,12 +21,13 @@ if TYPE_CHECKING:
     )
     from adapters.statements.camt053 import parse_camt053
     from adapters.statements.csvfile import ColumnMapping, parse_csv
-    from adapters.statements.formats import parse_file
+    from adapters.statements.formats import parse_file, parse_file_fields
     from adapters.statements.gateway_files import MOMO_MAPPING, VNPAY_MAPPING, ZALOPAY_MAPPING, load_mapping
     from adapters.statements.mt940 import parse_mt940
     from adapters.statements.stripe_balance import stripe_balance_lines
 
 _HOME = {
+    "LineFields": "base",
     "LineKind": "base",
     "StatementError": "base",
     "StatementFormat": "base",
@@ -35,6 +37,7 @@ _HOME = {
     "ColumnMapping": "csvfile",
     "parse_csv": "csvfile",
     "parse_file": "formats",
+    "parse_file_fields": "formats",
     "MOMO_MAPPING": "gateway_files",
     "ZALOPAY_MAPPING": "gateway_files",
     "VNPAY_MAPPING": "gateway_files",
@@ -56,6 +59,7 @@ __all__ = [
     "VNPAY_MAPPING",
     "ZALOPAY_MAPPING",
     "ColumnMapping",
+    "LineFields",
     "LineKind",
     "StatementError",
     "StatementFormat",
@@ -65,6 +69,7 @@ __all__ = [
     "parse_camt053",
     "parse_csv",
     "parse_file",
+    "parse_file_fields",
     "parse_mt940",
     "stripe_balance_lines",
 ]

@@ -31,11 +31,13 @@ from typing import IO, Any
 from adapters.statements.base import (
     CURRENCY,
     GMT7,
+    LineFields,
     LineKind,
     Source,
     StatementError,
     StatementLine,
     check_currency,
+    line_of,
     local_date,
     open_source,
     parse_amount,
@@ -138,6 +140,11 @@ class ColumnMapping:
 # --- reading -------------------------------------------------------------------------------------------------------
 def parse_csv(source: Source, mapping: ColumnMapping) -> Iterator[StatementLine]:
     """The lines of a CSV export, in file order. An empty file (or one with a header and no rows) has no lines."""
+    return map(line_of, parse_csv_fields(source, mapping))
+
+
+def parse_csv_fields(source: Source, mapping: ColumnMapping) -> Iterator[LineFields]:
+    """``parse_csv``'s lines as tuples (``LineFields``), read by the same rules: the bulk import's path."""
     with open_source(source) as raw:
         text = io.TextIOWrapper(raw, encoding=mapping.encoding, newline="")
         try:
@@ -149,7 +156,7 @@ def parse_csv(source: Source, mapping: ColumnMapping) -> Iterator[StatementLine]
             text.detach()  # the caller's file object stays open
 
 
-def _read(text: IO[str], mapping: ColumnMapping) -> Iterator[StatementLine]:
+def _read(text: IO[str], mapping: ColumnMapping) -> Iterator[LineFields]:
     reader = csv.reader(text, delimiter=mapping.delimiter, quotechar=mapping.quotechar, strict=True)
     records = _records(reader)
     for _ in range(mapping.skip_rows):
@@ -206,7 +213,7 @@ def _normal(name: str) -> str:
 
 
 class _RowReader:
-    """Turns one row into a line, with every column position worked out once from the header."""
+    """Turns one row into a line's fields, with every column position worked out once from the header."""
 
     def __init__(self, mapping: ColumnMapping, header: list[str], line: int) -> None:
         positions: dict[str, int] = {}
@@ -236,7 +243,7 @@ class _RowReader:
         self.days: dict[str, date] = {}
         self.kind_of: dict[str, LineKind] = {}
 
-    def __call__(self, row: list[str], n: int) -> StatementLine:
+    def __call__(self, row: list[str], n: int) -> LineFields:
         # The hot path of a million-row import. Amounts, kinds and dates repeat from row to row (fees come from
         # schedules), so each printed value is read once and then looked up by its exact text; whatever is not
         # cached goes through the same checks, in the same order, as before.
@@ -265,18 +272,18 @@ class _RowReader:
         if self.i_value_date is not None and row[self.i_value_date].strip():
             value_on = self._cached_date(row, n, "value_date", self.i_value_date)
         i_reference, i_counterparty, i_description = self.i_reference, self.i_counterparty, self.i_description
-        return StatementLine(
-            source_line=n,
-            external_id=external_id,
-            kind=kind,
-            amount=amount,
-            fee=fee,
-            currency=currency,
-            booked_on=booked_on,
-            value_on=value_on,
-            reference="" if i_reference is None else row[i_reference].strip(),
-            counterparty=None if i_counterparty is None else (row[i_counterparty].strip() or None),
-            description="" if i_description is None else row[i_description].strip(),
+        return (
+            n,
+            external_id,
+            kind,
+            amount,
+            fee,
+            currency,
+            booked_on,
+            value_on,
+            "" if i_reference is None else row[i_reference].strip(),
+            None if i_counterparty is None else (row[i_counterparty].strip() or None),
+            "" if i_description is None else row[i_description].strip(),
         )
 
     def _cached_number(self, row: list[str], n: int, field_name: str, i: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from adapters.statements import camt053, csvfile, gateway_files, mt940
-from adapters.statements.base import Source, StatementFormat, StatementLine
+from adapters.statements.base import LineFields, Source, StatementFormat, StatementLine, fields_of
 from adapters.statements.csvfile import ColumnMapping
 
 
@@ -23,3 +23,12 @@ def parse_file(path: Source, fmt: StatementFormat, mapping: ColumnMapping | None
     if fmt in gateway_files.DEFAULT_MAPPINGS:
         return csvfile.parse_csv(path, mapping or gateway_files.DEFAULT_MAPPINGS[fmt])
     raise ValueError(f"{fmt} is not a file format: read it with adapters.statements.stripe_balance")
+
+
+def parse_file_fields(path: Source, fmt: StatementFormat, mapping: ColumnMapping | None = None) -> Iterator[LineFields]:
+    """``parse_file``'s lines as tuples, for a bulk import: the CSV formats build no line object at all."""
+    if fmt is StatementFormat.bank_csv and mapping is not None:
+        return csvfile.parse_csv_fields(path, mapping)
+    if fmt in gateway_files.DEFAULT_MAPPINGS:
+        return csvfile.parse_csv_fields(path, mapping or gateway_files.DEFAULT_MAPPINGS[fmt])
+    return map(fields_of, parse_file(path, fmt, mapping))

@@ -19,9 +19,17 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from adapters.statements.base import LineKind, StatementError, StatementFormat, StatementLine, file_sha256
+from adapters.statements.base import (
+    LineFields,
+    LineKind,
+    StatementError,
+    StatementFormat,
+    StatementLine,
+    fields_of,
+    file_sha256,
+)
 from adapters.statements.csvfile import ColumnMapping
-from adapters.statements.formats import parse_file
+from adapters.statements.formats import parse_file_fields
 from adapters.vietqr import find_reference
 from payments.agency.models import Agency
 from payments.core.context import AppContext
@@ -87,15 +95,15 @@ def import_file(
     sha256 = file_sha256(path)
     with path.open("rb") as raw:
 
-        def lines() -> Iterator[StatementLine]:
-            yield from parse_file(raw, fmt, mapping)
+        def lines() -> Iterator[LineFields]:
+            yield from parse_file_fields(raw, fmt, mapping)
 
         def tick(count: int) -> None:
             # The file's position, not a count of bytes handed to the parser: parsers read ahead and rewind.
             if progress is not None:
                 progress(count, raw.tell())
 
-        return import_lines(
+        result = _import(
             ctx,
             agency_code,
             lines(),
@@ -106,6 +114,7 @@ def import_file(
             tick=tick,
             on_done=on_done,
         )
+    return _with_statistics(ctx, result)
 
 
 def import_lines(
@@ -120,9 +129,14 @@ def import_lines(
     tick: Callable[[int], None] | None = None,
     on_done: OnImported | None = None,
 ) -> ImportResult:
+    fields = map(fields_of, lines)
     result = _import(
-        ctx, agency_code, lines, fmt, sha256=sha256, file_name=file_name, actor=actor, tick=tick, on_done=on_done
+        ctx, agency_code, fields, fmt, sha256=sha256, file_name=file_name, actor=actor, tick=tick, on_done=on_done
     )
+    return _with_statistics(ctx, result)
+
+
+def _with_statistics(ctx: AppContext, result: ImportResult) -> ImportResult:
     if result.new_lines and ctx.db.dialect == "postgresql":
         _refresh_statistics(ctx, result.new_lines)
     return result
@@ -151,7 +165,7 @@ def _refresh_statistics(ctx: AppContext, new_lines: int) -> None:
 def _import(
     ctx: AppContext,
     agency_code: str,
-    lines: Iterable[StatementLine],
+    lines: Iterable[LineFields],
     fmt: StatementFormat,
     *,
     sha256: str,
@@ -300,21 +314,22 @@ def _insert(
     agency_id: str,
     import_id: str,
     source: str,
-    lines: Iterable[StatementLine],
+    lines: Iterable[LineFields],
     tick: Callable[[int], None] | None,
 ) -> _Totals:
     totals = _Totals()
     params = {"agency": agency_id, "import": import_id, "source": source, "gateway": GATEWAY_OF_SOURCE[source]}
     conn = s.connection()
-    batches = _batches(_rows(source, lines, totals))
+    rows = _rows(source, lines, totals)
     if dialect == "postgresql":
         with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
             cur.execute(_PG_LOAD)
+            # Straight from the parser into COPY, one row at a time: no batch is held in memory.
             with cur.copy(f"COPY statement_entry_load ({_STAGED}) FROM STDIN") as copy:
-                for batch in batches:
-                    for row in batch:
-                        copy.write_row(row)
-                    if tick is not None:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+                    if tick is not None and not totals.count % BATCH:
                         tick(totals.count)
             if (kib := work_mem_kib(totals.count)) is not None:
                 cur.execute(f"SET LOCAL work_mem = '{kib}kB'")
@@ -325,7 +340,7 @@ def _insert(
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(_SQLITE_LOAD)
-            for batch in batches:
+            while batch := list(itertools.islice(rows, BATCH)):
                 cur.executemany(_SQLITE_STAGE, batch)
                 if tick is not None:
                     tick(totals.count)
@@ -339,36 +354,31 @@ def _insert(
     return totals
 
 
-def _batches(rows: Iterator[Entry]) -> Iterator[list[Entry]]:
-    while batch := list(itertools.islice(rows, BATCH)):
-        yield batch
-
-
-def _rows(source: str, lines: Iterable[StatementLine], totals: _Totals) -> Iterator[Entry]:
+def _rows(source: str, lines: Iterable[LineFields], totals: _Totals) -> Iterator[Entry]:
+    """The staged row of each line, from the parser's tuple: the values as stored (text cut to the column, no
+    empty reference, a bank line's memo searched for a payment reference), dates printed once per day."""
     bank = source == BANK
     days: dict[date, str] = {}
-    for line in lines:
+    for n, external_id, kind, amount, fee, currency, day, value_on, reference, counterparty, description in lines:
         totals.count += 1
-        totals.amount += line.amount
-        day = line.booked_on
+        totals.amount += amount
         printed = days.get(day)
         if printed is None:
             printed = days[day] = day.isoformat()
             totals.first = day if totals.first is None or day < totals.first else totals.first
             totals.last = day if totals.last is None or day > totals.last else totals.last
-        reference = line.reference
         yield (
-            line.source_line,
-            line.external_id[:100],
-            line.kind.value,
-            line.amount,
-            line.fee,
-            line.currency,
+            n,
+            external_id[:100],
+            kind.value,
+            amount,
+            fee,
+            currency,
             printed,
-            None if line.value_on is None else line.value_on.isoformat(),
+            None if value_on is None else value_on.isoformat(),
             (find_reference(reference) if bank else reference[:100]) or None,
-            line.counterparty[:200] if line.counterparty else None,
-            (line.description or (reference if bank else ""))[:500],
+            counterparty[:200] if counterparty else None,
+            (description or (reference if bank else ""))[:500],
         )
 
 

@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
-from payments.reconcile.importer import WORK_MEM_BYTES_PER_LINE, ImportFailed, import_file, work_mem_kib
+from payments.reconcile.importer import BATCH, WORK_MEM_BYTES_PER_LINE, ImportFailed, import_file, work_mem_kib
 from payments.reconcile.models import StatementEntry, StatementImport
 from tests.factories import seed_agency
 from tests.reconcile.test_matching import _file, _payment, _row
@@ -60,3 +60,18 @@ def test_work_mem_is_sized_by_the_file() -> None:
     assert work_mem_kib(10_000) is None  # the server's default is enough
     assert work_mem_kib(1_000_000) == 1_000_000 * WORK_MEM_BYTES_PER_LINE // 1024
     assert work_mem_kib(100_000_000) == 256 * 1024
+
+
+def test_a_bad_line_after_rows_already_streamed_names_its_line_and_stores_nothing(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    # Rows go from the parser into COPY (or the staging table) as they are read: the bad line comes after more than
+    # a batch of them has been sent, and still nothing of the file is kept.
+    rows = [_row(str(i), f"REF-{i}", 1_000) for i in range(BATCH + 10)]
+    rows.append("X-1,REF-X,31/02/2026 12:00:00,Thanh toán,1000,0,NCB,x")
+    with pytest.raises(ImportFailed) as failed:
+        import_file(ctx, "AGC-R", _file(tmp_path, rows), StatementFormat.vnpay_csv)
+    assert failed.value.extra["line"] == BATCH + 12  # the header is line 1
+    assert "31/02/2026" in failed.value.detail
+    with ctx.db.read() as s:
+        assert s.exec(select(StatementImport)).all() == [] and _entries(ctx) == []
