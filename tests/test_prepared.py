@@ -133,7 +133,7 @@ def test_python_side_defaults_and_missing_values() -> None:
         add(conn, {"id": 1, "name": "a"})  # needs the default computed: SQLAlchemy's execution runs it
         add(conn, {"id": 2, "name": "b", "note": "given"})
         rows = conn.execute(select(table.c.id, table.c.note).order_by(table.c.id)).all()
-        with pytest.raises(KeyError, match="bind parameter .n."):
+        with pytest.raises(KeyError, match=r"bind parameter 'n'"):
             Prepared(table.update().where(table.c.id == bindparam("b_id")).values(name=bindparam("n")))(
                 conn, {"b_id": 1}
             )
