@@ -865,3 +865,15 @@ def test_a_refused_refund_quotes_momos_message(gateway: MoMoGateway, message: st
     with pytest.raises(GatewayDeclinedError) as refused:
         gateway.refund(refund_request())
     assert str(refused.value) == expected + tail
+
+
+@respx.mock
+def test_a_refund_answer_without_trans_id_leaves_the_note_bare(gateway: MoMoGateway) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        made = refund_answer(body)
+        del made["transId"]
+        return made
+
+    respx.post(QUERY_URL).mock(side_effect=answering(query_answer))
+    respx.post(REFUND_URL).mock(side_effect=answering(answer))
+    assert gateway.refund(refund_request()).detail == "MoMo transId "
