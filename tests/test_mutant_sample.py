@@ -34,6 +34,7 @@ NUMBERING = (
     "tests/invoices/test_numbering.py::test_series_year_digits_follow_the_issue_date",
     "tests/invoices/test_numbering.py::test_series_year_digits_are_always_two",
 )
+MOMO = ("tests/adapters/test_momo.py::test_an_id_of_exactly_fifty_characters_is_kept_a_longer_one_is_hashed",)
 
 MUTANTS = [
     Mutant("words-mot-after-muoi", "invoices.words", '{1: "mốt", 5: "lăm"}', '{1: "một", 5: "lăm"}', WORDS),
@@ -54,6 +55,9 @@ MUTANTS = [
         TABLE,
     ),
     Mutant("numbering-year-digits", "invoices.numbering", "{year % 100:02d}", "{year % 100}", NUMBERING),
+    Mutant(
+        "momo-id-length", "adapters.momo", "len(candidate) <= MAX_ID_LENGTH", "len(candidate) < MAX_ID_LENGTH", MOMO
+    ),
 ]
 
 

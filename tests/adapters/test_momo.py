@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from adapters.base import (
     PaymentGateway,
     RefundOutcome,
     RefundRequest,
+    RefundResult,
     StartPayment,
     StatusQuery,
 )
@@ -638,3 +640,240 @@ def test_a_refund_already_listed_at_momo_is_not_posted_again(gateway: MoMoGatewa
     result = gateway.refund(refund_request())
     assert (result.outcome, result.gateway_reference) == (RefundOutcome.succeeded, REFUND_ID)
     assert not route.called
+
+
+# --- edges the mutation run found untested (docs/testing.md, "Mutation testing") ----------------------------------
+def test_an_id_of_exactly_fifty_characters_is_kept_a_longer_one_is_hashed() -> None:
+    fits, too_long = "k" * 46, "k" * 47
+    assert momo_id("pay-", fits) == "pay-" + fits
+    assert momo_id("pay-", too_long) == "pay-" + hashlib.sha256(too_long.encode()).hexdigest()[:40]
+
+
+def test_settings_for_request_type_language_and_a_bad_retired_secret_list_are_read() -> None:
+    with respx.mock:
+        respx.post(CREATE_URL).mock(side_effect=answering(create_answer))
+        make_gateway(request_type="payWithMethod", lang="en").start_payment(start_request())
+    (body,) = bodies()
+    assert (body["requestType"], body["lang"]) == ("payWithMethod", "en")
+    with pytest.raises(ValueError, match=r"^the MoMo setting 'previous_secret_keys' must be a list"):
+        make_gateway(previous_secret_keys=5)
+
+
+def test_the_timeout_setting_applies_to_the_adapters_own_client_only() -> None:
+    assert make_gateway()._http.timeout.read == 30.0
+    assert make_gateway(timeout_seconds=5)._http.timeout.read == 5.0
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        return httpx.Response(200, json=query_answer(json.loads(request.content)))
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as given:
+        assert make_gateway(given).query_status(status_query()).status is GatewayStatus.succeeded
+    assert seen == ["POST"]
+
+
+@respx.mock
+def test_an_unknown_create_code_without_a_message_is_described_in_full(gateway: MoMoGateway) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        made = create_answer(body, 12345, signed=False)
+        del made["message"]
+        return made
+
+    respx.post(CREATE_URL).mock(side_effect=answering(answer))
+    with pytest.raises(GatewayTechnicalError, match=r"^MoMo resultCode 12345 \(unknown result code\): $"):
+        gateway.start_payment(start_request())
+
+
+@respx.mock
+def test_create_answers_may_leave_out_order_amount_and_unsigned_fields(gateway: MoMoGateway) -> None:
+    def without_order(body: dict[str, Any]) -> dict[str, Any]:
+        made = create_answer(body, signed=False)
+        del made["orderId"], made["amount"]
+        return made
+
+    def signed_without_time(body: dict[str, Any]) -> dict[str, Any]:
+        made = create_answer(body, signed=False)
+        del made["responseTime"]
+        raw = (
+            f"accessKey={ACCESS_KEY}&amount=150000&orderId={ORDER_ID}&partnerCode={PARTNER}"
+            f"&payUrl={made['payUrl']}&requestId={ORDER_ID}&responseTime=&resultCode=0"
+        )
+        return {**made, "signature": hmac_hex(raw)}
+
+    for make in (without_order, signed_without_time):
+        respx.post(CREATE_URL).mock(side_effect=answering(make))
+        assert gateway.start_payment(start_request()).gateway_reference == ORDER_ID
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda b: {**create_answer(b), "payUrl": "https://evil.test"},
+            "MoMo's create answer is not signed with our secret",
+        ),
+        (
+            lambda b: create_answer(b, signed=False, orderId="pay-x"),
+            "MoMo's create answer is for another order or amount",
+        ),
+        (lambda b: create_answer(b, signed=False, amount=1), "MoMo's create answer is for another order or amount"),
+        (lambda b: create_answer(b, signed=False, payUrl=""), "MoMo's create answer has no payUrl"),
+    ],
+)
+def test_create_answer_errors_say_what_is_wrong(
+    gateway: MoMoGateway, make: Callable[[dict[str, Any]], dict[str, Any]], message: str
+) -> None:
+    respx.post(CREATE_URL).mock(side_effect=answering(make))
+    with pytest.raises(GatewayTechnicalError, match=f"^{re.escape(message)}$"):
+        gateway.start_payment(start_request())
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(200, text="<html/>"), "MoMo answered HTTP 200 without JSON"),
+        (httpx.Response(200, json={"message": "?"}), "MoMo answered HTTP 200 without a resultCode"),
+    ],
+)
+def test_answers_without_a_result_code_say_so(gateway: MoMoGateway, response: httpx.Response, message: str) -> None:
+    respx.post(CREATE_URL).mock(return_value=response)
+    with pytest.raises(GatewayTechnicalError, match=f"^{message}$"):
+        gateway.start_payment(start_request())
+
+
+@respx.mock
+def test_retries_wait_with_the_injected_sleep() -> None:
+    waits: list[float] = []
+    with httpx.Client() as client:
+        context = GatewayContext(
+            "momo",
+            "https://lephi.test",
+            "https://lephi.test/cb",
+            settings={
+                "partner_code": PARTNER,
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET,
+                "endpoint": BASE,
+            },
+            http=client,
+        )
+        momo = MoMoGateway(context, sleep=waits.append)
+        respx.post(QUERY_URL).mock(return_value=httpx.Response(502))
+        with pytest.raises(GatewayTechnicalError):
+            momo.query_status(status_query())
+    assert len(waits) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (ipn(secret="wrong"), "IPN signature does not match"),
+        (ipn(partnerCode="MOMOOTHER"), "IPN is for another MoMo partner"),
+        (b"{not json", "IPN body is not JSON"),
+        (b"[1, 2, 3]", "IPN body is not a JSON object"),
+        ({**ipn(), "signature": ""}, "IPN has no signature"),
+        (_without("transId"), "IPN lacks transId"),
+        (ipn(amount=150000.0), "IPN field has a wrong type: unexpected float"),
+        (ipn(resultCode="０"), "IPN number field is malformed: '０' is not a whole number"),
+        (ipn(orderId=""), "IPN has an empty orderId"),
+    ],
+)
+def test_refused_ipns_say_why(gateway: MoMoGateway, body: dict[str, Any] | bytes, message: str) -> None:
+    with pytest.raises(InvalidCallback, match=f"^{re.escape(message)}$"):
+        gateway.parse_callback(callback(body))
+
+
+def test_an_ipn_with_a_malformed_amount_names_the_amount_problem(gateway: MoMoGateway) -> None:
+    with pytest.raises(InvalidCallback, match=r"^IPN number field is malformed: \S"):
+        gateway.parse_callback(callback(ipn(amount="15e4")))
+
+
+@respx.mock
+def test_cancel_keeps_the_amount_momo_reported(gateway: MoMoGateway) -> None:
+    respx.post(QUERY_URL).mock(side_effect=answering(lambda b: query_answer(b, 1000, amount=120000)))
+    assert gateway.cancel(status_query()).amount == 120000
+
+
+@respx.mock
+def test_a_bad_amount_in_a_status_answer_is_named(gateway: MoMoGateway) -> None:
+    respx.post(QUERY_URL).mock(side_effect=answering(lambda b: query_answer(b, amount="lots")))
+    with pytest.raises(GatewayTechnicalError, match=r"^MoMo answered a bad amount: \S"):
+        gateway.query_status(status_query())
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        ({"resultCode": 13}, GatewayTechnicalError, "before the refund: 13 (merchant authentication failed)"),
+        ({"resultCode": 1000}, GatewayDeclinedError, f"MoMo order {ORDER_ID} is not a paid payment"),
+        ({"transId": "4088878653"}, GatewayDeclinedError, "is not a paid payment"),
+        ({"transId": True}, GatewayDeclinedError, "is not a paid payment"),
+    ],
+)
+def test_a_refund_needs_a_paid_order_with_an_integer_trans_id(
+    gateway: MoMoGateway, extra: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    respx.post(QUERY_URL).mock(side_effect=answering(lambda b: query_answer(b, **extra)))
+    route = respx.post(REFUND_URL)
+    with pytest.raises(error, match=re.escape(message)):
+        gateway.refund(refund_request())
+    assert not route.called
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "listed",
+    [None, {"orderId": REFUND_ID, "resultCode": 0}, [{"orderId": "rfd-another", "resultCode": 0}]],
+)
+def test_only_this_refund_listed_at_momo_stops_a_new_post(gateway: MoMoGateway, listed: object) -> None:
+    respx.post(QUERY_URL).mock(side_effect=answering(lambda b: query_answer(b, refundTrans=listed)))
+    route = respx.post(REFUND_URL).mock(side_effect=answering(refund_answer))
+    assert gateway.refund(refund_request()).outcome is RefundOutcome.succeeded
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_refund_results_carry_their_reference_and_note(gateway: MoMoGateway) -> None:
+    respx.post(QUERY_URL).mock(side_effect=answering(query_answer))
+    answers = iter([0, 1000])
+    respx.post(REFUND_URL).mock(side_effect=answering(lambda b: refund_answer(b, next(answers))))
+    assert gateway.refund(refund_request()) == RefundResult(
+        RefundOutcome.succeeded, REFUND_ID, "MoMo transId 4088900001"
+    )
+    assert gateway.refund(refund_request()) == RefundResult(
+        RefundOutcome.pending, REFUND_ID, "initiated, waiting for the payer to confirm"
+    )
+
+
+@respx.mock
+@pytest.mark.parametrize(("message", "tail"), [("Đã hoàn", " Đã hoàn"), (None, " ")])
+def test_a_refused_refund_quotes_momos_message(gateway: MoMoGateway, message: str | None, tail: str) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        made = refund_answer(body, 1081)
+        del made["message"]
+        return made if message is None else {**made, "message": message}
+
+    respx.post(QUERY_URL).mock(side_effect=answering(query_answer))
+    respx.post(REFUND_URL).mock(side_effect=answering(answer))
+    expected = (
+        f"MoMo refused refund {REFUND_ID}: resultCode 1081 (refund rejected: already refunded or more than refundable)"
+    )
+    with pytest.raises(GatewayDeclinedError) as refused:
+        gateway.refund(refund_request())
+    assert str(refused.value) == expected + tail
+
+
+@respx.mock
+def test_a_refund_answer_without_trans_id_leaves_the_note_bare(gateway: MoMoGateway) -> None:
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        made = refund_answer(body)
+        del made["transId"]
+        return made
+
+    respx.post(QUERY_URL).mock(side_effect=answering(query_answer))
+    respx.post(REFUND_URL).mock(side_effect=answering(answer))
+    assert gateway.refund(refund_request()).detail == "MoMo transId "
