@@ -16,12 +16,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import delete
 from sqlmodel import select
 from starlette.requests import Request
 
 from payments.agency.models import Agency
+from payments.auth import deps
 from payments.auth.deps import actor_of, get_ctx, get_principal, require
 from payments.auth.models import ApiKey, ApiKeyVersion, Scope
 from payments.auth.service import (
@@ -95,10 +95,24 @@ def _run(value: Awaitable[Principal]) -> Principal:
     return asyncio.run(_awaited(value))
 
 
+class Log:
+    """Records what the module logs: structlog may hold a logger configured before the test started."""
+
+    def __init__(self) -> None:
+        self.lines: Logs = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields, "log_level": "info"})
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields, "log_level": "warning"})
+
+
 @pytest.fixture
-def logs() -> Iterator[Logs]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
+def logs(monkeypatch: pytest.MonkeyPatch) -> Logs:
+    log = Log()
+    monkeypatch.setattr(deps, "log", log)
+    return log.lines
 
 
 # --- get_ctx, actor_of --------------------------------------------------------------------------------------------

@@ -82,6 +82,11 @@ class Op:
         return self.answer
 
 
+def _bystander(idem: Idempotency) -> None:
+    """Another request's key, still running: a failure must leave its record alone."""
+    idem._claim("client", "bystander", "fp", None)
+
+
 # --- the key and the fingerprint ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("key", ["a", "x" * 255, "!", "~", "550e8400-e29b-41d4-a716-446655440000"])
 def test_printable_ascii_keys_of_1_to_255_characters_are_accepted(key: str) -> None:
@@ -212,9 +217,11 @@ def test_a_final_error_is_kept_for_replay(db: Database, idem: Idempotency) -> No
 
 
 def test_a_transient_error_before_any_resource_releases_the_key(db: Database, idem: Idempotency) -> None:
-    with pytest.raises(RateLimited):
-        idem.run("client", "k", "fp", Op(error=RateLimited("busy")))
-    assert records(db) == []
+    with clock_at(T0):
+        _bystander(idem)
+        with pytest.raises(RateLimited):
+            idem.run("client", "k", "fp", Op(error=RateLimited("busy")))
+    assert [r.key for r in records(db)] == ["bystander"]  # only its own record goes
 
 
 def test_a_transient_error_after_a_resource_ends_the_lease_and_keeps_the_resource(
@@ -222,9 +229,12 @@ def test_a_transient_error_after_a_resource_ends_the_lease_and_keeps_the_resourc
 ) -> None:
     op = Op(error=RateLimited("busy"))
     op.attach, op.db = "pay_7", db
+    with clock_at(T0 - timedelta(seconds=1)):
+        _bystander(idem)
     with clock_at(T0), pytest.raises(RateLimited):
         idem.run("client", "k", "fp", op)
-    rec = only(db)
+    bystander, rec = records(db)
+    assert bystander.locked_until == T0 - timedelta(seconds=1) + LEASE  # only its own lease ends
     assert (rec.state, rec.resource_id, rec.response_status) == (IdempotencyState.in_progress, "pay_7", None)
     assert rec.locked_until == T0
     retry = Op()
@@ -234,9 +244,12 @@ def test_a_transient_error_after_a_resource_ends_the_lease_and_keeps_the_resourc
 
 
 def test_an_unexpected_failure_ends_the_lease_at_once(db: Database, idem: Idempotency) -> None:
+    with clock_at(T0 - timedelta(seconds=1)):
+        _bystander(idem)
     with clock_at(T0), pytest.raises(KeyboardInterrupt):
         idem.run("client", "k", "fp", Op(error=KeyboardInterrupt()))
-    rec = only(db)
+    bystander, rec = records(db)
+    assert bystander.locked_until == T0 - timedelta(seconds=1) + LEASE
     assert (rec.state, rec.locked_until, rec.response_status) == (IdempotencyState.in_progress, T0, None)
 
 
