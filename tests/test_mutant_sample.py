@@ -34,6 +34,10 @@ NUMBERING = (
     "tests/invoices/test_numbering.py::test_series_year_digits_follow_the_issue_date",
     "tests/invoices/test_numbering.py::test_series_year_digits_are_always_two",
 )
+SCOPES = (
+    "tests/test_auth_units.py::test_a_key_with_the_scope_passes",
+    "tests/test_auth_units.py::test_a_key_without_the_scope_is_403_naming_it",
+)
 
 MUTANTS = [
     Mutant("words-mot-after-muoi", "invoices.words", '{1: "mốt", 5: "lăm"}', '{1: "một", 5: "lăm"}', WORDS),
@@ -54,6 +58,7 @@ MUTANTS = [
         TABLE,
     ),
     Mutant("numbering-year-digits", "invoices.numbering", "{year % 100:02d}", "{year % 100}", NUMBERING),
+    Mutant("scope-check-inverted", "payments.auth.deps", "if scope.value not in", "if scope.value in", SCOPES),
 ]
 
 
