@@ -140,6 +140,9 @@ def test_another_client_with_the_same_key_runs_on_its_own(db: Database, idem: Id
     out = idem.run("other", "k", "fp", Op(answer=(200, {"b": 1})))
     assert out == Outcome(200, {"b": 1})
     assert len(records(db)) == 2
+    # Each client's repeat is answered from its own record.
+    assert idem.run("other", "k", "fp", Op()) == Outcome(200, {"b": 1}, replayed=True)
+    assert idem.run("client", "k", "fp", Op()) == Outcome(201, {"id": "pay_1"}, replayed=True)
 
 
 def test_the_same_key_with_another_request_is_refused(db: Database, idem: Idempotency) -> None:
