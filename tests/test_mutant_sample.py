@@ -35,6 +35,10 @@ NUMBERING = (
     "tests/invoices/test_numbering.py::test_series_year_digits_are_always_two",
 )
 MOMO = ("tests/adapters/test_momo.py::test_an_id_of_exactly_fifty_characters_is_kept_a_longer_one_is_hashed",)
+SCOPES = (
+    "tests/test_auth_units.py::test_a_key_with_the_scope_passes",
+    "tests/test_auth_units.py::test_a_key_without_the_scope_is_403_naming_it",
+)
 
 MUTANTS = [
     Mutant("words-mot-after-muoi", "invoices.words", '{1: "mốt", 5: "lăm"}', '{1: "một", 5: "lăm"}', WORDS),
@@ -58,6 +62,7 @@ MUTANTS = [
     Mutant(
         "momo-id-length", "adapters.momo", "len(candidate) <= MAX_ID_LENGTH", "len(candidate) < MAX_ID_LENGTH", MOMO
     ),
+    Mutant("scope-check-inverted", "payments.auth.deps", "if scope.value not in", "if scope.value in", SCOPES),
 ]
 
 

@@ -43,7 +43,7 @@ _FINISH = Prepared(
     .where(_RECORD.c.id == bindparam("record_id"))
     .values(state=bindparam("new_state"), response_status=bindparam("status"), response_body=bindparam("body"))
 )
-_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass
@@ -89,7 +89,7 @@ def route_fingerprint(method: str, route: str, path_params: dict[str, Any], payl
 def check_key(key: str | None) -> str:
     if key is None:
         raise IdempotencyKeyMissing("send an Idempotency-Key header (a unique string such as a UUID) with this request")
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise IdempotencyKeyInvalid("the Idempotency-Key must be 1 to 255 printable ASCII characters")
     return key
 
