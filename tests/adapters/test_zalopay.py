@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from adapters.base import (
     StartPayment,
     StatusQuery,
 )
-from adapters.zalopay import ZaloPayGateway
+from adapters.zalopay import ZaloPayGateway, epoch_ms, vn_day
 from console.gateways import probe
 
 APP_ID = 2553  # ZaloPay's public sandbox app and keys, as its documentation and samples publish them
@@ -491,3 +492,231 @@ def test_the_connection_test_asks_zalopay_about_an_order_that_does_not_exist(
 def test_the_connection_test_names_missing_settings() -> None:
     context = GatewayContext("zalopay", "https://lephi.test", "https://lephi.test/cb", settings={"app_id": "1"})
     assert probe.probe("zalopay", ZaloPayGateway, context).outcome == "not_configured"
+
+
+# --- edges and exact texts (the survivors of the first mutation run, docs/testing.md) -----------------------------
+@pytest.fixture
+def tokyo_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local zone that is neither UTC nor GMT+7, so reading a naive time as local time gives another answer."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_naive_times_are_taken_as_utc() -> None:
+    # 18:30 UTC on 1 January is 2 January in Vietnam; read as Tokyo time it would still be 1 January.
+    assert vn_day(datetime(2025, 1, 1, 18, 30)) == "250102"
+    assert vn_day(datetime(2025, 1, 1, 16, 59)) == "250101"
+    assert epoch_ms(datetime(2025, 1, 1, 18, 30)) == 1735756200000 == epoch_ms(CREATED)
+    assert epoch_ms(datetime(2025, 1, 1, 18, 30, 0, 250000)) == 1735756200250
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"zp_trans_id": 1}, {"app_trans_id": "2" * 40}, {"amount": 0}],
+)
+def test_callback_values_at_their_bounds_are_accepted(gateway: ZaloPayGateway, changes: dict[str, Any]) -> None:
+    event = parse(gateway, callback_body(**changes))
+    assert event.status is GatewayStatus.succeeded and event.raw_code == "1"
+    assert event.event_id == f"{changes.get('app_trans_id', trans_id())}:{changes.get('zp_trans_id', 250102000000389)}"
+    assert event.amount == changes.get("amount", 150000)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (callback_body("not-key2"), "^callback mac does not match$"),
+        (callback_body(app_id=2554), "^callback is for another ZaloPay app$"),
+        (callback_body(kind=3), "^unknown ZaloPay callback type 3$"),
+        (callback_body(kind="1"), "^callback type is not an integer$"),
+        (callback_body(zp_trans_id=-5), "^callback data has no valid zp_trans_id$"),
+        (callback_body(zp_trans_id=0), "^callback data has no valid zp_trans_id$"),
+        (callback_body(app_trans_id="x" * 41), "^callback data has no valid app_trans_id$"),
+        (callback_body(amount=-1), "^callback amount is malformed: "),
+        (b"not json", "^callback body is not JSON$"),
+        (b"[]", "^callback body is not a JSON object$"),
+        (b'{"data": "", "mac": "00", "type": 1}', "^callback has no data string$"),
+        (b'{"data": "{}", "type": 1}', "^callback has no mac$"),
+    ],
+)
+def test_callback_errors_say_what_is_wrong(gateway: ZaloPayGateway, body: bytes, message: str) -> None:
+    with pytest.raises(InvalidCallback, match=message):
+        parse(gateway, body)
+
+
+def test_an_agreement_callback_says_why_it_is_ignored(gateway: ZaloPayGateway) -> None:
+    with pytest.raises(IgnoredEvent, match=r"^ZaloPay agreement callback: not a payment Lephi tracks$"):
+        parse(gateway, callback_body(kind=2))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [("not json", "^callback data is not JSON$"), ("[1]", "^callback data is not a JSON object$")],
+)
+def test_signed_data_errors_say_what_is_wrong(gateway: ZaloPayGateway, data: str, message: str) -> None:
+    body = json.dumps({"data": data, "mac": hmac_hex(KEY2, data), "type": 1}).encode()
+    with pytest.raises(InvalidCallback, match=message):
+        parse(gateway, body)
+
+
+@pytest.mark.parametrize(
+    ("response", "raw_code"),
+    [
+        (answer(1, amount=150000), "1/1"),
+        (httpx.Response(200, json={"return_code": 1, "amount": 150000}), "1"),
+        (answer(3), "3/1"),
+        (answer(2, -101), "2/-101"),
+        (answer(2, -54), "2/-54"),
+        (answer(2, -117), "2/-117"),
+        (httpx.Response(200, json={"return_code": 2}), "2"),
+    ],
+)
+def test_status_results_keep_zalopays_codes(gateway: ZaloPayGateway, response: httpx.Response, raw_code: str) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=response)
+        assert gateway.query_status(status_query(trans_id())).raw_code == raw_code
+
+
+def test_status_errors_say_what_is_wrong(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/v2/query").mock(return_value=answer(2, -402))
+        with pytest.raises(
+            GatewayTechnicalError, match=r"^ZaloPay refused the status query: return_code 2, sub_return_code -402$"
+        ):
+            gateway.query_status(status_query(trans_id()))
+        route.mock(return_value=answer(1, amount=1.5))
+        with pytest.raises(GatewayTechnicalError, match=r"^ZaloPay answered a bad amount: "):
+            gateway.query_status(status_query(trans_id()))
+        route.mock(return_value=httpx.Response(200, text="<html>"))
+        with pytest.raises(GatewayTechnicalError, match=r"^ZaloPay answered HTTP 200 without JSON$"):
+            gateway.query_status(status_query(trans_id()))
+        route.mock(return_value=httpx.Response(200, json={"return_code": "1"}))
+        with pytest.raises(GatewayTechnicalError, match=r"^ZaloPay answered HTTP 200 without a return_code$"):
+            gateway.query_status(status_query(trans_id()))
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (answer(2, -401), GatewayDeclinedError, "^ZaloPay create: return_code 2, sub_return_code -401: $"),
+        (answer(2, -500), GatewayTechnicalError, "^ZaloPay create: return_code 2, sub_return_code -500: $"),
+        (answer(1), GatewayTechnicalError, "^ZaloPay's create answer has no order_url$"),
+    ],
+)
+def test_create_errors_say_what_is_wrong(
+    gateway: ZaloPayGateway, response: httpx.Response, error: type, message: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/create").mock(return_value=response)
+        with pytest.raises(error, match=message):
+            gateway.start_payment(start_request())
+    with pytest.raises(GatewayDeclinedError, match=r"^ZaloPay takes only VND, not USD$"):
+        gateway.start_payment(start_request(currency="USD"))
+
+
+def test_setting_errors_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"^the ZaloPay gateway needs the setting 'key1'$"):
+        make_gateway(key1=None)
+    with pytest.raises(ValueError, match=r"^the ZaloPay setting 'app_id' must be a whole number$"):
+        make_gateway(app_id="25x3")
+
+
+def test_app_user_and_timeout_settings_are_used() -> None:
+    with httpx.Client() as client:
+        gateway = make_gateway(client, app_user="agc-lam-dong")
+        with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+            route = mock.post(f"{BASE}/v2/create").mock(return_value=answer(1, order_url="https://zp.test/o"))
+            gateway.start_payment(start_request())
+    sent = form(route.calls.last.request)
+    assert sent["app_user"] == "agc-lam-dong"
+    app_time = str(int(CREATED.timestamp() * 1000))
+    embed = json.dumps({"redirecturl": "https://lephi.test/return"}, separators=(",", ":"))
+    assert sent["mac"] == hmac_hex(KEY1, f"{APP_ID}|{trans_id()}|agc-lam-dong|150000|{app_time}|{embed}|[]")
+    # Without the service's client the adapter makes its own, with the timeout asked for (15 s by default).
+    assert make_gateway()._http.timeout.read == 15
+    assert make_gateway(timeout_seconds=3)._http.timeout.read == 3
+
+
+def test_a_refund_without_a_reason_gets_the_default_description(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, amount=150000, zp_trans_id=250102000000389))
+        gateway.refund(RefundRequest("pay_1", trans_id(), "rtk_0123456789", 50000, 150000, ""))
+    sent = form(zalo.refund.calls.last.request)
+    assert sent["description"] == "Hoan tien le phi"
+    assert sent["mac"] == hmac_hex(KEY1, f"{APP_ID}|250102000000389|50000|Hoan tien le phi|{sent['timestamp']}")
+
+
+@pytest.mark.parametrize(
+    ("paid", "error", "message"),
+    [
+        (answer(2, -500), GatewayTechnicalError, "^ZaloPay refused the status query before the refund: "),
+        (answer(2, -402), GatewayTechnicalError, "sub_return_code -402$"),
+        (
+            answer(2, -117),
+            GatewayDeclinedError,
+            rf"^ZaloPay order {trans_id()} is not a paid payment \(return_code 2\)$",
+        ),
+    ],
+)
+def test_the_query_before_a_refund_reads_its_sub_code(
+    gateway: ZaloPayGateway, paid: httpx.Response, error: type, message: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, paid)
+        with pytest.raises(error, match=message):
+            gateway.refund(refund_request())
+    assert zalo.refund.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "outcome", "detail"),
+    [
+        (answer(1, refund_id=77), RefundOutcome.succeeded, "ZaloPay refund_id 77"),
+        (answer(1), RefundOutcome.succeeded, "ZaloPay refund_id "),
+        (answer(3), RefundOutcome.pending, "refund in progress at ZaloPay"),
+    ],
+)
+def test_refund_results_name_the_refund(
+    gateway: ZaloPayGateway, response: httpx.Response, outcome: RefundOutcome, detail: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, amount=150000, zp_trans_id=5))
+        zalo.refund.mock(return_value=response, side_effect=None)
+        result = gateway.refund(refund_request())
+    assert (result.outcome, result.gateway_reference, result.detail) == (outcome, refund_id("250103"), detail)
+
+
+def test_a_refund_found_by_its_status_names_the_refund(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.known[refund_id("250102")] = 1
+        result = gateway.refund(refund_request())
+    assert (result.outcome, result.gateway_reference) == (RefundOutcome.succeeded, refund_id("250102"))
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (
+            answer(2, -13, return_message="too late"),
+            GatewayDeclinedError,
+            rf"^ZaloPay refused refund {refund_id('250103')}: sub_return_code -13 too late$",
+        ),
+        (
+            answer(9, 4),
+            GatewayTechnicalError,
+            rf"^ZaloPay refund {refund_id('250103')} in doubt: return_code 9, sub_return_code 4$",
+        ),
+    ],
+)
+def test_refund_errors_say_what_is_wrong(
+    gateway: ZaloPayGateway, response: httpx.Response, error: type, message: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.refund.mock(return_value=response, side_effect=None)
+        with pytest.raises(error, match=message):
+            gateway.refund(refund_request())

@@ -3,18 +3,21 @@ tamper matrix in which every attack is refused for its own reason."""
 
 from __future__ import annotations
 
+import re
+import time
 from base64 import b64encode
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
     load_pem_private_key,
+    pkcs12,
 )
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
@@ -29,14 +33,16 @@ from hypothesis import strategies as st
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
 from invoices.errors import InvalidDocument, Reason
-from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12
-from invoices.verify import Pin, pinned, verify
+from invoices.signing import LocalSigner, make_dev_certificate, to_pkcs12, vietnam_now
+from invoices.verify import Pin, pinned, verify, verify_summary
 from invoices.xmldsig import DS, MAX_XML_BYTES, VIETNAM, ds
+from payments.agency.rules import TAX_CODE_RULE
 
 TAX_CODE = "5800123456"
 CERT_FROM = datetime(2026, 1, 1, tzinfo=UTC)  # fixed, so the suite does not depend on today's date
 SIGNED_AT = datetime(2026, 3, 1, 9, 30, tzinfo=VIETNAM)
 SIGNATURE = f"DSCKS/NBan/{ds('Signature')}"
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def receipt(
@@ -463,3 +469,93 @@ def test_a_verified_document_says_which_agency_and_values_were_signed(kit: Kit) 
     assert verified.signed_values["NDHDon/NBan/MST"] == TAX_CODE
     assert verified.signed_values["NDHDon/NMua/Ten"] == "Nguyễn Thị Hường"
     assert verified.unsigned_parts == ()
+
+
+# --- edges and exact texts (the survivors of the first mutation run, docs/testing.md) -----------------------------
+def signing_time_of(signed: bytes) -> str:
+    return str(etree.fromstring(signed).findtext(f".//{ds('SigningTime')}"))
+
+
+def test_the_certificate_window_includes_both_ends(kit: Kit) -> None:
+    signer = kit.agency.signer
+    first, last = signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc
+
+    def at(moment: datetime) -> LocalSigner:
+        return LocalSigner(signer.key, signer.certificate, clock=lambda: moment)
+
+    for moment in (first, last):
+        assert signing_time_of(at(moment).sign(receipt())) == moment.astimezone(VIETNAM).isoformat()
+    for moment in (first - timedelta(seconds=1), last + timedelta(seconds=1)):
+        shown = moment.astimezone(VIETNAM).isoformat()
+        with pytest.raises(ValueError, match=f"^the certificate is not valid at {re.escape(shown)}$"):
+            at(moment).sign(receipt())
+
+
+def test_a_daily_summary_is_signed_by_the_taxpayer_directly() -> None:
+    # The golden summary's taxpayer, so the signature is pinned for the tax code the summary names.
+    taxpayer = party("0100000001", "Sở Tư pháp tỉnh Demo")
+    unsigned = (GOLDEN / "summary.xml").read_bytes()
+    signed = taxpayer.signer.sign_summary(unsigned)
+    root = etree.fromstring(signed)
+    (signature,) = root.findall(f"DSCKS/NNT/{ds('Signature')}")
+    assert str(signature.get("Id")).startswith("NNT-")
+    checked = verify_summary(signed, pinned(taxpayer.signer.certificate))
+    assert (checked.taxpayer_tax_code, checked.form) == ("0100000001", "01/TH-BLĐT")
+    assert checked.signing_time == SIGNED_AT
+    assert checked.signed_data.findtext("TTChung/SLBLai") == "7"
+
+
+def test_a_pkcs12_bundle_without_a_key_or_certificate_is_refused(kit: Kit) -> None:
+    agency = kit.agency
+    key = load_pem_private_key(agency.key_pem, None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    certificate = agency.signer.certificate
+    only_key = pkcs12.serialize_key_and_certificates(b"k", key, None, None, NoEncryption())
+    only_certificate = pkcs12.serialize_key_and_certificates(b"c", None, certificate, None, NoEncryption())
+    for bundle in (only_key, only_certificate):
+        with pytest.raises(ValueError, match=r"^the PKCS#12 file must hold a private key and its certificate$"):
+            LocalSigner.from_pkcs12(bundle, None)
+
+
+def test_a_pkcs12_signer_keeps_the_clock_it_is_given(kit: Kit) -> None:
+    bundle = to_pkcs12(kit.agency.key_pem, kit.agency.cert_pem, None)
+    signed = LocalSigner.from_pkcs12(bundle, None, clock=lambda: SIGNED_AT).sign(receipt())
+    assert signing_time_of(signed) == "2026-03-01T09:30:00+07:00"
+
+
+def test_the_default_clock_is_vietnam_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A local zone that is neither UTC nor GMT+7, so a time in the machine's zone would show.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        now = vietnam_now()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert now.tzinfo is VIETNAM and now.utcoffset() == timedelta(hours=7)
+    assert abs(now - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_key_errors_say_what_is_wrong(kit: Kit) -> None:
+    agency = kit.agency
+    with pytest.raises(ValueError, match=r"^the private key does not belong to the certificate$"):
+        LocalSigner.from_pem(agency.key_pem, kit.stranger.cert_pem)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    ec_pem = ec_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    with pytest.raises(ValueError, match=r"^rsa-sha256 needs an RSA private key$"):
+        LocalSigner.from_pem(ec_pem, agency.cert_pem)
+    with pytest.raises(TypeError, match=r"^rsa-sha256 needs an RSA private key$"):
+        LocalSigner(ec_key, agency.signer.certificate)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^rsa-sha256 needs an RSA private key$"):
+        to_pkcs12(ec_pem, agency.cert_pem, None)
+
+
+def test_signing_errors_say_what_is_wrong(kit: Kit) -> None:
+    signer = kit.agency.signer
+    with pytest.raises(ValueError, match=r"^the clock must return an aware datetime$"):
+        LocalSigner(signer.key, signer.certificate, clock=lambda: datetime(2026, 3, 1, 9, 30)).sign(receipt())
+    with pytest.raises(InvalidDocument, match=r"DSCKS/NBan already holds a signature$") as refused:
+        signer.sign(signer.sign(receipt()))
+    assert refused.value.reason is Reason.malformed
+    with pytest.raises(ValueError, match=f"^a tax code is {re.escape(TAX_CODE_RULE)}$"):
+        make_dev_certificate("12345", "Sở Tư pháp")
