@@ -603,6 +603,11 @@ def test_status_errors_say_what_is_wrong(gateway: ZaloPayGateway) -> None:
     [
         (answer(2, -401), GatewayDeclinedError, "^ZaloPay create: return_code 2, sub_return_code -401: $"),
         (answer(2, -500), GatewayTechnicalError, "^ZaloPay create: return_code 2, sub_return_code -500: $"),
+        (
+            httpx.Response(200, json={"return_code": 2, "sub_return_code": -401}),  # no return_message at all
+            GatewayDeclinedError,
+            "^ZaloPay create: return_code 2, sub_return_code -401: $",
+        ),
         (answer(1), GatewayTechnicalError, "^ZaloPay's create answer has no order_url$"),
     ],
 )
@@ -622,6 +627,8 @@ def test_setting_errors_say_what_is_wrong() -> None:
         make_gateway(key1=None)
     with pytest.raises(ValueError, match=r"^the ZaloPay setting 'app_id' must be a whole number$"):
         make_gateway(app_id="25x3")
+    with pytest.raises(ValueError, match=r"^the ZaloPay setting 'previous_key2' must be a list or a comma-separated"):
+        make_gateway(previous_key2=5)
 
 
 def test_app_user_and_timeout_settings_are_used() -> None:
