@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,10 +51,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        # Keep reading what the server prints: a full pipe would block its writes, and with them its shutdown.
+        threading.Thread(target=lambda: proc.stdout and proc.stdout.read(), daemon=True).start()
         yield base, "".join(lines)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            # Its drain finishes the job in hand (the first start's demo history on a loaded machine can be long);
+            # shutting down gracefully is tested in tests/test_graceful_shutdown.py, not here.
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_serve_starts_seeds_and_the_demo_dossier_can_be_paid(served: tuple[str, str]) -> None:
