@@ -42,8 +42,9 @@ class PaymentSettings(BaseModel):
     # same name exists ("prepared statement _pg3_0 already exists"). A worker then polls instead of LISTEN, which such
     # a pool does not carry.
     db_pgbouncer: bool = False
-    # Threads for the hot write paths' database work; unset: 1 on SQLite, 4 on PostgreSQL.
-    db_threads: int | None = Field(default=None, ge=1, le=64)
+    # Threads for the hot write paths' database work, 0 to run it on the event loop; unset: 0 on SQLite, 4 on
+    # PostgreSQL (see Database.offload).
+    db_threads: int | None = Field(default=None, ge=0, le=64)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Requests per minute per API key, answered 429 with Retry-After beyond it: across all processes when redis_url

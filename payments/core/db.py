@@ -102,8 +102,10 @@ class Database:
 
     def __init__(self, engine: Engine, threads: int | None = None) -> None:
         self.engine = engine
-        # SQLite takes one writer at a time, so one thread queues them in order; PostgreSQL overlaps its round trips.
-        self.threads = threads or (1 if engine.dialect.name == "sqlite" else 4)
+        # PostgreSQL overlaps its round trips on a few threads. SQLite takes one writer at a time, so a thread of its
+        # own only overlaps the commit's flush of the WAL with other requests' Python; measured, the hop and the
+        # interpreter lock passed back and forth cost more (a quarter of a dossier's CPU) than that overlap gained.
+        self.threads = (0 if engine.dialect.name == "sqlite" else 4) if threads is None else threads
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._write_engine = engine.execution_options(**{_WRITE: True})
@@ -131,13 +133,16 @@ class Database:
             yield session
 
     async def offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a request's blocking database work (its commit waits on the disk or the server) off the event loop,
-        on this database's own few threads.
+        """Run a request's blocking database work on this database's own few threads, or on the event loop when
+        ``threads`` is 0 (SQLite's default).
 
         Only for work that never waits on anything but this database: a gateway call would hold a thread the other
         requests queue for. Few threads rather than the general thread pool's forty: under load every extra thread
         is one more contender for the interpreter lock, which cost a third of a payment's CPU, and on SQLite the
-        writers wait for each other anyway."""
+        writers wait for each other anyway. On the event loop a write that waits (another process holding SQLite's
+        lock, a checkpoint) holds every request of this process for that long: the price of the cheapest path."""
+        if not self.threads:
+            return fn(*args, **kwargs)
         executor = self._executor or self._start_executor()
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(executor, call)
