@@ -44,7 +44,7 @@ from invoices.tables import DocumentPurpose, ReceiptSeries, SeriesStatus
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
 from invoices.tax.service import SEND, queue_issued, queue_notice, send_job_needed
 from invoices.validate import validate
-from invoices.xml import build_xml
+from invoices.xml import DRAFT_NUMBER, build_xml, with_number
 from invoices.xmldsig import parse_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
@@ -495,7 +495,7 @@ def _issue(
         kind=DocumentKind.receipt,
         template=template,
         series=series_symbol,
-        number=1,
+        number=DRAFT_NUMBER,
         issue_date=issue_date,
         dossier_code=facts.dossier_code,
         payment_method=METHOD_TEXT.get(facts.gateway, "CK"),
@@ -507,12 +507,15 @@ def _issue(
         related=related,
         document_id="DLHDon",
     )
+    # Everything but the number first: the counter row stays locked from the number to the commit, so only the
+    # signature and the writes are done while other workers wait for it.
+    draft_xml = build_xml(draft)
+    validate(draft_xml)  # never sign a document the format would reject (any number 1-99999999 is as valid)
     number = take_number(s, facts.agency_id, draft.template, series_symbol, issue_date.year)
     if ctx.db.dialect == "postgresql":
         confirm_open(s.connection(), in_use)  # a close may have committed while we waited for the counter row
     doc = draft.model_copy(update={"number": number})
-    xml = build_xml(doc)
-    validate(xml)  # never sign a document the format would reject
+    xml = with_number(draft_xml, number)
     seller = facts.seller
     signed = signers.for_agency(facts.agency_code, seller.tax_code, seller.name).sign(xml)
     issued = IssuedDocument(

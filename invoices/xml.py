@@ -48,6 +48,22 @@ def build_xml(doc: Document) -> bytes:
     return xml
 
 
+# The number a draft is built with, so that everything but the number is built and validated before it is taken.
+DRAFT_NUMBER = 99_999_999
+
+
+def with_number(draft_xml: bytes, number: int) -> bytes:
+    """The document ``build_xml`` makes of a draft built with :data:`DRAFT_NUMBER`, with ``number`` in its place.
+
+    The gap-free number is taken under the series counter's lock, held to the commit: building and validating the
+    XML outside that window lets another worker number its document meanwhile. ``SHDon`` occurs once, and any ``<``
+    in a value is escaped, so the replacement cannot touch anything else."""
+    old = b"<SHDon>%d</SHDon>" % DRAFT_NUMBER
+    if draft_xml.count(old) != 1:
+        raise ValueError("the draft does not hold exactly one draft number")
+    return draft_xml.replace(old, b"<SHDon>%d</SHDon>" % number)
+
+
 def _general(doc: Document) -> _Element:
     general = _element(
         "TTChung",

@@ -33,7 +33,7 @@ from invoices.content import (
 from invoices.errors import InvalidDocument
 from invoices.format import CURRENT, DocumentKind
 from invoices.validate import validate
-from invoices.xml import build_xml
+from invoices.xml import DRAFT_NUMBER, build_xml, with_number
 from payments.agency.models import Agency
 from payments.dossier.models import Dossier, DossierFeeLine
 from tests.invoices.test_words import read_words
@@ -458,3 +458,32 @@ def test_the_dossier_code_is_carried_in_ttkhac_and_mhso_only_when_the_tax_author
     assert [extra.findtext(t) for t in ("TTruong", "KDLieu", "DLieu")] == ["Mã hồ sơ", "string", doc.dossier_code]
     assigned = etree.fromstring(build_xml(doc.model_copy(update={"tax_dossier_code": "000.00.00.H38-260302"})))
     assert assigned.findtext("DLHDon/TTChung/MHSo") == "000.00.00.H38-260302"
+
+
+@pytest.mark.parametrize("number", [1, 2, 42, 1_000_000, DRAFT_NUMBER - 1, DRAFT_NUMBER])
+@pytest.mark.parametrize("make", [receipt, sales_invoice, adjustment], ids=["receipt", "sales", "adjustment"])
+def test_a_numbered_draft_is_the_document_built_with_its_number(make: Callable[[], Document], number: int) -> None:
+    doc = make()
+    draft = build_xml(changed(doc, {"number": DRAFT_NUMBER}))
+    assert with_number(draft, number) == build_xml(changed(doc, {"number": number}))
+
+
+def test_a_draft_number_in_a_value_is_escaped_and_left_alone() -> None:
+    doc = receipt()
+    trap = f"<SHDon>{DRAFT_NUMBER}</SHDon>"
+    buyer = doc.buyer.model_copy(update={"name": trap})
+    draft = build_xml(changed(doc, {"number": DRAFT_NUMBER, "buyer": buyer}))
+    numbered = with_number(draft, 7)
+    assert numbered == build_xml(changed(doc, {"number": 7, "buyer": buyer}))
+    assert etree.fromstring(numbered).findtext(".//NMua/Ten") == trap
+
+
+def test_a_draft_without_exactly_one_draft_number_is_refused() -> None:
+    numbered = build_xml(changed(receipt(), {"number": 5}))
+    with pytest.raises(ValueError, match="exactly one draft number"):
+        with_number(numbered, 6)
+    twice = build_xml(changed(receipt(), {"number": DRAFT_NUMBER})).replace(
+        b"</TTChung>", b"<SHDon>%d</SHDon></TTChung>" % DRAFT_NUMBER
+    )
+    with pytest.raises(ValueError, match="exactly one draft number"):
+        with_number(twice, 6)
