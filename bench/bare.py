@@ -33,7 +33,18 @@ def create() -> FastAPI:
     return app
 
 
-def measure(db: str, connections: int, warmup: float, duration: float, workdir: Path | None = None) -> harness.Result:
+LABEL = "bare FastAPI app (own process)"
+LABEL_AFTER = "bare FastAPI app (own process, after)"
+
+
+def measure(
+    db: str,
+    connections: int,
+    warmup: float,
+    duration: float,
+    workdir: Path | None = None,
+    label: str = LABEL,
+) -> harness.Result:
     """Start the bare app in its own process, drive it with the shared load generator, and return its figures
     (``db`` only labels the result: the bare app has no database)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEPHI_")}
@@ -41,12 +52,12 @@ def measure(db: str, connections: int, warmup: float, duration: float, workdir: 
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lephi-bench-bare-")))
-        log = workdir / f"bare-{db}.log"
+        log = workdir / f"bare-{db}-{len(list(workdir.glob('bare-*.log')))}.log"
         proc = stack.enter_context(harness.uvicorn_server("bench.bare:create", env, port, log, BARE_PATH))
         spec = harness.load_spec(port, proc.pid, connections, warmup, duration, with_postgres=False)
         return harness.phase(
             db,
-            "bare FastAPI app (own process)",
+            label,
             {**spec, "method": "GET", "path": BARE_PATH, "headers": {}, "expect": 200},
         )
 

@@ -17,6 +17,7 @@ measured window:
 3. Stripe webhooks: ``POST /v1/gateways/stripe/callback/{agency}`` carrying ``payment_intent.succeeded`` for a
    distinct payment, with a valid ``Stripe-Signature`` made at generation time. They are generated just before the
    phase, and warm-up + duration is capped well under Stripe's 300 s tolerance (the age is checked and printed).
+4. the bare app again; the ratios use both bare phases pooled (see ``bench.payments_create``).
 
 Every request is built and signed before its phase starts, so no signing is charged to the server. An error is any
 reply other than the gateway's success reply: HTTP 200 with ``{"RspCode": "00"}`` for VNPay, HTTP 200 for Stripe.
@@ -433,6 +434,7 @@ def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> tuple[li
                 )
         settled = read_back(env, seeded)
         harness.server_log_warnings(db, log)
+    results.append(pc.bare_again(db, args, data_dir))
     return results, settled
 
 

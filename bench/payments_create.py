@@ -13,6 +13,8 @@ measured window), it measures in this order:
 2. one uvicorn process serving the product (``bench.server:create``, outbox worker off, logging at WARNING), with
    ``GET /healthz``, ``POST /v1/dossiers`` (a new dossier each), ``POST /v1/payments`` with ``method: sandbox`` and
    ``POST /v1/payments`` with ``method: vietqr`` (each its own dossier and Idempotency-Key).
+3. the bare app again: the ratios use the CPU per request of both bare phases pooled (the baseline is the figure
+   most sensitive to other work on the machine), and both are shown.
 
 Each phase is reported with its server CPU per request (``utime + stime`` of the server process over the measured
 window, divided by the requests answered in it), that CPU as a multiple of the bare app's, throughput and latency
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -203,12 +206,35 @@ def bench_database(db: str, args: argparse.Namespace, workdir: Path) -> list[har
                 bodies = payment_bodies(codes[method], method)
                 results.append(harness.phase(db, endpoint_label(method), {**common, **spec, "bodies": bodies}))
         harness.server_log_warnings(db, log)
+    results.append(bare_again(db, args, data_dir))
     return results
+
+
+def bare_again(db: str, args: argparse.Namespace, data_dir: Path) -> harness.Result:
+    """The bare app once more after the product's phases: its CPU per request is the most noise-sensitive figure
+    of every ratio (it moved by half between phases of one run), so the ratios use both measurements."""
+    return bare_app.measure(db, args.connections, args.warmup, args.duration, data_dir, label=bare_app.LABEL_AFTER)
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
 def bare_of(results: list[harness.Result]) -> dict[str, harness.Result]:
-    return {r.db: r for r in results if r.endpoint.startswith("bare ")}
+    """Per database, the bare app's figures over its measurements of the run (before and after the product's
+    phases) pooled: their requests and CPU added, so its CPU per request is the mean over both windows."""
+    out: dict[str, harness.Result] = {}
+    for r in results:
+        if not r.endpoint.startswith("bare "):
+            continue
+        seen = out.get(r.db)
+        if seen is None or seen.server_cpu_ms is None or r.server_cpu_ms is None:
+            out[r.db] = r
+            continue
+        out[r.db] = dataclasses.replace(
+            seen,
+            endpoint="bare FastAPI app (before and after)",
+            requests=seen.requests + r.requests,
+            server_cpu_ms=seen.server_cpu_ms + r.server_cpu_ms,
+        )
+    return out
 
 
 def verdicts(results: list[harness.Result]) -> list[str]:
