@@ -727,3 +727,121 @@ def test_refund_errors_say_what_is_wrong(
         zalo.refund.mock(return_value=response, side_effect=None)
         with pytest.raises(error, match=message):
             gateway.refund(refund_request())
+
+
+def test_an_app_id_in_other_digits_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^the ZaloPay setting 'app_id' must be a whole number$"):
+        make_gateway(app_id="２５５３")  # full-width digits: int() would read them, ZaloPay would not
+
+
+def test_the_default_endpoint_is_zalopays_sandbox() -> None:
+    gateway = make_gateway(endpoint=None)
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post("https://sb-openapi.zalopay.vn/v2/query").mock(return_value=answer(3))
+        assert gateway.query_status(status_query(trans_id())).status is GatewayStatus.pending
+    assert route.call_count == 1
+
+
+def test_the_create_request_sends_every_documented_field(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/v2/create").mock(return_value=answer(1, order_url="http://zp.test/o"))
+        result = gateway.start_payment(start_request(description="d" * 300))
+    sent = form(route.calls.last.request)
+    assert (sent["bank_code"], sent["description"], sent["app_id"]) == ("", "d" * 256, str(APP_ID))
+    assert result.next_url == "http://zp.test/o"  # ZaloPay's sandbox pages may be plain HTTP
+
+
+def test_cancel_reports_a_final_status_as_zalopay_gave_it(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/v2/query").mock(return_value=answer(2, -117))
+        failed = gateway.cancel(status_query(trans_id()))
+        route.mock(return_value=answer(2, -54))
+        expired = gateway.cancel(status_query(trans_id()))
+        route.mock(return_value=answer(2, -101))
+        unknown = gateway.cancel(status_query(trans_id()))
+    assert (failed.status, failed.raw_code) == (GatewayStatus.failed, "2/-117")
+    assert (expired.status, expired.raw_code) == (GatewayStatus.cancelled, "2/-54")
+    assert (unknown.status, unknown.raw_code, unknown.gateway_reference, unknown.amount) == (
+        GatewayStatus.cancelled,
+        "expired-at-lephi",
+        trans_id(),
+        None,
+    )
+
+
+def test_a_callback_without_a_type_is_a_payment(gateway: ZaloPayGateway) -> None:
+    outer = json.loads(callback_body())
+    del outer["type"]
+    assert parse(gateway, json.dumps(outer).encode()).amount == 150000
+
+
+@pytest.mark.parametrize(
+    ("response", "amount"),
+    [(answer(1), None), (answer(1, amount="150000"), 150000), (answer(1, amount=150000), 150000)],
+)
+def test_a_paid_status_reads_the_amount_when_given(
+    gateway: ZaloPayGateway, response: httpx.Response, amount: int | None
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=response)
+        result = gateway.query_status(status_query(trans_id()))
+    assert (result.status, result.amount) == (GatewayStatus.succeeded, amount)
+
+
+@pytest.mark.parametrize("return_code", [True, 1.0, None])
+def test_a_return_code_that_is_not_a_whole_number_is_not_read(gateway: ZaloPayGateway, return_code: Any) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=httpx.Response(200, json={"return_code": return_code}))
+        with pytest.raises(GatewayTechnicalError, match=r"^ZaloPay answered HTTP 200 without a return_code$"):
+            gateway.query_status(status_query(trans_id()))
+
+
+@pytest.mark.parametrize(("given", "sent"), [(1, "1"), ("42", "42")])
+def test_the_smallest_zp_trans_id_is_refunded(gateway: ZaloPayGateway, given: Any, sent: str) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=given))
+        gateway.refund(refund_request())
+    assert form(zalo.refund.calls.last.request)["zp_trans_id"] == sent
+
+
+@pytest.mark.parametrize("given", ["٥", "-5", "", True, -1, None])
+def test_a_paid_order_without_a_usable_zp_trans_id_is_not_refunded(gateway: ZaloPayGateway, given: Any) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=given))
+        with pytest.raises(GatewayDeclinedError, match=r"is not a paid payment \(return_code 1\)$"):
+            gateway.refund(refund_request())
+    assert zalo.refund.call_count == 0
+
+
+def test_a_long_refund_reason_is_cut_to_zalopays_limit(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        gateway.refund(RefundRequest("pay_1", trans_id(), "rtk_0123456789", 50000, 150000, "r" * 300))
+    assert form(zalo.refund.calls.last.request)["description"] == "r" * 256
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (answer(2, -49), "sent"),  # the other "unknown id" code: not received, so it is sent
+        (answer(2, -13, return_message="no"), GatewayDeclinedError),
+        (answer(3, -101), RefundOutcome.pending),  # only a refusal with an unknown id means "never received"
+        (answer(9, -101), GatewayTechnicalError),
+    ],
+)
+def test_what_the_refund_status_says_before_a_refund(
+    gateway: ZaloPayGateway, status: httpx.Response, expected: Any
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.status.mock(return_value=status, side_effect=None)
+        if expected == "sent":
+            assert gateway.refund(refund_request()).outcome is RefundOutcome.pending
+            assert zalo.refund.call_count == 1
+        elif isinstance(expected, RefundOutcome):
+            assert gateway.refund(refund_request()).outcome is expected
+            assert zalo.refund.call_count == 0
+        else:
+            with pytest.raises(expected):
+                gateway.refund(refund_request())
+            assert zalo.refund.call_count == 0
