@@ -845,3 +845,39 @@ def test_what_the_refund_status_says_before_a_refund(
             with pytest.raises(expected):
                 gateway.refund(refund_request())
             assert zalo.refund.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (
+            answer(2, -401, return_message="Giao dich that bai"),
+            GatewayDeclinedError,
+            "^ZaloPay create: return_code 2, sub_return_code -401: Giao dich that bai$",
+        ),
+        (
+            answer(2, -500, return_message="He thong dang bao tri"),
+            GatewayTechnicalError,
+            "^ZaloPay create: return_code 2, sub_return_code -500: He thong dang bao tri$",
+        ),
+    ],
+)
+def test_create_errors_keep_zalopays_message(
+    gateway: ZaloPayGateway, response: httpx.Response, error: type, message: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/create").mock(return_value=response)
+        with pytest.raises(error, match=message):
+            gateway.start_payment(start_request())
+
+
+def test_a_refused_refund_without_a_message_says_so(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.refund.mock(
+            return_value=httpx.Response(200, json={"return_code": 2, "sub_return_code": -13}), side_effect=None
+        )
+        with pytest.raises(
+            GatewayDeclinedError, match=rf"^ZaloPay refused refund {refund_id('250103')}: sub_return_code -13 $"
+        ):
+            gateway.refund(refund_request())
