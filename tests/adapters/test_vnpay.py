@@ -1006,3 +1006,11 @@ def test_refund_errors_say_what_is_wrong(
     stand_in(httpx.Response(200, json=answer))
     with pytest.raises(error, match=message):
         gw.refund(refund_request())
+
+
+def test_failed_calls_name_the_call_and_its_attempts(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(*[httpx.Response(503)] * 4)
+    with pytest.raises(GatewayTechnicalError, match=rf"^POST {API} failed after 3 attempts \(HTTP 503\)$"):
+        gw.query_status(status_query())
+    with pytest.raises(GatewayTechnicalError, match=rf"^POST {API} failed after 1 attempts \(HTTP 503\)$"):
+        gw.refund(refund_request())

@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -881,3 +881,32 @@ def test_a_refused_refund_without_a_message_says_so(gateway: ZaloPayGateway) -> 
             GatewayDeclinedError, match=rf"^ZaloPay refused refund {refund_id('250103')}: sub_return_code -13 $"
         ):
             gateway.refund(refund_request())
+
+
+def test_aware_times_keep_their_zone() -> None:
+    # 00:30 on 2 January in Tokyo is 22:30 on 1 January in Vietnam (15:30 UTC).
+    tokyo = datetime(2025, 1, 2, 0, 30, tzinfo=timezone(timedelta(hours=9)))
+    assert vn_day(tokyo) == "250101"
+    assert epoch_ms(tokyo) == epoch_ms(datetime(2025, 1, 1, 15, 30, tzinfo=UTC)) == 1735745400000
+
+
+def test_the_query_before_a_refund_names_the_paid_order(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        gateway.refund(refund_request())
+    sent = form(zalo.query.calls.last.request)
+    assert sent["app_trans_id"] == trans_id() and sent["mac"] == hmac_hex(KEY1, f"{APP_ID}|{trans_id()}|{KEY1}")
+
+
+def test_retries_wait_with_the_given_sleep_and_failures_name_the_call() -> None:
+    waits: list[float] = []
+    settings = {"app_id": str(APP_ID), "key1": KEY1, "key2": KEY2, "endpoint": BASE}
+    context = GatewayContext("zalopay", "https://lephi.test", "https://lephi.test/cb", settings=settings)
+    gateway = ZaloPayGateway(context, sleep=waits.append, clock=lambda: NOW)
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=httpx.Response(503))
+        with pytest.raises(
+            GatewayTechnicalError, match=rf"^POST {BASE}/v2/query failed after 3 attempts \(HTTP 503\)$"
+        ):
+            gateway.query_status(status_query(trans_id()))
+    assert len(waits) == 2
