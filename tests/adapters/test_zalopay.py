@@ -910,3 +910,11 @@ def test_retries_wait_with_the_given_sleep_and_failures_name_the_call() -> None:
         ):
             gateway.query_status(status_query(trans_id()))
     assert len(waits) == 2
+
+
+def test_only_the_endpoints_trailing_slash_is_dropped() -> None:
+    gateway = make_gateway(endpoint=f"{BASE}/gateway/X/")  # a path prefix, as behind a proxy
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/gateway/X/v2/query").mock(return_value=answer(3))
+        gateway.query_status(status_query(trans_id()))
+    assert route.call_count == 1
