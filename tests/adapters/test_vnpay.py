@@ -1014,3 +1014,20 @@ def test_failed_calls_name_the_call_and_its_attempts(gw: VNPayGateway, stand_in:
         gw.query_status(status_query())
     with pytest.raises(GatewayTechnicalError, match=rf"^POST {API} failed after 1 attempts \(HTTP 503\)$"):
         gw.refund(refund_request())
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"), [("vi", "vn"), ("vn", "vn"), ("VN-vn", "vn"), ("en", "en"), ("fr", "en")]
+)
+def test_a_vietnamese_request_is_in_vietnamese_whatever_the_default(locale: str, expected: str) -> None:
+    assert make_gateway(locale="en").pay_params(start_request(locale=locale))["vnp_Locale"] == expected
+
+
+def test_cancel_without_a_reference_names_the_derived_one(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(httpx.Response(200, json=querydr_answer(status="01")))
+    result = gw.cancel(status_query(reference=None))
+    assert (result.status, result.gateway_reference, result.raw_code) == (
+        GatewayStatus.cancelled,
+        REF,
+        "expired-at-lephi",
+    )
