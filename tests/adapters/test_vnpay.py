@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -1031,3 +1032,18 @@ def test_cancel_without_a_reference_names_the_derived_one(gw: VNPayGateway, stan
         REF,
         "expired-at-lephi",
     )
+
+
+@pytest.fixture
+def tokyo_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local zone that is neither UTC nor GMT+7, so reading a naive time as local time gives another answer."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_naive_times_are_taken_as_utc_whatever_the_local_zone() -> None:
+    assert vnpay_time(datetime(2025, 1, 1, 2, 0)) == "20250101090000"
