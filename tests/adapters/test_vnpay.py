@@ -1047,3 +1047,10 @@ def tokyo_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.usefixtures("tokyo_local_time")
 def test_naive_times_are_taken_as_utc_whatever_the_local_zone() -> None:
     assert vnpay_time(datetime(2025, 1, 1, 2, 0)) == "20250101090000"
+
+
+def test_an_ipn_amount_below_one_dong_is_refused_with_the_bounds(gw: VNPayGateway) -> None:
+    bounds = rf"the amount must be between 100 and {MAX_AMOUNT}00$"
+    for raw in ("0", "50"):
+        with pytest.raises(InvalidCallback, match=rf"^IPN is missing or has a bad field: {bounds}"):
+            gw.parse_callback(get_ipn(ipn_params(vnp_Amount=raw)))
