@@ -1054,3 +1054,18 @@ def test_an_ipn_amount_below_one_dong_is_refused_with_the_bounds(gw: VNPayGatewa
     for raw in ("0", "50"):
         with pytest.raises(InvalidCallback, match=rf"^IPN is missing or has a bad field: {bounds}"):
             gw.parse_callback(get_ipn(ipn_params(vnp_Amount=raw)))
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_the_default_clock_and_sleep_are_real_and_the_services_client_is_used(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    with httpx.Client() as client:
+        settings = {"tmn_code": TMN, "hash_secret": SECRET, "api_url": API}
+        gw = VNPayGateway(GatewayContext("vnpay", "", "", settings, http=client))
+        assert gw._http is client and gw.sleep is time.sleep
+        server = stand_in(httpx.Response(200, json=querydr_answer()))
+        before = vnpay_time(datetime.now(UTC))
+        gw.query_status(status_query())
+        after = vnpay_time(datetime.now(UTC))
+    assert before <= server.bodies[0]["vnp_CreateDate"] <= after  # now, in GMT+7, whatever the local zone
