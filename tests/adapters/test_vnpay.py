@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -36,6 +37,7 @@ from adapters.base import (
     StartPayment,
     StatusQuery,
 )
+from adapters.money import MAX_AMOUNT
 from adapters.vnpay import (
     SANDBOX_API_URL,
     SANDBOX_PAY_URL,
@@ -738,3 +740,332 @@ def test_defaults_and_protocol() -> None:
     gw = VNPayGateway(GatewayContext("vnpay", "", "", {"tmn_code": TMN, "hash_secret": SECRET}))
     assert (gw.pay_url, gw.api_url, gw.locale, gw.order_type) == (SANDBOX_PAY_URL, SANDBOX_API_URL, "vn", "other")
     assert isinstance(gw, PaymentGateway) and gw.name == "vnpay"
+
+
+# --- edges and exact texts (the survivors of the mutation run, docs/testing.md) ----------------------------------
+def test_ipn_amounts_at_their_bounds() -> None:
+    gw = make_gateway()
+    event = gw.parse_callback(get_ipn(ipn_params(vnp_Amount="100")))
+    assert event.amount == 1 and type(event.amount) is int  # a whole number of VND, not 1.0
+    assert gw.parse_callback(get_ipn(ipn_params(vnp_Amount=f"{MAX_AMOUNT}00"))).amount == MAX_AMOUNT
+    with pytest.raises(InvalidCallback, match=r"^IPN is missing or has a bad field: the amount must be between "):
+        gw.parse_callback(get_ipn(ipn_params(vnp_Amount=f"{MAX_AMOUNT + 1}00")))
+    with pytest.raises(InvalidCallback, match=r"^IPN is missing or has a bad field: not a VNPay amount: '15000050'$"):
+        gw.parse_callback(get_ipn(ipn_params(vnp_Amount="15000050")))
+
+
+def test_an_ipn_without_transaction_number_or_status_keeps_them_empty(gw: VNPayGateway) -> None:
+    event = gw.parse_callback(get_ipn(ipn_params(vnp_TransactionNo="", vnp_TransactionStatus="")))
+    assert (event.event_id, event.status, event.raw_code) == (f"{REF}::00:", GatewayStatus.pending, "00")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (ipn_params(vnp_TmnCode="OTHERTMN"), "^vnp_TmnCode is not this merchant's$"),
+        (ipn_params(vnp_TxnRef=""), "^IPN is missing or has a bad field: 'vnp_TxnRef'$"),
+        (ipn_params(vnp_CurrCode="USD"), "^IPN currency is not VND$"),
+        (ipn_params(secret="another_secret"), "^vnp_SecureHash does not match$"),
+        ({k: v for k, v in ipn_params().items() if k != "vnp_SecureHash"}, "^missing or malformed vnp_SecureHash$"),
+        ({**ipn_params(), "vnp_SecureHash": "zz" * 64}, "^missing or malformed vnp_SecureHash$"),
+    ],
+)
+def test_ipn_errors_say_what_is_wrong(gw: VNPayGateway, params: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidCallback, match=message):
+        gw.parse_callback(get_ipn(params))
+
+
+def test_an_ipn_in_vnd_says_so_or_not_at_all(gw: VNPayGateway) -> None:
+    assert gw.parse_callback(get_ipn(ipn_params(vnp_CurrCode="VND"))).currency == "VND"
+    assert gw.parse_callback(get_ipn(ipn_params())).currency == "VND"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"vnp_Amount=1&vnp_Amount=2", "^IPN form body repeats a parameter$"),
+        (b"vnp_Amount=1&vnp_Amount=", "^IPN form body repeats a parameter$"),  # a blank value is still a value
+        (b"vnp_OrderInfo=%FF", "^IPN form body is not valid form data$"),
+        ("vnp_OrderInfo=ả".encode(), "^IPN form body is not valid form data$"),
+        (b"a=1&" * 101, "^IPN form body is not valid form data$"),
+    ],
+)
+def test_form_body_errors_say_what_is_wrong(gw: VNPayGateway, body: bytes, message: str) -> None:
+    with pytest.raises(InvalidCallback, match=message):
+        gw.parse_callback(CallbackRequest("POST", {}, {}, body))
+
+
+def test_a_form_body_of_a_hundred_fields_is_read(gw: VNPayGateway) -> None:
+    params = ipn_params()
+    filler = {f"f{i}": "1" for i in range(100 - len(params))}  # not vnp_ parameters: not signed
+    body = urlencode({**params, **filler}).encode()
+    assert gw.parse_callback(CallbackRequest("POST", {}, {}, body)).amount == 150000
+    with pytest.raises(InvalidCallback, match=r"^IPN form body is not valid form data$"):
+        gw.parse_callback(CallbackRequest("POST", {}, {}, body + b"&f999=1"))
+
+
+def test_the_ipn_comes_from_the_body_of_any_post_and_from_the_query_otherwise(gw: VNPayGateway) -> None:
+    params = ipn_params()
+    body = urlencode(params).encode()
+    assert gw.parse_callback(CallbackRequest("post", {}, {}, body)).amount == 150000  # the method in any case
+    # A POST without a body is read from its query; a GET's body is never read.
+    assert gw.parse_callback(CallbackRequest("POST", {}, params, b"")).amount == 150000
+    assert gw.parse_callback(CallbackRequest("GET", {}, params, b"vnp_Amount=1")).amount == 150000
+
+
+def test_start_takes_any_positive_amount_in_vnd(gw: VNPayGateway) -> None:
+    url = gw.start_payment(start_request(amount=1)).next_url
+    assert dict(parse_qsl(urlsplit(url).query))["vnp_Amount"] == "100"
+    for request in (start_request(amount=0), start_request(currency="USD")):
+        with pytest.raises(GatewayDeclinedError, match=r"^VNPay takes positive amounts in VND only$"):
+            gw.start_payment(request)
+
+
+def test_order_info_is_cut_then_trimmed() -> None:
+    assert ascii_text("a" * 254 + " b") == "a" * 254
+    assert ascii_text("a b", limit=2) == "a"
+
+
+def test_query_answers_without_optional_fields(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(httpx.Response(200, json={"vnp_ResponseCode": "00"}))
+    result = gw.query_status(status_query())
+    assert (result.status, result.gateway_reference, result.amount, result.raw_code) == (
+        GatewayStatus.pending,
+        REF,
+        None,
+        "",
+    )
+
+
+def test_a_query_not_found_is_unknown_with_its_code(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(httpx.Response(200, json={"vnp_ResponseCode": "91", "vnp_Amount": "15000000"}))
+    result = gw.query_status(status_query())
+    assert (result.status, result.gateway_reference, result.amount, result.raw_code) == (
+        GatewayStatus.unknown,
+        REF,
+        None,
+        "91",
+    )
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(200, json={}), r"^VNPay querydr did not answer \(\): $"),
+        (
+            httpx.Response(200, json={"vnp_ResponseCode": "97", "vnp_Message": "Invalid checksum"}),
+            r"^VNPay querydr did not answer \(97\): Invalid checksum$",
+        ),
+        (httpx.Response(200, json=querydr_answer(vnp_TxnRef="ANOTHERREF")), "^VNPay querydr answered about another"),
+        (
+            httpx.Response(200, json=querydr_answer(vnp_Amount="15000050")),
+            "^VNPay querydr answered a bad amount: not a VNPay amount: '15000050'$",
+        ),
+        (httpx.Response(404), "^VNPay querydr answered HTTP 404$"),
+        (httpx.Response(200, text="<html>"), "^VNPay querydr answered with invalid JSON$"),
+        (httpx.Response(200, json=[1]), "^VNPay querydr answered with a non-object$"),
+        (
+            httpx.Response(200, json={**querydr_answer(), "vnp_SecureHash": "é" * 128}),
+            "^VNPay answer's vnp_SecureHash is malformed: not trusted$",
+        ),
+        (
+            httpx.Response(200, json={**querydr_answer(), "vnp_SecureHash": "0" * 128}),
+            "^VNPay answer's vnp_SecureHash does not match: not trusted$",
+        ),
+    ],
+)
+def test_query_errors_say_what_is_wrong(
+    gw: VNPayGateway, stand_in: Callable[..., StandIn], response: httpx.Response, message: str
+) -> None:
+    stand_in(response)
+    with pytest.raises(GatewayTechnicalError, match=message):
+        gw.query_status(status_query())
+
+
+def test_signed_answers_are_read_with_any_hash_case_and_null_fields(
+    gw: VNPayGateway, stand_in: Callable[..., StandIn]
+) -> None:
+    answer = querydr_answer()
+    # VNPay prints an empty field as null; it is signed as an empty value.
+    stand_in(
+        httpx.Response(200, json={**answer, "vnp_SecureHash": answer["vnp_SecureHash"].upper()}),
+        httpx.Response(200, json={**answer, "vnp_PromotionCode": None}),
+    )
+    assert gw.query_status(status_query()).status is GatewayStatus.succeeded
+    assert gw.query_status(status_query()).status is GatewayStatus.succeeded
+
+
+def test_an_answer_is_verified_with_our_own_terminal_code(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    fields = {k: v for k, v in querydr_answer().items() if k != "vnp_SecureHash"}
+    # Signed by whoever holds our secret, but about another terminal: it does not verify.
+    values = ["OTHERTMN" if k == "vnp_TmnCode" else fields.get(k, "") for k in QUERYDR_ANSWER_ORDER]
+    stand_in(httpx.Response(200, json={**fields, "vnp_TmnCode": "OTHERTMN", "vnp_SecureHash": pipe_hash(values)}))
+    with pytest.raises(GatewayTechnicalError, match="does not match"):
+        gw.query_status(status_query())
+
+
+def test_retries_wait_with_the_given_sleep(stand_in: Callable[..., StandIn]) -> None:
+    gw = make_gateway()
+    waits: list[float] = []
+    gw.sleep = waits.append
+    stand_in(httpx.Response(503), httpx.Response(200, json=querydr_answer()))
+    assert gw.query_status(status_query()).status is GatewayStatus.succeeded
+    assert len(waits) == 1
+
+
+def test_settings_are_used() -> None:
+    gw = make_gateway(server_ip="10.0.0.7", timeout_seconds=3, previous_hash_secrets=("old_secret",))
+    assert gw._http.timeout.read == 3 and make_gateway()._http.timeout.read == 15
+    assert gw.parse_callback(get_ipn(ipn_params(secret="old_secret"))).amount == 150000
+    with respx.mock(assert_all_called=False) as router:
+        server = StandIn(httpx.Response(200, json=refund_answer()))
+        router.post(API).mock(side_effect=server)
+        gw.refund(refund_request())
+    assert server.bodies[0]["vnp_IpAddr"] == "10.0.0.7"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"tmn_code": " "}, "^the vnpay gateway needs the setting 'tmn_code'$"),
+        ({"hash_secret": None}, "^the vnpay gateway needs the setting 'hash_secret'$"),
+        (
+            {"previous_hash_secrets": ["a", ""]},
+            "^the vnpay setting 'previous_hash_secrets' must be a list of non-empty strings$",
+        ),
+        ({"previous_hash_secrets": ["a", 5]}, "^the vnpay setting 'previous_hash_secrets' must be a list of "),
+        ({"locale": "fr"}, "^the vnpay setting 'locale' must be 'vn' or 'en'$"),
+    ],
+)
+def test_setting_errors_say_what_is_wrong(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_gateway(**settings)
+
+
+def test_refund_amounts_at_their_bounds(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    server = stand_in(httpx.Response(200, json=refund_answer()))
+    gw.refund(refund_request(amount=1))
+    assert (server.bodies[0]["vnp_Amount"], server.bodies[0]["vnp_TransactionType"]) == ("100", "03")
+    message = "^refund amount must be positive and at most the amount paid$"
+    for amount in (0, 150001):
+        with pytest.raises(GatewayDeclinedError, match=message):
+            gw.refund(refund_request(amount=amount))
+    with pytest.raises(GatewayDeclinedError, match=r"^the reference was not made by this adapter: its transaction"):
+        gw.refund(refund_request(reference="HS000123"))
+
+
+def test_a_refund_without_a_reason_is_described_by_its_reference(
+    gw: VNPayGateway, stand_in: Callable[..., StandIn]
+) -> None:
+    server = stand_in(httpx.Response(200, json=refund_answer()))
+    gw.refund(RefundRequest("pay_1", REF, "rtk_1", 150000, 150000, "“ ”"))
+    assert server.bodies[0]["vnp_OrderInfo"] == f"Hoan tien {REF}"
+    assert server.bodies[0]["vnp_RequestId"] == hashlib.sha256(b"rtk_1").hexdigest()[:32]
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "reference", "detail"),
+    [
+        (refund_answer("00", "Refund success"), RefundOutcome.succeeded, "14226999", "Refund success"),
+        ({"vnp_ResponseCode": "00"}, RefundOutcome.succeeded, None, ""),
+        (refund_answer("94", "Refund is being processed"), RefundOutcome.pending, None, "Refund is being processed"),
+    ],
+)
+def test_refund_results_keep_vnpays_reference_and_message(
+    gw: VNPayGateway,
+    stand_in: Callable[..., StandIn],
+    answer: dict[str, str],
+    outcome: RefundOutcome,
+    reference: str | None,
+    detail: str,
+) -> None:
+    stand_in(httpx.Response(200, json=answer))
+    result = gw.refund(refund_request())
+    assert (result.outcome, result.gateway_reference, result.detail) == (outcome, reference, detail)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (
+            refund_answer("99", "System error"),
+            GatewayTechnicalError,
+            "^VNPay refund failed with an unspecified error: System error$",
+        ),
+        (
+            refund_answer("02", "Refused by VNPay"),
+            GatewayDeclinedError,
+            r"^VNPay refused the refund \(02\): Refused by VNPay$",
+        ),
+        ({}, GatewayDeclinedError, r"^VNPay refused the refund \(\): $"),
+        (refund_answer("99", "x") | {"vnp_SecureHash": "0" * 128}, GatewayTechnicalError, "^VNPay answer's vnp_Secure"),
+    ],
+)
+def test_refund_errors_say_what_is_wrong(
+    gw: VNPayGateway, stand_in: Callable[..., StandIn], answer: dict[str, str], error: type, message: str
+) -> None:
+    stand_in(httpx.Response(200, json=answer))
+    with pytest.raises(error, match=message):
+        gw.refund(refund_request())
+
+
+def test_failed_calls_name_the_call_and_its_attempts(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(*[httpx.Response(503)] * 4)
+    with pytest.raises(GatewayTechnicalError, match=rf"^POST {API} failed after 3 attempts \(HTTP 503\)$"):
+        gw.query_status(status_query())
+    with pytest.raises(GatewayTechnicalError, match=rf"^POST {API} failed after 1 attempts \(HTTP 503\)$"):
+        gw.refund(refund_request())
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"), [("vi", "vn"), ("vn", "vn"), ("VN-vn", "vn"), ("en", "en"), ("fr", "en")]
+)
+def test_a_vietnamese_request_is_in_vietnamese_whatever_the_default(locale: str, expected: str) -> None:
+    assert make_gateway(locale="en").pay_params(start_request(locale=locale))["vnp_Locale"] == expected
+
+
+def test_cancel_without_a_reference_names_the_derived_one(gw: VNPayGateway, stand_in: Callable[..., StandIn]) -> None:
+    stand_in(httpx.Response(200, json=querydr_answer(status="01")))
+    result = gw.cancel(status_query(reference=None))
+    assert (result.status, result.gateway_reference, result.raw_code) == (
+        GatewayStatus.cancelled,
+        REF,
+        "expired-at-lephi",
+    )
+
+
+@pytest.fixture
+def tokyo_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local zone that is neither UTC nor GMT+7, so reading a naive time as local time gives another answer."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_naive_times_are_taken_as_utc_whatever_the_local_zone() -> None:
+    assert vnpay_time(datetime(2025, 1, 1, 2, 0)) == "20250101090000"
+
+
+def test_an_ipn_amount_below_one_dong_is_refused_with_the_bounds(gw: VNPayGateway) -> None:
+    bounds = rf"the amount must be between 100 and {MAX_AMOUNT}00$"
+    for raw in ("0", "50"):
+        with pytest.raises(InvalidCallback, match=rf"^IPN is missing or has a bad field: {bounds}"):
+            gw.parse_callback(get_ipn(ipn_params(vnp_Amount=raw)))
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_the_default_clock_and_sleep_are_real_and_the_services_client_is_used(
+    stand_in: Callable[..., StandIn],
+) -> None:
+    with httpx.Client() as client:
+        settings = {"tmn_code": TMN, "hash_secret": SECRET, "api_url": API}
+        gw = VNPayGateway(GatewayContext("vnpay", "", "", settings, http=client))
+        assert gw._http is client and gw.sleep is time.sleep
+        server = stand_in(httpx.Response(200, json=querydr_answer()))
+        before = vnpay_time(datetime.now(UTC))
+        gw.query_status(status_query())
+        after = vnpay_time(datetime.now(UTC))
+    assert before <= server.bodies[0]["vnp_CreateDate"] <= after  # now, in GMT+7, whatever the local zone

@@ -12,7 +12,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -727,3 +727,194 @@ def test_refund_errors_say_what_is_wrong(
         zalo.refund.mock(return_value=response, side_effect=None)
         with pytest.raises(error, match=message):
             gateway.refund(refund_request())
+
+
+def test_an_app_id_in_other_digits_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^the ZaloPay setting 'app_id' must be a whole number$"):
+        make_gateway(app_id="２５５３")  # full-width digits: int() would read them, ZaloPay would not
+
+
+def test_the_default_endpoint_is_zalopays_sandbox() -> None:
+    gateway = make_gateway(endpoint=None)
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post("https://sb-openapi.zalopay.vn/v2/query").mock(return_value=answer(3))
+        assert gateway.query_status(status_query(trans_id())).status is GatewayStatus.pending
+    assert route.call_count == 1
+
+
+def test_the_create_request_sends_every_documented_field(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/v2/create").mock(return_value=answer(1, order_url="http://zp.test/o"))
+        result = gateway.start_payment(start_request(description="d" * 300))
+    sent = form(route.calls.last.request)
+    assert (sent["bank_code"], sent["description"], sent["app_id"]) == ("", "d" * 256, str(APP_ID))
+    assert result.next_url == "http://zp.test/o"  # ZaloPay's sandbox pages may be plain HTTP
+
+
+def test_cancel_reports_a_final_status_as_zalopay_gave_it(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/v2/query").mock(return_value=answer(2, -117))
+        failed = gateway.cancel(status_query(trans_id()))
+        route.mock(return_value=answer(2, -54))
+        expired = gateway.cancel(status_query(trans_id()))
+        route.mock(return_value=answer(2, -101))
+        unknown = gateway.cancel(status_query(trans_id()))
+    assert (failed.status, failed.raw_code) == (GatewayStatus.failed, "2/-117")
+    assert (expired.status, expired.raw_code) == (GatewayStatus.cancelled, "2/-54")
+    assert (unknown.status, unknown.raw_code, unknown.gateway_reference, unknown.amount) == (
+        GatewayStatus.cancelled,
+        "expired-at-lephi",
+        trans_id(),
+        None,
+    )
+
+
+def test_a_callback_without_a_type_is_a_payment(gateway: ZaloPayGateway) -> None:
+    outer = json.loads(callback_body())
+    del outer["type"]
+    assert parse(gateway, json.dumps(outer).encode()).amount == 150000
+
+
+@pytest.mark.parametrize(
+    ("response", "amount"),
+    [(answer(1), None), (answer(1, amount="150000"), 150000), (answer(1, amount=150000), 150000)],
+)
+def test_a_paid_status_reads_the_amount_when_given(
+    gateway: ZaloPayGateway, response: httpx.Response, amount: int | None
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=response)
+        result = gateway.query_status(status_query(trans_id()))
+    assert (result.status, result.amount) == (GatewayStatus.succeeded, amount)
+
+
+@pytest.mark.parametrize("return_code", [True, 1.0, None])
+def test_a_return_code_that_is_not_a_whole_number_is_not_read(gateway: ZaloPayGateway, return_code: Any) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=httpx.Response(200, json={"return_code": return_code}))
+        with pytest.raises(GatewayTechnicalError, match=r"^ZaloPay answered HTTP 200 without a return_code$"):
+            gateway.query_status(status_query(trans_id()))
+
+
+@pytest.mark.parametrize(("given", "sent"), [(1, "1"), ("42", "42")])
+def test_the_smallest_zp_trans_id_is_refunded(gateway: ZaloPayGateway, given: Any, sent: str) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=given))
+        gateway.refund(refund_request())
+    assert form(zalo.refund.calls.last.request)["zp_trans_id"] == sent
+
+
+@pytest.mark.parametrize("given", ["٥", "-5", "", True, -1, None])
+def test_a_paid_order_without_a_usable_zp_trans_id_is_not_refunded(gateway: ZaloPayGateway, given: Any) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=given))
+        with pytest.raises(GatewayDeclinedError, match=r"is not a paid payment \(return_code 1\)$"):
+            gateway.refund(refund_request())
+    assert zalo.refund.call_count == 0
+
+
+def test_a_long_refund_reason_is_cut_to_zalopays_limit(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        gateway.refund(RefundRequest("pay_1", trans_id(), "rtk_0123456789", 50000, 150000, "r" * 300))
+    assert form(zalo.refund.calls.last.request)["description"] == "r" * 256
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (answer(2, -49), "sent"),  # the other "unknown id" code: not received, so it is sent
+        (answer(2, -13, return_message="no"), GatewayDeclinedError),
+        (answer(3, -101), RefundOutcome.pending),  # only a refusal with an unknown id means "never received"
+        (answer(9, -101), GatewayTechnicalError),
+    ],
+)
+def test_what_the_refund_status_says_before_a_refund(
+    gateway: ZaloPayGateway, status: httpx.Response, expected: Any
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.status.mock(return_value=status, side_effect=None)
+        if expected == "sent":
+            assert gateway.refund(refund_request()).outcome is RefundOutcome.pending
+            assert zalo.refund.call_count == 1
+        elif isinstance(expected, RefundOutcome):
+            assert gateway.refund(refund_request()).outcome is expected
+            assert zalo.refund.call_count == 0
+        else:
+            with pytest.raises(expected):
+                gateway.refund(refund_request())
+            assert zalo.refund.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (
+            answer(2, -401, return_message="Giao dich that bai"),
+            GatewayDeclinedError,
+            "^ZaloPay create: return_code 2, sub_return_code -401: Giao dich that bai$",
+        ),
+        (
+            answer(2, -500, return_message="He thong dang bao tri"),
+            GatewayTechnicalError,
+            "^ZaloPay create: return_code 2, sub_return_code -500: He thong dang bao tri$",
+        ),
+    ],
+)
+def test_create_errors_keep_zalopays_message(
+    gateway: ZaloPayGateway, response: httpx.Response, error: type, message: str
+) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/create").mock(return_value=response)
+        with pytest.raises(error, match=message):
+            gateway.start_payment(start_request())
+
+
+def test_a_refused_refund_without_a_message_says_so(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        zalo.refund.mock(
+            return_value=httpx.Response(200, json={"return_code": 2, "sub_return_code": -13}), side_effect=None
+        )
+        with pytest.raises(
+            GatewayDeclinedError, match=rf"^ZaloPay refused refund {refund_id('250103')}: sub_return_code -13 $"
+        ):
+            gateway.refund(refund_request())
+
+
+def test_aware_times_keep_their_zone() -> None:
+    # 00:30 on 2 January in Tokyo is 22:30 on 1 January in Vietnam (15:30 UTC).
+    tokyo = datetime(2025, 1, 2, 0, 30, tzinfo=timezone(timedelta(hours=9)))
+    assert vn_day(tokyo) == "250101"
+    assert epoch_ms(tokyo) == epoch_ms(datetime(2025, 1, 1, 15, 30, tzinfo=UTC)) == 1735745400000
+
+
+def test_the_query_before_a_refund_names_the_paid_order(gateway: ZaloPayGateway) -> None:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        zalo = RefundStandIn(mock, answer(1, zp_trans_id=5))
+        gateway.refund(refund_request())
+    sent = form(zalo.query.calls.last.request)
+    assert sent["app_trans_id"] == trans_id() and sent["mac"] == hmac_hex(KEY1, f"{APP_ID}|{trans_id()}|{KEY1}")
+
+
+def test_retries_wait_with_the_given_sleep_and_failures_name_the_call() -> None:
+    waits: list[float] = []
+    settings = {"app_id": str(APP_ID), "key1": KEY1, "key2": KEY2, "endpoint": BASE}
+    context = GatewayContext("zalopay", "https://lephi.test", "https://lephi.test/cb", settings=settings)
+    gateway = ZaloPayGateway(context, sleep=waits.append, clock=lambda: NOW)
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        mock.post(f"{BASE}/v2/query").mock(return_value=httpx.Response(503))
+        with pytest.raises(
+            GatewayTechnicalError, match=rf"^POST {BASE}/v2/query failed after 3 attempts \(HTTP 503\)$"
+        ):
+            gateway.query_status(status_query(trans_id()))
+    assert len(waits) == 2
+
+
+def test_only_the_endpoints_trailing_slash_is_dropped() -> None:
+    gateway = make_gateway(endpoint=f"{BASE}/gateway/X/")  # a path prefix, as behind a proxy
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        route = mock.post(f"{BASE}/gateway/X/v2/query").mock(return_value=answer(3))
+        gateway.query_status(status_query(trans_id()))
+    assert route.call_count == 1
