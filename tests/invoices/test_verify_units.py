@@ -1,0 +1,387 @@
+"""The e-receipt verifier called directly (invoices/verify.py): the exact reason and detail of each refusal, what a
+verified notice and daily summary report, the unsigned parts the layout allows, and the signed fields' formats.
+
+tests/invoices/test_verification.py checks the verifier through the API and the CLI, and tests/invoices/test_signing.py
+its round trip and tamper matrix; these pin each branch cheaply, so that the mutation run (scripts/mutate
+verification) takes minutes.
+"""
+
+from __future__ import annotations
+
+import functools
+from base64 import b64encode
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
+
+from invoices.errors import InvalidDocument, Reason
+from invoices.verify import Pin, pinned, signed_values, subject_tax_code, verify, verify_notice, verify_summary
+from invoices.xmldsig import ds
+from tests.invoices.test_signing import (
+    GOLDEN,
+    SIGNATURE,
+    SIGNED_AT,
+    TAX_CODE,
+    Party,
+    edit,
+    no_uid_party,
+    party,
+    receipt,
+)
+
+OTHER_TAX_CODE = "0312345678"
+NOTICE_XML = (
+    f'<TBao><DLTBao Id="DLTBao"><MSo>04/SS-HĐĐT</MSo><MST>{TAX_CODE}</MST></DLTBao><DSCKS><NNT/><CQT/></DSCKS></TBao>'
+).encode()
+
+
+@pytest.fixture(scope="module")
+def agency() -> Party:
+    return party(TAX_CODE, "Sở Tư pháp tỉnh Lâm Đồng")
+
+
+@pytest.fixture(scope="module")
+def stranger() -> Party:
+    return party(OTHER_TAX_CODE, "Khác")
+
+
+def refused(call: Callable[[], object], reason: Reason, detail: str) -> InvalidDocument:
+    with pytest.raises(InvalidDocument) as caught:
+        call()
+    assert (caught.value.reason, caught.value.detail) == (reason, detail), str(caught.value)
+    return caught.value
+
+
+def changed(change: Callable[[Any], None]) -> bytes:
+    """A receipt with `change` applied to its unsigned HDon, ready to be signed."""
+    return edit(receipt(), change)
+
+
+def set_text(path: str, text: str | None) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        root.find(f"DLHDon/{path}").text = text
+
+    return change
+
+
+def remove(path: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        node = root.find(f"DLHDon/{path}")
+        node.getparent().remove(node)
+
+    return change
+
+
+# --- pins -------------------------------------------------------------------------------------------------------------
+
+
+def test_a_certificate_without_a_tax_code_is_pinned_for_no_seller() -> None:
+    certificate = no_uid_party().signer.certificate
+    assert subject_tax_code(certificate) is None
+    assert pinned(certificate) == [Pin(certificate, "", "")]
+
+
+def test_a_certificate_is_pinned_for_the_tax_code_it_names(agency: Party) -> None:
+    assert pinned(agency.signer.certificate) == [Pin(agency.signer.certificate, TAX_CODE, "")]
+
+
+# --- notices and summaries --------------------------------------------------------------------------------------------
+
+
+def test_a_verified_notice_reports_what_its_signature_covers(agency: Party) -> None:
+    certificate = agency.signer.certificate
+    checked = verify_notice(agency.signer.sign_notice(NOTICE_XML), [Pin(certificate, TAX_CODE, "STP-LD")])
+    assert checked.signed_data.tag == "DLTBao" and checked.signed_data.findtext("MSo") == "04/SS-HĐĐT"
+    assert (checked.certificate, checked.agency) == (certificate, "STP-LD")
+    assert checked.signer_subject == certificate.subject.rfc4514_string()
+    assert "UID=MST:5800123456" in checked.signer_subject
+    assert (checked.signer_tax_code, checked.taxpayer_tax_code) == (TAX_CODE, TAX_CODE)
+    assert checked.signing_time == SIGNED_AT
+    assert checked.form == "04/SS-HĐĐT"
+
+
+def test_a_notice_without_its_form_is_refused(agency: Party) -> None:
+    unsigned = NOTICE_XML.replace("<MSo>04/SS-HĐĐT</MSo>".encode(), b"<MSo> </MSo>")
+    signed = agency.signer.sign_notice(unsigned)
+    refused(
+        lambda: verify_notice(signed, pinned(agency.signer.certificate)),
+        Reason.malformed,
+        "signed DLTBao has no valid MSo",
+    )
+
+
+def summary_party() -> Party:
+    return party("0100000001", "Sở Tư pháp tỉnh Demo")  # the golden summary's taxpayer
+
+
+def test_a_verified_summary_reports_what_its_signature_covers() -> None:
+    taxpayer = summary_party()
+    certificate = taxpayer.signer.certificate
+    signed = taxpayer.signer.sign_summary((GOLDEN / "summary.xml").read_bytes())
+    checked = verify_summary(signed, [Pin(certificate, "0100000001", "AGC-D")])
+    assert checked.signed_data.tag == "DLBTHop"
+    assert (checked.certificate, checked.agency) == (certificate, "AGC-D")
+    assert checked.signer_subject == certificate.subject.rfc4514_string()
+    assert (checked.signer_tax_code, checked.taxpayer_tax_code) == ("0100000001", "0100000001")
+    assert checked.signing_time == SIGNED_AT
+    assert checked.form == "01/TH-BLĐT"
+
+
+def test_a_summary_without_its_form_is_refused() -> None:
+    taxpayer = summary_party()
+
+    def drop_form(root: Any) -> None:
+        form = root.find("DLBTHop/TTChung/MSo")
+        form.getparent().remove(form)
+
+    signed = taxpayer.signer.sign_summary(edit((GOLDEN / "summary.xml").read_bytes(), drop_form))
+    refused(
+        lambda: verify_summary(signed, pinned(taxpayer.signer.certificate)),
+        Reason.malformed,
+        "signed DLBTHop has no valid TTChung/MSo",
+    )
+
+
+# --- unsigned content -------------------------------------------------------------------------------------------------
+
+
+def text_before_the_data(root: Any) -> None:
+    root.text = "hidden"
+
+
+def text_after_the_data(root: Any) -> None:
+    root.find("DLHDon").tail = "hidden"
+
+
+def text_in_dscks(root: Any) -> None:
+    root.find("DSCKS").text = "hidden"
+
+
+def text_after_a_slot(root: Any) -> None:
+    root.find("DSCKS/NBan").tail = "hidden"
+
+
+def text_in_a_slot(root: Any) -> None:
+    root.find("DSCKS/NBan").text = "hidden"
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (text_before_the_data, "HDon"),
+        (text_after_the_data, "HDon"),
+        (text_in_dscks, "DSCKS"),
+        (text_after_a_slot, "DSCKS"),
+        (text_in_a_slot, "NBan"),
+    ],
+)
+def test_text_outside_the_signed_data_is_refused(agency: Party, change: Callable[[Any], None], where: str) -> None:
+    document = edit(agency.signer.sign(receipt()), change)
+    refused(
+        lambda: verify(document, pinned(agency.signer.certificate)),
+        Reason.unsigned_content,
+        f"text in {where} is not covered by the signature",
+    )
+
+
+def test_an_unknown_child_of_dscks_is_refused(agency: Party) -> None:
+    document = edit(agency.signer.sign(receipt()), lambda r: etree.SubElement(r.find("DSCKS"), "Khac"))
+    refused(
+        lambda: verify(document, pinned(agency.signer.certificate)),
+        Reason.unsigned_content,
+        "DSCKS/Khac is not a signature slot",
+    )
+
+
+def test_other_slots_hold_signature_elements_only(agency: Party) -> None:
+    signed = agency.signer.sign(receipt())
+
+    def slot_with(tag: str) -> Callable[[Any], None]:
+        def change(root: Any) -> None:
+            etree.SubElement(etree.SubElement(root.find("DSCKS"), "CQT"), tag)
+
+        return change
+
+    # The tax authority's signing time may sit outside the ds namespace; it is not signed content of the seller's.
+    with_time = verify(edit(signed, slot_with("SigningTime")), pinned(agency.signer.certificate))
+    assert with_time.unsigned_parts == ("DSCKS/CQT",)
+    with_ds = verify(edit(signed, slot_with(ds("Signature"))), pinned(agency.signer.certificate))
+    assert with_ds.unsigned_parts == ("DSCKS/CQT",)
+    for tag in ("MST", "signingtime", "Ten"):
+        document = edit(signed, slot_with(tag))
+        refused(
+            functools.partial(verify, document, pinned(agency.signer.certificate)),
+            Reason.unsigned_content,
+            f"{tag} inside DSCKS/CQT is not signed",
+        )
+    empty = verify(edit(signed, lambda r: etree.SubElement(r.find("DSCKS"), "NMua")), pinned(agency.signer.certificate))
+    assert empty.unsigned_parts == ()
+
+
+def test_another_partys_signature_before_the_sellers_does_not_stand_in_for_it(agency: Party, stranger: Party) -> None:
+    """The buyer's slot comes first in DSCKS: the seller's signature is still the one in DSCKS/NBan."""
+    by_stranger = etree.fromstring(stranger.signer.sign(receipt()))
+    dscks = by_stranger.find("DSCKS")
+    buyer = etree.Element("NMua")
+    buyer.append(dscks.find("NBan").find(ds("Signature")))
+    dscks.insert(0, buyer)
+    both = agency.signer.sign(etree.tostring(by_stranger, xml_declaration=True, encoding="UTF-8"))
+    assert b"<DSCKS><NMua><ds:Signature" in both
+    checked = verify(both, pinned(agency.signer.certificate))
+    assert checked.certificate == agency.signer.certificate and checked.unsigned_parts == ("DSCKS/NMua",)
+
+
+# --- who signed -------------------------------------------------------------------------------------------------------
+
+
+def test_a_certificate_naming_another_tax_code_says_which(agency: Party, stranger: Party) -> None:
+    document = stranger.signer.sign(receipt())
+    refused(
+        lambda: verify(document, [Pin(stranger.signer.certificate, TAX_CODE)]),
+        Reason.wrong_seller,
+        f"the certificate names UID=MST:{OTHER_TAX_CODE}, the signed seller tax code is {TAX_CODE}",
+    )
+    unnamed = no_uid_party()
+    refused(
+        lambda: verify(unnamed.signer.sign(receipt()), [Pin(unnamed.signer.certificate, TAX_CODE)]),
+        Reason.wrong_seller,
+        f"the certificate names no UID=MST, the signed seller tax code is {TAX_CODE}",
+    )
+
+
+def test_a_certificate_registered_for_others_says_for_whom(agency: Party) -> None:
+    certificate = agency.signer.certificate
+    trusted = [Pin(certificate, OTHER_TAX_CODE, "AGC-B"), Pin(certificate, "0999999999"), Pin(certificate, "", "AGC-C")]
+    refused(
+        lambda: verify(agency.signer.sign(receipt()), trusted),
+        Reason.wrong_seller,
+        f"the certificate is registered for 0999999999, AGC-B, AGC-C, not for the seller with tax code {TAX_CODE}",
+    )
+    notice = agency.signer.sign_notice(NOTICE_XML)
+    refused(
+        lambda: verify_notice(notice, [Pin(certificate, OTHER_TAX_CODE, "AGC-B")]),
+        Reason.wrong_seller,
+        f"the certificate is registered for AGC-B, not for the taxpayer with tax code {TAX_CODE}",
+    )
+
+
+def test_the_registration_for_the_named_seller_is_the_one_reported(agency: Party) -> None:
+    certificate = agency.signer.certificate
+    trusted = [Pin(certificate, OTHER_TAX_CODE, "AGC-B"), Pin(certificate, TAX_CODE, "AGC-A")]
+    assert verify(agency.signer.sign(receipt()), trusted).agency == "AGC-A"
+
+
+# --- the cryptography's verdicts --------------------------------------------------------------------------------------
+
+
+def resign_info(signer: Party, document: bytes, change: Callable[[Any], None]) -> bytes:
+    """Apply `change` to the Signature and sign its SignedInfo again (digests untouched)."""
+    root = etree.fromstring(document)
+    signature = root.find(SIGNATURE)
+    change(signature)
+    info = signature.find(ds("SignedInfo"))
+    value = signer.signer.key.sign(etree.tostring(info, method="c14n"), padding.PKCS1v15(), hashes.SHA256())
+    signature.find(ds("SignatureValue")).text = b64encode(value).decode()
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def test_each_cryptographic_refusal_says_what_signxml_found(agency: Party) -> None:
+    trusted = pinned(agency.signer.certificate)
+    signed = agency.signer.sign(receipt())
+
+    changed_content = refused_for(signed.replace(b">150000<", b">950000<"), trusted, Reason.digest_mismatch)
+    assert changed_content.detail == f"{changed_content.__cause__}: the content changed after signing"
+    assert "Digest mismatch" in changed_content.detail
+
+    def garble(signature: Any) -> None:
+        signature.find(ds("SignatureValue")).text = "AAAA"
+
+    bad = refused_for(edit(signed, lambda r: garble(r.find(SIGNATURE))), trusted, Reason.bad_signature)
+    assert bad.detail == f"SignatureValue does not match SignedInfo: {bad.__cause__}"
+
+    def drop_digest_value(signature: Any) -> None:
+        reference = signature.find(f"{ds('SignedInfo')}/{ds('Reference')}")
+        reference.remove(reference.find(ds("DigestValue")))
+
+    malformed = refused_for(resign_info(agency, signed, drop_digest_value), trusted, Reason.malformed)
+    assert malformed.detail == str(malformed.__cause__) and "DigestValue" in malformed.detail
+
+
+def test_a_signature_outside_the_certificates_validity_says_so() -> None:
+    young = party(TAX_CODE, "Sở Tư pháp")  # valid from CERT_FROM
+    from tests.invoices.test_signing import backdate, resign
+
+    document = resign(young.signer.sign(receipt()), young.signer.key, backdate)
+    outside = refused_for(document, pinned(young.signer.certificate), Reason.certificate_not_valid)
+    assert outside.detail == str(outside.__cause__) and outside.detail not in ("", "None")
+
+
+def refused_for(document: bytes, trusted: list[Pin], reason: Reason) -> InvalidDocument:
+    with pytest.raises(InvalidDocument) as caught:
+        verify(document, trusted)
+    assert caught.value.reason is reason, str(caught.value)
+    return caught.value
+
+
+# --- the signed fields ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (set_text("TTChung/KHHDon", None), "signed DLHDon has no valid TTChung/KHHDon"),
+        (set_text("TTChung/KHHDon", "  "), "signed DLHDon has no valid TTChung/KHHDon"),
+        (remove("TTChung/KHHDon"), "signed DLHDon has no valid TTChung/KHHDon"),
+        (remove("TTChung/KHMSHDon"), "signed DLHDon has no valid TTChung/KHMSHDon"),
+        (set_text("TTChung/SHDon", "123456789"), "signed DLHDon has no valid TTChung/SHDon"),
+        (set_text("TTChung/SHDon", "4a"), "signed DLHDon has no valid TTChung/SHDon"),
+        (set_text("TTChung/SHDon", "-1"), "signed DLHDon has no valid TTChung/SHDon"),
+        (set_text("TTChung/NLap", "20260301"), "signed DLHDon has no valid TTChung/NLap"),
+        (set_text("TTChung/NLap", "2026-03-01T00:00"), "signed DLHDon has no valid TTChung/NLap"),
+        (set_text("TTChung/NLap", "2026-02-30"), "NLap 2026-02-30 is not a calendar date"),
+        (set_text("NDHDon/TToan/TgTTTBSo", "1.5e5"), "signed DLHDon has no valid NDHDon/TToan/TgTTTBSo"),
+        (set_text("NDHDon/TToan/TgTTTBSo", "150_000"), "signed DLHDon has no valid NDHDon/TToan/TgTTTBSo"),
+        (set_text("NDHDon/TToan/TgTTTBSo", "150000.5"), "TgTTTBSo is not a whole number of VND"),
+        (set_text("NDHDon/TToan/TgTTTBSo", "0.0000001"), "signed DLHDon has no valid NDHDon/TToan/TgTTTBSo"),
+        (remove("NDHDon/NBan/MST"), "signed DLHDon has no valid NDHDon/NBan/MST"),
+    ],
+)
+def test_signed_fields_in_the_wrong_form_are_refused(agency: Party, change: Callable[[Any], None], detail: str) -> None:
+    document = agency.signer.sign(changed(change))
+    refused(lambda: verify(document, pinned(agency.signer.certificate)), Reason.malformed, detail)
+
+
+def test_signed_fields_at_the_edges_of_their_forms_are_read(agency: Party) -> None:
+    def at_the_edges(root: Any) -> None:
+        set_text("TTChung/SHDon", "99999999")(root)
+        set_text("TTChung/NLap", "2028-02-29")(root)
+        set_text("NDHDon/TToan/TgTTTBSo", " 150000.000000 ")(root)
+
+    edges = changed(at_the_edges)
+    checked = verify(agency.signer.sign(edges), pinned(agency.signer.certificate))
+    assert (checked.number, str(checked.issue_date), checked.total) == (99999999, "2028-02-29", 150000)
+    negative = changed(set_text("NDHDon/TToan/TgTTTBSo", "-20000"))
+    assert verify(agency.signer.sign(negative), pinned(agency.signer.certificate)).total == -20000
+
+
+def test_signed_values_name_every_leaf_and_number_repeated_elements() -> None:
+    data = etree.fromstring(
+        "<DLHDon><TTChung><SHDon> 42 </SHDon><Trong/></TTChung><DSHHDVu>"
+        "<HHDVu><Ten>A</Ten><ThTien>1</ThTien></HHDVu><HHDVu><Ten>B</Ten><ThTien>2</ThTien></HHDVu>"
+        "<HHDVu><Ten>C</Ten></HHDVu><Ghi/></DSHHDVu></DLHDon>"
+    )
+    assert signed_values(data) == {
+        "TTChung/SHDon": "42",
+        "TTChung/Trong": "",
+        "DSHHDVu/HHDVu[1]/Ten": "A",
+        "DSHHDVu/HHDVu[1]/ThTien": "1",
+        "DSHHDVu/HHDVu[2]/Ten": "B",
+        "DSHHDVu/HHDVu[2]/ThTien": "2",
+        "DSHHDVu/HHDVu[3]/Ten": "C",
+        "DSHHDVu/Ghi": "",
+    }
+    assert signed_values(etree.fromstring("<MST>5800123456</MST>")) == {"": "5800123456"}
