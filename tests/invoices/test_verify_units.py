@@ -385,3 +385,82 @@ def test_signed_values_name_every_leaf_and_number_repeated_elements() -> None:
         "DSHHDVu/Ghi": "",
     }
     assert signed_values(etree.fromstring("<MST>5800123456</MST>")) == {"": "5800123456"}
+
+
+# --- the embedded certificate ----------------------------------------------------------------------------------------
+
+
+def key_info_change(change: Callable[[Any], None]) -> Callable[[Any], None]:
+    def edit_key_info(root: Any) -> None:
+        change(root.find(f"{SIGNATURE}/{ds('KeyInfo')}"))
+
+    return edit_key_info
+
+
+def certificate_text(key_info: Any) -> Any:
+    return key_info.find(f"{ds('X509Data')}/{ds('X509Certificate')}")
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (lambda k: etree.SubElement(k, ds("KeyName")), "KeyInfo must hold one X509Data with one X509Certificate"),
+        (
+            lambda k: k.append(etree.fromstring(etree.tostring(k[0]))),
+            "KeyInfo must hold one X509Data with one X509Certificate",
+        ),
+        (lambda k: k.remove(k[0]), "KeyInfo must hold one X509Data with one X509Certificate"),
+        (
+            lambda k: etree.SubElement(k[0], ds("X509IssuerSerial")),
+            "X509Data must hold X509SubjectName and X509Certificate only",
+        ),
+        (lambda k: k[0].remove(certificate_text(k)), "X509Data must hold X509SubjectName and X509Certificate only"),
+        (lambda k: k[0].insert(0, k[0][1]), "X509Data must hold X509SubjectName and X509Certificate only"),
+        (
+            lambda k: setattr(
+                certificate_text(k), "text", certificate_text(k).text[:40] + "!" + certificate_text(k).text[40:]
+            ),
+            "X509Certificate is not base64",
+        ),
+        (
+            lambda k: setattr(certificate_text(k), "text", certificate_text(k).text[:-1]),
+            "X509Certificate is not base64",
+        ),
+    ],
+)
+def test_key_info_holds_one_certificate_in_base64(agency: Party, change: Callable[[Any], None], detail: str) -> None:
+    document = edit(agency.signer.sign(receipt()), key_info_change(change))
+    refused(lambda: verify(document, pinned(agency.signer.certificate)), Reason.malformed, detail)
+
+
+def test_the_certificate_alone_or_wrapped_over_lines_is_read(agency: Party) -> None:
+    signed = agency.signer.sign(receipt())
+
+    def alone(key_info: Any) -> None:
+        key_info[0].remove(key_info[0][0])
+
+    def wrapped(key_info: Any) -> None:
+        text = certificate_text(key_info).text
+        certificate_text(key_info).text = "\n" + "\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + "\n"
+
+    for change in (alone, wrapped):
+        assert verify(edit(signed, key_info_change(change)), pinned(agency.signer.certificate)).number == 42
+
+
+def test_an_empty_or_unregistered_certificate_is_not_trusted(agency: Party, stranger: Party) -> None:
+    signed = agency.signer.sign(receipt())
+    empty = edit(signed, key_info_change(lambda k: setattr(certificate_text(k), "text", None)))
+    for document, trusted in (
+        (empty, pinned(agency.signer.certificate)),
+        (signed, pinned(stranger.signer.certificate)),
+    ):
+        refused(
+            functools.partial(verify, document, trusted),
+            Reason.untrusted_certificate,
+            "the signing certificate is not registered here",
+        )
+
+
+def test_signed_values_number_a_pair_of_repeated_elements() -> None:
+    data = etree.fromstring("<DLHDon><Ghi>a</Ghi><Ghi>b</Ghi><Ten>c</Ten></DLHDon>")
+    assert signed_values(data) == {"Ghi[1]": "a", "Ghi[2]": "b", "Ten": "c"}
