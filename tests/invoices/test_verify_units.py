@@ -20,7 +20,7 @@ from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type inf
 
 from invoices.errors import InvalidDocument, Reason
 from invoices.verify import Pin, pinned, signed_values, subject_tax_code, verify, verify_notice, verify_summary
-from invoices.xmldsig import ds
+from invoices.xmldsig import C14N, DS, ENVELOPED, RSA_SHA256, SHA256, ds
 from tests.invoices.test_signing import (
     GOLDEN,
     SIGNATURE,
@@ -464,3 +464,238 @@ def test_an_empty_or_unregistered_certificate_is_not_trusted(agency: Party, stra
 def test_signed_values_number_a_pair_of_repeated_elements() -> None:
     data = etree.fromstring("<DLHDon><Ghi>a</Ghi><Ghi>b</Ghi><Ten>c</Ten></DLHDon>")
     assert signed_values(data) == {"Ghi[1]": "a", "Ghi[2]": "b", "Ten": "c"}
+
+
+# --- the structure, checked before any cryptography ------------------------------------------------------------------
+
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def signature_part(*path: str) -> str:
+    return "/".join([SIGNATURE, *(ds(step) for step in path)])
+
+
+def drop(*path: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        node = root.find(signature_part(*path))
+        node.getparent().remove(node)
+
+    return change
+
+
+def set_attribute(path: str, name: str, value: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        root.find(path).set(name, value)
+
+    return change
+
+
+def add(path: str, tag: str, **attributes: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        etree.SubElement(root.find(path), tag, **attributes)
+
+    return change
+
+
+def reference(index: int) -> str:
+    return f"{signature_part('SignedInfo')}/{ds('Reference')}[{index}]"
+
+
+def signing_time_text(text: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        root.find(f".//{ds('SigningTime')}").text = text
+
+    return change
+
+
+def move_first_child_last(path: str) -> Callable[[Any], None]:
+    def change(root: Any) -> None:
+        parent = root.find(path)
+        parent.append(parent[0])
+
+    return change
+
+
+def second_signature(root: Any) -> None:
+    root.find("DSCKS/NBan").append(etree.fromstring(etree.tostring(root.find(SIGNATURE))))
+
+
+def duplicate_data_id(root: Any) -> None:
+    etree.SubElement(root.find(f"{SIGNATURE}/{ds('Object')}"), ds("Object"), Id=root.find("DLHDon").get("Id"))
+
+
+STRUCTURE: dict[str, tuple[Callable[[Any], None], Reason, str]] = {
+    "no signature": (drop(), Reason.no_signature, "no seller signature in HDon/DSCKS/NBan"),
+    "two signatures": (second_signature, Reason.malformed, "more than one seller signature"),
+    "children out of order": (
+        move_first_child_last(SIGNATURE),
+        Reason.malformed,
+        "Signature must hold SignedInfo, SignatureValue, KeyInfo, Object",
+    ),
+    "no Object": (drop("Object"), Reason.malformed, "Signature must hold SignedInfo, SignatureValue, KeyInfo, Object"),
+    "xml:lang on HDon": (set_attribute(".", XML_LANG, "vi"), Reason.malformed, "xml:* attributes on HDon"),
+    "xml:lang on the slot": (set_attribute("DSCKS/NBan", XML_LANG, "vi"), Reason.malformed, "xml:* attributes on NBan"),
+    "xml:lang on Signature": (
+        set_attribute(SIGNATURE, XML_LANG, "vi"),
+        Reason.malformed,
+        "xml:* attributes on Signature",
+    ),
+    "exclusive C14N": (
+        set_attribute(
+            signature_part("SignedInfo", "CanonicalizationMethod"),
+            "Algorithm",
+            "http://www.w3.org/2001/10/xml-exc-c14n#",
+        ),
+        Reason.algorithm,
+        f"canonicalization http://www.w3.org/2001/10/xml-exc-c14n# is not accepted, only {C14N}",
+    ),
+    "no canonicalization": (
+        drop("SignedInfo", "CanonicalizationMethod"),
+        Reason.malformed,
+        "expected one empty CanonicalizationMethod",
+    ),
+    "two canonicalizations": (
+        add(signature_part("SignedInfo"), ds("CanonicalizationMethod"), Algorithm=C14N),
+        Reason.malformed,
+        "expected one empty CanonicalizationMethod",
+    ),
+    "a canonicalization with content": (
+        add(signature_part("SignedInfo", "CanonicalizationMethod"), ds("InclusiveNamespaces")),
+        Reason.malformed,
+        "expected one empty CanonicalizationMethod",
+    ),
+    "RSA-SHA1": (
+        set_attribute(signature_part("SignedInfo", "SignatureMethod"), "Algorithm", f"{DS}rsa-sha1"),
+        Reason.algorithm,
+        f"signature method {DS}rsa-sha1 is not accepted, only {RSA_SHA256}",
+    ),
+    "no signature method": (
+        drop("SignedInfo", "SignatureMethod"),
+        Reason.malformed,
+        "expected one empty SignatureMethod",
+    ),
+    "SHA-1 digest of the signing time": (
+        set_attribute(f"{reference(2)}/{ds('DigestMethod')}", "Algorithm", f"{DS}sha1"),
+        Reason.algorithm,
+        f"digest method {DS}sha1 is not accepted, only {SHA256}",
+    ),
+    "a method without an algorithm": (
+        lambda r: r.find(signature_part("SignedInfo", "SignatureMethod")).attrib.pop("Algorithm"),
+        Reason.algorithm,
+        f"signature method  is not accepted, only {RSA_SHA256}",
+    ),
+    "references swapped": (
+        lambda r: r.find(signature_part("SignedInfo")).append(r.find(reference(1))),
+        Reason.reference,
+        "expected exactly the references ['#DLHDon-5C26TAA-00000042', '#SIGNING_TIME'], found ['#SIGNING_TIME', "
+        "'#DLHDon-5C26TAA-00000042']",
+    ),
+    "an XPath transform": (
+        add(
+            f"{reference(1)}/{ds('Transforms')}",
+            ds("Transform"),
+            Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116",
+        ),
+        Reason.algorithm,
+        f"transforms ['{ENVELOPED}', 'http://www.w3.org/TR/1999/REC-xpath-19991116'] on #DLHDon-5C26TAA-00000042",
+    ),
+    "a transform on the signing time": (
+        lambda r: etree.SubElement(
+            etree.SubElement(r.find(reference(2)), ds("Transforms")), ds("Transform"), Algorithm=ENVELOPED
+        ),
+        Reason.algorithm,
+        f"transforms ['{ENVELOPED}'] on #SIGNING_TIME",
+    ),
+    "a transform without an algorithm": (
+        add(f"{reference(1)}/{ds('Transforms')}", ds("Transform")),
+        Reason.algorithm,
+        f"transforms ['{ENVELOPED}', ''] on #DLHDon-5C26TAA-00000042",
+    ),
+    "a second element with the data's Id": (
+        duplicate_data_id,
+        Reason.reference,
+        "Id 'DLHDon-5C26TAA-00000042' is carried by 2 elements",
+    ),
+    "no signing time": (
+        drop("Object", "SignatureProperties", "SignatureProperty", "SigningTime"),
+        Reason.malformed,
+        "the signed Object must hold exactly one SigningTime",
+    ),
+    "two signing times": (
+        lambda r: r.find(f".//{ds('SignatureProperty')}").append(
+            etree.fromstring(etree.tostring(r.find(f".//{ds('SigningTime')}")))
+        ),
+        Reason.malformed,
+        "the signed Object must hold exactly one SigningTime",
+    ),
+    "a signing time that is no time": (
+        signing_time_text("1 March 2026"),
+        Reason.malformed,
+        "SigningTime is not an ISO 8601 time",
+    ),
+    "an empty signing time": (signing_time_text(""), Reason.malformed, "SigningTime is not an ISO 8601 time"),
+    "an element in MCCQT": (
+        lambda r: etree.SubElement(etree.SubElement(r, "MCCQT"), "Ma"),
+        Reason.unsigned_content,
+        "MCCQT holds elements; it is not signed",
+    ),
+    "an unknown child of HDon": (
+        lambda r: etree.SubElement(r, "TTKhac"),
+        Reason.unsigned_content,
+        "HDon/TTKhac is not covered by the signature",
+    ),
+    "a comment after the root": (
+        lambda r: r.addnext(etree.Comment("x")),
+        Reason.unsigned_content,
+        "comments and processing instructions are not signed",
+    ),
+    "a comment before the root": (
+        lambda r: r.addprevious(etree.Comment("x")),
+        Reason.unsigned_content,
+        "comments and processing instructions are not signed",
+    ),
+    "a processing instruction inside": (
+        lambda r: r.find("DSCKS").append(etree.ProcessingInstruction("x")),
+        Reason.unsigned_content,
+        "comments and processing instructions are not signed",
+    ),
+}
+
+
+def with_time_id(document: bytes) -> bytes:
+    """The signer's random Id of the signing time's Object replaced by a fixed one, so messages can be compared."""
+    root = etree.fromstring(document)
+    time_object = root.find(signature_part("Object"))
+    old = time_object.get("Id")
+    time_object.set("Id", "SIGNING_TIME")
+    root.find(reference(2)).set("URI", "#SIGNING_TIME")
+    assert old
+    return bytes(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
+
+
+@pytest.mark.parametrize(("change", "reason", "detail"), STRUCTURE.values(), ids=STRUCTURE.keys())
+def test_the_structure_is_refused_for_the_right_reason(
+    agency: Party, change: Callable[[Any], None], reason: Reason, detail: str
+) -> None:
+    root = etree.fromstring(with_time_id(agency.signer.sign(receipt())))
+    change(root)
+    document = bytes(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
+    refused(lambda: verify(document, pinned(agency.signer.certificate)), reason, detail)
+
+
+def test_the_unsigned_parts_the_layout_allows_are_named(agency: Party) -> None:
+    def allowed(root: Any) -> None:
+        etree.SubElement(root, "MCCQT").text = "M1-26-ABCDE"
+        etree.SubElement(root, "DLQRCode")
+
+    checked = verify(edit(agency.signer.sign(receipt()), allowed), pinned(agency.signer.certificate))
+    assert checked.unsigned_parts == ("MCCQT", "DLQRCode")
+
+
+def test_a_signing_time_without_a_zone_is_vietnam_time(agency: Party) -> None:
+    from tests.invoices.test_signing import resign
+
+    naive = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text("2026-03-01T09:30:00"))
+    assert verify(naive, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
+    spaced = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text(" 2026-03-01T09:30:00+07:00 "))
+    assert verify(spaced, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
