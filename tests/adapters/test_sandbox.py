@@ -546,7 +546,21 @@ class _Endpoint(BaseHTTPRequestHandler):
         pass
 
 
-def test_without_a_client_of_the_service_the_sandbox_uses_its_own(db: Database) -> None:
+class _OwnClient(httpx.Client):
+    """httpx's client, remembered so the test can see how the sandbox configured and left it."""
+
+    made: ClassVar[list[httpx.Client]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _OwnClient.made.append(self)
+
+
+def test_without_a_client_of_the_service_the_sandbox_uses_its_own(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(httpx, "Client", _OwnClient)
+    _OwnClient.made.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -558,6 +572,9 @@ def test_without_a_client_of_the_service_the_sandbox_uses_its_own(db: Database) 
         assert sandbox.complete(reference, "success") is not None
         ((path, headers, body),) = _Endpoint.received
         assert path == "/callback" and json.loads(body)["status"] == "succeeded"
+        # A merchant that never answers must not hold the payer's page: ten seconds, then closed.
+        (own,) = _OwnClient.made
+        assert own.timeout == httpx.Timeout(10) and own.is_closed
         sandbox.parse_callback(CallbackRequest("POST", headers, {}, body))
         # Nothing listens on a closed port: the delivery is lost, not raised.
         server.shutdown()
