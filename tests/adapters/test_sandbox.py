@@ -283,6 +283,8 @@ def test_starting_stores_a_pending_transaction_and_opens_its_page(db: Database) 
 def test_the_page_url_joins_the_public_url_without_a_double_slash(db: Database) -> None:
     assert gateway(db, public_url="https://lephi.test/").page_url("sbx_1") == "https://lephi.test/sandbox/pay/sbx_1"
     assert gateway(db, public_url="https://lephi.test").page_url("sbx_1") == "https://lephi.test/sandbox/pay/sbx_1"
+    # Only slashes are trimmed: a public URL whose path ends in another character keeps it.
+    assert gateway(db, public_url="https://lephi.test/X/").page_url("sbx_1") == "https://lephi.test/X/sandbox/pay/sbx_1"
     assert gateway(db).get("sbx_missing") is None
 
 
