@@ -11,26 +11,32 @@ from __future__ import annotations
 import functools
 from base64 import b64encode
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information and no stubs are installed
 
 from invoices.errors import InvalidDocument, Reason
 from invoices.verify import Pin, pinned, signed_values, subject_tax_code, verify, verify_notice, verify_summary
 from invoices.xmldsig import C14N, DS, ENVELOPED, RSA_SHA256, SHA256, ds
 from tests.invoices.test_signing import (
+    CERT_FROM,
     GOLDEN,
     SIGNATURE,
     SIGNED_AT,
     TAX_CODE,
     Party,
+    backdate,
     edit,
     no_uid_party,
     party,
     receipt,
+    resign,
 )
 
 OTHER_TAX_CODE = "0312345678"
@@ -313,8 +319,6 @@ def test_each_cryptographic_refusal_says_what_signxml_found(agency: Party) -> No
 
 def test_a_signature_outside_the_certificates_validity_says_so() -> None:
     young = party(TAX_CODE, "Sở Tư pháp")  # valid from CERT_FROM
-    from tests.invoices.test_signing import backdate, resign
-
     document = resign(young.signer.sign(receipt()), young.signer.key, backdate)
     outside = refused_for(document, pinned(young.signer.certificate), Reason.certificate_not_valid)
     assert outside.detail == str(outside.__cause__) and outside.detail not in ("", "None")
@@ -693,9 +697,31 @@ def test_the_unsigned_parts_the_layout_allows_are_named(agency: Party) -> None:
 
 
 def test_a_signing_time_without_a_zone_is_vietnam_time(agency: Party) -> None:
-    from tests.invoices.test_signing import resign
-
     naive = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text("2026-03-01T09:30:00"))
     assert verify(naive, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
     spaced = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text(" 2026-03-01T09:30:00+07:00 "))
     assert verify(spaced, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
+
+
+def certificate_with_uids(*uids: str) -> x509.Certificate:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "Sở Tư pháp"), *(x509.NameAttribute(NameOID.USER_ID, u) for u in uids)]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(CERT_FROM)
+        .not_valid_after(CERT_FROM + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_the_tax_code_is_the_uid_written_mst_colon() -> None:
+    assert subject_tax_code(certificate_with_uids("CMND:012345678901", f"MST:{TAX_CODE}")) == TAX_CODE
+    assert subject_tax_code(certificate_with_uids(f"MST{TAX_CODE}")) is None
+    assert subject_tax_code(certificate_with_uids(f"mst:{TAX_CODE}")) is None
+    assert subject_tax_code(certificate_with_uids("MST:")) == ""
