@@ -695,6 +695,15 @@ def test_the_unsigned_parts_the_layout_allows_are_named(agency: Party) -> None:
     checked = verify(edit(agency.signer.sign(receipt()), allowed), pinned(agency.signer.certificate))
     assert checked.unsigned_parts == ("MCCQT", "DLQRCode")
 
+    def before_the_signatures(root: Any) -> None:
+        code = etree.Element("MCCQT")
+        code.text = "M1-26-ABCDE"
+        root.insert(1, code)
+        etree.SubElement(etree.SubElement(root.find("DSCKS"), "CQT"), ds("Signature"))
+
+    both = verify(edit(agency.signer.sign(receipt()), before_the_signatures), pinned(agency.signer.certificate))
+    assert both.unsigned_parts == ("MCCQT", "DSCKS/CQT")
+
 
 def test_a_signing_time_without_a_zone_is_vietnam_time(agency: Party) -> None:
     naive = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text("2026-03-01T09:30:00"))
