@@ -710,6 +710,9 @@ def test_a_signing_time_without_a_zone_is_vietnam_time(agency: Party) -> None:
     assert verify(naive, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
     spaced = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text(" 2026-03-01T09:30:00+07:00 "))
     assert verify(spaced, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
+    utc = resign(agency.signer.sign(receipt()), agency.signer.key, signing_time_text("2026-03-01T02:30:00+00:00"))
+    assert verify(utc, pinned(agency.signer.certificate)).signing_time.utcoffset() == timedelta(0)
+    assert verify(utc, pinned(agency.signer.certificate)).signing_time == SIGNED_AT
 
 
 def certificate_with_uids(*uids: str) -> x509.Certificate:
