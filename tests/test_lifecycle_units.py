@@ -16,6 +16,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
+from structlog.testing import capture_logs
 
 from adapters.base import (
     CallbackOutcome,
@@ -181,8 +182,18 @@ def test_a_move_updates_the_row_and_the_object_and_writes_its_event(db: Database
     with db.write() as s:
         current = s.get(Payment, payment.id)
         assert current is not None
-        with clock_at(T1):
+        with clock_at(T1), capture_logs() as logs:
             assert transition(s, current, S.pending, actor="system", kind="payment.started") is True
+        assert logs == [
+            {
+                "event": "payment.transition",
+                "log_level": "info",
+                "payment_id": payment.id,
+                "from_status": "created",
+                "to_status": "pending",
+                "actor": "system",
+            }
+        ]
         assert (current.status, current.updated_at, current.succeeded_at) == (S.pending, T1, None)
         assert not s.dirty
         assert counting.statuses == []  # counted once committed
@@ -347,7 +358,12 @@ def apply(db: Database, payment: Payment, status: GatewayStatus, **kw: Any) -> C
 
 def test_another_reference_is_an_unknown_order_and_is_noted(db: Database) -> None:
     payment = seed(db)
-    assert apply(db, payment, GatewayStatus.succeeded, gateway_reference="GW-OTHER") is CallbackOutcome.unknown_order
+    with capture_logs() as logs:
+        outcome = apply(db, payment, GatewayStatus.succeeded, gateway_reference="GW-OTHER")
+    assert outcome is CallbackOutcome.unknown_order
+    assert logs == [
+        {"event": "gateway.reference_mismatch", "log_level": "warning", "payment_id": payment.id, "got": "GW-OTHER"}
+    ]
     assert reload(db, payment).status is S.pending
     [event] = events(db, payment)
     assert (event.kind, event.actor, event.detail) == (
@@ -374,8 +390,18 @@ def test_a_first_reference_is_recorded_on_the_payment(db: Database) -> None:
 
 def test_another_amount_is_a_mismatch_and_is_noted(db: Database) -> None:
     payment = seed(db)
-    outcome = apply(db, payment, GatewayStatus.succeeded, amount=AMOUNT - 1, raw_code="00")
+    with capture_logs() as logs:
+        outcome = apply(db, payment, GatewayStatus.succeeded, amount=AMOUNT - 1, raw_code="00")
     assert outcome is CallbackOutcome.amount_mismatch
+    assert logs == [
+        {
+            "event": "gateway.amount_mismatch",
+            "log_level": "error",
+            "payment_id": payment.id,
+            "expected": AMOUNT,
+            "got": AMOUNT - 1,
+        }
+    ]
     assert reload(db, payment).status is S.pending
     [event] = events(db, payment)
     assert (event.kind, event.actor, event.detail) == (
@@ -433,7 +459,17 @@ def test_the_status_the_payment_has_is_a_duplicate(db: Database, start: S, statu
 )
 def test_a_paid_or_finished_payment_is_not_moved_back(db: Database, start: S, status: GatewayStatus) -> None:
     payment = seed(db, status=start)
-    assert apply(db, payment, status, raw_code="24") is CallbackOutcome.already_final
+    with capture_logs() as logs:
+        assert apply(db, payment, status, raw_code="24") is CallbackOutcome.already_final
+    assert logs == [
+        {
+            "event": "gateway.out_of_order",
+            "log_level": "warning",
+            "payment_id": payment.id,
+            "current": start.value,
+            "got": status.value,
+        }
+    ]
     after = reload(db, payment)
     assert (after.status, after.requires_review) == (start, False)
     [event] = events(db, payment)
@@ -447,7 +483,11 @@ def test_a_paid_or_finished_payment_is_not_moved_back(db: Database, start: S, st
 @pytest.mark.parametrize("start", [S.failed, S.cancelled, S.expired])
 def test_money_taken_after_the_attempt_ended_is_flagged_for_review(db: Database, start: S) -> None:
     payment = seed(db, status=start)
-    assert apply(db, payment, GatewayStatus.succeeded, raw_code="00") is CallbackOutcome.already_final
+    with capture_logs() as logs:
+        assert apply(db, payment, GatewayStatus.succeeded, raw_code="00") is CallbackOutcome.already_final
+    assert logs == [
+        {"event": "gateway.late_success", "log_level": "error", "payment_id": payment.id, "status": start.value}
+    ]
     after = reload(db, payment)
     assert (after.status, after.requires_review) == (start, True)
     [event] = events(db, payment)

@@ -6,6 +6,7 @@ cheaply, so that the mutation run of the module takes minutes.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
+from structlog.testing import capture_logs
 
 from adapters.base import GatewayDeclinedError, GatewayTechnicalError, RefundOutcome, RefundRequest, RefundResult
 from payments.auth.service import Principal
@@ -453,8 +455,17 @@ def test_a_pending_answer_leaves_the_refund_pending_and_reserved(db: Database) -
 def test_a_technical_error_leaves_the_refund_pending_for_the_retry(db: Database) -> None:
     payment = seed(db)
     refund = reserve(db, payment, 40_000)
-    ctx, fake = ctx_of(db, GatewayTechnicalError("timeout"))
-    out = process_refund(ctx, refund.id)
+    ctx, fake = ctx_of(db, GatewayTechnicalError("timeout " + "y" * 300))
+    with capture_logs() as logs:
+        out = process_refund(ctx, refund.id)
+    assert logs == [
+        {
+            "event": "refund.gateway_unavailable",
+            "log_level": "warning",
+            "refund_id": refund.id,
+            "error": ("timeout " + "y" * 300)[:200],
+        }
+    ]
     assert (out.id, out.status, out.amount) == (refund.id, RefundStatus.pending, 40_000)
     assert len(fake._gateway.requests) == 1
     assert refund_row(db, refund.id).status is RefundStatus.pending
@@ -554,6 +565,7 @@ def test_a_creation_reserves_under_the_key_then_asks_the_gateway_and_keeps_the_a
         RefundStatus.succeeded,
     )
     assert (record.resource_id, record.response_status) == (refund.id, 201)
+    assert json.loads(record.response_body or "") == outcome.body
     assert outcome.status == 201 and outcome.body["id"] == refund.id and outcome.body["status"] == "succeeded"
     assert len(fake._gateway.requests) == 1
 
