@@ -428,6 +428,8 @@ def test_a_move_without_a_code_has_no_detail(db: Database) -> None:
     assert apply(db, payment, GatewayStatus.cancelled) is CallbackOutcome.accepted
     [event] = events(db, payment)
     assert (event.to_status, event.detail) == ("cancelled", {})
+    # A report without a reference keeps the one the payment has.
+    assert reload(db, payment).gateway_reference == "GW-P1"
 
 
 def test_unknown_is_accepted_and_changes_nothing(db: Database) -> None:
