@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,19 +19,49 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
-from structlog.testing import capture_logs
 
 from lephi.container import Container, build_container
 from payments.core import requestid
 from payments.core.context import AppContext
 from payments.core.db import Database, make_engine
 from payments.core.types import utcnow
+from payments.outbox import worker as worker_module
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
 from payments.outbox.worker import Handler, Periodic, RetryLater, Worker, backoff
 from tests.conftest import make_settings
 
 LEASE = 60
+Logs = list[dict[str, Any]]
+
+
+class Log:
+    """Records what the worker logs: structlog may hold a logger configured before the test started."""
+
+    def __init__(self) -> None:
+        self.lines: Logs = []
+
+    def _add(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        self.lines.append({"event": event, **fields, "log_level": level})
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._add("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._add("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._add("error", event, fields)
+
+
+@contextmanager
+def capture_logs() -> Iterator[Logs]:
+    recorder, kept = Log(), worker_module.log
+    worker_module.log = recorder
+    try:
+        yield recorder.lines
+    finally:
+        worker_module.log = kept
 
 
 @pytest.fixture
