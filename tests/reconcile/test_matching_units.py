@@ -8,11 +8,14 @@ takes minutes.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, col, select
 
+from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
+from payments.reconcile.importer import import_file
 from payments.reconcile.matching import (
     SYSTEM,
     Finding,
@@ -30,9 +33,11 @@ from payments.reconcile.models import (
     ReconException,
     ReconExceptionEvent,
     ReconRun,
+    StatementEntry,
     StatementImport,
 )
 from tests.factories import seed_agency
+from tests.reconcile.test_matching import _file, _payment, _row
 
 DAY = date(2026, 11, 20)
 
@@ -307,3 +312,27 @@ def test_a_run_records_itself_and_calls_back_in_its_transaction(ctx: AppContext,
     assert (result.business_day, result.counts, result.opened, result.cleared) == (DAY, run.counts, 0, 0)
     with ctx.db.read() as s:
         assert s.get(ReconRun, result.run_id).created_by == "staff:ana"  # type: ignore[union-attr]
+
+
+def test_a_transfer_of_nothing_for_a_payment_of_one_dong_is_underpaid() -> None:
+    finding = _payment_finding("p", "d", "vietqr", 1, 1, 0, 12)
+    assert finding.category is Category.transfer_underpaid and finding.actual == 0
+
+
+def test_a_run_links_lines_imported_before_their_payment_and_records_its_inputs(
+    ctx: AppContext, tmp_path: Path
+) -> None:
+    with ctx.db.write() as s:
+        agency = seed_agency(s, "AGC-R", ["vnpay"]).id
+    result = import_file(ctx, "AGC-R", _file(tmp_path, [_row("T1", "REF-LATE", 50_000)]), StatementFormat.vnpay_csv)
+    with ctx.db.read() as s:
+        assert s.exec(select(StatementEntry.payment_id)).one() is None
+    payment = _payment(ctx, agency, "REF-LATE", 50_000)
+    out = run_day(ctx, agency, DAY)
+    assert out.counts["matched"] == 1 and out.counts["settled_unknown"] == 0 and out.opened == 0
+    with ctx.db.read() as s:
+        assert s.exec(select(StatementEntry.payment_id)).one() == payment.id
+        run = s.get(ReconRun, out.run_id)
+        imp = s.exec(select(StatementImport)).one()
+    assert run is not None and imp.id == result.import_id
+    assert run.inputs == [{"import_id": imp.id, "sha256": imp.sha256, "file_name": imp.file_name, "lines": 1}]
