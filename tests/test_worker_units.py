@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -483,76 +483,6 @@ def test_periodic_work_runs_on_its_clock_and_a_failure_stops_nothing(wctx: Conta
     fresh.run_periodic(4.9)
     fresh.run_periodic(5.0)
     assert calls[-1:] == ["good"] and len(calls) == 6
-
-
-def run_loop(w: Worker[Container]) -> Callable[[], None]:
-    """Start ``run_forever`` on a thread; returns the function that stops it and waits."""
-    thread = threading.Thread(target=w.run_forever)
-    thread.start()
-
-    def stop() -> None:
-        w.stop()
-        thread.join(20)
-        assert not thread.is_alive()
-
-    return stop
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-def test_the_loop_runs_jobs_purges_periodically_survives_errors_and_logs_its_start_and_stop(
-    wctx: Container, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    purges: list[int] = []
-    real_purge = wctx.idempotency.purge_expired
-
-    def purge() -> int:
-        purges.append(1)
-        return real_purge()
-
-    monkeypatch.setattr(wctx.idempotency, "purge_expired", purge)
-    ticks: list[int] = []
-    flaky = {"n": 0}
-
-    def tick(_ctx: AppContext) -> None:
-        ticks.append(1)
-
-    def handler(_ctx: AppContext, _payload: dict[str, Any]) -> None:
-        flaky["n"] += 1
-
-    w = Worker(wctx, {"t.a": handler}, name="loop", periodic=[Periodic[Container]("tick", lambda _c: 0.0, tick)])
-    real_step = w._step
-    failures = {"left": 1}
-
-    def step() -> int:
-        if failures["left"]:
-            failures["left"] -= 1
-            raise RuntimeError("e" * 600)
-        return real_step()
-
-    w._step = step  # type: ignore[method-assign]
-    with capture_logs() as logs:
-        stop = run_loop(w)
-        try:
-            ids = [add(wctx, ago=1) for _ in range(3)]
-            assert wait_until(lambda: all(job(wctx, i).status is OutboxStatus.done for i in ids))
-            assert wait_until(lambda: len(ticks) >= 2)
-        finally:
-            stop()
-    assert flaky["n"] == 3 and purges == [1]
-    events = [x["event"] for x in logs]
-    assert events[0] == "worker.started" and events[-1] == "worker.stopped"
-    assert logs[0] == {"event": "worker.started", "log_level": "info", "worker": "loop"}
-    assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "loop", "abandoned": False}
-    assert {"event": "worker.loop_error", "log_level": "error", "error": "e" * 500} in logs
-    assert "worker.not_listening" not in events
 
 
 def test_stop_keeps_the_first_stop_time(wctx: Container) -> None:
