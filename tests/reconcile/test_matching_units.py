@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
+from payments.reconcile import matching
 from payments.reconcile.importer import import_file
 from payments.reconcile.matching import (
     SYSTEM,
@@ -336,3 +338,27 @@ def test_a_run_links_lines_imported_before_their_payment_and_records_its_inputs(
         imp = s.exec(select(StatementImport)).one()
     assert run is not None and imp.id == result.import_id
     assert run.inputs == [{"import_id": imp.id, "sha256": imp.sha256, "file_name": imp.file_name, "lines": 1}]
+
+
+class Log:
+    """Records what matching logs: structlog may hold a logger configured before the test started."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+def test_a_run_counts_its_findings_and_logs_them(ctx: AppContext, agency: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _payment(ctx, agency, "REF-A", 50_000)
+    _payment(ctx, agency, "REF-B", 60_000, receipt=False)
+    log = Log()
+    monkeypatch.setattr(matching, "log", log)
+    out = run_day(ctx, agency, DAY)
+    expected = {c.value: 0 for c in Category} | {"paid_not_settled": 2, "paid_without_receipt": 1}
+    assert out.counts == expected and out.opened == 3 and out.cleared == 0
+    with ctx.db.read() as s:
+        run = s.get(ReconRun, out.run_id)
+    assert run is not None and run.counts == expected
+    assert log.lines == [{"event": "reconcile.run", "run_id": out.run_id, "day": "2026-11-20", **expected}]
