@@ -539,3 +539,27 @@ def test_threads_come_from_the_settings(wctx: Container) -> None:
     assert Worker(wctx, {}).threads == 1
     name = Worker(wctx, {}).name
     assert name.count(":") == 2 and str(threading.get_ident()) in name
+
+
+def test_a_job_run_late_that_fails_is_not_marked_done(wctx: Container) -> None:
+    def boom(_ctx: AppContext, _payload: dict[str, Any]) -> None:
+        raise RuntimeError("no")
+
+    i = add(wctx)
+    w = Worker(wctx, {"t.a": boom}, name="w1")
+    [claimed] = w.claim(1)
+    w.run_claimed(claimed)
+    row = job(wctx, i)
+    assert row.status is OutboxStatus.pending and row.done_at is None and row.last_error == "RuntimeError: no"
+
+
+def test_periodic_work_is_given_the_workers_context(wctx: Container) -> None:
+    seen: list[object] = []
+
+    def every(ctx: Container) -> float:
+        seen.append(ctx)
+        return 1.0
+
+    w = Worker(wctx, {}, periodic=[Periodic[Container]("p", every, seen.append)])
+    w.run_periodic(10.0)
+    assert seen == [wctx, wctx]
