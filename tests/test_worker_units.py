@@ -234,6 +234,7 @@ def test_a_failing_handler_is_logged_counted_and_backed_off(wctx: Container, mon
     w.run_claimed(again)
     row = job(wctx, i)
     assert row.locked_by == "w2" and row.attempts == 4 and row.last_error == ("ValueError: " + "x" * 3000)[:2000]
+    assert row.locked_until is not None and row.run_after < utcnow()
 
 
 def test_a_job_out_of_attempts_goes_dead_with_its_error_logged(wctx: Container) -> None:
@@ -563,3 +564,17 @@ def test_periodic_work_is_given_the_workers_context(wctx: Container) -> None:
     w = Worker(wctx, {}, periodic=[Periodic[Container]("p", every, seen.append)])
     w.run_periodic(10.0)
     assert seen == [wctx, wctx]
+
+
+def test_a_failure_reschedules_only_its_own_job(wctx: Container) -> None:
+    def fails_first(_ctx: AppContext, payload: dict[str, Any]) -> None:
+        if payload["n"] == 0:
+            raise RuntimeError("no")
+
+    bad, good = add(wctx, payload={"n": 0}, ago=10), add(wctx, payload={"n": 1}, ago=5)
+    w = Worker(wctx, {"t.a": fails_first}, name="w1")
+    claimed = w.claim(2)
+    w.run_claimed(claimed[0])
+    row = job(wctx, good)
+    assert row.locked_by == "w1" and row.locked_until is not None and row.last_error is None
+    assert job(wctx, bad).last_error == "RuntimeError: no"

@@ -16,11 +16,13 @@ from sqlmodel import Session, col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
+from payments.payment.models import Payment
 from payments.reconcile import matching
 from payments.reconcile.importer import import_file
 from payments.reconcile.matching import (
     SYSTEM,
     Finding,
+    RunResult,
     _inputs,
     _line_finding,
     _payment_finding,
@@ -295,8 +297,8 @@ def test_a_run_records_the_imports_with_lines_within_a_week(ctx: AppContext, age
 def _session_run(ctx: AppContext, agency: str) -> tuple[ReconRun, list[tuple[str, int]]]:
     seen: list[tuple[str, int]] = []
 
-    def done(s: Session, result: object) -> None:
-        seen.append((type(s).__name__, len(s.exec(select(ReconRun)).all())))
+    def done(s: Session, result: RunResult) -> None:
+        seen.append((result.run_id, len(s.exec(select(ReconRun)).all())))
 
     result = run_day(ctx, agency, DAY, on_done=done)
     with ctx.db.read() as s:
@@ -307,7 +309,7 @@ def _session_run(ctx: AppContext, agency: str) -> tuple[ReconRun, list[tuple[str
 
 def test_a_run_records_itself_and_calls_back_in_its_transaction(ctx: AppContext, agency: str) -> None:
     run, seen = _session_run(ctx, agency)
-    assert seen == [("Session", 1)]
+    assert seen == [(run.id, 1)]
     assert run.created_by == SYSTEM == "system:reconciliation" and run.agency_id == agency and run.business_day == DAY
     assert run.counts == {c.value: 0 for c in Category} and run.inputs == [] and run.finished_at is not None
     result = run_day(ctx, agency, DAY, actor="staff:ana")
@@ -362,3 +364,12 @@ def test_a_run_counts_its_findings_and_logs_them(ctx: AppContext, agency: str, m
         run = s.get(ReconRun, out.run_id)
     assert run is not None and run.counts == expected
     assert log.lines == [{"event": "reconcile.run", "run_id": out.run_id, "day": "2026-11-20", **expected}]
+    with ctx.db.read() as s:
+        found = {(e.category.value, e.payment_id, e.dossier_id, e.detail) for e in s.exec(select(ReconException))}
+        paid = {p.gateway_reference: (p.id, p.dossier_id) for p in s.exec(select(Payment))}
+    (pa, da), (pb, db) = paid["REF-A"], paid["REF-B"]
+    assert found == {
+        ("paid_not_settled", pa, da, "no vnpay line"),
+        ("paid_not_settled", pb, db, "no vnpay line"),
+        ("paid_without_receipt", pb, db, "no e-receipt"),
+    }
