@@ -352,24 +352,34 @@ class Log:
         self.lines.append({"event": event, **fields})
 
 
-def test_a_run_counts_its_findings_and_logs_them(ctx: AppContext, agency: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_counts_its_findings_and_logs_them(
+    ctx: AppContext, agency: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _payment(ctx, agency, "REF-A", 50_000)
     _payment(ctx, agency, "REF-B", 60_000, receipt=False)
+    _payment(ctx, agency, "REF-C", 70_000)
+    import_file(ctx, "AGC-U", _file(tmp_path, [_row("T1", "REF-C", 65_000)]), StatementFormat.vnpay_csv)
     log = Log()
     monkeypatch.setattr(matching, "log", log)
     out = run_day(ctx, agency, DAY)
-    expected = {c.value: 0 for c in Category} | {"paid_not_settled": 2, "paid_without_receipt": 1}
-    assert out.counts == expected and out.opened == 3 and out.cleared == 0
+    counts = {"paid_not_settled": 2, "paid_without_receipt": 1, "amount_mismatch": 1}
+    expected = {c.value: 0 for c in Category} | counts
+    assert out.counts == expected and out.opened == 4 and out.cleared == 0
     with ctx.db.read() as s:
         run = s.get(ReconRun, out.run_id)
     assert run is not None and run.counts == expected
     assert log.lines == [{"event": "reconcile.run", "run_id": out.run_id, "day": "2026-11-20", **expected}]
     with ctx.db.read() as s:
-        found = {(e.category.value, e.payment_id, e.dossier_id, e.detail) for e in s.exec(select(ReconException))}
+        found = {
+            (e.category.value, e.payment_id, e.dossier_id, e.entry_id, e.expected_amount, e.actual_amount, e.detail)
+            for e in s.exec(select(ReconException))
+        }
         paid = {p.gateway_reference: (p.id, p.dossier_id) for p in s.exec(select(Payment))}
-    (pa, da), (pb, db) = paid["REF-A"], paid["REF-B"]
+        entry = s.exec(select(StatementEntry.id)).one()
+    (pa, da), (pb, db), (pc, dc) = paid["REF-A"], paid["REF-B"], paid["REF-C"]
     assert found == {
-        ("paid_not_settled", pa, da, "no vnpay line"),
-        ("paid_not_settled", pb, db, "no vnpay line"),
-        ("paid_without_receipt", pb, db, "no e-receipt"),
+        ("paid_not_settled", pa, da, None, 50_000, None, "no vnpay line"),
+        ("paid_not_settled", pb, db, None, 60_000, None, "no vnpay line"),
+        ("paid_without_receipt", pb, db, None, 60_000, None, "no e-receipt"),
+        ("amount_mismatch", pc, dc, entry, 70_000, 65_000, "line for 65000 VND, payment of 70000 VND"),
     }
