@@ -578,3 +578,26 @@ def test_a_failure_reschedules_only_its_own_job(wctx: Container) -> None:
     row = job(wctx, good)
     assert row.locked_by == "w1" and row.locked_until is not None and row.last_error is None
     assert job(wctx, bad).last_error == "RuntimeError: no"
+
+
+def test_a_step_claims_one_batch_and_the_pool_runs_as_many_jobs_as_it_has_threads(wctx: Container) -> None:
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+
+    def net(_ctx: AppContext, _payload: dict[str, Any]) -> None:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.2)
+        with lock:
+            running["now"] -= 1
+
+    ids = [add(wctx, "t.net", ago=10 - n) for n in range(3)]
+    w = Worker(wctx, {"t.net": net}, name="w1", concurrent={"t.net"})
+    assert w._step() == 2  # worker_batch_size
+    deadline = time.monotonic() + 10
+    while w._futures and time.monotonic() < deadline:
+        time.sleep(0.02)
+    w._drain()
+    assert running["most"] == 1  # worker_threads
+    assert [job(wctx, i).status for i in ids] == [OutboxStatus.done, OutboxStatus.done, OutboxStatus.pending]

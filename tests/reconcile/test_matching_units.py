@@ -358,13 +358,18 @@ def test_a_run_counts_its_findings_and_logs_them(
     _payment(ctx, agency, "REF-A", 50_000)
     _payment(ctx, agency, "REF-B", 60_000, receipt=False)
     _payment(ctx, agency, "REF-C", 70_000)
-    import_file(ctx, "AGC-U", _file(tmp_path, [_row("T1", "REF-C", 65_000)]), StatementFormat.vnpay_csv)
+    import_file(
+        ctx,
+        "AGC-U",
+        _file(tmp_path, [_row("T1", "REF-C", 65_000), _row("T2", "REF-X", 1_000)]),
+        StatementFormat.vnpay_csv,
+    )
     log = Log()
     monkeypatch.setattr(matching, "log", log)
     out = run_day(ctx, agency, DAY)
-    counts = {"paid_not_settled": 2, "paid_without_receipt": 1, "amount_mismatch": 1}
+    counts = {"paid_not_settled": 2, "paid_without_receipt": 1, "amount_mismatch": 1, "settled_unknown": 1}
     expected = {c.value: 0 for c in Category} | counts
-    assert out.counts == expected and out.opened == 4 and out.cleared == 0
+    assert out.counts == expected and out.opened == 5 and out.cleared == 0
     with ctx.db.read() as s:
         run = s.get(ReconRun, out.run_id)
     assert run is not None and run.counts == expected
@@ -375,11 +380,12 @@ def test_a_run_counts_its_findings_and_logs_them(
             for e in s.exec(select(ReconException))
         }
         paid = {p.gateway_reference: (p.id, p.dossier_id) for p in s.exec(select(Payment))}
-        entry = s.exec(select(StatementEntry.id)).one()
+        entry, unknown = s.exec(select(StatementEntry.id).order_by(col(StatementEntry.id))).all()
     (pa, da), (pb, db), (pc, dc) = paid["REF-A"], paid["REF-B"], paid["REF-C"]
     assert found == {
         ("paid_not_settled", pa, da, None, 50_000, None, "no vnpay line"),
         ("paid_not_settled", pb, db, None, 60_000, None, "no vnpay line"),
         ("paid_without_receipt", pb, db, None, 60_000, None, "no e-receipt"),
         ("amount_mismatch", pc, dc, entry, 70_000, 65_000, "line for 65000 VND, payment of 70000 VND"),
+        ("settled_unknown", None, None, unknown, None, 1_000, "no vnpay payment with this reference"),
     }
