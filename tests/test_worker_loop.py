@@ -1,0 +1,92 @@
+"""The outbox worker's loop (``run_forever``) on a real database: it runs jobs, purges expired idempotency keys,
+runs periodic work, survives an error in a step and logs its start and stop. Kept apart from
+tests/test_worker_units.py: a thread running the loop does not survive mutmut's forked runs, so the mutation run
+maps the units only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lephi.container import Container
+from payments.core.context import AppContext
+from payments.outbox.models import OutboxStatus
+from payments.outbox.worker import Periodic, Worker
+from tests.test_worker_units import add, capture_logs, job, wctx
+
+__all__ = ["wctx"]
+
+
+def run_loop(w: Worker[Container]) -> Callable[[], None]:
+    """Start ``run_forever`` on a thread; returns the function that stops it and waits."""
+    thread = threading.Thread(target=w.run_forever)
+    thread.start()
+
+    def stop() -> None:
+        w.stop()
+        thread.join(20)
+        assert not thread.is_alive()
+
+    return stop
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def test_the_loop_runs_jobs_purges_periodically_survives_errors_and_logs_its_start_and_stop(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purges: list[int] = []
+    real_purge = wctx.idempotency.purge_expired
+
+    def purge() -> int:
+        purges.append(1)
+        return real_purge()
+
+    monkeypatch.setattr(wctx.idempotency, "purge_expired", purge)
+    ticks: list[int] = []
+    flaky = {"n": 0}
+
+    def tick(_ctx: AppContext) -> None:
+        ticks.append(1)
+
+    def handler(_ctx: AppContext, _payload: dict[str, Any]) -> None:
+        flaky["n"] += 1
+
+    w = Worker(wctx, {"t.a": handler}, name="loop", periodic=[Periodic[Container]("tick", lambda _c: 0.0, tick)])
+    real_step = w._step
+    failures = {"left": 1}
+
+    def step() -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("e" * 600)
+        return real_step()
+
+    w._step = step  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        stop = run_loop(w)
+        try:
+            ids = [add(wctx, ago=1) for _ in range(3)]
+            assert wait_until(lambda: all(job(wctx, i).status is OutboxStatus.done for i in ids))
+            assert wait_until(lambda: len(ticks) >= 2)
+        finally:
+            stop()
+    assert flaky["n"] == 3 and purges == [1]
+    events = [x["event"] for x in logs]
+    assert events[0] == "worker.started" and events[-1] == "worker.stopped"
+    assert logs[0] == {"event": "worker.started", "log_level": "info", "worker": "loop"}
+    assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "loop", "abandoned": False}
+    assert {"event": "worker.loop_error", "log_level": "error", "error": "e" * 500} in logs
+    assert "worker.not_listening" not in events
