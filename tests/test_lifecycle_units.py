@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +17,6 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import text
 from sqlmodel import select
-from structlog.testing import capture_logs
 
 from adapters.base import (
     CallbackOutcome,
@@ -47,6 +47,30 @@ from payments.payment.states import PaymentStatus
 from payments.webhooks.models import WebhookMessage
 from tests.conftest import make_settings
 from tests.factories import seed_agency
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """The module's log lines, recorded by standing in for its logger: structlog's own capture misses a logger
+    that another test has already used (it is cached on first use)."""
+    import payments.payment.lifecycle as logged
+
+    lines: list[dict[str, Any]] = []
+
+    class _Recorder:
+        def __getattr__(self, level: str) -> Callable[..., None]:
+            def record(event: str, **fields: Any) -> None:
+                lines.append({"event": event, **fields, "log_level": level})
+
+            return record
+
+    kept = logged.log
+    logged.log = _Recorder()
+    try:
+        yield lines
+    finally:
+        logged.log = kept
+
 
 S = PaymentStatus
 T0 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
