@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +34,7 @@ from payments.core.types import clock_at
 from payments.dossier.models import Dossier, DossierStatus
 from payments.outbox.models import OutboxJob
 from payments.payment import kinds
+from payments.payment import lifecycle as lifecycle_module
 from payments.payment.lifecycle import (
     apply_gateway_status,
     cancel_payment,
@@ -47,29 +48,11 @@ from payments.payment.states import PaymentStatus
 from payments.webhooks.models import WebhookMessage
 from tests.conftest import make_settings
 from tests.factories import seed_agency
+from tests.logrecord import module_logs
 
 
-@contextmanager
-def capture_logs() -> Iterator[list[dict[str, Any]]]:
-    """The module's log lines, recorded by standing in for its logger: structlog's own capture misses a logger
-    that another test has already used (it is cached on first use)."""
-    import payments.payment.lifecycle as logged
-
-    lines: list[dict[str, Any]] = []
-
-    class _Recorder:
-        def __getattr__(self, level: str) -> Callable[..., None]:
-            def record(event: str, **fields: Any) -> None:
-                lines.append({"event": event, **fields, "log_level": level})
-
-            return record
-
-    kept = logged.log
-    logged.log = _Recorder()
-    try:
-        yield lines
-    finally:
-        logged.log = kept
+def capture_logs() -> AbstractContextManager[list[dict[str, Any]]]:
+    return module_logs(lifecycle_module)
 
 
 S = PaymentStatus

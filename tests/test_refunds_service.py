@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +29,7 @@ from payments.idempotency.models import IdempotencyRecord
 from payments.idempotency.service import Idempotency
 from payments.outbox.models import OutboxJob
 from payments.payment import kinds
+from payments.payment import refunds as refunds_module
 from payments.payment.models import Payment, PaymentEvent, Refund, RefundStatus
 from payments.payment.refunds import (
     RefundCreation,
@@ -41,29 +42,11 @@ from payments.payment.schemas import RefundIn
 from payments.payment.states import PaymentStatus
 from tests.conftest import make_settings
 from tests.factories import seed_agency
+from tests.logrecord import module_logs
 
 
-@contextmanager
-def capture_logs() -> Iterator[list[dict[str, Any]]]:
-    """The module's log lines, recorded by standing in for its logger: structlog's own capture misses a logger
-    that another test has already used (it is cached on first use)."""
-    import payments.payment.refunds as logged
-
-    lines: list[dict[str, Any]] = []
-
-    class _Recorder:
-        def __getattr__(self, level: str) -> Callable[..., None]:
-            def record(event: str, **fields: Any) -> None:
-                lines.append({"event": event, **fields, "log_level": level})
-
-            return record
-
-    kept = logged.log
-    logged.log = _Recorder()
-    try:
-        yield lines
-    finally:
-        logged.log = kept
+def capture_logs() -> AbstractContextManager[list[dict[str, Any]]]:
+    return module_logs(refunds_module)
 
 
 T0 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
