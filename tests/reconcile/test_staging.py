@@ -7,11 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
-from payments.reconcile.importer import BATCH, WORK_MEM_BYTES_PER_LINE, ImportFailed, import_file, work_mem_kib
+from payments.reconcile.importer import (
+    ANALYZED_COLUMNS,
+    BATCH,
+    WORK_MEM_BYTES_PER_LINE,
+    ImportFailed,
+    import_file,
+    work_mem_kib,
+)
 from payments.reconcile.models import StatementEntry, StatementImport
 from tests.factories import seed_agency
 from tests.reconcile.test_matching import _file, _payment, _row
@@ -75,3 +83,37 @@ def test_a_bad_line_after_rows_already_streamed_names_its_line_and_stores_nothin
     assert "31/02/2026" in failed.value.detail
     with ctx.db.read() as s:
         assert s.exec(select(StatementImport)).all() == [] and _entries(ctx) == []
+
+
+def _statistics(ctx: AppContext) -> tuple[float, dict[str, float]]:
+    """The table's row estimate and, per analyzed column, the fraction of NULLs the planner believes."""
+    with ctx.db.read() as s:
+        rows = s.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'statement_entry'::regclass")).scalar_one()
+        nulls = s.execute(text("SELECT attname, null_frac FROM pg_stats WHERE tablename = 'statement_entry'")).all()
+    return float(rows), {name: float(frac) for name, frac in nulls}
+
+
+def test_an_import_that_changes_the_table_enough_refreshes_the_planners_statistics(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    """Matching runs right after an import, before autovacuum: without fresh statistics PostgreSQL would plan the
+    day's lookups for an empty table. The rule is autovacuum's (50 rows plus a tenth of the table)."""
+    if ctx.db.dialect != "postgresql":
+        import_file(ctx, "AGC-R", _file(tmp_path, [_row("1", "REF-A", 1_000)]), StatementFormat.vnpay_csv)
+        return  # SQLite plans without sampled statistics: the import has nothing to refresh
+    _payment(ctx, agency, "REF-0", 1_000)
+    assert _statistics(ctx)[0] < 0  # emptied by the test's set-up: never analyzed since
+    rows = [_row(str(i), f"REF-{i}", 1_000) for i in range(60)]  # one line of 60 settles a known payment
+    import_file(ctx, "AGC-R", _file(tmp_path, rows, "sixty.csv"), StatementFormat.vnpay_csv)
+    estimate, nulls = _statistics(ctx)
+    assert estimate == 60
+    assert nulls["payment_id"] == pytest.approx(59 / 60)
+    assert set(ANALYZED_COLUMNS) <= set(nulls)
+    # 10 more lines are under the rule's threshold (50 + 6): the statistics stay as they were.
+    more = [_row(str(i), f"REF-{i}", 1_000) for i in range(60, 70)]
+    import_file(ctx, "AGC-R", _file(tmp_path, more, "ten.csv"), StatementFormat.vnpay_csv)
+    assert _statistics(ctx)[0] == 60
+    # 60 more are over it (50 + 7).
+    again = [_row(str(i), f"REF-{i}", 1_000) for i in range(70, 130)]
+    import_file(ctx, "AGC-R", _file(tmp_path, again, "sixty-more.csv"), StatementFormat.vnpay_csv)
+    assert _statistics(ctx)[0] == 130
