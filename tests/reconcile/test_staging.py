@@ -109,11 +109,8 @@ def test_an_import_that_changes_the_table_enough_refreshes_the_planners_statisti
     assert estimate == 60
     assert nulls["payment_id"] == pytest.approx(59 / 60)
     assert set(ANALYZED_COLUMNS) <= set(nulls)
-    # 10 more lines are under the rule's threshold (50 + 6): the statistics stay as they were.
-    more = [_row(str(i), f"REF-{i}", 1_000) for i in range(60, 70)]
-    import_file(ctx, "AGC-R", _file(tmp_path, more, "ten.csv"), StatementFormat.vnpay_csv)
-    assert _statistics(ctx)[0] == 60
-    # 60 more are over it (50 + 7).
-    again = [_row(str(i), f"REF-{i}", 1_000) for i in range(70, 130)]
+    # 60 more lines are over the threshold for a table of 60 (50 + 6). (Under it, the server's own count of changes,
+    # flushed a moment after each transaction, may or may not include this run's: not checked.)
+    again = [_row(str(i), f"REF-{i}", 1_000) for i in range(60, 120)]
     import_file(ctx, "AGC-R", _file(tmp_path, again, "sixty-more.csv"), StatementFormat.vnpay_csv)
-    assert _statistics(ctx)[0] == 130
+    assert _statistics(ctx)[0] == 120
