@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, text, update
 from sqlmodel import col, select
 
 from lephi.container import Container, build_container
@@ -601,3 +601,57 @@ def test_a_step_claims_one_batch_and_the_pool_runs_as_many_jobs_as_it_has_thread
     w._drain()
     assert running["most"] == 1  # worker_threads
     assert [job(wctx, i).status for i in ids] == [OutboxStatus.done, OutboxStatus.done, OutboxStatus.pending]
+
+
+@contextmanager
+def read_in_table_order(ctx: AppContext) -> Iterator[None]:
+    """Keep the database from reading the due jobs through ix_outbox_due (status, run_after), whose order would hide
+    a claim that does not ask for one: SQLite's copy of the test loses the index, PostgreSQL's sessions are told not
+    to scan indexes. The jobs are then read in the order they were written."""
+    if ctx.db.dialect == "sqlite":
+        with ctx.db.write() as s:
+            s.execute(text("DROP INDEX ix_outbox_due"))
+        yield
+        return
+
+    def no_index_scans(dbapi_connection: Any, _record: Any) -> None:
+        for setting in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+            dbapi_connection.execute(f"SET {setting} = off")
+        dbapi_connection.commit()
+
+    engine = ctx.db.engine
+    event.listen(engine, "connect", no_index_scans)
+    engine.dispose()
+    try:
+        yield
+    finally:
+        event.remove(engine, "connect", no_index_scans)
+        engine.dispose()
+
+
+def test_a_claim_smaller_than_the_due_jobs_takes_the_longest_due_whatever_order_they_are_read_in(
+    wctx: Container,
+) -> None:
+    ids = {ago: add(wctx, payload={"ago": ago}, ago=ago) for ago in (10, 30, 20, 40)}
+    w = Worker(wctx, {}, name="w1")
+    with read_in_table_order(wctx):
+        assert [j.id for j in w.claim(2)] == [ids[40], ids[30]]
+        assert [j.id for j in w.claim(10)] == [ids[20], ids[10]]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_claim_on_postgres_skips_a_due_job_another_transaction_holds_instead_of_waiting(wctx: Container) -> None:
+    held = add(wctx, ago=30)
+    others = [add(wctx, ago=20), add(wctx, ago=10)]
+    w = Worker(wctx, {}, name="w1")
+    claimed: list[list[int | None]] = []
+    with wctx.db.engine.connect() as other:
+        other.execute(text("SELECT id FROM outbox WHERE id = :id FOR UPDATE"), {"id": held})
+        thread = threading.Thread(target=lambda: claimed.append([j.id for j in w.claim(10)]), daemon=True)
+        thread.start()
+        thread.join(10)  # at once with SKIP LOCKED; without it the claim would wait for this transaction
+        waited = thread.is_alive()
+        other.rollback()
+    thread.join(10)
+    assert not waited and claimed == [others]
+    assert job(wctx, held).locked_by is None and [j.id for j in w.claim(10)] == [held]

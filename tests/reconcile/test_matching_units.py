@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
 from payments.payment.models import Payment
+from payments.payment.states import PaymentStatus
 from payments.reconcile import matching
 from payments.reconcile.importer import import_file
 from payments.reconcile.matching import (
@@ -389,3 +390,36 @@ def test_a_run_counts_its_findings_and_logs_them(
         ("amount_mismatch", pc, dc, entry, 70_000, 65_000, "line for 65000 VND, payment of 70000 VND"),
         ("settled_unknown", None, None, unknown, None, 1_000, "no vnpay payment with this reference"),
     }
+
+
+def test_a_line_that_settles_a_payment_that_is_not_paid_is_found_with_both_amounts(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    expired = _payment(ctx, agency, "REF-EXP", 50_000, status=PaymentStatus.expired)
+    import_file(ctx, "AGC-U", _file(tmp_path, [_row("T1", "REF-EXP", 45_000)]), StatementFormat.vnpay_csv)
+    out = run_day(ctx, agency, DAY)
+    assert out.counts["settled_unknown"] == 1 and out.opened == 1
+    with ctx.db.read() as s:
+        [found] = s.exec(select(ReconException)).all()
+        entry = s.exec(select(StatementEntry.id)).one()
+    row = (found.category, found.payment_id, found.dossier_id, found.entry_id, found.expected_amount)
+    assert row == (Category.settled_unknown, expired.id, expired.dossier_id, entry, 50_000)
+    assert (found.actual_amount, found.detail) == (45_000, "the line settles a payment that is expired")
+
+
+def test_each_exception_found_again_counts_as_opened(ctx: AppContext, agency: str) -> None:
+    a = Finding(Category.paid_not_settled, "pa", "da", expected=10)
+    b = Finding(Category.paid_without_receipt, "pb", "db", expected=20)
+    c = Finding(Category.paid_not_settled, "pc", "dc", expected=30)
+    assert _update(ctx, agency, [a, b, c])[1] == (3, 0)
+    assert _update(ctx, agency, [c])[1] == (0, 2)
+    run, counts = _update(ctx, agency, [a, b, c])
+    assert counts == (2, 0)
+    found = _exceptions(ctx)
+    assert {k: e.status for k, e in found.items()} == {
+        "paid_not_settled:pa": ExceptionStatus.open,
+        "paid_without_receipt:pb": ExceptionStatus.open,
+        "paid_not_settled:pc": ExceptionStatus.open,
+    }
+    for key in ("paid_not_settled:pa", "paid_without_receipt:pb"):
+        assert _events(ctx, found[key].id)[-1] == (ExceptionAction.found_again, "staff:ana", run, None)
