@@ -7,6 +7,7 @@ mutation run (scripts/mutate outbox-worker) takes minutes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import random
 import threading
 import time
@@ -655,3 +656,81 @@ def test_a_claim_on_postgres_skips_a_due_job_another_transaction_holds_instead_o
     thread.join(10)
     assert not waited and claimed == [others]
     assert job(wctx, held).locked_by is None and [j.id for j in w.claim(10)] == [held]
+
+
+def test_a_job_with_exactly_half_its_lease_left_is_still_started(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[int] = []
+    i = add(wctx)
+    w = Worker(wctx, {"t.a": lambda _c, _p: ran.append(1)}, name="w1")
+    [claimed] = w.claim(1)
+    now = utcnow()
+    claimed.locked_until = now + timedelta(seconds=LEASE / 2)
+    monkeypatch.setattr(worker_module, "utcnow", lambda: now)
+    w._dispatch([claimed])
+    assert ran == [1] and job(wctx, i).status is OutboxStatus.done
+
+
+def test_a_drain_without_a_pool_hands_back_the_claimed_jobs_and_one_with_a_pool_shuts_it(wctx: Container) -> None:
+    i = add(wctx)
+    w = Worker(wctx, {}, name="w1")
+    w.claim(1)
+    w.stop()
+    w._drain()
+    row = job(wctx, i)
+    assert w._pool is None and row.locked_by is None and row.attempts == 0
+    set_job(wctx, i, status=OutboxStatus.done)
+    pooled = Worker(wctx, {"t.net": lambda _c, _p: None}, name="w2", concurrent={"t.net"})
+    add(wctx, "t.net")
+    assert pooled.run_once() == 1
+    pooled.stop()
+    pooled._drain()
+    assert pooled._pool is not None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pooled._pool.submit(print)
+
+
+def test_a_drain_starts_none_of_the_queued_network_jobs_and_hands_them_back(wctx: Container) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[int] = []
+
+    def net(_ctx: AppContext, payload: dict[str, Any]) -> None:
+        ran.append(payload["n"])
+        started.set()
+        release.wait(10)
+
+    running = add(wctx, "t.net", {"n": 0}, ago=20)
+    queued = add(wctx, "t.net", {"n": 1}, ago=10)
+    w = Worker(wctx, {"t.net": net}, name="w1", concurrent={"t.net"})
+    assert w._step() == 2  # one thread: the second job waits in the pool's queue
+    assert started.wait(10)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    # Without stop, as when the loop ends on an exception it does not catch: the queue is cancelled all the same.
+    w._drain()
+    timer.join()
+    assert ran == [0] and job(wctx, running).status is OutboxStatus.done and not w.abandoned
+    row = job(wctx, queued)
+    assert row.status is OutboxStatus.pending and row.locked_by is None and row.attempts == 0
+
+
+def test_the_drain_waits_only_for_what_is_left_of_the_bound(wctx: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    timeouts: list[float | None] = []
+    real_wait = concurrent.futures.wait
+
+    def recording(futures: Any, timeout: float | None = None) -> Any:
+        timeouts.append(timeout)
+        return real_wait(futures, timeout=timeout)
+
+    monkeypatch.setattr(worker_module, "wait_for", recording)
+    late = Worker(wctx, {})
+    late._stopped_at = time.monotonic() - 10  # the bound (5 s) has passed
+    late.stop()
+    late._drain()
+    fresh = Worker(wctx, {})
+    fresh.stop()
+    fresh._drain()
+    assert timeouts[0] == 0.0
+    assert timeouts[1] is not None and 0.0 < timeouts[1] <= 5.0
