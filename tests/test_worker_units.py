@@ -734,3 +734,29 @@ def test_the_drain_waits_only_for_what_is_left_of_the_bound(wctx: Container, mon
     fresh._drain()
     assert timeouts[0] == 0.0
     assert timeouts[1] is not None and 0.0 < timeouts[1] <= 5.0
+
+
+def test_a_job_due_this_instant_is_claimed_and_a_lease_ending_this_instant_still_holds(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    due, leased = add(wctx, ago=-60), add(wctx, ago=10)
+    set_job(wctx, due, run_after=now)
+    set_job(wctx, leased, locked_by="other", locked_until=now)
+    monkeypatch.setattr(worker_module, "utcnow", lambda: now)
+    assert [j.id for j in Worker(wctx, {}, name="w1").claim(10)] == [due]
+    assert job(wctx, leased).locked_by == "other"
+
+
+def test_the_jobs_of_a_batch_are_marked_done_together_after_their_handlers(wctx: Container) -> None:
+    seen: list[OutboxStatus] = []
+    first = add(wctx, payload={"n": 0}, ago=20)
+    second = add(wctx, payload={"n": 1}, ago=10)
+
+    def handler(_ctx: AppContext, payload: dict[str, Any]) -> None:
+        if payload["n"] == 1:
+            seen.append(job(wctx, first).status)
+
+    assert Worker(wctx, {"t.a": handler}, name="w1").run_once() == 2
+    assert seen == [OutboxStatus.pending]
+    assert job(wctx, first).status is OutboxStatus.done and job(wctx, second).status is OutboxStatus.done
