@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lephi.container import Container
+from lephi.container import Container, build_container
 from payments.core.context import AppContext
+from payments.core.db import Database, make_engine
 from payments.outbox.models import OutboxStatus
 from payments.outbox.worker import Periodic, Worker
+from tests.conftest import make_settings
 from tests.test_worker_units import add, capture_logs, job, wctx
 
 __all__ = ["wctx"]
@@ -90,3 +93,28 @@ def test_the_loop_runs_jobs_purges_periodically_survives_errors_and_logs_its_sta
     assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "loop", "abandoned": False}
     assert {"event": "worker.loop_error", "log_level": "error", "error": "e" * 500} in logs
     assert "worker.not_listening" not in events
+
+
+@pytest.fixture
+def bouncer_ctx(database_url: str, tmp_path: Path) -> Iterator[Container]:
+    """A context configured for a transaction-mode pool (LEPHI_DB_PGBOUNCER): the worker polls, never listens."""
+    settings = make_settings(database_url, tmp_path, db_pgbouncer=True, worker_poll_seconds=0.05)
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
+    yield context
+    context.close()
+
+
+def test_a_loop_that_does_not_listen_runs_jobs_and_stops_cleanly(bouncer_ctx: Container) -> None:
+    ran: list[int] = []
+    w = Worker(bouncer_ctx, {"t.a": lambda _c, _p: ran.append(1)}, name="poller")
+    with capture_logs() as logs:
+        stop = run_loop(w)
+        try:
+            i = add(bouncer_ctx, ago=1)
+            assert wait_until(lambda: job(bouncer_ctx, i).status is OutboxStatus.done)
+        finally:
+            stop()
+    assert ran == [1] and w.listener is None
+    events = [x["event"] for x in logs]
+    assert ("worker.not_listening" in events) == (bouncer_ctx.db.dialect == "postgresql")
+    assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "poller", "abandoned": False}

@@ -760,3 +760,30 @@ def test_the_jobs_of_a_batch_are_marked_done_together_after_their_handlers(wctx:
     assert Worker(wctx, {"t.a": handler}, name="w1").run_once() == 2
     assert seen == [OutboxStatus.pending]
     assert job(wctx, first).status is OutboxStatus.done and job(wctx, second).status is OutboxStatus.done
+
+
+def test_the_shutdown_bound_counts_from_the_first_stop_not_from_the_drain(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = {"now": 100.0}
+    timeouts: list[float | None] = []
+    real_wait = concurrent.futures.wait
+
+    def recording(futures: Any, timeout: float | None = None) -> Any:
+        timeouts.append(timeout)
+        return real_wait(futures, timeout=timeout)
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["now"]
+
+    monkeypatch.setattr(worker_module, "time", Clock)
+    monkeypatch.setattr(worker_module, "wait_for", recording)
+    w = Worker(wctx, {})
+    assert w.abandoned is False
+    w.stop()
+    clock["now"] = 103.0
+    w.stop()
+    w._drain()
+    assert timeouts == [2.0] and w.abandoned is False  # 5 s from the first stop, 3 s of them gone
