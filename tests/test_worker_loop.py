@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lephi.container import Container
+from lephi.container import Container, build_container
 from payments.core.context import AppContext
+from payments.core.db import Database, make_engine
+from payments.core.types import utcnow
+from payments.outbox import worker as worker_module
 from payments.outbox.models import OutboxStatus
 from payments.outbox.worker import Periodic, Worker
+from tests.conftest import make_settings
 from tests.test_worker_units import add, capture_logs, job, wctx
 
 __all__ = ["wctx"]
@@ -90,3 +96,82 @@ def test_the_loop_runs_jobs_purges_periodically_survives_errors_and_logs_its_sta
     assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "loop", "abandoned": False}
     assert {"event": "worker.loop_error", "log_level": "error", "error": "e" * 500} in logs
     assert "worker.not_listening" not in events
+
+
+@pytest.fixture
+def bouncer_ctx(database_url: str, tmp_path: Path) -> Iterator[Container]:
+    """A context configured for a transaction-mode pool (LEPHI_DB_PGBOUNCER): the worker polls, never listens."""
+    settings = make_settings(database_url, tmp_path, db_pgbouncer=True, worker_poll_seconds=0.05)
+    context = build_container(settings, Database(make_engine(settings.effective_database_url, settings)))
+    yield context
+    context.close()
+
+
+def test_a_loop_that_does_not_listen_runs_jobs_and_stops_cleanly(bouncer_ctx: Container) -> None:
+    ran: list[int] = []
+    w = Worker(bouncer_ctx, {"t.a": lambda _c, _p: ran.append(1)}, name="poller")
+    with capture_logs() as logs:
+        stop = run_loop(w)
+        try:
+            i = add(bouncer_ctx, ago=1)
+            assert wait_until(lambda: job(bouncer_ctx, i).status is OutboxStatus.done)
+        finally:
+            stop()
+    assert ran == [1] and w.listener is None
+    polling = {
+        "event": "worker.not_listening",
+        "log_level": "warning",
+        "reason": "LEPHI_DB_PGBOUNCER: polling instead of LISTEN",
+    }
+    assert logs[0] == {"event": "worker.started", "log_level": "info", "worker": "poller"}
+    assert [x for x in logs if x["event"] == "worker.not_listening"] == (
+        [polling] if bouncer_ctx.db.dialect == "postgresql" else []
+    )
+    assert logs[-1] == {"event": "worker.stopped", "log_level": "info", "worker": "poller", "abandoned": False}
+
+
+def test_the_loop_purges_again_only_once_more_than_an_hour_has_passed(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = utcnow().replace(microsecond=0)  # whole seconds: the differences below are exact
+    clock = {"at": base}
+    monkeypatch.setattr(worker_module, "utcnow", lambda: clock["at"])
+    purges: list[int] = []
+
+    def purge() -> int:
+        purges.append(1)
+        return 0
+
+    monkeypatch.setattr(wctx.idempotency, "purge_expired", purge)
+    ticks: list[int] = []
+    w = Worker(
+        wctx, {}, name="loop", periodic=[Periodic[Container]("tick", lambda _c: 0.0, lambda _c: ticks.append(1))]
+    )
+
+    def idle_rounds(n: int) -> None:
+        seen = len(ticks)
+        assert wait_until(lambda: len(ticks) >= seen + n)
+
+    stop = run_loop(w)
+    try:
+        idle_rounds(2)
+        assert purges == [1]
+        clock["at"] = base + timedelta(seconds=3600)
+        idle_rounds(2)
+        assert purges == [1]  # exactly an hour: not yet
+        clock["at"] = base + timedelta(seconds=3600.5)
+        idle_rounds(2)
+        assert purges == [1, 1]
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_listeners_thread_is_named_after_its_worker(wctx: Container) -> None:
+    w = Worker(wctx, {}, name="loop")
+    stop = run_loop(w)
+    try:
+        assert wait_until(lambda: w.listener is not None and w.listener.listening.is_set())
+        assert "loop-listen" in [t.name for t in threading.enumerate()]
+    finally:
+        stop()

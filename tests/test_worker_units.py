@@ -7,6 +7,7 @@ mutation run (scripts/mutate outbox-worker) takes minutes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, text, update
 from sqlmodel import col, select
 
 from lephi.container import Container, build_container
@@ -601,3 +602,188 @@ def test_a_step_claims_one_batch_and_the_pool_runs_as_many_jobs_as_it_has_thread
     w._drain()
     assert running["most"] == 1  # worker_threads
     assert [job(wctx, i).status for i in ids] == [OutboxStatus.done, OutboxStatus.done, OutboxStatus.pending]
+
+
+@contextmanager
+def read_in_table_order(ctx: AppContext) -> Iterator[None]:
+    """Keep the database from reading the due jobs through ix_outbox_due (status, run_after), whose order would hide
+    a claim that does not ask for one: SQLite's copy of the test loses the index, PostgreSQL's sessions are told not
+    to scan indexes. The jobs are then read in the order they were written."""
+    if ctx.db.dialect == "sqlite":
+        with ctx.db.write() as s:
+            s.execute(text("DROP INDEX ix_outbox_due"))
+        yield
+        return
+
+    def no_index_scans(dbapi_connection: Any, _record: Any) -> None:
+        for setting in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+            dbapi_connection.execute(f"SET {setting} = off")
+        dbapi_connection.commit()
+
+    engine = ctx.db.engine
+    event.listen(engine, "connect", no_index_scans)
+    engine.dispose()
+    try:
+        yield
+    finally:
+        event.remove(engine, "connect", no_index_scans)
+        engine.dispose()
+
+
+def test_a_claim_smaller_than_the_due_jobs_takes_the_longest_due_whatever_order_they_are_read_in(
+    wctx: Container,
+) -> None:
+    ids = {ago: add(wctx, payload={"ago": ago}, ago=ago) for ago in (10, 30, 20, 40)}
+    w = Worker(wctx, {}, name="w1")
+    with read_in_table_order(wctx):
+        assert [j.id for j in w.claim(2)] == [ids[40], ids[30]]
+        assert [j.id for j in w.claim(10)] == [ids[20], ids[10]]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_claim_on_postgres_skips_a_due_job_another_transaction_holds_instead_of_waiting(wctx: Container) -> None:
+    held = add(wctx, ago=30)
+    others = [add(wctx, ago=20), add(wctx, ago=10)]
+    w = Worker(wctx, {}, name="w1")
+    claimed: list[list[int | None]] = []
+    with wctx.db.engine.connect() as other:
+        other.execute(text("SELECT id FROM outbox WHERE id = :id FOR UPDATE"), {"id": held})
+        thread = threading.Thread(target=lambda: claimed.append([j.id for j in w.claim(10)]), daemon=True)
+        thread.start()
+        thread.join(10)  # at once with SKIP LOCKED; without it the claim would wait for this transaction
+        waited = thread.is_alive()
+        other.rollback()
+    thread.join(10)
+    assert not waited and claimed == [others]
+    assert job(wctx, held).locked_by is None and [j.id for j in w.claim(10)] == [held]
+
+
+def test_a_job_with_exactly_half_its_lease_left_is_still_started(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[int] = []
+    i = add(wctx)
+    w = Worker(wctx, {"t.a": lambda _c, _p: ran.append(1)}, name="w1")
+    [claimed] = w.claim(1)
+    now = utcnow()
+    claimed.locked_until = now + timedelta(seconds=LEASE / 2)
+    monkeypatch.setattr(worker_module, "utcnow", lambda: now)
+    w._dispatch([claimed])
+    assert ran == [1] and job(wctx, i).status is OutboxStatus.done
+
+
+def test_a_drain_without_a_pool_hands_back_the_claimed_jobs_and_one_with_a_pool_shuts_it(wctx: Container) -> None:
+    i = add(wctx)
+    w = Worker(wctx, {}, name="w1")
+    w.claim(1)
+    w.stop()
+    w._drain()
+    row = job(wctx, i)
+    assert w._pool is None and row.locked_by is None and row.attempts == 0
+    set_job(wctx, i, status=OutboxStatus.done)
+    pooled = Worker(wctx, {"t.net": lambda _c, _p: None}, name="w2", concurrent={"t.net"})
+    add(wctx, "t.net")
+    assert pooled.run_once() == 1
+    pooled.stop()
+    pooled._drain()
+    assert pooled._pool is not None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pooled._pool.submit(print)
+
+
+def test_a_drain_starts_none_of_the_queued_network_jobs_and_hands_them_back(wctx: Container) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[int] = []
+
+    def net(_ctx: AppContext, payload: dict[str, Any]) -> None:
+        ran.append(payload["n"])
+        started.set()
+        release.wait(10)
+
+    running = add(wctx, "t.net", {"n": 0}, ago=20)
+    queued = add(wctx, "t.net", {"n": 1}, ago=10)
+    w = Worker(wctx, {"t.net": net}, name="w1", concurrent={"t.net"})
+    assert w._step() == 2  # one thread: the second job waits in the pool's queue
+    assert started.wait(10)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    # Without stop, as when the loop ends on an exception it does not catch: the queue is cancelled all the same.
+    w._drain()
+    timer.join()
+    assert ran == [0] and job(wctx, running).status is OutboxStatus.done and not w.abandoned
+    row = job(wctx, queued)
+    assert row.status is OutboxStatus.pending and row.locked_by is None and row.attempts == 0
+
+
+def test_the_drain_waits_only_for_what_is_left_of_the_bound(wctx: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    timeouts: list[float | None] = []
+    real_wait = concurrent.futures.wait
+
+    def recording(futures: Any, timeout: float | None = None) -> Any:
+        timeouts.append(timeout)
+        return real_wait(futures, timeout=timeout)
+
+    monkeypatch.setattr(worker_module, "wait_for", recording)
+    late = Worker(wctx, {})
+    late._stopped_at = time.monotonic() - 10  # the bound (5 s) has passed
+    late.stop()
+    late._drain()
+    fresh = Worker(wctx, {})
+    fresh.stop()
+    fresh._drain()
+    assert timeouts[0] == 0.0
+    assert timeouts[1] is not None and 0.0 < timeouts[1] <= 5.0
+
+
+def test_a_job_due_this_instant_is_claimed_and_a_lease_ending_this_instant_still_holds(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow().replace(microsecond=0)
+    due, leased = add(wctx, ago=-60), add(wctx, ago=10)
+    set_job(wctx, due, run_after=now)
+    set_job(wctx, leased, locked_by="other", locked_until=now)
+    monkeypatch.setattr(worker_module, "utcnow", lambda: now)
+    assert [j.id for j in Worker(wctx, {}, name="w1").claim(10)] == [due]
+    assert job(wctx, leased).locked_by == "other"
+
+
+def test_the_jobs_of_a_batch_are_marked_done_together_after_their_handlers(wctx: Container) -> None:
+    seen: list[OutboxStatus] = []
+    first = add(wctx, payload={"n": 0}, ago=20)
+    second = add(wctx, payload={"n": 1}, ago=10)
+
+    def handler(_ctx: AppContext, payload: dict[str, Any]) -> None:
+        if payload["n"] == 1:
+            seen.append(job(wctx, first).status)
+
+    assert Worker(wctx, {"t.a": handler}, name="w1").run_once() == 2
+    assert seen == [OutboxStatus.pending]
+    assert job(wctx, first).status is OutboxStatus.done and job(wctx, second).status is OutboxStatus.done
+
+
+def test_the_shutdown_bound_counts_from_the_first_stop_not_from_the_drain(
+    wctx: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = {"now": 100.0}
+    timeouts: list[float | None] = []
+    real_wait = concurrent.futures.wait
+
+    def recording(futures: Any, timeout: float | None = None) -> Any:
+        timeouts.append(timeout)
+        return real_wait(futures, timeout=timeout)
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["now"]
+
+    monkeypatch.setattr(worker_module, "time", Clock)
+    monkeypatch.setattr(worker_module, "wait_for", recording)
+    w = Worker(wctx, {})
+    assert w.abandoned is False
+    w.stop()
+    clock["now"] = 103.0
+    w.stop()
+    w._drain()
+    assert timeouts == [2.0] and w.abandoned is False  # 5 s from the first stop, 3 s of them gone

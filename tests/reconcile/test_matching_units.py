@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from adapters.statements.base import StatementFormat
+from invoices.tables import Document, DocumentPurpose
 from payments.core.context import AppContext
-from payments.payment.models import Payment
+from payments.payment.models import Payment, Refund, RefundStatus
+from payments.payment.states import PaymentStatus
 from payments.reconcile import matching
 from payments.reconcile.importer import import_file
 from payments.reconcile.matching import (
@@ -41,7 +45,7 @@ from payments.reconcile.models import (
     StatementImport,
 )
 from tests.factories import seed_agency
-from tests.reconcile.test_matching import _file, _payment, _row
+from tests.reconcile.test_matching import NOON, _file, _payment, _row
 
 DAY = date(2026, 11, 20)
 
@@ -253,7 +257,18 @@ def test_more_findings_than_one_query_holds_are_matched_to_their_exceptions(ctx:
     findings = [Finding(Category.paid_not_settled, f"p{n}", expected=n) for n in range(1201)]
     assert _update(ctx, agency, findings)[1] == (1201, 0)
     # Read back by key across three batches of 500, on another day's run: none is opened twice.
-    assert _update(ctx, agency, findings, day=DAY + timedelta(days=1))[1] == (0, 0)
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM recon_exception " in statement:
+            reads.append(statement)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", count)
+    try:
+        assert _update(ctx, agency, findings, day=DAY + timedelta(days=1))[1] == (0, 0)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", count)
+    assert len(reads) == 4  # the day's, then the keys 500 at a time
     assert len(_exceptions(ctx)) == 1201
 
 
@@ -389,3 +404,156 @@ def test_a_run_counts_its_findings_and_logs_them(
         ("amount_mismatch", pc, dc, entry, 70_000, 65_000, "line for 65000 VND, payment of 70000 VND"),
         ("settled_unknown", None, None, unknown, None, 1_000, "no vnpay payment with this reference"),
     }
+
+
+def test_a_line_that_settles_a_payment_that_is_not_paid_is_found_with_both_amounts(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    expired = _payment(ctx, agency, "REF-EXP", 50_000, status=PaymentStatus.expired)
+    import_file(ctx, "AGC-U", _file(tmp_path, [_row("T1", "REF-EXP", 45_000)]), StatementFormat.vnpay_csv)
+    out = run_day(ctx, agency, DAY)
+    assert out.counts["settled_unknown"] == 1 and out.opened == 1
+    with ctx.db.read() as s:
+        [found] = s.exec(select(ReconException)).all()
+        entry = s.exec(select(StatementEntry.id)).one()
+    row = (found.category, found.payment_id, found.dossier_id, found.entry_id, found.expected_amount)
+    assert row == (Category.settled_unknown, expired.id, expired.dossier_id, entry, 50_000)
+    assert (found.actual_amount, found.detail) == (45_000, "the line settles a payment that is expired")
+
+
+def test_each_exception_found_again_counts_as_opened(ctx: AppContext, agency: str) -> None:
+    a = Finding(Category.paid_not_settled, "pa", "da", expected=10)
+    b = Finding(Category.paid_without_receipt, "pb", "db", expected=20)
+    c = Finding(Category.paid_not_settled, "pc", "dc", expected=30)
+    assert _update(ctx, agency, [a, b, c])[1] == (3, 0)
+    assert _update(ctx, agency, [c])[1] == (0, 2)
+    run, counts = _update(ctx, agency, [a, b, c])
+    assert counts == (2, 0)
+    found = _exceptions(ctx)
+    assert {k: e.status for k, e in found.items()} == {
+        "paid_not_settled:pa": ExceptionStatus.open,
+        "paid_without_receipt:pb": ExceptionStatus.open,
+        "paid_not_settled:pc": ExceptionStatus.open,
+    }
+    for key in ("paid_not_settled:pa", "paid_without_receipt:pb"):
+        assert _events(ctx, found[key].id)[-1] == (ExceptionAction.found_again, "staff:ana", run, None)
+
+
+def _subject_and_amounts(e: ReconException) -> tuple[object, ...]:
+    subject = (e.key, e.payment_id, e.dossier_id, e.document_id, e.refund_id, e.entry_id)
+    return (*subject, e.expected_amount, e.actual_amount, e.detail)
+
+
+def test_a_run_records_refunds_without_their_line_refund_lines_without_a_refund_and_receipts_of_unpaid_payments(
+    ctx: AppContext, agency: str, tmp_path: Path
+) -> None:
+    refunded = _payment(ctx, agency, "REF-R", 40_000)
+    other = _payment(ctx, agency, "REF-O", 30_000)
+    unpaid = _payment(ctx, agency, "REF-U", 25_000, status=PaymentStatus.failed)
+    with ctx.db.write() as s:
+        refund = Refund(
+            payment_id=refunded.id,
+            amount=10_000,
+            reason="r",
+            status=RefundStatus.succeeded,
+            gateway_token="rt1",
+            created_by="t",
+            completed_at=NOON + timedelta(hours=1),
+        )
+        receipt = Document(
+            agency_id=agency,
+            payment_id=unpaid.id,
+            purpose=DocumentPurpose.original,
+            template="5",
+            series="K26TLP",
+            year=2026,
+            number=77,
+            issue_date=DAY,
+            total=25_000,
+            lookup_code="REFUXXXXXXXX",
+            xml=b"<HDon/>",
+        )
+        s.add(refund)
+        s.add(receipt)
+        s.flush()
+        refund_id, receipt_id = refund.id, receipt.id
+    rows = [_row("T1", "REF-R", 40_000), _row("T2", "REF-O", 30_000), _row("T3", "REF-O", 5_000, kind="Hoàn tiền")]
+    import_file(ctx, "AGC-U", _file(tmp_path, rows), StatementFormat.vnpay_csv)
+    out = run_day(ctx, agency, DAY)
+    with ctx.db.read() as s:
+        line = s.exec(select(StatementEntry.id).where(StatementEntry.external_id == "T3")).one()
+        found = {_subject_and_amounts(e) for e in s.exec(select(ReconException))}
+    assert found == {
+        (
+            f"refund_not_settled:{refund_id}",
+            refunded.id,
+            refunded.dossier_id,
+            None,
+            refund_id,
+            None,
+            -10_000,
+            None,
+            "no refund line",
+        ),
+        (
+            f"settled_unknown:e{line}",
+            other.id,
+            None,
+            None,
+            None,
+            line,
+            None,
+            -5_000,
+            "a refund line for a payment this agency never refunded by that amount",
+        ),
+        (
+            f"receipt_without_payment:{receipt_id}",
+            unpaid.id,
+            unpaid.dossier_id,
+            receipt_id,
+            None,
+            None,
+            None,
+            25_000,
+            "the receipt's payment is failed",
+        ),
+    }
+    assert out.counts["matched"] == 2 and out.opened == 3
+
+
+def test_a_run_leaves_another_agencys_exceptions_of_the_day_alone(ctx: AppContext, agency: str) -> None:
+    with ctx.db.write() as s:
+        other = seed_agency(s, "AGC-V", ["vnpay"]).id
+    theirs = Finding(Category.paid_not_settled, "po", "do", expected=10)
+    assert _update(ctx, other, [theirs])[1] == (1, 0)
+    assert _update(ctx, agency, [])[1] == (0, 0)
+    exc = _exceptions(ctx)["paid_not_settled:po"]
+    assert exc.agency_id == other and exc.status is ExceptionStatus.open and len(_events(ctx, exc.id)) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_run_on_postgres_locks_the_days_and_the_found_exceptions_and_no_others(ctx: AppContext, agency: str) -> None:
+    """Until the run commits, a staff member's resolve of one of its exceptions waits for it; exceptions of other
+    days that the run does not find are not held."""
+    found = Finding(Category.paid_not_settled, "pa", "da", expected=10)
+    gone = Finding(Category.paid_without_receipt, "pb", "db", expected=10)
+    elsewhere = Finding(Category.paid_not_settled, "po", "do", expected=10)
+    _update(ctx, agency, [found, gone])
+    _update(ctx, agency, [elsewhere], day=DAY - timedelta(days=1))
+    ids = {k: e.id for k, e in _exceptions(ctx).items()}
+    lock = text("SELECT id FROM recon_exception WHERE id = :id FOR UPDATE NOWAIT")
+    held: dict[str, bool] = {}
+    with ctx.db.write() as s:
+        run = ReconRun(agency_id=agency, business_day=DAY, created_by="t")
+        s.add(run)
+        s.flush()
+        _update_exceptions(s, agency, DAY, run.id, [found, gone], "t")  # nothing changed: no row written yet
+        with ctx.db.engine.connect() as staff:
+            for key, exc_id in ids.items():
+                try:
+                    staff.execute(lock, {"id": exc_id})
+                    held[key] = False
+                except OperationalError:
+                    held[key] = True
+                staff.rollback()
+    assert held == {"paid_not_settled:pa": True, "paid_without_receipt:pb": True, "paid_not_settled:po": False}
