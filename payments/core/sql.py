@@ -7,9 +7,9 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, insert, text
+from sqlalchemy import Connection, Table, bindparam, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -18,6 +18,17 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 _joined: ContextVar[Session | None] = ContextVar("lephi_joined_transaction", default=None)
+_Model = TypeVar("_Model")
+
+
+def loaded(model: type[_Model], values: Mapping[str, Any]) -> _Model:
+    """An instance of a table model from its row read with a Core statement, built as the ORM builds one it loads
+    (no validation: the row is the database's, already converted by the columns' types), outside any session. For
+    paths that only read the object and write with Core statements, where the model's validating constructor or an
+    ORM query would cost more than the statement."""
+    instance: _Model = inspect(model).class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 class Rows:

@@ -30,6 +30,7 @@ from payments.core import requestid
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
+from payments.core.sql import loaded
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.wake import Listener
@@ -125,15 +126,17 @@ class Worker(Generic[C]):
             due = due.where(col(OutboxJob.kind).not_in(sorted(exclude)))
         if self.ctx.db.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
+        # A Core statement on the table, and jobs built as loaded rows: the ORM's bulk UPDATE and the model's
+        # validating constructor cost more per job than the claim itself.
         claim = (
-            update(OutboxJob)
-            .where(col(OutboxJob.id).in_(due.scalar_subquery()))
-            .values(locked_by=self.name, locked_until=lease, attempts=col(OutboxJob.attempts) + 1)
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(locked_by=self.name, locked_until=lease, attempts=_OUTBOX.c.attempts + 1)
             .returning(*_OUTBOX.c)
         )
         with self.ctx.db.write() as s:
-            rows = s.execute(claim).mappings().all()
-        jobs = sorted((OutboxJob(**row) for row in rows), key=lambda job: (job.run_after, job.id or 0))
+            rows = s.connection().execute(claim).mappings().all()
+        jobs = sorted((loaded(OutboxJob, dict(row)) for row in rows), key=lambda job: (job.run_after, job.id or 0))
         with self._lock:
             self._claimed.update((job.id, job) for job in jobs if job.id is not None)
         return jobs
