@@ -67,6 +67,16 @@ TARGET_RECEIPT_P99_S = 1.0
 REPLAY_EVERY = 4  # every 4th payment create is sent again to another process
 DOUBLE_SUBMIT_EVERY = 5  # every 5th pay form is submitted twice at once
 REQUEST_DEADLINE_S = 60.0
+API_UNIT = ROOT / "deploy" / "systemd" / "lephi-api@.service"
+
+
+def deployed_api_nice() -> int:
+    """The niceness the reference deployment gives API processes (``Nice=`` in deploy/systemd/lephi-api@.service),
+    so that the scenario runs the fleet as it is deployed: on a host shared with workers, receipts go first."""
+    found = re.findall(r"^Nice=(-?\d+)\s*$", API_UNIT.read_text(), flags=re.MULTILINE)
+    if len(found) != 1:
+        raise SystemExit(f"{API_UNIT} must set Nice= exactly once")
+    return int(found[0])
 
 
 @dataclass
@@ -80,6 +90,7 @@ class Config:
     keep: bool = False
     settle_timeout: float = 120.0
     out: Callable[[str], None] = print
+    api_nice: int = field(default_factory=deployed_api_nice)
 
 
 @dataclass
@@ -92,6 +103,7 @@ class Report:
     webhook_duplicates: int = 0
     latency_s: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    api_nice: list[int] = field(default_factory=list)  # each API process's niceness, read once it answered
 
     def latency(self, q: float) -> float:
         return harness.percentile(sorted(self.latency_s), q)
@@ -182,11 +194,16 @@ def fleet_env(url: str, data_dir: Path, receiver_port: int) -> dict[str, str]:
     return env
 
 
-def start_api(index: int, env: dict[str, str], workdir: Path) -> Proc:
+def start_api(index: int, env: dict[str, str], workdir: Path, nice: int = 0) -> Proc:
     port = harness.free_port()
     log = workdir / f"api{index}.log"
     env = {**env, "LEPHI_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    command = [*lephi_command(), "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
+    # nice(1) execs the command: the process keeps its pid, and signals reach lephi itself.
+    command = [
+        *(["nice", "-n", str(nice)] if nice else []),
+        *lephi_command(),
+        *["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
+    ]
     with log.open("wb") as out:
         popen = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
     return Proc("api", index, popen, log, port)
@@ -338,7 +355,7 @@ def fleet_up(cfg: Config, url: str, workdir: Path, receiver: Receiver) -> Iterat
     from bench.server import READY_PATH
 
     env = fleet_env(url, workdir / "var", receiver.port)
-    apis = [start_api(i, env, workdir) for i in range(cfg.api)]
+    apis = [start_api(i, env, workdir, cfg.api_nice) for i in range(cfg.api)]
     workers = [start_worker(i, env, workdir) for i in range(cfg.workers)]
     try:
         for p in apis:
@@ -507,9 +524,10 @@ def run(cfg: Config) -> Report:
             (workdir / "var").mkdir()
             key = seed(url, workdir / "var")
             with fleet_up(cfg, url, workdir, receiver) as (apis, workers):
+                report.api_nice = [os.getpriority(os.PRIO_PROCESS, p.popen.pid) for p in apis]
                 out(
                     f"  fleet up in {time.monotonic() - started:.1f} s: {len(apis)} API processes "
-                    f"(ports {', '.join(str(p.port) for p in apis)}), "
+                    f"(ports {', '.join(str(p.port) for p in apis)}, nice {report.api_nice}), "
                     f"{len(workers)} workers, webhook receiver on port {receiver.port}"
                 )
                 fleet = Fleet(apis, key)
@@ -589,8 +607,19 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--workers", type=int, default=2, help="worker processes (lephi worker)")
     p.add_argument("--kill", choices=["none", "sigkill", "sigterm"], default="none")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (process logs)")
+    p.add_argument(
+        "--api-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="niceness of the API processes (default: the reference deployment's, Nice= in "
+        "deploy/systemd/lephi-api@.service; 0 runs them at the workers' priority)",
+    )
     a = p.parse_args(argv)
-    return Config(a.pg_admin_url, a.dossiers, a.clients, a.api, a.workers, a.kill, a.keep)
+    cfg = Config(a.pg_admin_url, a.dossiers, a.clients, a.api, a.workers, a.kill, a.keep)
+    if a.api_nice is not None:
+        cfg.api_nice = a.api_nice
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -599,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     print(harness.machine_notes())
     print(
         f"fleet scenario: {cfg.dossiers} dossiers, {cfg.clients} clients, {cfg.api} API + {cfg.workers} workers, "
-        f"kill {cfg.kill}",
+        f"kill {cfg.kill}, API processes at nice {cfg.api_nice}",
         flush=True,
     )
     report = run(cfg)

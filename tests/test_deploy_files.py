@@ -58,3 +58,19 @@ def test_nginx_lets_through_every_body_the_service_accepts() -> None:
     limits = {**body_limits(), "/v1/...": Settings(_env_file=None).max_body_bytes}  # type: ignore[call-arg]
     for path, limit in limits.items():
         assert per_location.get(path, server_wide) >= limit, path
+
+
+def test_api_processes_run_below_the_workers_cpu_priority_in_every_launcher() -> None:
+    """Both launchers give the API processes the same niceness, above the workers', and the fleet scenario runs the
+    API processes at it (bench/fleet_scenario.py reads it from the unit)."""
+    from bench.fleet_scenario import deployed_api_nice
+
+    nice = deployed_api_nice()
+    assert 0 < nice <= 19
+    assert "Nice=" not in (DEPLOY / "systemd" / "lephi-worker@.service").read_text()
+    procfile = [line for line in (DEPLOY / "Procfile").read_text().splitlines() if not line.startswith("#")]
+    apis = [line for line in procfile if " serve " in line]
+    workers = [line for line in procfile if line.endswith(" worker")]
+    assert apis and workers
+    assert all(re.match(rf"api\d+: nice -n {nice} \.venv/bin/lephi serve ", line) for line in apis), apis
+    assert not any("nice" in line for line in workers), workers

@@ -6,9 +6,11 @@ report, not asserted here: the machine running the suite is shared."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from bench.fleet_scenario import Config, run, summary
+from bench.fleet_scenario import Config, deployed_api_nice, run, summary
 from tests.conftest import PG_URL
 
 DOSSIERS = 40
@@ -28,6 +30,8 @@ def test_fleet_loses_and_duplicates_nothing_when_processes_are_stopped(kill: str
     report = run(cfg)
     detail = "\n".join(lines + summary(cfg, report))
     assert not report.violations, detail
+    # The API processes run as the reference deployment runs them: below the workers' CPU priority.
+    assert report.api_nice == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + deployed_api_nice())] * 2, detail
     assert any(f"{kill.upper()} to worker 0" in line and "api 1" in line for line in lines), detail
     assert report.payments == DOSSIERS and report.receipts == DOSSIERS, detail
     assert report.webhook_messages == 2 * DOSSIERS, detail
