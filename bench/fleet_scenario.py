@@ -610,16 +610,13 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument(
         "--api-nice",
         type=int,
-        default=None,
+        default=deployed_api_nice(),
         metavar="N",
         help="niceness of the API processes (default: the reference deployment's, Nice= in "
         "deploy/systemd/lephi-api@.service; 0 runs them at the workers' priority)",
     )
     a = p.parse_args(argv)
-    cfg = Config(a.pg_admin_url, a.dossiers, a.clients, a.api, a.workers, a.kill, a.keep)
-    if a.api_nice is not None:
-        cfg.api_nice = a.api_nice
-    return cfg
+    return Config(a.pg_admin_url, a.dossiers, a.clients, a.api, a.workers, a.kill, a.keep, api_nice=a.api_nice)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ _joined: ContextVar[Session | None] = ContextVar("lephi_joined_transaction", def
 _Model = TypeVar("_Model")
 
 
-def loaded(model: type[_Model], values: Mapping[str, Any]) -> _Model:
+def loaded(model: type[_Model], values: Mapping[Any, Any]) -> _Model:
     """An instance of a table model from its row read with a Core statement, built as the ORM builds one it loads
     (no validation: the row is the database's, already converted by the columns' types), outside any session. For
     paths that only read the object and write with Core statements, where the model's validating constructor or an

@@ -136,7 +136,7 @@ class Worker(Generic[C]):
         )
         with self.ctx.db.write() as s:
             rows = s.connection().execute(claim).mappings().all()
-        jobs = sorted((loaded(OutboxJob, dict(row)) for row in rows), key=lambda job: (job.run_after, job.id or 0))
+        jobs = sorted((loaded(OutboxJob, row) for row in rows), key=lambda job: (job.run_after, job.id or 0))
         with self._lock:
             self._claimed.update((job.id, job) for job in jobs if job.id is not None)
         return jobs

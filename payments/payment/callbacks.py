@@ -19,11 +19,10 @@ from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
-from payments.core.sql import Prepared
+from payments.core.sql import Prepared, loaded
 from payments.core.types import utcnow
 from payments.payment.lifecycle import apply_gateway_status, flag_for_review, note
 from payments.payment.models import GatewayInbox, Payment
-from payments.payment.queries import loaded_payment
 from payments.transfer.models import BankCredit
 from payments.transfer.service import Credit, apply_credit
 
@@ -75,7 +74,8 @@ def find_callback_payment(s: Session, gateway: str, event: CallbackEvent, agency
         return None
     values = found._asdict()
     code = values.pop("agency_code")
-    payment = loaded_payment(values)
+    # Built as the ORM builds a loaded row, outside any session: an ORM query would cost a fifth of the callback.
+    payment = loaded(Payment, values)
     if agency_code is not None and code != agency_code:
         log.warning("gateway.callback.wrong_account", gateway=gateway, agency=agency_code, payment_id=payment.id)
         return None

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlmodel import Session, col, select
 
 from payments.auth.access import owned_or_404
 from payments.core.errors import NotFound
 from payments.core.pagination import newest_first_page
-from payments.core.sql import loaded
 from payments.dossier.models import Dossier
 from payments.payment.models import Payment, PaymentEvent
 from payments.payment.schemas import EventOut, PaymentOut
@@ -25,13 +23,6 @@ class PaymentFilter:
     method: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
-
-
-def loaded_payment(values: dict[str, Any]) -> Payment:
-    """A payment from its row read with a Core statement, built as the ORM builds one it loads (no validation: the
-    row is the database's), but outside any session: for paths that only read it and write with Core statements
-    (a callback), where an ORM query and its identity map cost a fifth of the request."""
-    return loaded(Payment, values)
 
 
 def get_payment(s: Session, payment_id: str) -> Payment:
