@@ -225,6 +225,7 @@ class WorkerPhase:
     postgres_cpu_seconds: float | None
     jobs: int  # every job the workers ran: each receipt also queues its follow-ups (tax hand-off, webhooks)
     per_worker: list[int]  # jobs each worker ran
+    finished: list[float]  # seconds from the start line to each worker's last job: one idle early waits on others
     by_kind: dict[str, list[float]]  # job kind -> [jobs, CPU seconds inside its handler], all workers
 
     @property
@@ -365,6 +366,7 @@ def _run_workers(url: str, data_dir: Path, workers: int, batch: list[str], warm:
         postgres_cpu_seconds=None if pg0 is None or pg1 is None else max(0, pg1 - pg0) / harness.CLOCK_TICKS,
         jobs=done,
         per_worker=[r["jobs"] for r in reports],
+        finished=[r["end"] - start for r in reports],
         by_kind=by_kind,
     )
 
@@ -424,7 +426,7 @@ def report_workers(rows: list[tuple[str, list[WorkerPhase], bool]]) -> None:
     print()
     print(
         "| database | workers | documents | seconds | documents/s | worker CPU ms/document | postgres CPU ms/document "
-        "| jobs run | jobs per worker |"
+        "| jobs run | jobs per worker (finished at s) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for db, phases, _ok in rows:
@@ -432,7 +434,7 @@ def report_workers(rows: list[tuple[str, list[WorkerPhase], bool]]) -> None:
             pg = "-" if p.postgres_cpu_seconds is None else f"{p.postgres_cpu_seconds / p.documents * 1000:.2f}"
             print(
                 f"| {db} | {p.workers} | {p.documents} | {p.seconds:.2f} | {p.per_s:,.1f} | {p.cpu_ms:.2f} | {pg} "
-                f"| {p.jobs} | {', '.join(map(str, p.per_worker))} |"
+                f"| {p.jobs} | {', '.join(f'{n} ({t:.2f})' for n, t in zip(p.per_worker, p.finished, strict=True))} |"
             )
     for db, phases, _ok in rows:
         for p in phases:

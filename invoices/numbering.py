@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from sqlalchemy import and_, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -10,7 +13,7 @@ from invoices import rules2026
 from invoices.errors import SeriesExhausted
 from invoices.tables import SeriesCounter
 from payments.core.db import table_of
-from payments.core.sql import Prepared
+from payments.core.sql import Prepared, Rows, together
 
 MAX_NUMBER = rules2026.MAX_NUMBER  # SHDon has at most 8 digits
 
@@ -56,3 +59,24 @@ def take_number(s: Session, agency_id: str, template: str, series: str, year: in
         except IntegrityError:
             pass
     raise RuntimeError("could not take a number")  # pragma: no cover - the counter row exists after the insert
+
+
+def take_number_then(
+    s: Session,
+    agency_id: str,
+    template: str,
+    series: str,
+    year: int,
+    reads: Sequence[tuple[Prepared, Mapping[str, Any]]],
+) -> tuple[int, list[Rows]]:
+    """``take_number``, and the reads that must follow it, in the same round trip on PostgreSQL: each runs once the
+    counter row is locked, and sees what committed while the number waited for it. What they return, in order."""
+    conn = s.connection()
+    key = {"a": agency_id, "t": template, "s": series, "y": year}
+    taken, *found = together(conn, [(_NEXT, key), *reads])
+    row = taken.first()
+    if row is None:  # the first document of the series this year: the counter row is made, then locked
+        return take_number(s, agency_id, template, series, year), together(conn, reads)
+    if row[0] > MAX_NUMBER:
+        raise SeriesExhausted(f"series {template}{series} has no number left in {year}")
+    return int(row[0]), found

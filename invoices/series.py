@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,7 @@ from invoices.tables import ReceiptSeries, SeriesCounter, SeriesOrigin, SeriesSt
 from payments.core.db import table_of
 from payments.core.errors import Conflict, NotFound, ValidationFailed
 from payments.core.logging import get_logger
+from payments.core.sql import Prepared, Rows
 from payments.core.types import utcnow
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "open_series",
     "receipt_template",
     "register_series",
+    "status_read",
     "today",
     "year_of",
 ]
@@ -221,11 +224,18 @@ def open_series(s: Session, settings: ReceiptSettings, agency_id: str, template:
 
 
 _SERIES = table_of(ReceiptSeries)
-_STATUS = select(_SERIES.c.status).where(_SERIES.c.id == bindparam("id"))
+_STATUS = Prepared(select(_SERIES.c.status).where(_SERIES.c.id == bindparam("id")))
 
 
-def confirm_open(conn: Connection, series: OpenSeries) -> None:
-    """After the counter row is locked (PostgreSQL): a close that committed meanwhile is seen, and refuses."""
-    status = conn.execute(_STATUS, {"id": series.id}).scalar()
-    if status != SeriesStatus.open:
+def status_read(series: OpenSeries) -> tuple[Prepared, dict[str, Any]]:
+    """The read ``confirm_open`` judges, for a caller that runs it together with others (``together``)."""
+    return _STATUS, {"id": series.id}
+
+
+def confirm_open(conn: Connection, series: OpenSeries, status: Rows | None = None) -> None:
+    """After the counter row is locked (PostgreSQL): a close that committed meanwhile is seen, and refuses.
+    ``status``: what ``status_read`` returned, when the caller ran it already."""
+    if status is None:
+        status = _STATUS(conn, {"id": series.id})
+    if status.scalar() != SeriesStatus.open:
         raise SeriesNotOpen(f"series {series.series} was closed while this document was being issued")

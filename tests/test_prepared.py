@@ -3,16 +3,21 @@ through SQLAlchemy's execution, SQLAlchemy's errors, and the statement listeners
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from psycopg import pq
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, create_engine, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import select as sm_select
 
 from lephi.container import Container
 from payments.core.db import table_of
-from payments.core.sql import Prepared, insert_rows
+from payments.core.sql import Prepared, defer_writes, insert_rows
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 from payments.outbox.models import OutboxJob, OutboxStatus
 from tests.conftest import BACKENDS
@@ -156,3 +161,121 @@ def test_a_dropped_server_connection_is_invalidated(ctx: Container) -> None:
     assert failed.value.connection_invalidated
     with ctx.db.read() as s:
         assert ping(s).scalar() == 1
+
+
+# Deferred writes (``defer_writes``): on PostgreSQL the writes of a transaction's end go to the server together.
+
+_ADD_RECORD = Prepared(insert(_RECORD))
+_ON_POSTGRES = pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgres"], indirect=True)
+
+
+@contextmanager
+def _round_trips(s: Any) -> Iterator[list[int]]:
+    """The round trips the session's connection makes inside the block: libpq's own trace of the protocol, one
+    ReadyForQuery message per round trip."""
+    driver = s.connection().connection.driver_connection
+    counted: list[int] = []
+    with tempfile.TemporaryFile() as trace:
+        driver.pgconn.trace(trace.fileno())
+        driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield counted
+        finally:
+            driver.pgconn.untrace()
+        trace.seek(0)
+        counted.append(sum("\tReadyForQuery\t" in line for line in trace.read().decode().splitlines()))
+
+
+def _keys(ctx: Container) -> list[str]:
+    with ctx.db.read() as s:
+        return sorted(s.connection().execute(select(_RECORD.c.key)).scalars().all())
+
+
+@pytest.mark.postgres
+@_ON_POSTGRES
+def test_deferred_writes_go_with_the_commit_in_one_round_trip(ctx: Container) -> None:
+    with ctx.db.write() as s:
+        _READ_JOB(s, {"kind": "x"})  # the transaction has begun
+        with _round_trips(s) as deferred:
+            defer_writes(s)
+            for key in ("a", "b", "c"):
+                _ADD_RECORD.write(s, _record(key))
+            s.commit()
+    with ctx.db.write() as s:
+        _READ_JOB(s, {"kind": "x"})
+        with _round_trips(s) as one_by_one:
+            for key in ("d", "e", "f"):
+                _ADD_RECORD.write(s, _record(key))
+            s.commit()
+    assert deferred == [1]
+    # What the same writes cost without it: one each and the COMMIT (and psycopg's PREPARE, once it prepares them).
+    assert one_by_one[0] >= 4
+    assert _keys(ctx) == ["a", "b", "c", "d", "e", "f"]
+
+
+@pytest.mark.postgres
+@_ON_POSTGRES
+def test_a_statement_that_reads_sees_the_deferred_writes_before_it(ctx: Container) -> None:
+    when = datetime(2026, 12, 4, tzinfo=UTC)
+    with ctx.db.write() as s:
+        defer_writes(s)
+        Prepared(insert(_JOB)).write(s, _job("test.deferred", when))
+        assert [r.kind for r in _READ_JOB(s, {"kind": "test.deferred"}).all()] == ["test.deferred"]
+        _ADD_RECORD.write(s, _record("core"))
+        assert s.connection().execute(select(_RECORD.c.key)).scalars().all() == ["core"]  # SQLAlchemy's execution
+        _ADD_RECORD.write(s, _record("orm"))
+        assert s.exec(sm_select(IdempotencyRecord).where(IdempotencyRecord.key == "orm")).first() is not None  # ORM
+        _ADD_RECORD.write(s, _record("last"))  # still deferred after those reads: goes with the commit
+    assert _keys(ctx) == ["core", "last", "orm"]
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_a_deferred_write_that_breaks_a_constraint_fails_the_commit_and_stores_nothing(ctx: Container) -> None:
+    with ctx.db.write() as s:
+        _ADD_RECORD.write(s, _record("once"))
+    with pytest.raises(IntegrityError), ctx.db.write() as s:
+        info = s.connection().info
+        defer_writes(s)
+        _ADD_RECORD.write(s, _record("other"))
+        try:
+            _ADD_RECORD.write(s, _record("once"))
+        except IntegrityError:
+            assert ctx.db.dialect == "sqlite"  # no deferring there: the write itself fails
+            raise
+        assert ctx.db.dialect == "postgresql"  # deferred: the commit fails
+    assert _keys(ctx) == ["once"]
+    assert "lephi_deferred" not in info  # the connection goes back to the pool deferring nothing
+    with pytest.raises(IntegrityError), ctx.db.write() as s:  # and it works, writing at once again
+        _ADD_RECORD.write(s, _record("once"))
+        pytest.fail("the write should have failed at once")
+
+
+@pytest.mark.postgres
+@_ON_POSTGRES
+def test_a_rollback_drops_the_deferred_writes(ctx: Container) -> None:
+    with pytest.raises(RuntimeError), ctx.db.write() as s:
+        info = s.connection().info
+        defer_writes(s)
+        _ADD_RECORD.write(s, _record("dropped"))
+        raise RuntimeError("the caller changed its mind")
+    assert "lephi_deferred" not in info
+    assert _keys(ctx) == []
+
+
+@pytest.mark.postgres
+@_ON_POSTGRES
+def test_statement_listeners_see_deferred_writes_as_they_are_made(ctx: Container) -> None:
+    seen: list[str] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", listener)
+    try:
+        with ctx.db.write() as s:
+            defer_writes(s)
+            _ADD_RECORD.write(s, _record("watched"))
+            assert any(statement.startswith("INSERT INTO idempotency") for statement in seen)
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", listener)
+    assert _keys(ctx) == ["watched"]

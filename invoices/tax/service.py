@@ -40,7 +40,7 @@ from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, Ta
 from payments.agency.models import Agency
 from payments.core.db import affected, table_of
 from payments.core.logging import get_logger
-from payments.core.sql import Prepared
+from payments.core.sql import Prepared, Rows
 from payments.core.types import new_id, utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 
@@ -54,6 +54,7 @@ __all__ = [
     "queue_summary",
     "send_job_needed",
     "send_pending",
+    "send_waiting_read",
 ]
 
 log = get_logger(__name__)
@@ -154,7 +155,7 @@ def queue_issued(
     message_type = message_type_for_series(series)
     header = _header(settings, message_type, tax_code)
     now, message_id = utcnow(), new_id("txm")
-    _INSERT_MESSAGE(
+    _INSERT_MESSAGE.write(
         conn,
         {
             "id": message_id,
@@ -398,6 +399,14 @@ def _outcome(reply: Reply) -> Outcome | None:
     return Outcome.received if reply.accepted else Outcome.refused
 
 
-def send_job_needed(conn: Connection) -> bool:
-    """Whether a message queued in this transaction needs a hand-off job of its own (see ``_SEND_WAITING``)."""
-    return _SEND_WAITING(conn, {"now": utcnow()}).first() is None
+def send_waiting_read() -> tuple[Prepared, dict[str, Any]]:
+    """The read ``send_job_needed`` judges, for a caller that runs it together with others (``together``)."""
+    return _SEND_WAITING, {"now": utcnow()}
+
+
+def send_job_needed(conn: Connection, waiting: Rows | None = None) -> bool:
+    """Whether a message queued in this transaction needs a hand-off job of its own (see ``_SEND_WAITING``).
+    ``waiting``: what ``send_waiting_read`` returned, when the caller ran it already."""
+    if waiting is None:
+        waiting = _SEND_WAITING(conn, {"now": utcnow()})
+    return waiting.first() is None

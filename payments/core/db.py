@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel
 
 from payments.core.config import PaymentSettings
+from payments.core.sql import send_deferred_writes
 
 _WRITE = "lephi_write"
 P = ParamSpec("P")
@@ -83,7 +84,7 @@ def make_engine(url: str, settings: PaymentSettings) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, settings)
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=postgres_connect_args(prepared=not settings.db_pgbouncer),
         pool_size=settings.db_pool_size,
@@ -95,6 +96,8 @@ def make_engine(url: str, settings: PaymentSettings) -> Engine:
         # Statement parameters carry personal data (payers' names in bank memos): never in errors or logs.
         hide_parameters=True,
     )
+    send_deferred_writes(engine)
+    return engine
 
 
 class Database:

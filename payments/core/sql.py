@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, insert, inspect, text
+from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -65,6 +65,18 @@ class _Compiled:
         self.row: Any = namedtuple("row", [column[0] for column in columns], rename=True) if columns else None
         self.results = [column[3]._cached_result_processor(dialect, None) for column in columns]
 
+    def result(self, cursor: Any) -> Rows:
+        """What the executed statement returned, through the columns' result processors."""
+        rows: list[Any] = list(cursor.fetchall()) if cursor.description is not None else []
+        if self.row is not None:
+            make: Any = self.row
+            processors = self.results
+            rows = [
+                make(*(value if p is None else p(value) for p, value in zip(processors, row, strict=True)))
+                for row in rows
+            ]
+        return Rows(rows, cursor.rowcount)
+
     def parameters(self, params: Mapping[str, Any]) -> Any:
         values = []
         for name, process, bind in self.binds:
@@ -114,34 +126,46 @@ class Prepared:
     def __call__(self, target: Session | Connection, params: Mapping[str, Any] | None = None) -> Any:
         conn = target.connection() if isinstance(target, Session) else target
         params = params if params is not None else {}
+        if queue := conn.info.get(_QUEUE):  # the writes deferred before this statement reach the server first
+            _send(conn, queue, commit=False)
         if conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute:
             return conn.execute(self.statement, dict(params))
         dialect = conn.dialect
-        key = (dialect.name, tuple(params))
-        try:
-            compiled = self._compiled[key]
-        except KeyError:
-            compiled = self._compile(dialect, key)
+        compiled = self._for(dialect, params)
         if compiled is None:
             return conn.execute(self.statement, dict(params))
         args = compiled.parameters(params)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(compiled.sql, args)
-            rows: list[Any] = list(cursor.fetchall()) if cursor.description is not None else []
-            rowcount = cursor.rowcount
+            return compiled.result(cursor)
         except dialect.loaded_dbapi.Error as exc:
             raise _translated(conn, compiled.sql, exc, cursor) from exc
         finally:
             cursor.close()
-        if compiled.row is not None:
-            make: Any = compiled.row
-            processors = compiled.results
-            rows = [
-                make(*(value if p is None else p(value) for p, value in zip(processors, row, strict=True)))
-                for row in rows
-            ]
-        return Rows(rows, rowcount)
+
+    def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled | None:
+        key = (dialect.name, tuple(params))
+        try:
+            return self._compiled[key]
+        except KeyError:
+            return self._compile(dialect, key)
+
+    def write(self, target: Session | Connection, params: Mapping[str, Any] | None = None) -> None:
+        """Run a write whose outcome (rows, row count) nobody reads. In a transaction that defers its writes
+        (``defer_writes``) it waits, with the others, for the next statement that reads or for the commit; an
+        error it causes is raised there. Elsewhere it runs at once, as a call does."""
+        conn = target.connection() if isinstance(target, Session) else target
+        params = params if params is not None else {}
+        queue = conn.info.get(_QUEUE)
+        if queue is None:
+            self(conn, params)
+            return
+        compiled = self._for(conn.dialect, params)
+        if compiled is None:
+            self(conn, params)  # SQLAlchemy's execution sends what is queued first
+            return
+        queue.append((compiled.sql, compiled.parameters(params)))
 
     def _compile(self, dialect: Dialect, key: tuple[str, tuple[str, ...]]) -> _Compiled | None:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(key[1]))  # type: ignore[attr-defined]
@@ -170,6 +194,113 @@ def _translated(conn: Connection, sql: str, exc: Exception, cursor: Any) -> DBAP
     )
     assert isinstance(error, DBAPIError)
     return error
+
+
+# Deferred writes (PostgreSQL through psycopg). Each statement of a transaction is a round trip to the server, and on
+# a busy machine every round trip also waits for a turn on a core, twice. The writes at the end of a hot path (the
+# rows that record what was decided: a document, its event, its jobs) read nothing back; sent together in psycopg's
+# pipeline mode, with the COMMIT, they cost one round trip instead of one each.
+_DEFERRABLE = "lephi_deferrable"  # set on connections of engines that send deferred writes (``send_deferred_writes``)
+_QUEUE = "lephi_deferred"  # the statements waiting, on the connection's info while its transaction defers writes
+
+
+def send_deferred_writes(engine: Engine) -> None:
+    """Let transactions on ``engine`` defer their writes (psycopg only): queued writes are sent before any other
+    statement on the connection and, at the commit, in one round trip with it; a rollback drops them."""
+    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _mark(_dbapi: Any, record: Any) -> None:
+        record.info[_DEFERRABLE] = True
+
+    @event.listens_for(engine, "before_execute")
+    def _before(conn: Connection, *_: Any) -> None:
+        if queue := conn.info.get(_QUEUE):
+            _send(conn, queue, commit=False)
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        queue = conn.info.pop(_QUEUE, None)
+        if queue:
+            _send(conn, queue, commit=True)  # SQLAlchemy's own COMMIT then finds the transaction ended
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(conn: Connection) -> None:
+        if not conn.invalidated:  # an invalidated connection's info went with its server connection
+            conn.info.pop(_QUEUE, None)
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info.pop(_QUEUE, None)  # a connection returned without commit or rollback through its Connection
+
+
+def defer_writes(target: Session | Connection) -> None:
+    """From here to the end of the transaction, ``Prepared.write`` statements wait and go to the server together,
+    before the next statement that reads, or with the COMMIT: one round trip for the lot. An error one of them
+    causes (a broken constraint) is raised there instead of at the write, as SQLAlchemy's error, and the
+    transaction rolls back as usual: only for writes whose failure the caller handles for the whole transaction.
+    Nothing changes where the connection cannot (SQLite, whose statements are no round trip) or where statement
+    listeners watch the connection (they see every statement as it runs)."""
+    conn = target.connection() if isinstance(target, Session) else target
+    if (
+        conn.info.get(_DEFERRABLE)
+        and _QUEUE not in conn.info
+        and not (conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute)
+    ):
+        conn.info[_QUEUE] = []
+
+
+def together(target: Session | Connection, calls: Sequence[tuple[Prepared, Mapping[str, Any]]]) -> list[Rows]:
+    """Statements whose results are all needed, each run after the one before it as if called one by one, but on
+    PostgreSQL in one round trip (with the deferred writes before them). Each still sees what committed before it
+    ran: a statement that waited for a lock does not hold back the snapshot of the next."""
+    conn = target.connection() if isinstance(target, Session) else target
+    compiled = [prepared._for(conn.dialect, params) for prepared, params in calls]
+    if (
+        not conn.info.get(_DEFERRABLE)
+        or conn.dispatch.before_cursor_execute
+        or conn.dispatch.after_cursor_execute
+        or any(c is None for c in compiled)
+    ):
+        return [prepared(conn, params) for prepared, params in calls]
+    queue = conn.info.get(_QUEUE) or []
+    statements = [*queue, *((c.sql, c.parameters(params)) for c, (_, params) in zip(compiled, calls, strict=True))]  # type: ignore[union-attr]
+    queue.clear()
+    driver: Any = conn.connection.driver_connection
+    cursors: list[Any] = []
+    try:
+        with driver.pipeline():
+            for sql, args in statements:
+                cursors.append(driver.cursor())
+                cursors[-1].execute(sql, args)
+        mine = cursors[len(statements) - len(calls) :]
+        return [c.result(cursor) for c, cursor in zip(compiled, mine, strict=True)]  # type: ignore[union-attr]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        conn.info.pop(_QUEUE, None)
+        raise _translated(conn, "; ".join(sql for sql, _ in statements), exc, None) from exc
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _send(conn: Connection, queue: list[tuple[str, Any]], *, commit: bool) -> None:
+    """The queued statements in one pipeline (and the COMMIT with them), their errors as SQLAlchemy's."""
+    statements = list(queue)
+    queue.clear()
+    driver: Any = conn.connection.driver_connection
+    try:
+        with driver.pipeline():
+            cursor = driver.cursor()
+            for sql, args in statements:
+                cursor.execute(sql, args)
+            if commit:
+                # As a statement, not ``driver.commit()``: that one syncs the pipeline, and leaving it syncs again, a
+                # round trip each. SQLAlchemy's own commit then finds no transaction open and sends nothing.
+                cursor.execute("COMMIT")
+    except conn.dialect.loaded_dbapi.Error as exc:
+        conn.info.pop(_QUEUE, None)
+        raise _translated(conn, "; ".join(sql for sql, _ in statements), exc, None) from exc
 
 
 def insert_or_nothing(s: Session, table: Table, conflict: Sequence[str], returning: Sequence[str] = ()) -> Prepared:
@@ -201,7 +332,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
         if len(chunk) == 1:
-            _insert_one(table)(conn, chunk[0])
+            _insert_one(table).write(conn, chunk[0])
             continue
         params: dict[str, Any] = {}
         for i, row in enumerate(chunk):
@@ -209,7 +340,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
                 raise ValueError("every row of one insert must name the same columns")
             for name in names:
                 params[f"r{i}_{name}"] = row[name]
-        _insert_many(table, names, len(chunk))(conn, params)
+        _insert_many(table, names, len(chunk)).write(conn, params)
 
 
 @functools.cache

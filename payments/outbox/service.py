@@ -29,7 +29,7 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], run_after: dat
     now = utcnow()
     row = job_row(kind, payload, run_after or now, now)
     conn = connection(session)
-    INSERT_JOB(conn, row)
+    INSERT_JOB.write(conn, row)
     wake_workers(conn, [row], now)
 
 
@@ -74,4 +74,4 @@ def wake_workers(conn: Connection, rows: list[dict[str, Any]], now: datetime) ->
         return
     kinds = sorted({row["kind"] for row in rows if row["run_after"] <= now})
     if kinds:
-        _NOTIFY(conn, {"kinds": ",".join(kinds)})
+        _NOTIFY.write(conn, {"kinds": ",".join(kinds)})

@@ -142,7 +142,7 @@ def emit(
     )
     # Core, not an ORM object: this runs in every payment's final transition, where a flush costs more than the rest.
     row = {"id": message_id, "agency_id": agency_id, "event_type": event_type, "body": body, "created_at": now}
-    _INSERT_MESSAGE(s, row)
+    _INSERT_MESSAGE.write(s, row)
     enqueue_many(s, [(FANOUT, {"message_id": message_id}), *also])
 
 

@@ -20,6 +20,7 @@ import payments.outbox.worker as worker_module
 from invoices.tables import Document
 from lephi.jobs import HANDLERS
 from lephi.migrate import upgrade
+from payments.core.sql import Rows
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
@@ -35,16 +36,16 @@ def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypa
         with service(url, tmp_path, worker_lease_seconds=5) as api:
             payment_id = pay(api, "HS-F1")
             frozen, resume = threading.Event(), threading.Event()
-            take_number = invoices.numbering.take_number
+            take_number = invoices.numbering.take_number_then
 
-            def take_then_freeze(*args: object, **kw: object) -> int:
-                number = take_number(*args, **kw)  # type: ignore[arg-type]
+            def take_then_freeze(*args: object, **kw: object) -> tuple[int, list[Rows]]:
+                taken = take_number(*args, **kw)  # type: ignore[arg-type]
                 if threading.current_thread().name == "worker-a":
                     frozen.set()
                     assert resume.wait(60)
-                return number
+                return taken
 
-            monkeypatch.setattr(invoices.service, "take_number", take_then_freeze)
+            monkeypatch.setattr(invoices.service, "take_number_then", take_then_freeze)
             a, b = Worker(api.ctx, HANDLERS, name="a"), Worker(api.ctx, HANDLERS, name="b")
             (job,) = [j for j in a.claim(10) if j.kind == kinds.SUCCEEDED]
             thread_a = threading.Thread(target=a.run_claimed, args=(job,), name="worker-a")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from sqlalchemy import event, update
 from sqlmodel import col, select
 
@@ -21,8 +22,9 @@ from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.worker import Worker
 from payments.webhooks.models import WebhookMessage
-from tests.conftest import Api
+from tests.conftest import BACKENDS, Api
 from tests.factories import dossier_body, payment_body, sandbox_outcome
+from tests.roundtrips import counted
 
 
 @dataclass
@@ -69,13 +71,13 @@ def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
         document_id = issue_receipt(api.ctx, store, payment_id)
     assert document_id is not None
     kinds = [kind for kind in trace.kinds() if kind not in {"BEGIN", "SAVEPOINT", "RELEASE"}]
-    # The facts with the open series, the number, the document, its tax message, whether a hand-off job is already
-    # waiting (the first receipt's is), its webhook message, then every outbox job in one statement. On PostgreSQL,
-    # the series read again once its counter row is locked (a close may have committed meanwhile), and the NOTIFY
-    # that wakes the workers.
+    # The facts with the open series, the number, whether a hand-off job is already waiting (the first receipt's
+    # is), the document, its tax message, its webhook message, then every outbox job in one statement. On
+    # PostgreSQL, the series read again once its counter row is locked (a close may have committed meanwhile), and
+    # the NOTIFY that wakes the workers.
     postgres = api.ctx.db.engine.dialect.name == "postgresql"
     recheck, notify = (["SELECT"], ["SELECT"]) if postgres else ([], [])
-    expected = ["SELECT", "UPDATE", *recheck, "INSERT", "INSERT", "SELECT", "INSERT", "INSERT", *notify]
+    expected = ["SELECT", "UPDATE", "SELECT", *recheck, "INSERT", "INSERT", "INSERT", "INSERT", *notify]
     assert kinds == expected, trace.statements
     assert trace.commits == 1
     outbox_inserts = [(sql, many) for sql, many in trace.statements if "INTO outbox" in sql]
@@ -84,6 +86,25 @@ def test_a_receipt_takes_one_read_and_one_transaction(api: Api) -> None:
     with traced(api) as again:
         assert issue_receipt(api.ctx, store, payment_id) == document_id
     assert [kind for kind in again.kinds() if kind != "BEGIN"] == ["SELECT"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgres"], indirect=True)
+def test_a_receipt_on_postgresql_is_four_round_trips_two_of_them_after_the_number(api: Api) -> None:
+    """BEGIN and the facts; the number with the two reads that must follow it; every write with the COMMIT. Other
+    workers wait for the counter row for the last two, the signature between them, and the commit's flush: a round
+    trip per statement would be ten."""
+    first, payment_id = _paid(api), _paid(api)
+    issue_receipt(api.ctx, api.ctx.signers, first)
+    with counted(api.ctx.db.engine) as trips:
+        document_id = issue_receipt(api.ctx, api.ctx.signers, payment_id)
+    assert trips.count == 4
+    with api.ctx.db.read() as s:  # and everything was written
+        document = s.get(Document, document_id)
+        assert document is not None and document.number == 2
+        assert s.exec(select(TaxMessage).where(TaxMessage.document_id == document_id)).one()
+        events = s.exec(select(WebhookMessage).where(WebhookMessage.event_type == "receipt.issued")).all()
+        assert len(events) == 2
 
 
 def test_the_rows_written_with_the_document_are_complete(api: Api) -> None:
