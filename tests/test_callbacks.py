@@ -11,9 +11,14 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from adapters.sandbox import SIGNATURE_HEADER, sign
-from payments.payment.models import GatewayInbox, PaymentEvent
-from tests.conftest import Api
+from payments.dossier.models import Dossier, DossierStatus
+from payments.outbox.models import OutboxJob
+from payments.payment import kinds as kinds_module
+from payments.payment.models import GatewayInbox, Payment, PaymentEvent
+from payments.webhooks.models import WebhookMessage
+from tests.conftest import BACKENDS, Api
 from tests.factories import dossier_body, payment_body, seed_agency
+from tests.roundtrips import counted
 
 
 def _pending_payment(api: Api) -> dict[str, Any]:
@@ -242,3 +247,25 @@ def test_a_success_that_would_be_a_second_payment_is_not_dropped(api: Api, capfd
     assert "gateway.callback.conflict" in capfd.readouterr().err
     with api.ctx.db.read() as s:
         assert s.exec(select(GatewayInbox).where(GatewayInbox.event_id == "b")).first() is None  # not swallowed
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgres"], indirect=True)
+def test_a_success_callback_on_postgresql_is_five_round_trips(api: Api) -> None:
+    """BEGIN, the inbox row (a repeat fails there, at once), the payment, the guarded status change; then the event,
+    the webhook message, the outbox jobs, the NOTIFY, the dossier marked paid and the inbox outcome all go with the
+    COMMIT. One round trip a statement was eleven."""
+    payment = _pending_payment(api)
+    with counted(api.ctx.db.engine) as trips:
+        assert _callback(api, payment, "succeeded").json()["result"] == "accepted"
+    assert trips.count == 5
+    assert _status(api, payment) == "succeeded"
+    with api.ctx.db.read() as s:
+        kinds = s.exec(select(PaymentEvent.kind).where(PaymentEvent.payment_id == payment["id"])).all()
+        assert "gateway.callback" in kinds
+        assert s.exec(select(GatewayInbox.outcome).where(GatewayInbox.gateway == "sandbox")).all() == ["accepted"]
+        dossier = s.exec(select(Dossier).join(Payment).where(Payment.id == payment["id"])).one()
+        assert dossier.status is DossierStatus.paid
+        jobs = s.exec(select(OutboxJob.kind)).all()
+        assert kinds_module.SUCCEEDED in jobs
+        assert s.exec(select(WebhookMessage.event_type)).all() == ["payment.succeeded"]

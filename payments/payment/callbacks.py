@@ -19,7 +19,7 @@ from payments.agency.models import Agency
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
-from payments.core.sql import Prepared, loaded
+from payments.core.sql import Prepared, defer_writes, loaded
 from payments.core.types import utcnow
 from payments.payment.lifecycle import apply_gateway_status, flag_for_review, note
 from payments.payment.models import GatewayInbox, Payment
@@ -130,6 +130,9 @@ def handle_callback(
             if gateway.pushes_funds:
                 return _credit_callback(s, gateway.name, event, agency_code, key)
             payment = find_callback_payment(s, gateway.name, event, agency_code)
+            # From here the callback's writes read nothing back but the status change's row count: on PostgreSQL
+            # they go to the server with the COMMIT (a broken guarantee is raised there, and handled below).
+            defer_writes(s)
             if payment is None:
                 outcome = CallbackOutcome.unknown_order
                 log.warning("gateway.callback.unknown_order", gateway=gateway.name, reference=event.gateway_reference)
@@ -149,10 +152,10 @@ def handle_callback(
                 )
             # Everything above wrote with Core statements: nothing is pending in the session for these to flush first.
             if outcome in NOT_CONSUMED:
-                _INBOX_DELETE(s, key)
+                _INBOX_DELETE.write(s, key)
             else:
                 inbox = {**key, "payment_id": payment.id if payment else None, "outcome": outcome}
-                _INBOX_UPDATE(s, inbox)
+                _INBOX_UPDATE.write(s, inbox)
             return outcome
     except _DuplicateEvent:
         log.info("gateway.callback.duplicate", gateway=gateway.name, event_id=event.event_id)

@@ -29,7 +29,7 @@ from payments.core.errors import (
 )
 from payments.core.logging import get_logger
 from payments.core.observe import after_commit, observer
-from payments.core.sql import Prepared
+from payments.core.sql import Prepared, defer_writes
 from payments.core.types import utcnow
 from payments.dossier.models import Dossier, DossierStatus
 from payments.outbox.service import enqueue_many
@@ -90,7 +90,10 @@ def transition(
     for key, value in changes.items():
         # Written already: the object follows without becoming dirty (no second UPDATE at commit).
         set_committed_value(payment, key, value)
-    _INSERT_EVENT(
+    # The rest records the move and reads nothing back: on PostgreSQL it goes to the server with the next read or
+    # the COMMIT, in one round trip.
+    defer_writes(s)
+    _INSERT_EVENT.write(
         s,
         {
             "payment_id": payment.id,
@@ -111,7 +114,7 @@ def transition(
     else:
         enqueue_many(s, jobs)
     if to is S.succeeded:
-        _DOSSIER_PAID(
+        _DOSSIER_PAID.write(
             s,
             {"b_id": payment.dossier_id, "status": DossierStatus.paid, "paid_at": now, "updated_at": now},
         )
@@ -148,7 +151,7 @@ def _event_data(payment: Payment, kind: str, detail: dict[str, Any] | None) -> d
 def note(s: Session, payment: Payment, kind: str, actor: str, **detail: Any) -> None:
     """An event that records a fact without a status change (a rejected or ignored gateway message)."""
     row = {"payment_id": payment.id, "kind": kind, "from_status": None, "to_status": None, "actor": actor}
-    _INSERT_EVENT(
+    _INSERT_EVENT.write(
         s,
         {
             **row,
