@@ -42,7 +42,14 @@ from invoices.series import OpenSeries, confirm_open, open_series, receipt_templ
 from invoices.tables import Document as DocumentRow
 from invoices.tables import DocumentPurpose, ReceiptSeries, SeriesStatus
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
-from invoices.tax.service import SEND, queue_issued, queue_notice, send_job_needed, send_waiting_read
+from invoices.tax.service import (
+    SEND,
+    message_for_issue,
+    queue_issued,
+    queue_notice,
+    send_job_needed,
+    send_waiting_read,
+)
 from invoices.validate import validate
 from invoices.xml import DRAFT_NUMBER, build_xml, with_number
 from invoices.xmldsig import parse_xml
@@ -512,6 +519,9 @@ def _issue(
     draft_xml = build_xml(draft)
     validate(draft_xml)  # never sign a document the format would reject (any number 1-99999999 is as valid)
     conn = s.connection()
+    message = (
+        message_for_issue(ctx.settings, facts.seller.tax_code, series_symbol) if ctx.settings.tax_transmission else None
+    )
     # The reads that must follow the number go with it, in one round trip: the counter row stays locked from here.
     reads = [send_waiting_read()] if ctx.settings.tax_transmission else []
     if ctx.db.dialect == "postgresql":
@@ -548,9 +558,9 @@ def _issue(
     defer_writes(conn)
     _INSERT_DOCUMENT.write(conn, dict(vars(issued)))  # asdict() would deep-copy the signed XML
     jobs: list[tuple[str, dict[str, Any]]] = []
-    if ctx.settings.tax_transmission:
+    if message is not None:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
-        queue_issued(conn, ctx.settings, facts.agency_id, seller.tax_code, issued.id, series_symbol, signed)
+        queue_issued(conn, message, facts.agency_id, issued.id, signed)
         if send_job:
             jobs.append((SEND, {}))
     # Written with the document, so the client systems hear of every document and of no document that rolled back.

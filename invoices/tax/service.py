@@ -33,7 +33,16 @@ from invoices.config import ReceiptSettings
 from invoices.context import ReceiptContext
 from invoices.signing import Signer
 from invoices.tables import Document
-from invoices.tax.envelope import Header, MessageType, build_envelope, message_type_for_series, new_message_id
+from invoices.tax.envelope import (
+    Header,
+    MessageType,
+    Shell,
+    build_envelope,
+    carrying,
+    message_type_for_series,
+    new_message_id,
+    shell_for,
+)
 from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply, TaxGateway
 from invoices.tax.notice import Notice, signed_notice
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
@@ -48,6 +57,7 @@ __all__ = [
     "apply_replies",
     "gateway_for",
     "left_by_failure",
+    "message_for_issue",
     "queue_document",
     "queue_issued",
     "queue_notice",
@@ -141,19 +151,16 @@ def queue_summary(s: Session, settings: ReceiptSettings, agency: Agency, signed:
     return _queue(s, settings, agency, TaxMessageKind.summary, MessageType.summary, [signed], None)
 
 
-def queue_issued(
-    conn: Connection,
-    settings: ReceiptSettings,
-    agency_id: str,
-    tax_code: str,
-    document_id: str,
-    series: str,
-    xml: bytes,
-) -> None:
+def message_for_issue(settings: ReceiptSettings, tax_code: str, series: str) -> Shell:
+    """The envelope of the message that will carry a document about to be issued in ``series``, made before the
+    document is numbered (see ``Shell``)."""
+    return shell_for(_header(settings, message_type_for_series(series), tax_code))
+
+
+def queue_issued(conn: Connection, shell: Shell, agency_id: str, document_id: str, xml: bytes) -> None:
     """The message carrying a document issued in this same transaction, which no message can carry yet: written
     with one Core INSERT on the transaction's connection, for the path every issued document takes."""
-    message_type = message_type_for_series(series)
-    header = _header(settings, message_type, tax_code)
+    header = shell.header
     now, message_id = utcnow(), new_id("txm")
     _INSERT_MESSAGE.write(
         conn,
@@ -162,10 +169,10 @@ def queue_issued(
             "agency_id": agency_id,
             "document_id": document_id,
             "kind": TaxMessageKind.document,
-            "message_type": int(message_type),
+            "message_type": int(header.message_type),
             "mtdiep": header.message_id,
             "status": Status.queued,
-            "xml": build_envelope(header, [xml]),
+            "xml": carrying(shell, xml),
             "mccqt": None,
             "error": None,
             "created_at": now,
@@ -177,7 +184,7 @@ def queue_issued(
         "tax.message_queued",
         message_id=message_id,
         mtdiep=header.message_id,
-        type=int(message_type),
+        type=int(header.message_type),
         document=document_id,
     )
 

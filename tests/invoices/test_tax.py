@@ -31,9 +31,11 @@ from invoices.tax.envelope import (
     Header,
     MessageType,
     build_envelope,
+    carrying,
     documents_in,
     message_type_for_series,
     new_message_id,
+    shell_for,
 )
 from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
@@ -250,6 +252,25 @@ def test_envelope_refuses_what_it_cannot_carry_unchanged(document: bytes, error:
     header = Header("V0100000000", MessageType.uncoded_document, new_message_id("V0100000000"), TAX_CODE)
     with pytest.raises(EnvelopeError, match=error):
         build_envelope(header, [document])
+    with pytest.raises(EnvelopeError, match=error):  # and so does a shell made ahead of the document
+        carrying(shell_for(header), document)
+
+
+def test_a_shell_made_before_the_document_carries_it_as_build_envelope_does() -> None:
+    """The issuing path makes the envelope before the document is numbered and signed, then puts it in."""
+    signer = dev_signer("5800123456")
+    namespaced = receipt().replace(b"<HDon>", b'<HDon xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">')
+    for document in (signer.sign(receipt()), signer.sign(namespaced)):
+        header = Header("V0100000000", MessageType.uncoded_document, new_message_id("V0100000000"), "5800123456")
+        envelope = carrying(shell_for(header), document)
+        assert envelope == build_envelope(header, [document])
+        (carried,) = documents_in(envelope)
+        assert verify(carried, pinned(signer.certificate)).number == 42
+    with pytest.raises(InvalidDocument) as refused:
+        carrying(shell_for(header), b'<!DOCTYPE HDon [<!ENTITY e "x">]><HDon>&e;</HDon>')
+    assert refused.value.reason is Reason.doctype
+    with pytest.raises(InvalidDocument, match="MST"):  # the header is checked against the XSD when the shell is made
+        shell_for(Header("V0100000000", MessageType.notice, new_message_id("V0100000000"), "12"))
 
 
 def test_envelope_refuses_a_doctype_and_a_header_that_does_not_hold_together() -> None:
