@@ -519,17 +519,17 @@ def _issue(
     draft_xml = build_xml(draft)
     validate(draft_xml)  # never sign a document the format would reject (any number 1-99999999 is as valid)
     conn = s.connection()
+    postgres = ctx.db.dialect == "postgresql"
     message = (
         message_for_issue(ctx.settings, facts.seller.tax_code, series_symbol) if ctx.settings.tax_transmission else None
     )
     # The reads that must follow the number go with it, in one round trip: the counter row stays locked from here.
-    reads = [send_waiting_read()] if ctx.settings.tax_transmission else []
-    if ctx.db.dialect == "postgresql":
-        reads.append(status_read(in_use))  # a close may have committed while we waited for the counter row
+    # On PostgreSQL the series is read again: a close may have committed while we waited for the counter row.
+    reads = ([send_waiting_read()] if message else []) + ([status_read(in_use)] if postgres else [])
     number, found = take_number_then(s, facts.agency_id, draft.template, series_symbol, issue_date.year, reads)
-    if ctx.db.dialect == "postgresql":
+    if postgres:
         confirm_open(conn, in_use, found[-1])
-    send_job = ctx.settings.tax_transmission and send_job_needed(conn, found[0])
+    send_job = message is not None and send_job_needed(conn, found[0])
     doc = draft.model_copy(update={"number": number})
     xml = with_number(draft_xml, number)
     seller = facts.seller

@@ -3,14 +3,10 @@ through SQLAlchemy's execution, SQLAlchemy's errors, and the statement listeners
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from psycopg import pq
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, create_engine, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import select as sm_select
@@ -21,6 +17,7 @@ from payments.core.sql import Prepared, defer_writes, insert_rows
 from payments.idempotency.models import IdempotencyRecord, IdempotencyState
 from payments.outbox.models import OutboxJob, OutboxStatus
 from tests.conftest import BACKENDS
+from tests.roundtrips import counted_on
 
 _JOB = table_of(OutboxJob)
 _RECORD = table_of(IdempotencyRecord)
@@ -169,23 +166,6 @@ _ADD_RECORD = Prepared(insert(_RECORD))
 _ON_POSTGRES = pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgres"], indirect=True)
 
 
-@contextmanager
-def _round_trips(s: Any) -> Iterator[list[int]]:
-    """The round trips the session's connection makes inside the block: libpq's own trace of the protocol, one
-    ReadyForQuery message per round trip."""
-    driver = s.connection().connection.driver_connection
-    counted: list[int] = []
-    with tempfile.TemporaryFile() as trace:
-        driver.pgconn.trace(trace.fileno())
-        driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-        try:
-            yield counted
-        finally:
-            driver.pgconn.untrace()
-        trace.seek(0)
-        counted.append(sum("\tReadyForQuery\t" in line for line in trace.read().decode().splitlines()))
-
-
 def _keys(ctx: Container) -> list[str]:
     with ctx.db.read() as s:
         return sorted(s.connection().execute(select(_RECORD.c.key)).scalars().all())
@@ -196,20 +176,20 @@ def _keys(ctx: Container) -> list[str]:
 def test_deferred_writes_go_with_the_commit_in_one_round_trip(ctx: Container) -> None:
     with ctx.db.write() as s:
         _READ_JOB(s, {"kind": "x"})  # the transaction has begun
-        with _round_trips(s) as deferred:
+        with counted_on(s) as deferred:
             defer_writes(s)
             for key in ("a", "b", "c"):
                 _ADD_RECORD.write(s, _record(key))
             s.commit()
     with ctx.db.write() as s:
         _READ_JOB(s, {"kind": "x"})
-        with _round_trips(s) as one_by_one:
+        with counted_on(s) as one_by_one:
             for key in ("d", "e", "f"):
                 _ADD_RECORD.write(s, _record(key))
             s.commit()
-    assert deferred == [1]
+    assert deferred.count == 1
     # What the same writes cost without it: one each and the COMMIT (and psycopg's PREPARE, once it prepares them).
-    assert one_by_one[0] >= 4
+    assert one_by_one.count >= 4
     assert _keys(ctx) == ["a", "b", "c", "d", "e", "f"]
 
 

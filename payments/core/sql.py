@@ -256,51 +256,52 @@ def together(target: Session | Connection, calls: Sequence[tuple[Prepared, Mappi
     PostgreSQL in one round trip (with the deferred writes before them). Each still sees what committed before it
     ran: a statement that waited for a lock does not hold back the snapshot of the next."""
     conn = target.connection() if isinstance(target, Session) else target
-    compiled = [prepared._for(conn.dialect, params) for prepared, params in calls]
+    compiled = [c for prepared, params in calls if (c := prepared._for(conn.dialect, params)) is not None]
     if (
         not conn.info.get(_DEFERRABLE)
         or conn.dispatch.before_cursor_execute
         or conn.dispatch.after_cursor_execute
-        or any(c is None for c in compiled)
+        or len(compiled) != len(calls)
     ):
         return [prepared(conn, params) for prepared, params in calls]
     queue = conn.info.get(_QUEUE) or []
-    statements = [*queue, *((c.sql, c.parameters(params)) for c, (_, params) in zip(compiled, calls, strict=True))]  # type: ignore[union-attr]
+    statements = [*queue, *((c.sql, c.parameters(params)) for c, (_, params) in zip(compiled, calls, strict=True))]
     queue.clear()
-    driver: Any = conn.connection.driver_connection
-    cursors: list[Any] = []
+    cursors = _pipelined(conn, statements, commit=False)
     try:
-        with driver.pipeline():
-            for sql, args in statements:
-                cursors.append(driver.cursor())
-                cursors[-1].execute(sql, args)
-        mine = cursors[len(statements) - len(calls) :]
-        return [c.result(cursor) for c, cursor in zip(compiled, mine, strict=True)]  # type: ignore[union-attr]
-    except conn.dialect.loaded_dbapi.Error as exc:
-        conn.info.pop(_QUEUE, None)
-        raise _translated(conn, "; ".join(sql for sql, _ in statements), exc, None) from exc
+        mine = cursors[len(cursors) - len(calls) :]  # after those of the deferred writes
+        return [c.result(cursor) for c, cursor in zip(compiled, mine, strict=True)]
     finally:
         for cursor in cursors:
             cursor.close()
 
 
 def _send(conn: Connection, queue: list[tuple[str, Any]], *, commit: bool) -> None:
-    """The queued statements in one pipeline (and the COMMIT with them), their errors as SQLAlchemy's."""
+    """The queued statements in one round trip (and the COMMIT with them)."""
     statements = list(queue)
     queue.clear()
+    for cursor in _pipelined(conn, statements, commit=commit):
+        cursor.close()
+
+
+def _pipelined(conn: Connection, statements: list[tuple[str, Any]], *, commit: bool) -> list[Any]:
+    """Run ``statements`` in one psycopg pipeline, then the COMMIT if asked; each statement's cursor, its result
+    read (the caller closes them). An error is raised as SQLAlchemy's, and drops what was still deferred."""
     driver: Any = conn.connection.driver_connection
+    cursors: list[Any] = []
     try:
         with driver.pipeline():
-            cursor = driver.cursor()
-            for sql, args in statements:
-                cursor.execute(sql, args)
-            if commit:
-                # As a statement, not ``driver.commit()``: that one syncs the pipeline, and leaving it syncs again, a
-                # round trip each. SQLAlchemy's own commit then finds no transaction open and sends nothing.
-                cursor.execute("COMMIT")
+            # The COMMIT as a statement, not ``driver.commit()``: that one syncs the pipeline, and leaving it syncs
+            # again, a round trip each. SQLAlchemy's own commit then finds no transaction open and sends nothing.
+            for sql, args in [*statements, ("COMMIT", None)] if commit else statements:
+                cursors.append(driver.cursor())
+                cursors[-1].execute(sql, args)
     except conn.dialect.loaded_dbapi.Error as exc:
+        for cursor in cursors:
+            cursor.close()
         conn.info.pop(_QUEUE, None)
         raise _translated(conn, "; ".join(sql for sql, _ in statements), exc, None) from exc
+    return cursors
 
 
 def insert_or_nothing(s: Session, table: Table, conflict: Sequence[str], returning: Sequence[str] = ()) -> Prepared:
