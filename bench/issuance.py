@@ -242,7 +242,7 @@ def receipt_job() -> str:
     from bench.server import HANDLERS
     from invoices.jobs import issue
 
-    return next(kind for kind, handler in HANDLERS.items() if handler is issue)
+    return next(kind for kind, handler in HANDLERS.items() if getattr(handler, "one", handler) is issue)
 
 
 def _worker_settings(url: str, data_dir: Path) -> Any:
@@ -259,7 +259,7 @@ def worker_child() -> None:
 
     from bench.server import HANDLERS, NETWORK_KINDS, build_container
     from payments.core.logging import configure_logging
-    from payments.outbox.worker import Worker
+    from payments.outbox.worker import Batched, Worker
 
     configure_logging("WARNING")
     spec = json.loads(sys.stdin.readline())
@@ -267,20 +267,23 @@ def worker_child() -> None:
     by_kind: dict[str, list[float]] = {}  # kind -> [jobs, CPU seconds in the handler]
     lock = threading.Lock()
 
-    def timed(kind: str, handler: Any) -> Any:
-        def run(ctx: Any, payload: dict[str, Any]) -> None:
+    def timed(kind: str, handler: Any, jobs: Any = lambda _payload: 1) -> Any:
+        def run(ctx: Any, payload: Any) -> None:
             cpu = time.thread_time()  # the job's own thread: network jobs run on the worker's pool
             try:
                 handler(ctx, payload)
             finally:
                 with lock:
                     tally = by_kind.setdefault(kind, [0, 0.0])
-                    tally[0] += 1
+                    tally[0] += jobs(payload)
                     tally[1] += time.thread_time() - cpu
 
         return run
 
-    handlers = {k: timed(k, h) for k, h in HANDLERS.items()}
+    handlers = {
+        k: Batched(timed(k, h.one), timed(k, h.many, len)) if isinstance(h, Batched) else timed(k, h)
+        for k, h in HANDLERS.items()
+    }
     worker = Worker(ctx, handlers, name=f"bench-{os.getpid()}", concurrent=NETWORK_KINDS)
     HANDLERS[receipt_job()](ctx, {"payment_id": spec["warm_payment"]})
     print("ready", flush=True)

@@ -6,10 +6,11 @@ from typing import Any
 
 from invoices.context import ReceiptContext
 from invoices.errors import HandOffFailed, OriginalNotIssued
-from invoices.service import issue_adjustment, issue_receipt
+from invoices.service import issue_adjustment, issue_receipt, issue_receipts
 from invoices.tax.service import SEND, apply_replies, gateway_for, left_by_failure, send_pending
 from invoices.tax.summary import send_daily_summaries
-from payments.outbox.worker import Handler, Periodic, RetryLater
+from payments.core import requestid
+from payments.outbox.worker import Batched, Handler, Periodic, RetryLater
 from payments.payment import kinds
 
 # An adjustment waits this long for the receipt it corrects (issued by an earlier job of the same outbox).
@@ -18,6 +19,15 @@ ADJUSTMENT_WAIT_SECONDS = 30.0
 
 def issue(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
     issue_receipt(ctx, ctx.signers, str(payload["payment_id"]))
+
+
+def issue_many(ctx: ReceiptContext, payloads: list[dict[str, Any]]) -> None:
+    """Several receipt jobs claimed together: their receipts in one transaction, each series' counter row locked
+    once for all of its documents instead of once each (the worker runs them one by one should this fail)."""
+    asked: dict[str, object] = {}
+    for payload in payloads:  # a payment's job queued twice asks for one receipt
+        asked.setdefault(str(payload["payment_id"]), payload.get(requestid.PAYLOAD_KEY))
+    issue_receipts(ctx, ctx.signers, list(asked), request_ids=list(asked.values()))
 
 
 def adjust(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
@@ -49,7 +59,7 @@ def send(ctx: ReceiptContext, payload: dict[str, Any]) -> None:
 
 
 HANDLERS: dict[str, Handler[ReceiptContext]] = {
-    kinds.SUCCEEDED: issue,
+    kinds.SUCCEEDED: Batched(issue, issue_many),
     kinds.REFUND_SUCCEEDED: adjust,
     SEND: send,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -37,10 +38,11 @@ from invoices.context import ReceiptContext
 from invoices.errors import DocumentAdjusted, DocumentReplaced, OriginalNotIssued
 from invoices.format import DocumentKind
 from invoices.keys import SignerStore
-from invoices.numbering import take_number_then
+from invoices.numbering import take_numbers_then
 from invoices.series import OpenSeries, confirm_open, open_series, receipt_template, status_read
 from invoices.tables import Document as DocumentRow
 from invoices.tables import DocumentPurpose, ReceiptSeries, SeriesStatus
+from invoices.tax.envelope import Shell
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument
 from invoices.tax.service import (
     SEND,
@@ -55,11 +57,12 @@ from invoices.xml import DRAFT_NUMBER, build_xml, with_number
 from invoices.xmldsig import parse_xml
 from payments.agency.models import Agency
 from payments.auth.access import owned_or_404
+from payments.core import requestid
 from payments.core.db import table_of
 from payments.core.errors import Conflict, ValidationFailed
 from payments.core.logging import get_logger
 from payments.core.observe import after_commit, observer
-from payments.core.sql import Prepared, defer_writes
+from payments.core.sql import Prepared, defer_writes, together
 from payments.core.types import new_id, utcnow
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.outbox.service import enqueue
@@ -155,39 +158,103 @@ def issue_receipt(
     try:
         with ctx.db.write() as s:
             rows = _RECEIPT_FACTS(s, key).all()
-            if not rows:
-                return None
-            first = rows[0]
-            if first.issued_id is not None:
-                return str(first.issued_id)
-            if first.status not in PAID:
-                return None
-            lines = cast("list[LineFacts]", [row for row in rows if row.position is not None])
-            fees, services = lines_from_dossier(lines)
-            facts = _Facts(
-                payment_id=payment_id,
-                gateway=first.gateway,
-                dossier_code=first.dossier_code,
-                agency_id=first.agency_id,
-                agency_code=first.agency_code,
-                seller=Seller.from_agency(
-                    _Agency(
-                        first.agency_name,
-                        first.agency_tax_code,
-                        first.agency_address,
-                        first.agency_bank_account,
-                        first.agency_bank_name,
-                    )
-                ),
+            wanted = _wanted(payment_id, rows)
+            if wanted is None:
+                return str(rows[0].issued_id) if rows and rows[0].issued_id is not None else None
+            issued = _issue(
+                s, ctx, signers, wanted.facts, wanted.content, DocumentPurpose.original, now, series=wanted.series
             )
-            content = _Content(Buyer.from_dossier(cast("PayerFacts", first)), fees, services)
-            series = OpenSeries(first.series_id, first.series) if first.series_id is not None else None
-            issued = _issue(s, ctx, signers, facts, content, DocumentPurpose.original, now, series=series)
             return issued.id
     except IntegrityError:
         # Another worker issued it first (PostgreSQL); its document stands and our number went back with the rollback.
         with ctx.db.read() as s:
             return _original(s, payment_id)
+
+
+def issue_receipts(
+    ctx: ReceiptContext,
+    signers: SignerStore,
+    payment_ids: Sequence[str],
+    now: datetime | None = None,
+    request_ids: Sequence[object] | None = None,
+) -> list[str | None]:
+    """The e-receipts of several payments in one transaction: what ``issue_receipt`` does for each, with the facts
+    read in one round trip, each series' numbers taken together (its counter row locked once), and one commit.
+    Returns each payment's document id, as ``issue_receipt`` would.
+
+    All or nothing: should one document fail (its data, its signature, another worker issuing it first), the
+    error is raised, nothing is stored and the numbers go back, so that the caller can issue them one by one and
+    learn which one failed. ``request_ids``: the request each receipt was asked for by, carried by its event."""
+    now = now or datetime.now(UTC)
+    issue_date = now.astimezone(GMT7).date()
+    template = receipt_template()
+    ids = list(payment_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("a payment is asked for twice")
+    asked = dict(zip(ids, request_ids, strict=True)) if request_ids is not None else None
+    results: dict[str, str | None] = {}
+    with ctx.db.write() as s:
+        key = {"template": template, "year": issue_date.year}
+        found = together(s, [(_RECEIPT_FACTS, {**key, "payment_id": payment_id}) for payment_id in ids])
+        by_series: dict[tuple[str, str], tuple[OpenSeries, list[_Draft]]] = {}
+        for payment_id, rows in zip(ids, found, strict=True):
+            lines = rows.all()
+            wanted = _wanted(payment_id, lines)
+            if wanted is None:
+                results[payment_id] = str(lines[0].issued_id) if lines and lines[0].issued_id is not None else None
+                continue
+            agency_id = wanted.facts.agency_id
+            in_use = wanted.series or open_series(s, ctx.settings, agency_id, template, issue_date.year)
+            _, drafts = by_series.setdefault((agency_id, in_use.series), (in_use, []))
+            drafts.append(
+                _draft(ctx, wanted.facts, wanted.content, DocumentPurpose.original, issue_date, in_use.series)
+            )
+        # Counter rows are locked in one order by every worker, so that two batches never wait for each other.
+        for _key, (in_use, drafts) in sorted(by_series.items()):
+            rids = [asked[d.facts.payment_id] for d in drafts] if asked is not None else None
+            for doc in _number_sign_store(s, ctx, signers, in_use, issue_date.year, drafts, rids):
+                results[doc.payment_id] = doc.id
+    return [results[payment_id] for payment_id in ids]
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A paid payment without a receipt, and what its receipt will say."""
+
+    facts: _Facts
+    content: _Content
+    series: OpenSeries | None  # the agency's open series of the year, if it has one yet
+
+
+def _wanted(payment_id: str, rows: Sequence[Any]) -> _Wanted | None:
+    """What ``_RECEIPT_FACTS`` found, as the receipt to issue; None when there is none to issue (no such payment,
+    not paid, or already issued)."""
+    if not rows:
+        return None
+    first = rows[0]
+    if first.issued_id is not None or first.status not in PAID:
+        return None
+    lines = cast("list[LineFacts]", [row for row in rows if row.position is not None])
+    fees, services = lines_from_dossier(lines)
+    facts = _Facts(
+        payment_id=payment_id,
+        gateway=first.gateway,
+        dossier_code=first.dossier_code,
+        agency_id=first.agency_id,
+        agency_code=first.agency_code,
+        seller=Seller.from_agency(
+            _Agency(
+                first.agency_name,
+                first.agency_tax_code,
+                first.agency_address,
+                first.agency_bank_account,
+                first.agency_bank_name,
+            )
+        ),
+    )
+    content = _Content(Buyer.from_dossier(cast("PayerFacts", first)), fees, services)
+    series = OpenSeries(first.series_id, first.series) if first.series_id is not None else None
+    return _Wanted(facts, content, series)
 
 
 def issue_adjustment(
@@ -486,7 +553,37 @@ def _issue(
     issue_date = now.astimezone(GMT7).date()
     template = receipt_template()
     in_use = series or open_series(s, ctx.settings, facts.agency_id, template, issue_date.year)
-    series_symbol = in_use.series
+    draft = _draft(ctx, facts, content, purpose, issue_date, in_use.series, refund_id=refund_id, created_by=created_by)
+    return _number_sign_store(s, ctx, signers, in_use, issue_date.year, [draft])[0]
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A document built and checked with a placeholder number, and the tax message's envelope that will carry it:
+    everything but the number, made before the series' counter row is locked."""
+
+    facts: _Facts
+    purpose: DocumentPurpose
+    document: Document
+    xml: bytes
+    message: Shell | None
+    related_document_id: str | None
+    refund_id: str | None
+    reason: str | None
+    created_by: str | None
+
+
+def _draft(
+    ctx: ReceiptContext,
+    facts: _Facts,
+    content: _Content,
+    purpose: DocumentPurpose,
+    issue_date: date,
+    series_symbol: str,
+    *,
+    refund_id: str | None = None,
+    created_by: str | None = None,
+) -> _Draft:
     related = None
     if content.related is not None:
         kind = CorrectionKind.adjustment if purpose is DocumentPurpose.adjustment else CorrectionKind.replacement
@@ -498,9 +595,9 @@ def _issue(
             issue_date=content.related.issue_date,
             note=content.reason or "",
         )
-    draft = Document(
+    document = Document(
         kind=DocumentKind.receipt,
-        template=template,
+        template=receipt_template(),
         series=series_symbol,
         number=DRAFT_NUMBER,
         issue_date=issue_date,
@@ -514,67 +611,104 @@ def _issue(
         related=related,
         document_id="DLHDon",
     )
-    # Everything but the number first: the counter row stays locked from the number to the commit, so only the
-    # signature and the writes are done while other workers wait for it.
-    draft_xml = build_xml(draft)
-    validate(draft_xml)  # never sign a document the format would reject (any number 1-99999999 is as valid)
-    conn = s.connection()
-    postgres = ctx.db.dialect == "postgresql"
-    message = (
-        message_for_issue(ctx.settings, facts.seller.tax_code, series_symbol) if ctx.settings.tax_transmission else None
-    )
-    # The reads that must follow the number go with it, in one round trip: the counter row stays locked from here.
-    # On PostgreSQL the series is read again: a close may have committed while we waited for the counter row.
-    reads = ([send_waiting_read()] if message else []) + ([status_read(in_use)] if postgres else [])
-    number, found = take_number_then(s, facts.agency_id, draft.template, series_symbol, issue_date.year, reads)
-    if postgres:
-        confirm_open(conn, in_use, found[-1])
-    send_job = message is not None and send_job_needed(conn, found[0])
-    doc = draft.model_copy(update={"number": number})
-    xml = with_number(draft_xml, number)
-    seller = facts.seller
-    signed = signers.for_agency(facts.agency_code, seller.tax_code, seller.name).sign(xml)
-    issued = IssuedDocument(
-        id=new_id("doc"),
-        agency_id=facts.agency_id,
-        payment_id=facts.payment_id,
+    xml = build_xml(document)
+    validate(xml)  # never sign a document the format would reject (any number 1-99999999 is as valid)
+    transmitted = ctx.settings.tax_transmission
+    return _Draft(
+        facts=facts,
         purpose=purpose,
-        template=doc.template,
-        series=series_symbol,
-        year=issue_date.year,
-        number=number,
-        issue_date=issue_date,
-        total=doc.total_payable,
-        lookup_code=_lookup_code(),
-        xml=signed,
+        document=document,
+        xml=xml,
+        message=message_for_issue(ctx.settings, facts.seller.tax_code, series_symbol) if transmitted else None,
         related_document_id=content.related.id if content.related is not None else None,
         refund_id=refund_id,
         reason=content.reason,
         created_by=created_by,
-        created_at=utcnow(),
     )
+
+
+def _number_sign_store(
+    s: Session,
+    ctx: ReceiptContext,
+    signers: SignerStore,
+    in_use: OpenSeries,
+    year: int,
+    drafts: Sequence[_Draft],
+    request_ids: Sequence[object] | None = None,
+) -> list[IssuedDocument]:
+    """Number the drafts of one series consecutively, sign them, and write them with their tax messages, events and
+    jobs. The counter row stays locked from the number to the commit, so only the signatures and the writes are
+    done while other workers wait for it."""
+    conn = s.connection()
+    postgres = ctx.db.dialect == "postgresql"
+    template = drafts[0].document.template
+    transmitted = any(d.message is not None for d in drafts)
+    # The reads that must follow the number go with it, in one round trip: the counter row stays locked from here.
+    # On PostgreSQL the series is read again: a close may have committed while we waited for the counter row.
+    reads = ([send_waiting_read()] if transmitted else []) + ([status_read(in_use)] if postgres else [])
+    agency_id = drafts[0].facts.agency_id
+    first, found = take_numbers_then(s, agency_id, template, in_use.series, year, len(drafts), reads)
+    if postgres:
+        confirm_open(conn, in_use, found[-1])
+    send_job = transmitted and send_job_needed(conn, found[0])
+    issued = [_signed(signers, draft, in_use, year, first + i) for i, draft in enumerate(drafts)]
     # What is left reads nothing back: on PostgreSQL it goes to the server with the COMMIT, one round trip while
     # the counter row is locked instead of one a statement.
     defer_writes(conn)
+    for i, (draft, doc) in enumerate(zip(drafts, issued, strict=True)):
+        # Each document's event and jobs carry the request id of the job that asked for it.
+        with requestid.bound(request_ids[i]) if request_ids is not None else nullcontext():
+            _store(s, ctx, draft, doc, send_job=send_job and i == 0)
+    return issued
+
+
+def _signed(signers: SignerStore, draft: _Draft, in_use: OpenSeries, year: int, number: int) -> IssuedDocument:
+    seller = draft.facts.seller
+    signed = signers.for_agency(draft.facts.agency_code, seller.tax_code, seller.name).sign(
+        with_number(draft.xml, number)
+    )
+    return IssuedDocument(
+        id=new_id("doc"),
+        agency_id=draft.facts.agency_id,
+        payment_id=draft.facts.payment_id,
+        purpose=draft.purpose,
+        template=draft.document.template,
+        series=in_use.series,
+        year=year,
+        number=number,
+        issue_date=draft.document.issue_date,
+        total=draft.document.total_payable,
+        lookup_code=_lookup_code(),
+        xml=signed,
+        related_document_id=draft.related_document_id,
+        refund_id=draft.refund_id,
+        reason=draft.reason,
+        created_by=draft.created_by,
+        created_at=utcnow(),
+    )
+
+
+def _store(s: Session, ctx: ReceiptContext, draft: _Draft, issued: IssuedDocument, *, send_job: bool) -> None:
+    conn = s.connection()
     _INSERT_DOCUMENT.write(conn, dict(vars(issued)))  # asdict() would deep-copy the signed XML
     jobs: list[tuple[str, dict[str, Any]]] = []
-    if message is not None:
+    if draft.message is not None:
         # The tax authority gets every document, in the transaction that issues it; the worker hands it over.
-        queue_issued(conn, message, facts.agency_id, issued.id, signed)
+        queue_issued(conn, draft.message, issued.agency_id, issued.id, issued.xml)
         if send_job:
             jobs.append((SEND, {}))
     # Written with the document, so the client systems hear of every document and of no document that rolled back.
-    emit(s, issued.agency_id, "receipt.issued", receipt_event(ctx, issued, facts.dossier_code), also=jobs)
-    after_commit(s, lambda: observer().receipt_issued(purpose.value))
+    emit(s, issued.agency_id, "receipt.issued", receipt_event(ctx, issued, draft.facts.dossier_code), also=jobs)
+    purpose = issued.purpose.value
+    after_commit(s, lambda: observer().receipt_issued(purpose))
     log.info(
         "receipt.issued",
         document_id=issued.id,
-        purpose=purpose.value,
-        payment_id=facts.payment_id,
-        series=series_symbol,
-        number=number,
+        purpose=purpose,
+        payment_id=issued.payment_id,
+        series=issued.series,
+        number=issued.number,
     )
-    return issued
 
 
 def receipt_event(ctx: ReceiptContext, row: IssuedDocument | DocumentRow, dossier_code: str) -> dict[str, object]:

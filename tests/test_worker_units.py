@@ -29,7 +29,7 @@ from payments.core.types import utcnow
 from payments.outbox import worker as worker_module
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.service import enqueue
-from payments.outbox.worker import Handler, Periodic, RetryLater, Worker, backoff
+from payments.outbox.worker import Batched, Handler, Periodic, RetryLater, Worker, backoff
 from tests.conftest import make_settings
 
 LEASE = 60
@@ -787,3 +787,101 @@ def test_the_shutdown_bound_counts_from_the_first_stop_not_from_the_drain(
     w.stop()
     w._drain()
     assert timeouts == [2.0] and w.abandoned is False  # 5 s from the first stop, 3 s of them gone
+
+
+# Batched kinds: several claimed jobs of the kind run through one call, all or nothing; each alone after a failure.
+
+
+class Calls:
+    def __init__(self, fail_many: bool = False, fail_one: frozenset[int] = frozenset()) -> None:
+        self.many: list[list[int]] = []
+        self.one: list[int] = []
+        self.running: list[list[int]] = []  # the jobs the worker counted as running while ``many`` ran
+        self.fail_many, self.fail_one = fail_many, fail_one
+        self.worker: Worker[Container] | None = None
+
+    def run_many(self, _ctx: Container, payloads: list[dict[str, Any]]) -> None:
+        self.many.append([p["n"] for p in payloads])
+        assert self.worker is not None
+        self.running.append(sorted(self.worker._running))
+        if self.fail_many:
+            raise RuntimeError("the batch failed")
+
+    def run_one(self, _ctx: Container, payload: dict[str, Any]) -> None:
+        self.one.append(payload["n"])
+        if payload["n"] in self.fail_one:
+            raise ValueError(f"job {payload['n']} is bad")
+
+    def handler(self) -> Batched[Container]:
+        return Batched(self.run_one, self.run_many)
+
+
+def test_claimed_jobs_of_a_batched_kind_run_in_one_call_and_are_done_together(wctx: Container) -> None:
+    calls, ran = Calls(), []
+    ids = [add(wctx, "t.b", {"n": 0}, ago=40), add(wctx, "t.a", {"n": 9}, ago=30)]
+    ids += [add(wctx, "t.b", {"n": n}, ago=20 - n) for n in (1, 2)]
+    w = Worker(wctx, {"t.b": calls.handler(), "t.a": lambda _c, p: ran.append(p["n"])}, name="w1")
+    calls.worker = w
+    assert w.run_once(limit=10) == 4
+    assert calls.many == [[0, 1, 2]] and calls.one == [] and ran == [9]
+    assert calls.running == [sorted(i for i in ids if job(wctx, i).kind == "t.b")]
+    assert all(job(wctx, i).status is OutboxStatus.done for i in ids)
+    assert w._running == set() and w._claimed == {}
+
+
+def test_a_lone_job_of_a_batched_kind_runs_through_its_one_job_handler(wctx: Container) -> None:
+    calls = Calls()
+    i = add(wctx, "t.b", {"n": 5})
+    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
+    calls.worker = w
+    assert w.run_once() == 1
+    assert calls.many == [] and calls.one == [5] and job(wctx, i).status is OutboxStatus.done
+
+
+def test_a_failed_batch_runs_each_job_alone_and_each_keeps_its_own_outcome(wctx: Container) -> None:
+    calls = Calls(fail_many=True, fail_one=frozenset({1}))
+    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(3)]
+    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
+    calls.worker = w
+    with capture_logs() as logs:
+        assert w.run_once(limit=10) == 3
+    assert calls.many == [[0, 1, 2]] and calls.one == [0, 1, 2]
+    assert [job(wctx, i).status for i in ids] == [OutboxStatus.done, OutboxStatus.pending, OutboxStatus.done]
+    failed = job(wctx, ids[1])
+    assert failed.last_error == "ValueError: job 1 is bad" and failed.attempts == 1 and failed.locked_until is None
+    assert [x["event"] for x in logs] == ["outbox.batch_failed", "outbox.job_failed"]
+    assert logs[0]["kind"] == "t.b" and logs[0]["jobs"] == 3 and logs[0]["error"] == "the batch failed"
+    assert w._running == set() and w._claimed == {}
+
+
+def test_a_batch_hands_back_its_jobs_too_late_to_start_and_runs_the_rest(wctx: Container) -> None:
+    calls = Calls()
+    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(3)]
+    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
+    calls.worker = w
+    claimed = w.claim(10)
+    claimed[1].locked_until = utcnow() + timedelta(seconds=LEASE / 2 - 1)  # waited in the worker too long
+    w._dispatch(claimed)
+    assert calls.many == [[0, 2]] and calls.one == []
+    late = job(wctx, ids[1])
+    assert late.status is OutboxStatus.pending and late.locked_by is None and late.attempts == 0
+    assert job(wctx, ids[0]).status is OutboxStatus.done and job(wctx, ids[2]).status is OutboxStatus.done
+
+
+def test_a_stopping_worker_starts_no_batch_and_hands_its_jobs_back(wctx: Container) -> None:
+    calls = Calls()
+    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(2)]
+    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
+    calls.worker = w
+    claimed = w.claim(10)
+    w.stop()
+    w._start_batch(claimed, [])
+    assert calls.many == [] and sorted(w._claimed) == sorted(ids)
+    assert w.release_held() == 2
+    assert all(job(wctx, i).locked_by is None and job(wctx, i).attempts == 0 for i in ids)
+
+
+def test_a_batched_handler_called_as_one_runs_its_one_job_handler(wctx: Container) -> None:
+    calls = Calls()
+    calls.handler()(wctx, {"n": 7})
+    assert calls.one == [7] and calls.many == []

@@ -53,6 +53,19 @@ Handler = Callable[[C, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
+class Batched(Generic[C_contra]):
+    """A handler that can also run several claimed jobs of its kind at once (``many``), all or nothing: receipts of
+    one series under one lock of its counter and one commit. Should ``many`` fail, each job runs alone through
+    ``one`` and gets its own outcome, as if no batch had been tried."""
+
+    one: Callable[[C_contra, dict[str, Any]], None]
+    many: Callable[[C_contra, list[dict[str, Any]]], None]
+
+    def __call__(self, ctx: C_contra, payload: dict[str, Any]) -> None:
+        self.one(ctx, payload)
+
+
+@dataclass(frozen=True)
 class Periodic(Generic[C_contra]):
     """Work the worker does on a clock rather than from a job (e.g. reading a folder another system writes)."""
 
@@ -159,11 +172,22 @@ class Worker(Generic[C]):
     def _dispatch(self, jobs: list[OutboxJob]) -> list[Future[None]]:
         futures = [self._submit(job) for job in jobs if job.kind in self.concurrent]
         done: list[int] = []
+        batched: dict[str, list[OutboxJob]] = {}
+        for job in jobs:
+            if job.kind not in self.concurrent and isinstance(self.handlers.get(job.kind), Batched):
+                batched.setdefault(job.kind, []).append(job)
         try:
             for job in jobs:
                 if job.kind not in self.concurrent:
                     if self._stop.is_set():
                         break  # the rest are handed back by the drain
+                    if job.kind in batched:  # the kind's jobs run together, where its first one is
+                        together = batched.pop(job.kind)
+                        if len(together) > 1:
+                            self._start_batch(together, done)
+                            continue
+                    elif isinstance(self.handlers.get(job.kind), Batched):
+                        continue  # ran with the first of its kind
                     self._start(job, done)
         finally:
             # The batch's jobs are marked done together, after their handlers: one commit instead of one per job.
@@ -214,6 +238,38 @@ class Worker(Generic[C]):
                 self._finish([job.id])
             else:
                 done.append(job.id)
+
+    def _start_batch(self, jobs: list[OutboxJob], done: list[int]) -> None:
+        """Run claimed jobs of one ``Batched`` kind together; should the batch fail, each alone."""
+        margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
+        now = utcnow()
+        with self._lock:
+            if self._stop.is_set():
+                return
+            mine = [job for job in jobs if job.id in self._claimed]
+            late = [j for j in mine if j.locked_until is not None and j.locked_until - now < margin]
+            ready = [j for j in mine if j not in late]
+            for job in mine:
+                self._claimed.pop(job.id or 0, None)
+            self._running.update(job.id for job in ready if job.id is not None)
+        self._release([job.id for job in late if job.id is not None], started=False)
+        handler = self.handlers[jobs[0].kind]
+        assert isinstance(handler, Batched)
+        try:
+            handler.many(self.ctx, [job.payload for job in ready])
+        except Exception as exc:
+            log.info("outbox.batch_failed", kind=jobs[0].kind, jobs=len(ready), error=str(exc)[:500])
+            for job in ready:
+                try:
+                    if self._run(job) and job.id is not None:
+                        done.append(job.id)
+                finally:
+                    with self._lock:
+                        self._running.discard(job.id)
+        else:
+            done.extend(job.id for job in ready if job.id is not None)
+            with self._lock:
+                self._running.difference_update(job.id for job in ready)
 
     def run_claimed(self, job: OutboxJob) -> None:
         """Run one job this worker has claimed, whenever it is, and mark it done if it succeeded (drills use it to

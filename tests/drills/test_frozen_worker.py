@@ -36,16 +36,16 @@ def test_worker_frozen_past_its_lease_gives_one_receipt(tmp_path: Path, monkeypa
         with service(url, tmp_path, worker_lease_seconds=5) as api:
             payment_id = pay(api, "HS-F1")
             frozen, resume = threading.Event(), threading.Event()
-            take_number = invoices.numbering.take_number_then
+            take_numbers = invoices.numbering.take_numbers_then
 
             def take_then_freeze(*args: object, **kw: object) -> tuple[int, list[Rows]]:
-                taken = take_number(*args, **kw)  # type: ignore[arg-type]
+                taken = take_numbers(*args, **kw)  # type: ignore[arg-type]
                 if threading.current_thread().name == "worker-a":
                     frozen.set()
                     assert resume.wait(60)
                 return taken
 
-            monkeypatch.setattr(invoices.service, "take_number_then", take_then_freeze)
+            monkeypatch.setattr(invoices.service, "take_numbers_then", take_then_freeze)
             a, b = Worker(api.ctx, HANDLERS, name="a"), Worker(api.ctx, HANDLERS, name="b")
             (job,) = [j for j in a.claim(10) if j.kind == kinds.SUCCEEDED]
             thread_a = threading.Thread(target=a.run_claimed, args=(job,), name="worker-a")
