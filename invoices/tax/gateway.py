@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
@@ -109,6 +109,10 @@ class TaxGateway(Protocol):
     def send(self, message: OutgoingMessage) -> None:
         """Hand the message over; sending the same message again is harmless (idempotent per MTDiep)."""
 
+    def send_all(self, messages: Sequence[OutgoingMessage]) -> list[Exception | None]:
+        """Hand several messages over, as ``send`` does each: for each, in order, None when it was handed over or
+        the error that stopped it. What was handed over is durably so when this returns."""
+
     def replies(self) -> Iterable[Reply]:
         """Replies waiting to be applied; unreadable ones are set apart and logged, never returned."""
 
@@ -129,9 +133,36 @@ class FileDropGateway:
         self.rejected = self.inbox / "rejected"
 
     def send(self, message: OutgoingMessage) -> None:
+        (error,) = self.send_all([message])
+        if error is not None:
+            raise error
+
+    def send_all(self, messages: Sequence[OutgoingMessage]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = []
+        try:
+            self.outgoing.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return [exc] * len(messages)
+        for message in messages:
+            try:
+                self._publish(message)
+            except Exception as exc:  # this message only: the others are still handed over
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        if any(outcome is None for outcome in outcomes):
+            # Each file was flushed to disk before its name was published; one flush of the folder then makes
+            # every new name durable at once, rather than one flush a message.
+            try:
+                _sync_directory(self.outgoing)
+            except OSError as exc:
+                outcomes = [exc if outcome is None else outcome for outcome in outcomes]
+        return outcomes
+
+    def _publish(self, message: OutgoingMessage) -> None:
+        """Write the message under its name (not yet durable: see ``send_all``)."""
         if not MESSAGE_ID.fullmatch(message.message_id):  # it becomes a file name: nothing but [A-Z0-9]
             raise ValueError(f"{message.message_id!r} is not a message id")
-        self.outgoing.mkdir(parents=True, exist_ok=True)
         target = self.outgoing / f"{message.message_id}.xml"
         if _holds(target, message.xml):
             return
@@ -146,7 +177,6 @@ class FileDropGateway:
                 raise MessageConflict(f"{target.name} already holds a different message") from None
         finally:
             temporary.unlink(missing_ok=True)
-        _sync_directory(self.outgoing)
 
     def replies(self) -> Iterator[Reply]:
         for path in sorted(self.inbox.glob("*.xml")):

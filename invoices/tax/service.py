@@ -240,8 +240,7 @@ def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = N
     while claimed := _claim(ctx, batch):
         sent: list[str] = []
         failed: dict[str, str] = {}
-        for message in claimed:
-            error = _send(gateway, message)
+        for message, error in zip(claimed, _send_all(gateway, claimed), strict=True):
             if error is None:
                 sent.append(message.id)
             else:
@@ -306,15 +305,21 @@ def _claim(ctx: ReceiptContext, limit: int) -> list[_Claimed]:
     return [_Claimed(r.id, r.mtdiep, r.xml) for r in sorted(rows, key=lambda r: (r.created_at, r.id))]
 
 
-def _send(gateway: TaxGateway, message: _Claimed) -> str | None:
-    """Hand one message over; the error if it failed."""
+def _send_all(gateway: TaxGateway, claimed: list[_Claimed]) -> list[str | None]:
+    """Hand the claimed messages over; for each, the error if it failed."""
     try:
-        gateway.send(OutgoingMessage(message.mtdiep, message.xml))
-    except Exception as exc:  # any failure: the message goes back to the queue and the next batch is not tried
-        log.warning("tax.send_failed", message_id=message.id, mtdiep=message.mtdiep, error=str(exc)[:500])
-        return f"{type(exc).__name__}: {exc}"[:2000]
-    log.info("tax.message_sent", message_id=message.id, mtdiep=message.mtdiep)
-    return None
+        outcomes = gateway.send_all([OutgoingMessage(message.mtdiep, message.xml) for message in claimed])
+    except Exception as exc:  # the gateway failed as a whole: every message goes back to the queue
+        outcomes = [exc] * len(claimed)
+    errors: list[str | None] = []
+    for message, outcome in zip(claimed, outcomes, strict=True):
+        if outcome is None:
+            log.info("tax.message_sent", message_id=message.id, mtdiep=message.mtdiep)
+            errors.append(None)
+        else:  # the message goes back to the queue and the next batch is not tried
+            log.warning("tax.send_failed", message_id=message.id, mtdiep=message.mtdiep, error=str(outcome)[:500])
+            errors.append(f"{type(outcome).__name__}: {outcome}"[:2000])
+    return errors
 
 
 def _record_hand_over(ctx: ReceiptContext, sent: list[str], failed: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,12 +152,12 @@ class Counting(FileDropGateway):
         self.fail = fail
         self._lock = threading.Lock()
 
-    def send(self, message: OutgoingMessage) -> None:
+    def send_all(self, messages: Sequence[OutgoingMessage]) -> list[Exception | None]:
         if self.fail:
             raise OSError("the drop folder is not mounted")
         with self._lock:
-            self.sent.append(message.message_id)
-        super().send(message)
+            self.sent.extend(message.message_id for message in messages)
+        return super().send_all(messages)
 
 
 @pytest.fixture
@@ -315,6 +316,51 @@ def test_file_drop_publishes_nothing_when_the_write_fails_half_way(
     with pytest.raises(OSError, match="disk full"):
         drop_gateway.send(OutgoingMessage(new_message_id("V0100000000"), b"<TDiep/>"))
     assert os.listdir(tmp_path / "outgoing") == []  # neither the file nor the temporary one
+
+
+def test_file_drop_hands_several_over_with_one_flush_of_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file is flushed before its name is published; the folder once for all, after the last one. A message
+    that cannot be written fails alone."""
+    import invoices.tax.gateway as gateway_module
+
+    synced: list[Path] = []
+    real_sync = gateway_module._sync_directory
+
+    def sync(path: Path) -> None:
+        synced.append(path)
+        real_sync(path)
+
+    monkeypatch.setattr(gateway_module, "_sync_directory", sync)
+    drop_gateway = FileDropGateway(tmp_path)
+    good = [OutgoingMessage(new_message_id("V0100000000"), f"<TDiep>{n}</TDiep>".encode()) for n in range(3)]
+    bad = OutgoingMessage("../escape", b"<x/>")
+    outcomes = drop_gateway.send_all([good[0], bad, good[1], good[2]])
+    assert [o is None for o in outcomes] == [True, False, True, True]
+    assert isinstance(outcomes[1], ValueError)
+    assert synced == [tmp_path / "outgoing"]
+    assert sorted(os.listdir(tmp_path / "outgoing")) == sorted(f"{m.message_id}.xml" for m in good)
+    [again] = drop_gateway.send_all([bad])
+    assert isinstance(again, ValueError) and len(synced) == 1  # nothing was written: nothing to flush
+
+    def broken(path: Path) -> None:
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(gateway_module, "_sync_directory", broken)
+    more = OutgoingMessage(new_message_id("V0100000000"), b"<TDiep>4</TDiep>")
+    failed = drop_gateway.send_all([more, bad])
+    assert [type(o) for o in failed] == [OSError, ValueError]  # not durable: not handed over
+
+
+def test_file_drop_fails_every_message_when_its_folder_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "drop").write_text("a file where the folder should be")
+    drop_gateway = FileDropGateway(tmp_path / "drop")
+    messages = [OutgoingMessage(new_message_id("V0100000000"), b"<TDiep/>") for _ in range(2)]
+    outcomes = drop_gateway.send_all(messages)
+    assert len(outcomes) == 2 and all(isinstance(o, OSError) for o in outcomes)
+    with pytest.raises(OSError):
+        drop_gateway.send(messages[0])
 
 
 def test_gateway_follows_the_settings(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
