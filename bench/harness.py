@@ -104,15 +104,18 @@ def proc_ticks(pid: int) -> int | None:
 
 
 def postgres_ticks() -> int | None:
+    """CPU of every PostgreSQL process, in clock ticks, including backends that have exited: the postmaster reaps
+    them, and their time is then counted in its children's time (``cutime + cstime``)."""
     if not Path("/proc").is_dir():
         return None
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, IndexError, ValueError):
             if Path(entry.path, "comm").read_text().strip() == "postgres":
-                total += proc_ticks(int(entry.name)) or 0
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+                total += sum(int(fields[i]) for i in (11, 12, 13, 14))
     return total
 
 
