@@ -82,6 +82,7 @@ class Row:
     lephi_rss_mib: float
     exact: bool
     detail: str
+    disk: dict[str, float] | None = None  # MiB written by the import and matching (PostgreSQL): data, WAL, temp
 
     @property
     def lephi_s(self) -> float:
@@ -229,6 +230,7 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
 
     configure_logging("ERROR")  # one log line per held credit would be measured too
     manifest = pickle.loads((Path(spec["dir"]) / "manifest.pickle").read_bytes())
+    disk_before = _pg_disk(spec["url"])
     ctx = build_container(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
     start = time.perf_counter()
     for f in spec["files"]:
@@ -244,7 +246,8 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
         )
         found = {(e.category.value, e.key) for e in rows}
     expected = manifest.expected_keys(ctx)
-    ctx.close()
+    ctx.close()  # its backends exit and report their temporary files
+    disk = _disk_used(disk_before, _pg_disk(spec["url"], settle=True))
     exact = found == expected and run.counts["matched"] == manifest.matched
     detail = (
         f"{len(found)} findings, {run.counts['matched']:,} matched"
@@ -258,7 +261,33 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
         "rss_mib": _peak_rss_mib(),
         "exact": exact,
         "detail": detail,
+        "disk": disk,
     }
+
+
+def _pg_disk(url: str, settle: bool = False) -> dict[str, int] | None:
+    """The database's size, the WAL position and the temporary files written so far (PostgreSQL only)."""
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    if settle:
+        time.sleep(1.5)  # exited backends' statistics reach the cumulative view within a second
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_database_size(current_database()), pg_current_wal_lsn() - '0/0'::pg_lsn, temp_bytes"
+            " FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return {"size": int(row[0]), "wal": int(row[1]), "temp": int(row[2])}
+
+
+def _disk_used(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
+    """What the import and the matching wrote, in MiB: the data they keep (the database's growth), the WAL, and
+    the temporary files of sorts and hashes that spilled to disk."""
+    if before is None or after is None:
+        return None
+    return {k: (after[k] - before[k]) / 2**20 for k in ("size", "wal", "temp")}
 
 
 CHILDREN = {"generate": child_generate, "baseline": child_baseline, "lephi": child_lephi}
@@ -307,6 +336,7 @@ def measure(db: str, size: int, admin_url: str) -> Row:
         lephi_rss_mib=lephi["rss_mib"],
         exact=lephi["exact"],
         detail=lephi["detail"],
+        disk=lephi.get("disk"),
     )
 
 
@@ -339,7 +369,14 @@ def verdicts(rows: list[Row]) -> list[str]:
             f"peak RSS {max(r.lephi_rss_mib for r in mine):.0f} MiB (target <= {TARGET_RSS_MIB}: {rss}); "
             f"µs per line by size {growth} (flat means linear growth)"
         )
-        lines += [f"  {r.size:,}: {r.detail}" for r in mine]
+        for r in mine:
+            written = (
+                f"; database grew {r.disk['size']:,.0f} MiB, WAL {r.disk['wal']:,.0f} MiB, temporary files "
+                f"{r.disk['temp']:,.0f} MiB"
+                if r.disk
+                else ""
+            )
+            lines.append(f"  {r.size:,}: {r.detail}{written}")
     return lines
 
 
