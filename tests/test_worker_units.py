@@ -816,6 +816,15 @@ class Calls:
         return Batched(self.run_one, self.run_many)
 
 
+def batched(wctx: Container, jobs: int, calls: Calls | None = None) -> tuple[Calls, list[int], Worker[Container]]:
+    """``jobs`` queued jobs of a batched kind (payloads n = 0, 1, ...), and a worker that runs them."""
+    calls = calls or Calls()
+    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(jobs)]
+    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
+    calls.worker = w
+    return calls, ids, w
+
+
 def test_claimed_jobs_of_a_batched_kind_run_in_one_call_and_are_done_together(wctx: Container) -> None:
     calls, ran = Calls(), []
     ids = [add(wctx, "t.b", {"n": 0}, ago=40), add(wctx, "t.a", {"n": 9}, ago=30)]
@@ -830,19 +839,13 @@ def test_claimed_jobs_of_a_batched_kind_run_in_one_call_and_are_done_together(wc
 
 
 def test_a_lone_job_of_a_batched_kind_runs_through_its_one_job_handler(wctx: Container) -> None:
-    calls = Calls()
-    i = add(wctx, "t.b", {"n": 5})
-    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
-    calls.worker = w
+    calls, [i], w = batched(wctx, 1)
     assert w.run_once() == 1
-    assert calls.many == [] and calls.one == [5] and job(wctx, i).status is OutboxStatus.done
+    assert calls.many == [] and calls.one == [0] and job(wctx, i).status is OutboxStatus.done
 
 
 def test_a_failed_batch_runs_each_job_alone_and_each_keeps_its_own_outcome(wctx: Container) -> None:
-    calls = Calls(fail_many=True, fail_one=frozenset({1}))
-    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(3)]
-    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
-    calls.worker = w
+    calls, ids, w = batched(wctx, 3, Calls(fail_many=True, fail_one=frozenset({1})))
     with capture_logs() as logs:
         assert w.run_once(limit=10) == 3
     assert calls.many == [[0, 1, 2]] and calls.one == [0, 1, 2]
@@ -855,10 +858,7 @@ def test_a_failed_batch_runs_each_job_alone_and_each_keeps_its_own_outcome(wctx:
 
 
 def test_a_batch_hands_back_its_jobs_too_late_to_start_and_runs_the_rest(wctx: Container) -> None:
-    calls = Calls()
-    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(3)]
-    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
-    calls.worker = w
+    calls, ids, w = batched(wctx, 3)
     claimed = w.claim(10)
     claimed[1].locked_until = utcnow() + timedelta(seconds=LEASE / 2 - 1)  # waited in the worker too long
     w._dispatch(claimed)
@@ -869,10 +869,7 @@ def test_a_batch_hands_back_its_jobs_too_late_to_start_and_runs_the_rest(wctx: C
 
 
 def test_a_stopping_worker_starts_no_batch_and_hands_its_jobs_back(wctx: Container) -> None:
-    calls = Calls()
-    ids = [add(wctx, "t.b", {"n": n}, ago=10 - n) for n in range(2)]
-    w = Worker(wctx, {"t.b": calls.handler()}, name="w1")
-    calls.worker = w
+    calls, ids, w = batched(wctx, 2)
     claimed = w.claim(10)
     w.stop()
     w._start_batch(claimed, [])
