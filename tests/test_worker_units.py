@@ -157,6 +157,13 @@ def test_a_claim_leaves_the_excluded_kinds(wctx: Container) -> None:
     assert [j.id for j in w.claim(10, exclude=["t.b"])] == [a, c]
 
 
+def test_a_claim_takes_no_more_jobs_than_its_limit(wctx: Container) -> None:
+    ids = [add(wctx, ago=30 - n) for n in range(7)]
+    w = Worker(wctx, {}, name="w1")
+    assert [[j.id for j in w.claim(3)] for _ in range(3)] == [ids[:3], ids[3:6], ids[6:]]
+    assert w.claim(3) == []
+
+
 def test_jobs_due_at_once_are_claimed_in_the_order_they_were_queued(wctx: Container) -> None:
     when = utcnow() - timedelta(seconds=5)
     with wctx.db.write() as s:

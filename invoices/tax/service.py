@@ -49,9 +49,10 @@ from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, Ta
 from payments.agency.models import Agency
 from payments.core.db import affected, table_of
 from payments.core.logging import get_logger
-from payments.core.sql import Prepared, Rows
+from payments.core.sql import Prepared, Rows, claiming
 from payments.core.types import new_id, utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
+from payments.outbox.service import enqueue
 
 __all__ = [
     "apply_replies",
@@ -238,6 +239,8 @@ def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = N
     batch = limit or ctx.settings.worker_batch_size
     total = 0
     while claimed := _claim(ctx, batch):
+        if len(claimed) == batch:
+            _call_for_help(ctx)
         sent: list[str] = []
         failed: dict[str, str] = {}
         for message, error in zip(claimed, _send_all(gateway, claimed), strict=True):
@@ -250,6 +253,15 @@ def send_pending(ctx: ReceiptContext, gateway: TaxGateway, limit: int | None = N
         if failed:
             break
     return total
+
+
+def _call_for_help(ctx: ReceiptContext) -> None:
+    """A full batch: more messages may be waiting behind it. A hand-off job queued for them, unless one waits
+    already, lets another worker (or another of this worker's threads) hand them over beside this one: after a burst
+    of receipts the queue empties at the pace of every worker, not of the one that took the first job."""
+    with ctx.db.write() as s:
+        if send_job_needed(s.connection()):
+            enqueue(s, SEND, {})
 
 
 def left_by_failure(ctx: ReceiptContext) -> int:
@@ -278,11 +290,9 @@ def _claim_statement(dialect: str) -> Any:
         .order_by(_TAX.c.created_at)
         .limit(bindparam("batch"))
     )
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
     return (
         update(_TAX)
-        .where(_TAX.c.id.in_(due.scalar_subquery()), _claimable(bindparam("stale_before")))
+        .where(claiming(_TAX, due, dialect), _claimable(bindparam("stale_before")))
         .values(status=Status.sending, updated_at=bindparam("now"))
         .returning(_TAX.c.id, _TAX.c.mtdiep, _TAX.c.xml, _TAX.c.created_at)
     )

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, inspect, text
+from sqlalchemy import ColumnElement, Connection, Engine, Select, Table, bindparam, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -302,6 +302,21 @@ def _pipelined(conn: Connection, statements: list[tuple[str, Any]], *, commit: b
         conn.info.pop(_QUEUE, None)
         raise _translated(conn, "; ".join(sql for sql, _ in statements), exc, None) from exc
     return cursors
+
+
+def claiming(table: Table, due: Select[Any], dialect: str) -> ColumnElement[bool]:
+    """The WHERE clause of an ``UPDATE`` of ``table`` that claims the rows ``due`` picks (a SELECT of their ids,
+    with its ORDER BY and LIMIT), several claimers at once never taking the same row.
+
+    On PostgreSQL ``due`` locks its rows (``FOR UPDATE SKIP LOCKED``) in a CTE that is run once. Written as
+    ``id IN (subquery)`` instead, the planner may make it the inner side of a nested-loop semi-join and run it again
+    for every row of the table: each run skips the rows the statement has just claimed (they are its own, changed by
+    this very command) and picks the next ones, so one claim took every due row whatever its LIMIT. SQLite runs the
+    subquery once, and its writers hold the database one at a time."""
+    if dialect == "postgresql":
+        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        return table.c.id == picked.c.id
+    return table.c.id.in_(due.scalar_subquery())
 
 
 def insert_or_nothing(s: Session, table: Table, conflict: Sequence[str], returning: Sequence[str] = ()) -> Prepared:

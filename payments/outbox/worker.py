@@ -30,7 +30,7 @@ from payments.core import requestid
 from payments.core.context import AppContext
 from payments.core.db import table_of
 from payments.core.logging import get_logger
-from payments.core.sql import loaded
+from payments.core.sql import claiming, loaded
 from payments.core.types import utcnow
 from payments.outbox.models import OutboxJob, OutboxStatus
 from payments.outbox.wake import Listener
@@ -123,9 +123,9 @@ class Worker(Generic[C]):
         return self.ctx.settings.worker_threads
 
     def claim(self, limit: int, exclude: Collection[str] = ()) -> list[OutboxJob]:
-        """Lease up to ``limit`` due jobs, the longest due first, in one statement (``UPDATE ... WHERE id IN (SELECT
-        ... FOR UPDATE SKIP LOCKED) RETURNING``): two workers never get the same job, and neither waits for the
-        other's rows."""
+        """Lease up to ``limit`` due jobs, the longest due first, in one statement (``WITH due AS (SELECT ... FOR UPDATE
+        SKIP LOCKED) UPDATE ... RETURNING``, ``payments.core.sql.claiming``): two workers never get the same job, and
+        neither waits for the other's rows."""
         now = utcnow()
         lease = now + timedelta(seconds=self.ctx.settings.worker_lease_seconds)
         due = (
@@ -137,13 +137,11 @@ class Worker(Generic[C]):
         )
         if exclude:
             due = due.where(col(OutboxJob.kind).not_in(sorted(exclude)))
-        if self.ctx.db.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
         # A Core statement on the table, and jobs built as loaded rows: the ORM's bulk UPDATE and the model's
         # validating constructor cost more per job than the claim itself.
         claim = (
             update(_OUTBOX)
-            .where(_OUTBOX.c.id.in_(due.scalar_subquery()))
+            .where(claiming(_OUTBOX, due, self.ctx.db.dialect))
             .values(locked_by=self.name, locked_until=lease, attempts=_OUTBOX.c.attempts + 1)
             .returning(*_OUTBOX.c)
         )

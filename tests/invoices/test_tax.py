@@ -40,7 +40,7 @@ from invoices.tax.envelope import (
 )
 from invoices.tax.gateway import FileDropGateway, OutgoingMessage, Reply
 from invoices.tax.notice import Notice, NoticeAction, NoticedDocument, notice_xml, signed_notice, validate_notice
-from invoices.tax.service import apply_replies, gateway_for, queue_document, queue_notice, send_pending
+from invoices.tax.service import SEND, _claim, apply_replies, gateway_for, queue_document, queue_notice, send_pending
 from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus, TaxReply
 from invoices.verify import pinned, verify, verify_notice
 from invoices.xmldsig import VIETNAM, ds
@@ -401,6 +401,48 @@ def test_concurrent_senders_hand_each_message_over_once(api: Api, gateway: Count
     assert len(everything) == len(rows) + 1
     assert sorted(gateway.sent) == sorted(everything)
     assert {message(api.ctx, row.id).status for row in rows} == {Status.sent}
+
+
+def test_a_claim_takes_no_more_messages_than_its_batch(api: Api, gateway: Counting) -> None:
+    """On PostgreSQL the claim's subquery, run again for each row of the table, took every queued message whatever
+    the batch (a nested-loop plan, chosen on a table without statistics): 7 of 7 for a batch of 3."""
+    document = issued(api)
+    with api.ctx.db.write() as s:
+        agency = s.get(Agency, api.agency_id)
+        assert agency is not None
+        for _ in range(6):
+            queue_notice(s, api.ctx.settings, agency_signer(api), agency, notice_for(document))
+    claimed = [len(batch) for batch in iter(lambda: _claim(api.ctx, 3), [])]
+    assert claimed == [3, 3, 1]
+    with api.ctx.db.read() as s:
+        assert set(s.exec(select(TaxMessage.status))) == {Status.sending}
+
+
+def _waiting_send_jobs(api: Api) -> int:
+    with api.ctx.db.read() as s:
+        jobs = s.exec(select(OutboxJob).where(OutboxJob.kind == SEND, OutboxJob.status == OutboxStatus.pending)).all()
+    return len(jobs)
+
+
+def test_a_full_batch_calls_another_sender_to_help_and_a_short_one_does_not(api: Api, gateway: Counting) -> None:
+    """Messages beyond a full batch may be waiting: a hand-off job is queued for them (unless one waits already),
+    so that another worker shares them; the last, short batch leaves none behind."""
+    document = issued(api)
+    with api.ctx.db.write() as s:
+        s.execute(update(OutboxJob).where(col(OutboxJob.kind) == SEND).values(status=OutboxStatus.done))
+        agency = s.get(Agency, api.agency_id)
+        assert agency is not None
+        for _ in range(4):
+            queue_notice(s, api.ctx.settings, agency_signer(api), agency, notice_for(document))
+    assert _waiting_send_jobs(api) == 0
+    assert send_pending(api.ctx, gateway, 3) == 5  # two batches of 3 (the receipt's message and 4 notices): 3, 2
+    assert _waiting_send_jobs(api) == 1  # called after the first, full batch; not again while it waits
+    with api.ctx.db.write() as s:
+        s.execute(update(OutboxJob).where(col(OutboxJob.kind) == SEND).values(status=OutboxStatus.done))
+        for _ in range(2):
+            queue_notice(s, api.ctx.settings, agency_signer(api), agency, notice_for(document))
+    assert send_pending(api.ctx, gateway, 3) == 2
+    assert _waiting_send_jobs(api) == 0
 
 
 def test_a_failed_hand_over_stays_queued_and_goes_out_later(api: Api, tmp_path: Path) -> None:
