@@ -160,7 +160,7 @@ def issue_receipt(
             rows = _RECEIPT_FACTS(s, key).all()
             wanted = _wanted(payment_id, rows)
             if wanted is None:
-                return str(rows[0].issued_id) if rows and rows[0].issued_id is not None else None
+                return _issued_id(rows)
             issued = _issue(
                 s, ctx, signers, wanted.facts, wanted.content, DocumentPurpose.original, now, series=wanted.series
             )
@@ -201,7 +201,7 @@ def issue_receipts(
             lines = rows.all()
             wanted = _wanted(payment_id, lines)
             if wanted is None:
-                results[payment_id] = str(lines[0].issued_id) if lines and lines[0].issued_id is not None else None
+                results[payment_id] = _issued_id(lines)
                 continue
             agency_id = wanted.facts.agency_id
             in_use = wanted.series or open_series(s, ctx.settings, agency_id, template, issue_date.year)
@@ -224,6 +224,11 @@ class _Wanted:
     facts: _Facts
     content: _Content
     series: OpenSeries | None  # the agency's open series of the year, if it has one yet
+
+
+def _issued_id(rows: Sequence[Any]) -> str | None:
+    """The original already issued, as ``_RECEIPT_FACTS`` found it."""
+    return str(rows[0].issued_id) if rows and rows[0].issued_id is not None else None
 
 
 def _wanted(payment_id: str, rows: Sequence[Any]) -> _Wanted | None:

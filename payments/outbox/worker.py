@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import bindparam, or_, update
@@ -170,23 +170,27 @@ class Worker(Generic[C]):
     def _dispatch(self, jobs: list[OutboxJob]) -> list[Future[None]]:
         futures = [self._submit(job) for job in jobs if job.kind in self.concurrent]
         done: list[int] = []
-        batched: dict[str, list[OutboxJob]] = {}
+        # What runs here, in claim order: one job, or every claimed job of a ``Batched`` kind where its first one is.
+        runs: list[list[OutboxJob]] = []
+        batches: dict[str, list[OutboxJob]] = {}
         for job in jobs:
-            if job.kind not in self.concurrent and isinstance(self.handlers.get(job.kind), Batched):
-                batched.setdefault(job.kind, []).append(job)
+            if job.kind in self.concurrent:
+                continue
+            if not isinstance(self.handlers.get(job.kind), Batched):
+                runs.append([job])
+            elif job.kind in batches:
+                batches[job.kind].append(job)
+            else:
+                batches[job.kind] = [job]
+                runs.append(batches[job.kind])
         try:
-            for job in jobs:
-                if job.kind not in self.concurrent:
-                    if self._stop.is_set():
-                        break  # the rest are handed back by the drain
-                    if job.kind in batched:  # the kind's jobs run together, where its first one is
-                        together = batched.pop(job.kind)
-                        if len(together) > 1:
-                            self._start_batch(together, done)
-                            continue
-                    elif isinstance(self.handlers.get(job.kind), Batched):
-                        continue  # ran with the first of its kind
-                    self._start(job, done)
+            for run in runs:
+                if self._stop.is_set():
+                    break  # the rest are handed back by the drain
+                if len(run) > 1:
+                    self._start_batch(run, done)
+                else:
+                    self._start(run[0], done)
         finally:
             # The batch's jobs are marked done together, after their handlers: one commit instead of one per job.
             # Should this process die first, their leases run out and they run again, as after any crash: handlers
@@ -213,13 +217,10 @@ class Worker(Generic[C]):
     def _start(self, job: OutboxJob, done: list[int] | None) -> None:
         """Run one claimed job. A job that succeeded is marked done at once, or added to ``done`` for the caller to
         mark with others."""
-        # A job that waited in this worker past half its lease is handed back rather than started: near the end of
-        # the lease another worker may take it, and a job must never run twice at once.
-        margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
         with self._lock:
             if self._stop.is_set() or job.id not in self._claimed:
                 return
-            late = job.locked_until is not None and job.locked_until - utcnow() < margin
+            late = self._late(job, utcnow())
             del self._claimed[job.id]
             if not late:
                 self._running.add(job.id)
@@ -237,20 +238,27 @@ class Worker(Generic[C]):
             else:
                 done.append(job.id)
 
+    def _late(self, job: OutboxJob, now: datetime) -> bool:
+        """Whether a claimed job waited in this worker past half its lease: it is handed back rather than started,
+        because near the end of the lease another worker may take it, and a job must never run twice at once."""
+        margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
+        return job.locked_until is not None and job.locked_until - now < margin
+
     def _start_batch(self, jobs: list[OutboxJob], done: list[int]) -> None:
         """Run claimed jobs of one ``Batched`` kind together; should the batch fail, each alone."""
-        margin = timedelta(seconds=self.ctx.settings.worker_lease_seconds / 2)
         now = utcnow()
         with self._lock:
             if self._stop.is_set():
                 return
             mine = [job for job in jobs if job.id in self._claimed]
-            late = [j for j in mine if j.locked_until is not None and j.locked_until - now < margin]
-            ready = [j for j in mine if j not in late]
+            late = [job for job in mine if self._late(job, now)]
+            ready = [job for job in mine if job not in late]
             for job in mine:
                 self._claimed.pop(job.id or 0, None)
             self._running.update(job.id for job in ready if job.id is not None)
         self._release([job.id for job in late if job.id is not None], started=False)
+        if not ready:
+            return
         handler = self.handlers[jobs[0].kind]
         assert isinstance(handler, Batched)
         try:
