@@ -36,6 +36,7 @@ import os
 import pickle
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -320,10 +321,46 @@ def measure(db: str, size: int, admin_url: str) -> Row:
         print(f"{db} {size:,}: generating", file=sys.stderr, flush=True)
         generated = run_child("generate", spec)
         spec["files"] = generated["files"]
-        print(f"{db} {size:,}: baseline", file=sys.stderr, flush=True)
-        baseline = run_child("baseline", spec)
-        print(f"{db} {size:,}: import and matching", file=sys.stderr, flush=True)
-        lephi = run_child("lephi", spec)
+        return timed(db, size, spec, generated)
+
+
+def measure_kept(db: str, size: int, admin_url: str, keep: Path, generate_only: bool = False) -> Row | None:
+    """Generate once into ``keep`` (the files, and the database: a PostgreSQL template or a SQLite file), then time
+    on a copy, so that the same day can be measured again, by another version of the code, without generating it
+    again (an hour and 25 GB at ten million payments)."""
+    home = keep.resolve() / f"{db}-{size}"
+    done = home / "generated.json"
+    template = f"lephi_bench_recon_{size}"
+    if not done.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        url = (
+            harness.kept_postgres_database(admin_url, template)
+            if db == "postgres"
+            else f"sqlite:///{home / 'bench.db'}"
+        )
+        print(f"{db} {size:,}: generating into {home}", file=sys.stderr, flush=True)
+        generated = run_child("generate", {"url": url, "dir": str(home), "size": size})
+        done.write_text(json.dumps(generated))
+    else:
+        print(f"{db} {size:,}: reusing the day generated in {home}", file=sys.stderr, flush=True)
+        generated = json.loads(done.read_text())
+    if generate_only:
+        return None
+    spec: dict[str, Any] = {"dir": str(home), "size": size, "files": generated["files"]}
+    if db == "postgres":
+        with harness.postgres_database(admin_url, template=template) as url:
+            return timed(db, size, {**spec, "url": url}, generated)
+    with tempfile.TemporaryDirectory(prefix="lephi-bench-recon-", dir=home) as tmp:
+        copy = Path(tmp) / "bench.db"
+        shutil.copyfile(home / "bench.db", copy)
+        return timed(db, size, {**spec, "url": f"sqlite:///{copy}"}, generated)
+
+
+def timed(db: str, size: int, spec: dict[str, Any], generated: dict[str, Any]) -> Row:
+    print(f"{db} {size:,}: baseline", file=sys.stderr, flush=True)
+    baseline = run_child("baseline", spec)
+    print(f"{db} {size:,}: import and matching", file=sys.stderr, flush=True)
+    lephi = run_child("lephi", spec)
     return Row(
         db=db,
         size=size,
@@ -394,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LEPHI_BENCH_POSTGRES_URL", harness.DEFAULT_PG_ADMIN_URL),
         help="PostgreSQL server where a fresh database is created and dropped (env LEPHI_BENCH_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each generated day under this directory (the files, and the database: a PostgreSQL template "
+        "or a SQLite file) and time on a copy; a later run with the same directory reuses the day",
+    )
+    parser.add_argument("--generate-only", action="store_true", help="with --keep: generate the days, time nothing")
     options = parser.parse_args(args)
     sizes = [int(s.replace("_", "")) for s in options.sizes.split(",")]
     dbs = ["sqlite", "postgres"] if options.db == "both" else [options.db]
@@ -405,7 +449,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(INJECTED.values())} injected discrepancies; baseline, then Lephi, each in its own process",
         flush=True,
     )
-    rows = [measure(db, size, options.pg_admin_url) for db in dbs for size in sizes]
+    if options.generate_only and options.keep is None:
+        parser.error("--generate-only needs --keep")
+    rows = []
+    for db in dbs:
+        for size in sizes:
+            if options.keep is None:
+                rows.append(measure(db, size, options.pg_admin_url))
+            elif row := measure_kept(db, size, options.pg_admin_url, options.keep, options.generate_only):
+                rows.append(row)
+    if not rows:
+        return 0
     print()
     print(table(rows))
     print()
