@@ -19,9 +19,12 @@ Then, each in a child process of its own so that each has its own peak memory, a
 2. Lephi: ``importer.import_file`` of both files, then ``matching.run_day`` for the day, as the CLI does them.
 
 Reported per size: both times, the ratio (Lephi over baseline; target at most 4), settlement lines per second, and
-each child's peak RSS (``ru_maxrss``; target at most 256 MiB for Lephi). After the timed part, Lephi's exceptions are
-compared with the generator's manifest: every injected discrepancy in its category and nothing else, and the
-matched count. The machine is shared: other work on it shows in the times, so the load average is printed.
+each child's peak RSS (``ru_maxrss``; target at most 256 MiB for Lephi), and on PostgreSQL what Lephi wrote (the
+database's growth, the WAL, temporary files) and the peak disk use beyond where it started (the file system holding
+the database, sampled every 0.2 s; target at 10M lines: under 2 GiB beyond the data kept). After the timed part,
+Lephi's exceptions are compared with the generator's manifest: every injected discrepancy in its category and
+nothing else, and the matched count. The machine is shared: other work on it shows in the times, so the load
+average is printed.
 
 Exit status: 0 when the findings were exact at every size, 1 otherwise. The targets are reported, never enforced.
 """
@@ -40,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +88,7 @@ class Row:
     exact: bool
     detail: str
     disk: dict[str, float] | None = None  # MiB written by the import and matching (PostgreSQL): data, WAL, temp
+    peak_disk_mib: float | None = None  # the file system's use at its highest during them, beyond where it started
 
     @property
     def lephi_s(self) -> float:
@@ -283,6 +288,55 @@ def _pg_disk(url: str, settle: bool = False) -> dict[str, int] | None:
     return {"size": int(row[0]), "wal": int(row[1]), "temp": int(row[2])}
 
 
+def _data_directory(url: str) -> Path | None:
+    """Where the database keeps its files, when that is on this machine (the file system sampled for the peak)."""
+    if not url.startswith("postgresql"):
+        return Path(url.removeprefix("sqlite:///")).parent
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+        except psycopg.Error:  # only superusers and pg_read_all_settings may read it
+            return None
+    path = Path(str(row[0])) if row else None
+    return path if path is not None and path.is_dir() else None
+
+
+class DiskPeak:
+    """The highest use of a file system while the block runs, beyond its use at the start, sampled every 0.2 s:
+    what the import and matching need free, the data they keep, their temporary tables, sorts and WAL together.
+    The machine's other work shows in it too (it is small beside a large import)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.peak_mib: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._start = self._peak = 0
+
+    def _used(self) -> int:
+        assert self.path is not None
+        st = os.statvfs(self.path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self._peak = max(self._peak, self._used())
+
+    def __enter__(self) -> DiskPeak:
+        if self.path is not None:
+            self._start = self._peak = self._used()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mib = (max(self._peak, self._used()) - self._start) / 2**20
+
+
 def _disk_used(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
     """What the import and the matching wrote, in MiB: the data they keep (the database's growth), the WAL, and
     the temporary files of sorts and hashes that spilled to disk."""
@@ -360,7 +414,8 @@ def timed(db: str, size: int, spec: dict[str, Any], generated: dict[str, Any]) -
     print(f"{db} {size:,}: baseline", file=sys.stderr, flush=True)
     baseline = run_child("baseline", spec)
     print(f"{db} {size:,}: import and matching", file=sys.stderr, flush=True)
-    lephi = run_child("lephi", spec)
+    with DiskPeak(_data_directory(spec["url"])) as disk:
+        lephi = run_child("lephi", spec)
     return Row(
         db=db,
         size=size,
@@ -374,6 +429,7 @@ def timed(db: str, size: int, spec: dict[str, Any], generated: dict[str, Any]) -
         exact=lephi["exact"],
         detail=lephi["detail"],
         disk=lephi.get("disk"),
+        peak_disk_mib=disk.peak_mib,
     )
 
 
@@ -413,6 +469,10 @@ def verdicts(rows: list[Row]) -> list[str]:
                 if r.disk
                 else ""
             )
+            if r.peak_disk_mib is not None:
+                written += f"; peak disk use {r.peak_disk_mib:,.0f} MiB beyond the start"
+                if r.disk:
+                    written += f" ({r.peak_disk_mib - r.disk['size']:,.0f} MiB beyond the data kept)"
             lines.append(f"  {r.size:,}: {r.detail}{written}")
     return lines
 
