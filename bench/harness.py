@@ -492,19 +492,26 @@ def server_log_warnings(db: str, log_path: Path) -> None:
 
 
 # --- databases ----------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def postgres_database(admin_url: str, template: str | None = None) -> Iterator[str]:
-    """A fresh database for this run (or a copy of ``template``), dropped afterwards even when the run fails."""
-    from sqlalchemy import create_engine, text
+def _admin(admin_url: str) -> tuple[Any, Any]:
+    """The server's admin URL and an engine on it that creates and drops databases (outside transactions)."""
+    from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
     from payments.core.db import normalise_url
 
     admin = make_url(normalise_url(admin_url))
+    return admin, create_engine(admin, isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A fresh database for this run (or a copy of ``template``), dropped afterwards even when the run fails."""
+    from sqlalchemy import text
+
+    admin, engine = _admin(admin_url)
     name = f"lephi_bench_{os.getpid()}_{secrets.token_hex(3)}"
     # A file copy: the default strategy writes the whole template to the WAL, gigabytes for a large one.
     copy = f' TEMPLATE "{template}" STRATEGY = FILE_COPY' if template else ""
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     try:
@@ -517,18 +524,15 @@ def postgres_database(admin_url: str, template: str | None = None) -> Iterator[s
 
 def kept_postgres_database(admin_url: str, name: str) -> str:
     """A database of this name, made afresh (dropped first if it exists) and kept after the run: a template."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from sqlalchemy import text
 
-    from payments.core.db import normalise_url
-
-    admin = make_url(normalise_url(admin_url))
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    admin, engine = _admin(admin_url)
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
-    return admin.set(database=name).render_as_string(hide_password=False)
+    rendered: str = admin.set(database=name).render_as_string(hide_password=False)
+    return rendered
 
 
 def check_postgres(admin_url: str) -> None:

@@ -20,14 +20,19 @@ INDEXES = {
 }
 
 
-def _plan(ctx: AppContext) -> list[str]:
-    query = text("EXPLAIN QUERY PLAN " + _DAY_PAYMENTS_SQLITE.text).bindparams(
+def _explain(ctx: AppContext, how: str, query: str) -> list[Any]:
+    """The plan of one of the day's statements, ``how`` being the dialect's EXPLAIN."""
+    explained = text(f"{how} {query}").bindparams(
         bindparam("paid", expanding=True), bindparam("settling", expanding=True)
     )
     start, end = day_bounds(date(2026, 11, 20))
     args = {"agency": "agc", "start": start, "end": end, "paid": list(PAID_STATUSES), "settling": list(SETTLING)}
     with ctx.db.read() as s:
-        return [str(row[3]) for row in s.execute(query, args)]
+        return list(s.execute(explained, args))
+
+
+def _plan(ctx: AppContext) -> list[str]:
+    return [str(row[3]) for row in _explain(ctx, "EXPLAIN QUERY PLAN", _DAY_PAYMENTS_SQLITE.text)]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -54,11 +59,5 @@ def _relations(node: dict[str, Any]) -> list[str]:
 def test_a_days_payments_read_each_table_once_on_postgresql(ctx: AppContext) -> None:
     """At a million lines the payments read a second time, to join the lines' totals back to them, cost a third of
     the statement."""
-    query = text("EXPLAIN (FORMAT JSON) " + _DAY_PAYMENTS_PG.text).bindparams(
-        bindparam("paid", expanding=True), bindparam("settling", expanding=True)
-    )
-    start, end = day_bounds(date(2026, 11, 20))
-    args = {"agency": "agc", "start": start, "end": end, "paid": list(PAID_STATUSES), "settling": list(SETTLING)}
-    with ctx.db.read() as s:
-        plan = s.execute(query, args).scalar_one()[0]["Plan"]
+    plan = _explain(ctx, "EXPLAIN (FORMAT JSON)", _DAY_PAYMENTS_PG.text)[0][0][0]["Plan"]
     assert sorted(_relations(plan)) == ["document", "payment", "statement_entry"]
