@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from payments.auth.deps import get_principal
+from payments.auth.deps import AUTHENTICATING
 from payments.core.http import PROBLEM_JSON
 
 SECURITY_SCHEME = "ApiKey"
@@ -224,7 +224,7 @@ def _protocol_replies(responses: dict[str, Any]) -> None:
 
 
 def _authenticated(dependant: Dependant) -> bool:
-    return any(d.call is get_principal for d in _walk(dependant))
+    return any(d.call in AUTHENTICATING for d in _walk(dependant))
 
 
 def _walk(dependant: Dependant) -> Iterator[Dependant]:

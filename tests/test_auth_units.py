@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from payments.agency.models import Agency
 from payments.auth import deps
-from payments.auth.deps import actor_of, get_ctx, get_principal, require
+from payments.auth.deps import actor_of, get_ctx, get_principal, principal_of, require
 from payments.auth.models import ApiKey, ApiKeyVersion, Scope
 from payments.auth.service import (
     Principal,
@@ -84,7 +84,7 @@ def _request(authorization: str | None, path: str = "/v1/payments") -> Request:
 
 
 def _principal(authorization: str | None, ctx: Any, path: str = "/v1/payments") -> Principal:
-    return asyncio.run(get_principal(_request(authorization, path), ctx))
+    return asyncio.run(principal_of(_request(authorization, path), ctx))
 
 
 async def _awaited(value: Awaitable[Principal]) -> Principal:
@@ -191,15 +191,28 @@ def test_over_the_rate_is_429_with_the_pause(wait: float, retry_after: int, logs
 
 
 # --- 403 ----------------------------------------------------------------------------------------------------------
+def _with_app(request: Request, ctx: Any) -> Request:
+    request.scope["app"] = SimpleNamespace(state=SimpleNamespace(ctx=ctx))
+    return request
+
+
 def test_a_key_with_the_scope_passes() -> None:
     check = require(Scope.payments_read)
-    assert _run(check(PRINCIPAL)) is PRINCIPAL
+    assert _run(check(_with_app(_request("Bearer lephi_x"), _ctx(Keys(held={"lephi_x": PRINCIPAL}))))) is PRINCIPAL
+
+
+def test_a_request_is_authenticated_and_rate_counted_once_however_many_dependencies_ask() -> None:
+    limiter = Limiter()
+    request = _with_app(_request("Bearer lephi_x"), _ctx(Keys(held={"lephi_x": PRINCIPAL}), limiter))
+    assert _run(require(Scope.payments_read)(request)) is PRINCIPAL
+    assert _run(get_principal(request)) is PRINCIPAL
+    assert limiter.clients == ["key-1"]
 
 
 def test_a_key_without_the_scope_is_403_naming_it() -> None:
     check = require(Scope.refunds_write)
     with pytest.raises(Forbidden) as raised:
-        _run(check(PRINCIPAL))
+        _run(check(_with_app(_request("Bearer lephi_x"), _ctx(Keys(held={"lephi_x": PRINCIPAL})))))
     assert raised.value.detail == "this API key lacks the scope 'refunds:write'"
     assert raised.value.extra == {"required_scope": "refunds:write"}
 

@@ -25,7 +25,22 @@ async def get_ctx(request: Request) -> AppContext:
 CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
-async def get_principal(request: Request, ctx: CtxDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    """The authenticated client, for an endpoint open to every API key."""
+    return await principal_of(request, request.app.state.ctx)
+
+
+_PRINCIPAL = "lephi.principal"
+
+
+async def principal_of(request: Request, ctx: AppContext) -> Principal:
+    """The client the request's API key names, within its rate; once per request, however many dependencies ask.
+
+    Not itself a sub-dependency of the scope checks: FastAPI walks every dependency of every request, and each level
+    of the tree costs about as much as an index lookup in the database."""
+    known: Principal | None = request.scope.get(_PRINCIPAL)
+    if known is not None:
+        return known
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -44,6 +59,7 @@ async def get_principal(request: Request, ctx: CtxDep) -> Principal:
             log.info("auth.rejected", path=request.url.path)
             raise
     await _within_rate(ctx, principal)
+    request.scope[_PRINCIPAL] = principal
     return principal
 
 
@@ -62,13 +78,19 @@ async def _within_rate(ctx: AppContext, principal: Principal) -> None:
         raise err
 
 
-def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
+        principal = await principal_of(request, request.app.state.ctx)
         if scope.value not in principal.scopes:
             raise Forbidden(f"this API key lacks the scope {scope.value!r}", required_scope=scope.value)
         return principal
 
+    AUTHENTICATING.add(check)
     return check
+
+
+# The dependencies that authenticate the request: the API document marks their routes as needing the API key.
+AUTHENTICATING: set[Callable[..., Awaitable[Principal]]] = {get_principal}
 
 
 def actor_of(principal: Principal) -> str:
