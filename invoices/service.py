@@ -540,6 +540,8 @@ class IssuedDocument:
     reason: str | None
     created_by: str | None
     created_at: datetime
+    buyer_name: str | None = None
+    buyer_tax_code: str | None = None
 
 
 def _issue(
@@ -669,6 +671,8 @@ def _number_sign_store(
 
 def _signed(signers: SignerStore, draft: _Draft, in_use: OpenSeries, year: int, number: int) -> IssuedDocument:
     seller = draft.facts.seller
+    # A replacement may correct the payer: the row says whom it names. Other documents name the dossier's payer.
+    corrected = draft.document.buyer if draft.purpose is DocumentPurpose.replacement else None
     signed = signers.for_agency(draft.facts.agency_code, seller.tax_code, seller.name).sign(
         with_number(draft.xml, number)
     )
@@ -690,6 +694,8 @@ def _signed(signers: SignerStore, draft: _Draft, in_use: OpenSeries, year: int, 
         reason=draft.reason,
         created_by=draft.created_by,
         created_at=utcnow(),
+        buyer_name=corrected.name if corrected is not None else None,
+        buyer_tax_code=corrected.tax_code if corrected is not None else None,
     )
 
 

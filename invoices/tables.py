@@ -121,6 +121,10 @@ class Document(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=255)
     created_by: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The payer as a replacement corrected them (NMua/Ten, NMua/MST), so that staff find the receipt in force by the
+    # name it carries; NULL on every other document, whose payer is the dossier's.
+    buyer_name: str | None = Field(default=None, max_length=400)
+    buyer_tax_code: str | None = Field(default=None, max_length=14)
 
     def file_name(self, extension: str) -> str:
         """``5K26TLP-00000042.pdf``: the printed symbol and the number, as people file receipts."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, case, func, or_
 from sqlalchemy import select as select_columns
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -183,6 +183,17 @@ def _latest_status() -> Any:
     )
 
 
+def _payer_name() -> Any:
+    """The payer the document names: a replacement's correction, else the dossier's."""
+    return func.coalesce(col(Document.buyer_name), col(Dossier.payer_name))
+
+
+def _payer_tax_code() -> Any:
+    return case(
+        (col(Document.buyer_name).is_not(None), col(Document.buyer_tax_code)), else_=col(Dossier.payer_tax_code)
+    )
+
+
 def conditions(flt: Filters, agency_id: str | None) -> list[Any]:
     """The WHERE clauses of a search, over ``document`` joined to its payment's ``dossier``."""
     where: list[Any] = []
@@ -201,8 +212,8 @@ def conditions(flt: Filters, agency_id: str | None) -> list[Any]:
     if flt.payer:
         where.append(
             or_(
-                col(Dossier.payer_name).icontains(flt.payer, autoescape=True),
-                col(Dossier.payer_tax_code).icontains(flt.payer, autoescape=True),
+                _payer_name().icontains(flt.payer, autoescape=True),
+                _payer_tax_code().icontains(flt.payer, autoescape=True),
             )
         )
     # The issue date is already Vietnam's calendar day (NLap).
@@ -260,7 +271,7 @@ def _select() -> Any:
             col(Document.issue_date),
             col(Document.total),
             col(Dossier.code),
-            col(Dossier.payer_name),
+            _payer_name(),
             _latest_status(),
         )
         .select_from(Document)

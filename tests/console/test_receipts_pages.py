@@ -4,6 +4,7 @@ never twice), and the verification of an uploaded file says what it is or exactl
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from datetime import UTC, date, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlmodel import select
 
 from console.audit.models import AuditLog
@@ -23,6 +25,7 @@ from invoices.tax.tables import TaxMessage, TaxMessageKind, TaxMessageStatus
 from invoices.verify import pinned, verify_notice
 from invoices.xmldsig import MAX_XML_BYTES
 from lephi.container import Container
+from lephi.migrate import MIGRATIONS
 from tests.conftest import ALL_SCOPES, Api
 from tests.console.conftest import MakeStaff, count, csrf_of, login
 from tests.console.test_console_fuzz import FIELDS, HOSTILE, page_below_500
@@ -176,6 +179,52 @@ def test_another_agencys_receipt_answers_404_on_every_route(
     page = province.get(f"/console/receipts/{theirs}")
     assert page.status_code == 200 and 'action="/console/receipts/' not in page.text
     assert province.get(f"/console/receipts/{theirs}/xml").content == document(api.ctx, theirs).xml
+
+
+def test_a_replacement_is_found_and_listed_by_the_payer_it_corrected(
+    client: TestClient, api: Api, make_staff: MakeStaff, agencies: dict[str, str]
+) -> None:
+    """The dossier keeps the payer first sent; the replacement names the corrected one, and staff look it up by that."""
+    doc_id = receipt(api, "HS-9", {"name": "Nguyen Van A", "tax_code": "0312345678"})
+    other = receipt(api, "HS-10", {"name": "Lê Thị Hoa", "tax_code": "0319999999"})
+    sign_in(client, make_staff, "finance")
+    response = replace_form(client, doc_id, name="Nguyễn Văn Ánh", tax_code="0401234567", reason="Sai tên, MST")
+    assert response.status_code == 303, response.text[:600]
+    match = REPLACED.search(response.headers["location"])
+    assert match
+    new_id = match.group(1)
+    row = document(api.ctx, new_id)
+    assert (row.buyer_name, row.buyer_tax_code) == ("Nguyễn Văn Ánh", "0401234567")
+    assert (document(api.ctx, doc_id).buyer_name, document(api.ctx, other).buyer_name) == (None, None)
+    cases = {
+        "payer=V%C4%83n%20%C3%81nh": [new_id],  # the corrected name: the replacement only
+        "payer=Nguyen%20Van%20A": [doc_id],  # the name first sent: the receipt it replaced
+        "payer=0401234": [new_id],
+        "payer=0312345": [doc_id],
+        "payer=hoa": [other],
+    }
+    for query, expected in cases.items():
+        assert ids(client.get(f"/console/receipts?{query}")) == expected, query
+    listed = client.get("/console/receipts?kind=replacement").text
+    assert "Nguyễn Văn Ánh" in listed and "Nguyen Van A" not in listed
+
+    # Replacements issued before the row kept the payer get it from their XML when the schema is upgraded.
+    with api.ctx.db.write() as s:
+        s.execute(update(Document).values(buyer_name=None, buyer_tax_code=None))
+        assert _migration("0020_document_buyer").backfill(s.connection()) == 1
+    assert (document(api.ctx, new_id).buyer_name, document(api.ctx, new_id).buyer_tax_code) == (
+        "Nguyễn Văn Ánh",
+        "0401234567",
+    )
+    assert document(api.ctx, doc_id).buyer_name is None
+
+
+def _migration(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, MIGRATIONS / "versions" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("role", ["viewer", "approver"])
