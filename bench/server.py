@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from lephi.app import create_app
 from lephi.container import Container, build_container
+from lephi.heap import freeze_heap
 from lephi.jobs import HANDLERS, NETWORK_KINDS
 from lephi.migrate import upgrade
 from lephi.settings import Settings, get_settings
@@ -32,10 +33,14 @@ READY_PATH = "/readyz"
 
 
 def create() -> FastAPI:
-    return create_app(get_settings())
+    """The app as ``lephi serve`` builds it, with what start-up made frozen out of the garbage collector's way."""
+    app = create_app(get_settings())
+    freeze_heap()
+    return app
 
 
 def app_from_environment() -> FastAPI:
-    """The app as ``create`` builds it in a fresh server process, with the settings of the current environment."""
+    """The app as ``create`` builds it in a fresh server process, with the settings of the current environment; the
+    heap is left unfrozen, for in-process measurements that may build several apps (``lephi.heap``)."""
     get_settings.cache_clear()
-    return create()
+    return create_app(get_settings())

@@ -14,6 +14,7 @@ import typer
 from lephi.cli import privacy, reconcile, staff
 from lephi.cli import receipts as receipts_cli
 from lephi.cli.common import context
+from lephi.heap import freeze_heap
 
 if TYPE_CHECKING:
     import uvicorn
@@ -176,7 +177,9 @@ def serve(
     # was there before it: a no-op one makes a requested stop exit 0, as process managers expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: None)
-    uvicorn.Server(server_config(create_app(settings), host, port, settings.shutdown_seconds)).run()
+    config = server_config(create_app(settings), host, port, settings.shutdown_seconds)
+    freeze_heap()
+    uvicorn.Server(config).run()
 
 
 def server_config(app: ASGIApp, host: str, port: int, shutdown_seconds: float = 20.0) -> uvicorn.Config:
@@ -214,6 +217,7 @@ def run_worker() -> None:
 
         metrics.start(ctx.db, ctx.settings, HANDLERS, ctx.gateways.names())
     w = Worker(ctx, HANDLERS, periodic=PERIODIC, concurrent=NETWORK_KINDS)
+    freeze_heap()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: w.stop())
     # The loop runs on a thread so that this one stays free for signals and can enforce the bound on a job that
