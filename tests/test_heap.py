@@ -10,7 +10,6 @@ import gc
 import signal
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,7 +54,7 @@ def signals() -> Iterator[None]:
 
 
 def test_serve_freezes_once_the_app_is_built_and_before_it_serves(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signals: None
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, signals: None
 ) -> None:
     steps: list[str] = []
     monkeypatch.setattr(lephi.cli, "freeze_heap", lambda: steps.append("freeze"))
