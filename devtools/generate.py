@@ -74,6 +74,7 @@ from invoices.tables import Document, SeriesCounter
 from payments.agency.models import Agency, FeeKind, FeeScheduleLine, Procedure
 from payments.core.context import AppContext
 from payments.core.db import Database
+from payments.core.types import id_time
 from payments.dossier.models import Dossier, DossierFeeLine
 from payments.payment.models import Payment, Refund
 from payments.payment.states import PAID
@@ -468,8 +469,9 @@ class _Generator:
         self.bank_prefix = f"FT{day:%y}{day.timetuple().tm_yday:03d}"
 
     # -- plumbing ------------------------------------------------------------------------------------------------------
-    def new_id(self, prefix: str) -> str:
-        return f"{prefix}_{self.rng.getrandbits(96):024x}"
+    def new_id(self, prefix: str, at: datetime) -> str:
+        """An identifier laid out as the service makes them, made at ``at`` (the row's own time)."""
+        return f"{prefix}_{id_time(at.timestamp())}{self.rng.getrandbits(64):016x}"
 
     def add(self, model: Any, row: Row) -> Row:
         self.rows[model].append(row)
@@ -584,7 +586,8 @@ class _Generator:
         pick = bisect.bisect(self.procedure_weights, rng.random() * self.procedure_weights[-1])
         procedure_id, procedure_name, fees = self.procedures[pick]
         self.dossier_no += 1
-        dossier_id = self.new_id("dos")
+        created = (at - timedelta(minutes=rng.uniform(3, 600))).astimezone(UTC)
+        dossier_id = self.new_id("dos", created)
         total = 0
         for position, (fee_code, kind, name, unit, default, _, usual) in enumerate(fees):
             quantity = rng.randint(default, usual)
@@ -594,7 +597,6 @@ class _Generator:
                 line.update(unit_amount=unit, quantity=quantity, amount=unit * quantity, position=position)
                 self.add(DossierFeeLine, line)
         payer = self.name()
-        created = (at - timedelta(minutes=rng.uniform(3, 600))).astimezone(UTC)
         code = f"HS{at:%y%m%d}-{self.dossier_no:07d}"
         row = {
             "id": dossier_id,
@@ -624,7 +626,7 @@ class _Generator:
         self.payment_rows += 1
         expires = at if status == "expired" else created + timedelta(hours=24 if gateway == "vietqr" else 0.25)
         row = {
-            "id": self.new_id("pay"),
+            "id": self.new_id("pay", created),
             "agency_id": self.agency_id,
             "dossier_id": dossier.id,
             "gateway": gateway,
@@ -650,7 +652,7 @@ class _Generator:
         issued = (p.at + timedelta(seconds=self.rng.uniform(2, 90))).astimezone(GMT7)
         self.receipt_no[issued.year] += 1
         row = {
-            "id": self.new_id("doc"),
+            "id": self.new_id("doc", issued),
             "agency_id": self.agency_id,
             "payment_id": p.id,
             "purpose": "original",
@@ -673,7 +675,7 @@ class _Generator:
     def notification(self, p: _Payment, ext: str, memo: str) -> None:
         """The bank's credit notification, recorded and matched before any statement."""
         row = {
-            "id": self.new_id("crd"),
+            "id": self.new_id("crd", p.at),
             "gateway": "vietqr",
             "bank_transaction_id": ext,
             "source": "notification",
@@ -691,7 +693,7 @@ class _Generator:
 
     def refund(self, p: _Payment, amount: int, at: datetime) -> str:
         row = {
-            "id": self.new_id("rfd"),
+            "id": self.new_id("rfd", at),
             "payment_id": p.id,
             "amount": amount,
             "reason": self.rng.choice(REFUND_REASONS),

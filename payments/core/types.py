@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -106,9 +107,26 @@ def clock_at(moment: datetime) -> Iterator[None]:
         _CLOCK.reset(token)
 
 
+# An identifier is the prefix, the second it was made (8 hexadecimal digits of seconds since 1970) and 64 random
+# bits: ``pay_6931e0c2`` + 16 digits, 28 characters as before the time was added, so that ids built from ids (a
+# payer's ``payer:<dossier id>``) still fit their columns. The random part keeps it unguessable; the leading time
+# keeps the ids made together next to each other in every index that holds them. With random ids, each new row lands
+# on a random page of the index: at ten million statement lines the index on their payment no longer fits in memory,
+# and a seven-million-line insert took 52 s against 21 s for the same rows with time-ordered ids (and wrote a third
+# more WAL, each page rewritten whole after every checkpoint).
+ID_TIME_DIGITS = 8
+ID_RANDOM_BYTES = 8
+
+
+def id_time(moment: float) -> str:
+    """The time part of an identifier made at ``moment`` (seconds since 1970)."""
+    return f"{int(moment):0{ID_TIME_DIGITS}x}"
+
+
 def new_id(prefix: str) -> str:
-    """Prefixed, unguessable identifiers (``pay_...``) that say what they name in logs and support tickets."""
-    return f"{prefix}_{secrets.token_hex(12)}"
+    """Prefixed, unguessable identifiers (``pay_...``) that say what they name in logs and support tickets, in the
+    order they were made (to the second)."""
+    return f"{prefix}_{id_time(time.time())}{secrets.token_hex(ID_RANDOM_BYTES)}"
 
 
 def str_enum(enum: type[StrEnum], length: int = 20) -> Enum:
