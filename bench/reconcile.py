@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import pickle
@@ -384,7 +385,8 @@ def measure_kept(db: str, size: int, admin_url: str, keep: Path, generate_only: 
     again (an hour and 25 GB at ten million payments)."""
     home = keep.resolve() / f"{db}-{size}"
     done = home / "generated.json"
-    template = f"lephi_bench_recon_{size}"
+    # Named by the directory too: days kept in two directories (by two versions of the generator) stay apart.
+    template = f"lephi_bench_recon_{size}_{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
     if not done.exists():
         home.mkdir(parents=True, exist_ok=True)
         url = (
