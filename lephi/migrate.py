@@ -68,3 +68,18 @@ def head_revision() -> str | None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def missing_migrations(engine: Engine) -> str | None:
+    """Why this code cannot use the database yet, or None. Refused: a database without Lephi's schema, and one at an
+    earlier migration of this code. A database ahead of this code (migrated by a newer release) is used: a
+    migration only adds what older code can ignore, until the release after it (the expand/contract rule)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    current, head = current_revision(engine), script.get_current_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no tables yet"
+    if current in {revision.revision for revision in script.walk_revisions()}:
+        return f"the database is at migration {current}, this version of Lephi needs {head}"
+    return None

@@ -211,7 +211,7 @@ def run_worker() -> None:
     from lephi.jobs import HANDLERS, NETWORK_KINDS, PERIODIC
     from payments.outbox.worker import Worker
 
-    ctx = context()
+    ctx = context(wait_for_migrations=True)
     if ctx.settings.metrics:
         from lephi import metrics
 
