@@ -6,7 +6,9 @@ in ``<data_dir>/demo-staff.txt`` (mode 600), like the demo API key: printed at s
 from __future__ import annotations
 
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlmodel import Session
@@ -14,6 +16,7 @@ from sqlmodel import Session
 from console.staff.models import Role
 from console.staff.passwords import verify_password
 from console.staff.service import create_staff, find_by_email, issue_reset, use_token
+from payments.core.types import clock_at
 
 DEMO_STAFF = [
     ("tinh@demo.gov.vn", Role.province_admin),
@@ -39,26 +42,30 @@ def _saved(path: Path) -> dict[str, str]:
     return {email: password for email, password in pairs}
 
 
-def seed_demo_staff(s: Session, agency_code: str, data_dir: Path) -> list[DemoUser]:
+def seed_demo_staff(s: Session, agency_code: str, data_dir: Path, since: datetime | None = None) -> list[DemoUser]:
     """Idempotent: each demo account exists and signs in with the password in the file (a new one if the database or
-    the file was reset since)."""
+    the file was reset since). An account made now is made at ``since`` when given: the demo's history, written
+    after it, starts later, and the audit log, a chain in the order it is written, then also runs forward in time."""
     path = data_dir / "demo-staff.txt"
     saved = _saved(path)
     users: list[DemoUser] = []
     for email, role in DEMO_STAFF:
         user = find_by_email(s, email)
-        password = saved.get(email)
-        if user is None:
-            user, token = create_staff(
-                s, email=email, role=role.value, agency_code=None if role is Role.province_admin else agency_code
-            )
-        elif password is not None and user.password_hash and verify_password(user.password_hash, password):
-            users.append(DemoUser(email, role, password))
+        saved_password = saved.get(email, "")
+        hashed = user.password_hash if user is not None else None
+        if hashed and saved_password and verify_password(hashed, saved_password):
+            users.append(DemoUser(email, role, saved_password))
             continue
+        password = secrets.token_urlsafe(12)
+        if user is None:
+            with clock_at(since) if since is not None else nullcontext():
+                _, token = create_staff(
+                    s, email=email, role=role.value, agency_code=None if role is Role.province_admin else agency_code
+                )
+                use_token(s, token, password)
         else:
             _, token = issue_reset(s, email, actor=ACTOR)
-        password = secrets.token_urlsafe(12)
-        use_token(s, token, password)
+            use_token(s, token, password)
         users.append(DemoUser(email, role, password))
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{u.email} {u.password}\n" for u in users))

@@ -374,6 +374,11 @@ def _certificate_from(ctx: ReceiptContext, agency: Agency, start: datetime) -> d
     return max(start, cert.not_valid_before_utc + timedelta(days=1))
 
 
+def staff_since(end: datetime) -> datetime:
+    """When the demo's staff accounts are made: before the first day of the history that ends at ``end``."""
+    return end - timedelta(days=DAYS + 1)
+
+
 def seed_demo_history(
     ctx: ReceiptContext, agency_code: str, progress: Callable[[str], None] | None = None, end: datetime | None = None
 ) -> Summary:

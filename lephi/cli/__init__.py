@@ -102,10 +102,11 @@ def _seed() -> DemoInfo:
     import time
 
     from console.demo import seed_demo_staff
-    from console.demo_history import seed_demo_history
+    from console.demo_history import seed_demo_history, staff_since
     from lephi.container import build_container
     from payments.agency.demo import DEMO_AGENCY, seed_demo
     from payments.core.logging import configure_logging
+    from payments.core.types import utcnow
     from payments.dossier.service import to_out
 
     ctx = context()
@@ -114,7 +115,7 @@ def _seed() -> DemoInfo:
         dossier, key = seed_demo(s, ctx.settings.data_dir, configured)
         url = to_out(s, dossier, ctx.settings.public_url).pay_url
     with ctx.db.write() as s:
-        staff = seed_demo_staff(s, DEMO_AGENCY, ctx.settings.data_dir)
+        staff = seed_demo_staff(s, DEMO_AGENCY, ctx.settings.data_dir, since=staff_since(utcnow()))
     ctx.close()
     # Hundreds of small transactions: without an fsync each (SQLite), a first start stays quick. Losing the last of
     # them to a power cut would cost a demo nothing.

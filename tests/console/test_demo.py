@@ -3,6 +3,7 @@ month of history, written through the product's own services."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -17,9 +18,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
+from console.audit.models import AuditLog
 from console.dashboard.figures import gather
 from console.demo import DEMO_STAFF, seed_demo_staff
-from console.demo_history import DAYS, MARKER, Summary, claim_marker, seed_demo_history
+from console.demo_history import DAYS, MARKER, Summary, claim_marker, seed_demo_history, staff_since
 from console.reports.figures import Grain, report
 from console.staff import passwords
 from console.staff.models import Role
@@ -81,9 +83,9 @@ def history(
         mp.setattr(passwords, "_hasher", _CHEAP_HASHER)
         with ctx.db.write() as s:
             seed_demo(s, tmp, list(ctx.gateway_config.agencies.get(DEMO_AGENCY, {})))
-        with ctx.db.write() as s:
-            seed_demo_staff(s, DEMO_AGENCY, tmp)
-    end = utcnow()
+        end = utcnow()
+        with ctx.db.write() as s:  # as `lephi demo` seeds them
+            seed_demo_staff(s, DEMO_AGENCY, tmp, since=staff_since(end))
     summary = seed_demo_history(ctx, DEMO_AGENCY, end=end)
     yield ctx, summary, end
     ctx.close()
@@ -113,6 +115,18 @@ def _own_pg_database() -> tuple[str, Callable[[], None]]:
 def _agency(s: Session) -> Agency:
     agency = s.exec(select(Agency).where(Agency.code == DEMO_AGENCY)).one()
     return agency
+
+
+def test_the_audit_log_runs_forward_in_time(history: tuple[Container, Summary, datetime]) -> None:
+    """The staff accounts are made before the history's first day, not when the demo is seeded after it: the audit
+    chain, in the order it was written, is also in time order."""
+    ctx, _summary, end = history
+    with ctx.db.read() as s:
+        rows = s.exec(select(AuditLog.scope, AuditLog.seq, AuditLog.at).order_by(AuditLog.scope, AuditLog.seq)).all()
+    assert any(action_at < end - timedelta(days=DAYS) for _scope, _seq, action_at in rows)  # the staff, made early
+    for (scope, seq, at), (next_scope, next_seq, next_at) in itertools.pairwise(rows):
+        if scope == next_scope:
+            assert at <= next_at, (scope, seq, at, next_seq, next_at)
 
 
 def test_history_fills_the_report_and_the_dashboard(history: tuple[Container, Summary, datetime]) -> None:
