@@ -108,7 +108,7 @@ def clock_at(moment: datetime) -> Iterator[None]:
 
 
 # An identifier is the prefix, the second it was made (8 hexadecimal digits of seconds since 1970) and 64 random
-# bits: ``pay_6931e0c2`` + 16 digits, 28 characters as before the time was added, so that ids built from ids (a
+# bits: ``pay_6b13619d`` + 16 digits, 28 characters as before the time was added, so that ids built from ids (a
 # payer's ``payer:<dossier id>``) still fit their columns. The random part keeps it unguessable; the leading time
 # keeps the ids made together next to each other in every index that holds them. With random ids, each new row lands
 # on a random page of the index: at ten million statement lines the index on their payment no longer fits in memory,
