@@ -58,9 +58,9 @@ if TYPE_CHECKING:
 TARGET_CPU_RATIO = 15.0  # issue 10: server CPU per verified callback <= 15x the bare app's
 STRIPE_TOLERANCE_SECONDS = 300  # adapters.stripe.TOLERANCE_SECONDS (not imported: the load generator stays light)
 STRIPE_MARGIN_SECONDS = 60  # for generation, process start-up and the last replies
-# Default seed per gateway, per second of warm-up + measurement: above the fastest rate measured (about 650
-# callbacks a second), so that no phase runs out before its end.
-PAYMENTS_PER_SECOND = 800
+# Default seed per gateway, per second of warm-up + measurement: above the fastest rate measured (about 1,000
+# callbacks a second on SQLite), so that no phase runs out before its end.
+PAYMENTS_PER_SECOND = 1300
 SEED_BATCH = 1000
 
 # Test credentials, in the gateways file of the throwaway data directory only.
