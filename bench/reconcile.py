@@ -90,6 +90,7 @@ class Row:
     detail: str
     disk: dict[str, float] | None = None  # MiB written by the import and matching (PostgreSQL): data, WAL, temp
     peak_disk_mib: float | None = None  # the file system's use at its highest during them, beyond where it started
+    peak_import_mib: float | None = None  # the same, while importing
 
     @property
     def lephi_s(self) -> float:
@@ -239,10 +240,10 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
     manifest = pickle.loads((Path(spec["dir"]) / "manifest.pickle").read_bytes())
     disk_before = _pg_disk(spec["url"])
     ctx = build_container(Settings(database_url=spec["url"], data_dir=Path(spec["dir"]), log_level="ERROR"))
-    start = time.perf_counter()
+    started_at, start = time.time(), time.perf_counter()
     for f in spec["files"]:
         import_file(ctx, AGENCY, Path(f["path"]), StatementFormat(f["format"]))
-    imported = time.perf_counter()
+    imported, imported_at = time.perf_counter(), time.time()
     run = run_day(ctx, manifest.agency_id, DAY)
     matched = time.perf_counter()
     with ctx.db.read() as s:
@@ -264,6 +265,7 @@ def child_lephi(spec: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "import_s": imported - start,
+        "import_window": [started_at, imported_at],
         "match_s": matched - imported,
         "rss_mib": _peak_rss_mib(),
         "exact": exact,
@@ -315,6 +317,7 @@ class DiskPeak:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._start = self._peak = 0
+        self._samples: list[tuple[float, int]] = []
 
     def _used(self) -> int:
         assert self.path is not None
@@ -323,7 +326,14 @@ class DiskPeak:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            self._peak = max(self._peak, self._used())
+            used = self._used()
+            self._samples.append((time.time(), used))
+            self._peak = max(self._peak, used)
+
+    def peak_between(self, start: float, end: float) -> float | None:
+        """The highest use sampled between two moments (``time.time()``), beyond the use at the start, in MiB."""
+        used = [u for t, u in self._samples if start <= t <= end]
+        return (max(used) - self._start) / 2**20 if used else None
 
     def __enter__(self) -> DiskPeak:
         if self.path is not None:
@@ -403,12 +413,17 @@ def measure_kept(db: str, size: int, admin_url: str, keep: Path, generate_only: 
     if generate_only:
         return None
     spec: dict[str, Any] = {"dir": str(home), "size": size, "files": generated["files"]}
+    # A day kept by an earlier version of the code has that version's schema: the copy is brought to this one's.
+    from lephi.migrate import upgrade
+
     if db == "postgres":
         with harness.postgres_database(admin_url, template=template) as url:
+            upgrade(url)
             return timed(db, size, {**spec, "url": url}, generated)
     with tempfile.TemporaryDirectory(prefix="lephi-bench-recon-", dir=home) as tmp:
         copy = Path(tmp) / "bench.db"
         shutil.copyfile(home / "bench.db", copy)
+        upgrade(f"sqlite:///{copy}")
         return timed(db, size, {**spec, "url": f"sqlite:///{copy}"}, generated)
 
 
@@ -432,6 +447,7 @@ def timed(db: str, size: int, spec: dict[str, Any], generated: dict[str, Any]) -
         detail=lephi["detail"],
         disk=lephi.get("disk"),
         peak_disk_mib=disk.peak_mib,
+        peak_import_mib=disk.peak_between(*lephi["import_window"]),
     )
 
 
@@ -473,6 +489,8 @@ def verdicts(rows: list[Row]) -> list[str]:
             )
             if r.peak_disk_mib is not None:
                 written += f"; peak disk use {r.peak_disk_mib:,.0f} MiB beyond the start"
+                if r.peak_import_mib is not None:
+                    written += f" ({r.peak_import_mib:,.0f} MiB while importing)"
                 if r.disk:
                     written += f" ({r.peak_disk_mib - r.disk['size']:,.0f} MiB beyond the data kept)"
             lines.append(f"  {r.size:,}: {r.detail}{written}")

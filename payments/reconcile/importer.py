@@ -244,6 +244,7 @@ _STAGE_TYPES = (
 _PG_LOAD = f"CREATE TEMPORARY TABLE statement_entry_load ({_STAGE_TYPES.format(date='date')}) ON COMMIT DROP"
 _SQLITE_LOAD = f"CREATE TEMPORARY TABLE statement_entry_load ({_STAGE_TYPES.format(date='text')})"
 _SQLITE_STAGE = "INSERT INTO statement_entry_load VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PG_DECLARE = "SELECT statement_entry_declare_import(%s, %s)"
 _CONFLICT = "ON CONFLICT (agency_id, source, external_id) DO NOTHING"
 _STAGED_SELECT = ", ".join("l." + c.strip() for c in _STAGED.split(","))
 # In file order, so that ids follow the file and the first of two lines with one transaction id is the one kept.
@@ -332,6 +333,8 @@ def _insert(
     rows = _rows(source, lines, totals)
     if dialect == "postgresql":
         with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            # The lines' import, checked once for all of them (migration 0021) rather than per line.
+            cur.execute(_PG_DECLARE, (import_id, agency_id))
             cur.execute(_PG_LOAD)
             # Straight from the parser into COPY, one row at a time: no batch is held in memory.
             with cur.copy(f"COPY statement_entry_load ({_STAGED}) FROM STDIN") as copy:

@@ -73,9 +73,10 @@ class StatementEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     # Not declared as foreign keys: PostgreSQL checks a foreign key with one query per inserted row, a third of a
-    # million-line import. Migration 0019 enforces the same integrity with triggers instead: once per statement on
-    # insert (the line's import exists, of the line's agency), and an import that has lines is neither deleted nor
-    # moved to another agency (so neither is the agency, through the import's own foreign key).
+    # million-line import. Migrations 0019 and 0021 enforce the same integrity with triggers instead: the line's
+    # import exists, of the line's agency (checked once for a bulk import's lines, which declare their import, and
+    # per row for any other), and an import that has lines is neither deleted nor moved to another agency (so
+    # neither is the agency, through the import's own foreign key).
     agency_id: str = Field(max_length=40)
     import_id: str = Field(max_length=40)
     source: str = Field(max_length=40)
