@@ -91,6 +91,8 @@ class Row:
     disk: dict[str, float] | None = None  # MiB written by the import and matching (PostgreSQL): data, WAL, temp
     peak_disk_mib: float | None = None  # the file system's use at its highest during them, beyond where it started
     peak_import_mib: float | None = None  # the same, while importing
+    peak_wal_mib: float | None = None  # the WAL directory at its highest
+    peak_temp_mib: float | None = None  # the temporary files' directory at its highest
 
     @property
     def lephi_s(self) -> float:
@@ -318,6 +320,9 @@ class DiskPeak:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._start = self._peak = 0
         self._samples: list[tuple[float, int]] = []
+        # What two of PostgreSQL's own directories held at their highest, in MiB: the WAL and the sorts' and
+        # hashes' temporary files (the rest of the growth is the database's files, temporary tables included).
+        self.peak_wal_mib = self.peak_temp_mib = 0.0
 
     def _used(self) -> int:
         assert self.path is not None
@@ -329,6 +334,9 @@ class DiskPeak:
             used = self._used()
             self._samples.append((time.time(), used))
             self._peak = max(self._peak, used)
+            assert self.path is not None
+            self.peak_wal_mib = max(self.peak_wal_mib, _dir_mib(self.path / "pg_wal"))
+            self.peak_temp_mib = max(self.peak_temp_mib, _dir_mib(self.path / "base" / "pgsql_tmp"))
 
     def peak_between(self, start: float, end: float) -> float | None:
         """The highest use sampled between two moments (``time.time()``), beyond the use at the start, in MiB."""
@@ -346,6 +354,17 @@ class DiskPeak:
             self._stop.set()
             self._thread.join()
             self.peak_mib = (max(self._peak, self._used()) - self._start) / 2**20
+
+
+def _dir_mib(path: Path) -> float:
+    """The size of a directory's files (not its subdirectories), in MiB; 0 if it is missing."""
+    total = 0
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total / 2**20
 
 
 def _disk_used(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
@@ -448,6 +467,8 @@ def timed(db: str, size: int, spec: dict[str, Any], generated: dict[str, Any]) -
         disk=lephi.get("disk"),
         peak_disk_mib=disk.peak_mib,
         peak_import_mib=disk.peak_between(*lephi["import_window"]),
+        peak_wal_mib=disk.peak_wal_mib if disk.path is not None else None,
+        peak_temp_mib=disk.peak_temp_mib if disk.path is not None else None,
     )
 
 
@@ -493,6 +514,11 @@ def verdicts(rows: list[Row]) -> list[str]:
                     written += f" ({r.peak_import_mib:,.0f} MiB while importing)"
                 if r.disk:
                     written += f" ({r.peak_disk_mib - r.disk['size']:,.0f} MiB beyond the data kept)"
+                if r.peak_wal_mib is not None and r.peak_temp_mib is not None:
+                    written += (
+                        f"; at their highest the WAL {r.peak_wal_mib:,.0f} MiB, "
+                        f"temporary files {r.peak_temp_mib:,.0f} MiB"
+                    )
             lines.append(f"  {r.size:,}: {r.detail}{written}")
     return lines
 
