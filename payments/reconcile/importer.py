@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import Session, col, select
@@ -270,11 +269,6 @@ _SQLITE_INSERT = f"""
     ORDER BY l.rowid
     {_CONFLICT}
 """  # noqa: S608 - constants only
-# A file is staged and moved in slices of this many lines, one after the other in the import's transaction: at ten
-# million lines the whole file staged at once, the move's sort of it and the hash join's batches needed 2.75 GiB of
-# disk beyond the lines kept. A slice costs one more pass over the gateway's payments (the hash join's build), so
-# files up to a million lines, the most a province's gateway settles in a day, go in one.
-SLICE_LINES = 1_000_000
 # The sort of a million staged lines stays in memory rather than spilling to disk at the default 4 MB (69 MB were
 # spilled at a million lines): sized by the staged lines, for the import's transaction only. Below the default it is
 # left alone: on small files a larger setting measured no faster.
@@ -341,65 +335,35 @@ def _insert(
         with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
             # The lines' import, checked once for all of them (migration 0021) rather than per line.
             cur.execute(_PG_DECLARE, (import_id, agency_id))
-            _stage_and_move_postgresql(cur, rows, totals, params, tick)
+            cur.execute(_PG_LOAD)
+            # Straight from the parser into COPY, one row at a time: no batch is held in memory.
+            with cur.copy(f"COPY statement_entry_load ({_STAGED}) FROM STDIN") as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+                    if tick is not None and not totals.count % BATCH:
+                        tick(totals.count)
+            if (kib := work_mem_kib(totals.count)) is not None:
+                cur.execute(f"SET LOCAL work_mem = '{kib}kB'")
+            cur.execute(_PG_INSERT, params)
+            totals.new = cur.rowcount
+            cur.execute("DROP TABLE statement_entry_load")
     else:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            _stage_and_move_sqlite(cur, rows, totals, params, tick)
+            cur.execute(_SQLITE_LOAD)
+            while batch := list(itertools.islice(rows, BATCH)):
+                cur.executemany(_SQLITE_STAGE, batch)
+                if tick is not None:
+                    tick(totals.count)
+            cur.execute(_SQLITE_INSERT, params)
+            totals.new = cur.rowcount
+            cur.execute("DROP TABLE statement_entry_load")
         finally:
             cur.close()
     if tick is not None:
         tick(totals.count)
     return totals
-
-
-def _stage_and_move_postgresql(
-    cur: Any, rows: Iterator[Entry], totals: _Totals, params: dict[str, str], tick: Callable[[int], None] | None
-) -> None:
-    cur.execute(_PG_LOAD)
-    first = True
-    while True:
-        before = totals.count
-        # Straight from the parser into COPY, one row at a time: no batch is held in memory.
-        with cur.copy(f"COPY statement_entry_load ({_STAGED}) FROM STDIN") as copy:
-            write = copy.write_row
-            for row in itertools.islice(rows, SLICE_LINES):
-                write(row)
-                if tick is not None and not totals.count % BATCH:
-                    tick(totals.count)
-        staged = totals.count - before
-        if first and (kib := work_mem_kib(staged)) is not None:
-            cur.execute(f"SET LOCAL work_mem = '{kib}kB'")
-        first = False
-        totals.new += _move(cur, _PG_INSERT, params)
-        if staged < SLICE_LINES:
-            break
-        cur.execute("TRUNCATE statement_entry_load")  # its files go at once (it was made in this transaction)
-    cur.execute("DROP TABLE statement_entry_load")
-
-
-def _stage_and_move_sqlite(
-    cur: Any, rows: Iterator[Entry], totals: _Totals, params: dict[str, str], tick: Callable[[int], None] | None
-) -> None:
-    cur.execute(_SQLITE_LOAD)
-    while True:
-        staged = 0
-        while staged < SLICE_LINES and (batch := list(itertools.islice(rows, min(BATCH, SLICE_LINES - staged)))):
-            cur.executemany(_SQLITE_STAGE, batch)
-            staged += len(batch)
-            if tick is not None:
-                tick(totals.count)
-        totals.new += _move(cur, _SQLITE_INSERT, params)
-        if staged < SLICE_LINES:
-            break
-        cur.execute("DELETE FROM statement_entry_load")
-    cur.execute("DROP TABLE statement_entry_load")
-
-
-def _move(cur: Any, statement: str, params: dict[str, str]) -> int:
-    """Move the staged slice into ``statement_entry``; the number of lines that were new."""
-    cur.execute(statement, params)
-    return int(cur.rowcount)
 
 
 def _rows(source: str, lines: Iterable[LineFields], totals: _Totals) -> Iterator[Entry]:

@@ -5,7 +5,6 @@ a failed import must leave behind (nothing, not even the staging table, on eithe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -13,7 +12,6 @@ from sqlmodel import col, select
 
 from adapters.statements.base import StatementFormat
 from payments.core.context import AppContext
-from payments.reconcile import importer
 from payments.reconcile.importer import (
     ANALYZED_COLUMNS,
     BATCH,
@@ -64,55 +62,6 @@ def test_a_failed_import_leaves_nothing_and_the_next_one_works(ctx: AppContext, 
         path = good if name == "good.csv" else _file(tmp_path, [_row("2", "REF-B", 2_000)], name)
         import_file(ctx, "AGC-R", path, StatementFormat.vnpay_csv)
     assert [(e.external_id, e.amount) for e in _entries(ctx)] == [("1", 1_000), ("2", 2_000)]
-
-
-def test_a_large_file_is_staged_and_moved_in_slices_with_the_same_result(
-    ctx: AppContext, agency: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A file larger than a slice goes in a slice at a time, the staging table never holding more than one; what is
-    kept is what one move would keep: file order, the first of two lines with one transaction id (here in two
-    slices), links to payments, and the count of new lines."""
-    paid = _payment(ctx, agency, "REF-A", 50_000)
-    monkeypatch.setattr(importer, "SLICE_LINES", 3)
-    staged: list[int] = []
-    move = importer._move
-
-    def counting(cur: Any, statement: str, params: dict[str, str]) -> int:
-        cur.execute("SELECT count(*) FROM statement_entry_load")
-        staged.append(int(cur.fetchone()[0]))
-        return move(cur, statement, params)
-
-    monkeypatch.setattr(importer, "_move", counting)
-    rows = [_row("1", "REF-Z", 1_000), _row("2", "REF-A", 50_000), _row("3", "", 3)]
-    rows += [_row("1", "REF-Z", 9_000), _row("4", "", 4), _row("5", "", 5), _row("6", "", 6), _row("2", "", 2)]
-    result = import_file(ctx, "AGC-R", _file(tmp_path, rows), StatementFormat.vnpay_csv)
-    assert staged == [3, 3, 2]
-    assert (result.lines, result.new_lines, result.total_amount) == (8, 6, 60_020)
-    entries = _entries(ctx)
-    assert [(e.external_id, e.line_no, e.amount) for e in entries] == [
-        ("1", 2, 1_000),
-        ("2", 3, 50_000),
-        ("3", 4, 3),
-        ("4", 6, 4),
-        ("5", 7, 5),
-        ("6", 8, 6),
-    ]
-    assert [e.payment_id for e in entries] == [None, paid.id, None, None, None, None]
-    # A bad line in the last slice: the slices moved before it are not kept either.
-    staged.clear()
-    bad = _file(
-        tmp_path, [*(_row(str(i), "", 1) for i in range(10, 17)), "X,,31/02/2026 12:00:00,x,1,0,NCB,x"], "b.csv"
-    )
-    with pytest.raises(ImportFailed) as failed:
-        import_file(ctx, "AGC-R", bad, StatementFormat.vnpay_csv)
-    assert failed.value.extra["line"] == 9 and staged == [3, 3]
-    assert len(_entries(ctx)) == 6
-    # A file of exactly a slice: the second, empty, slice moves nothing.
-    staged.clear()
-    exact = _file(tmp_path, [_row(str(i), "", 1) for i in range(20, 23)], "c.csv")
-    assert import_file(ctx, "AGC-R", exact, StatementFormat.vnpay_csv).new_lines == 3
-    assert staged == [3, 0]
-    assert len(_entries(ctx)) == 9
 
 
 def test_work_mem_is_sized_by_the_file() -> None:
