@@ -21,10 +21,12 @@ Then, each in a child process of its own so that each has its own peak memory, a
 Reported per size: both times, the ratio (Lephi over baseline; target at most 4), settlement lines per second, and
 each child's peak RSS (``ru_maxrss``; target at most 256 MiB for Lephi), and on PostgreSQL what Lephi wrote (the
 database's growth, the WAL, temporary files) and the peak disk use beyond where it started (the file system holding
-the database, sampled every 0.2 s; target at 10M lines: under 2 GiB beyond the data kept). After the timed part,
-Lephi's exceptions are compared with the generator's manifest: every injected discrepancy in its category and
+the database, sampled every 0.2 s; target at 10M lines: under 2 GiB beyond the data kept), with the peak while
+importing and what the WAL and temporary-file directories held at their highest. After the timed part, Lephi's
+exceptions are compared with the generator's manifest: every injected discrepancy in its category and
 nothing else, and the matched count. The machine is shared: other work on it shows in the times, so the load
-average is printed.
+average is printed. A day kept (``--keep``) by an earlier version of the code is migrated to this one's schema
+before it is timed.
 
 Exit status: 0 when the findings were exact at every size, 1 otherwise. The targets are reported, never enforced.
 """
