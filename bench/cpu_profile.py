@@ -123,7 +123,11 @@ def run_inline() -> None:
         if hasattr(module, "run_in_threadpool"):
             module.run_in_threadpool = inline  # type: ignore[attr-defined]
 
-    async def offload(_db: Database, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    threaded = Database.offload
+
+    async def offload(db: Database, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if db.on_loop:  # PostgreSQL through asyncpg already runs on the loop's thread (in a greenlet)
+            return await threaded(db, func, *args, **kwargs)
         return func(*args, **kwargs)
 
     Database.offload = offload  # type: ignore[method-assign,assignment]

@@ -169,6 +169,7 @@ def _lifespan(context: Container, settings: Settings) -> Callable[[FastAPI], Abs
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = metrics_server = None
+        await context.db.start()  # the serving loop's own pool for the hot paths (PostgreSQL)
         if settings.metrics:
             from lephi import metrics
 
@@ -190,6 +191,7 @@ def _lifespan(context: Container, settings: Settings) -> Callable[[FastAPI], Abs
             metrics_server.shutdown()
             metrics_server.server_close()
         await context.aclose_limiters()
+        await context.db.aclose()
         # The API keys' last uses noted since the cache's last write would otherwise go with the process.
         await run_in_threadpool(context.api_keys.flush)
 

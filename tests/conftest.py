@@ -144,8 +144,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    marker = request.node.get_closest_marker("settings")
+    return make_settings(database_url, tmp_path, **(marker.kwargs if marker else {}))
 
 
 class LateApp:

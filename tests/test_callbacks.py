@@ -250,6 +250,7 @@ def test_a_success_that_would_be_a_second_payment_is_not_dropped(api: Api, capfd
 
 
 @pytest.mark.postgres
+@pytest.mark.settings(db_async=False)  # psycopg's pipeline; asyncpg on the event loop sends each statement alone
 @pytest.mark.parametrize("database_url", [b for b in BACKENDS if b == "postgres"], indirect=True)
 def test_a_success_callback_on_postgresql_is_five_round_trips(api: Api) -> None:
     """BEGIN, the inbox row (a repeat fails there, at once), the payment, the guarded status change; then the event,

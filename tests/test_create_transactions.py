@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from payments.agency.models import Agency, FeeScheduleLine, Procedure
@@ -46,15 +46,15 @@ def tally(db: Database) -> Iterator[Tally]:
     def on_rollback(conn: Any) -> None:
         seen.current.pop(id(conn), None)
 
-    event.listen(db.engine, "before_cursor_execute", on_statement)
-    event.listen(db.engine, "commit", on_commit)
-    event.listen(db.engine, "rollback", on_rollback)
+    db.listen("before_cursor_execute", on_statement)
+    db.listen("commit", on_commit)
+    db.listen("rollback", on_rollback)
     try:
         yield seen
     finally:
-        event.remove(db.engine, "before_cursor_execute", on_statement)
-        event.remove(db.engine, "commit", on_commit)
-        event.remove(db.engine, "rollback", on_rollback)
+        db.unlisten("before_cursor_execute", on_statement)
+        db.unlisten("commit", on_commit)
+        db.unlisten("rollback", on_rollback)
 
 
 def _dossier(api: Api) -> str:

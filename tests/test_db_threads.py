@@ -27,7 +27,7 @@ def test_offload_runs_on_the_databases_threads_with_the_callers_context(api: Api
     db = api.ctx.db
     # SQLite's writes run on the event loop by default; a thread of their own is a setting away.
     assert db.threads == (0 if db.dialect == "sqlite" else 4)
-    db = Database(db.engine, threads=1 if db.dialect == "sqlite" else None)
+    db = Database(db.engine, threads=1 if db.dialect == "sqlite" else None, on_loop=False)
     running = 0
     most = 0
     lock = threading.Lock()
@@ -62,7 +62,7 @@ def test_offload_runs_on_the_databases_threads_with_the_callers_context(api: Api
 
 
 def test_with_no_threads_the_work_runs_on_the_event_loop_in_turn(api: Api) -> None:
-    db = Database(api.ctx.db.engine, threads=0)
+    db = Database(api.ctx.db.engine, threads=0, on_loop=False)
     order: list[str] = []
 
     def work(tag: str) -> tuple[str, str]:
@@ -89,7 +89,7 @@ def test_with_no_threads_the_work_runs_on_the_event_loop_in_turn(api: Api) -> No
 
 def test_offload_works_again_after_dispose(api: Api) -> None:
     settings = api.ctx.settings
-    db = Database(api.ctx.db.engine, threads=2)
+    db = Database(api.ctx.db.engine, threads=2, on_loop=False)
     assert asyncio.run(db.offload(lambda: threading.current_thread().name)).startswith("lephi-db")
     db.dispose()
     assert asyncio.run(db.offload(lambda: 41 + 1)) == 42
@@ -131,7 +131,7 @@ def test_an_offline_gateway_starts_on_the_database_threads(api: Api, monkeypatch
     r = api.post("/v1/payments", payment_body(code))
     assert r.status_code == 201, r.text
     assert seen
-    if api.ctx.db.threads:
+    if api.ctx.db.threads and not api.ctx.db.on_loop:
         assert all(name.startswith("lephi-db") for name in seen)
     else:
         # On the event loop itself: neither the database's threads nor the general thread pool's.

@@ -45,6 +45,10 @@ class PaymentSettings(BaseModel):
     # Threads for the hot write paths' database work, 0 to run it on the event loop; unset: 0 on SQLite, 4 on
     # PostgreSQL (see Database.offload).
     db_threads: int | None = Field(default=None, ge=0, le=64)
+    # PostgreSQL: the hot paths' transactions (dossier and payment create, callbacks) run on the event loop through
+    # asyncpg, at most this many at once, instead of psycopg on ``db_threads`` threads (docs/deploy.md).
+    db_async: bool = True
+    db_async_concurrency: int = Field(default=8, ge=1, le=64)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Requests per minute per API key, answered 429 with Retry-After beyond it: across all processes when redis_url

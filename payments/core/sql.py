@@ -145,7 +145,7 @@ class Prepared:
             cursor.close()
 
     def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled | None:
-        key = (dialect.name, tuple(params))
+        key = (f"{dialect.name}+{dialect.driver}", tuple(params))
         try:
             return self._compiled[key]
         except KeyError:
