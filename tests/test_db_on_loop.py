@@ -80,6 +80,29 @@ def test_the_work_runs_on_the_loop_a_bounded_number_at_once_each_in_its_requests
     assert db._executor is None
 
 
+def test_work_that_opens_a_second_transaction_gets_a_connection_with_every_slot_taken(api: Api) -> None:
+    settings = api.ctx.settings.model_copy(update={"db_async_concurrency": 1})
+    db = Database(make_engine(settings.effective_database_url, settings))
+
+    def nested() -> int:
+        with db.write() as outer:
+            outer.execute(text("SELECT 1"))
+            with db.read() as inner:  # a second connection while the slot's is held
+                return int(inner.execute(text("SELECT 2")).scalar_one())
+
+    async def run() -> list[int]:
+        await db.start()
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(db.offload(nested), db.offload(nested)), 30))
+        finally:
+            await db.aclose()
+
+    try:
+        assert asyncio.run(run()) == [2, 2]
+    finally:
+        db.dispose()
+
+
 def test_values_and_errors_on_the_loop_are_sqlalchemys(api: Api) -> None:
     db = api.ctx.db
     when = datetime(2026, 12, 5, 8, 30, 15, 123456, tzinfo=UTC)

@@ -144,8 +144,14 @@ class _LoopEngine:
             url = url.update_query_dict({"prepared_statement_cache_size": "0"})
             connect_args = {"statement_cache_size": 0, "prepared_statement_name_func": _statement_name}
         pool: dict[str, Any] = (
-            # The slots bound the connections in use; the pool keeps them all open.
-            {"pool_size": driver.concurrency, "max_overflow": 0, "pool_recycle": 1800, "pool_timeout": 60}
+            # A connection for each slot, kept open; as many again for work that opens a second transaction while
+            # it holds one, which with no overflow would wait for a connection that every slot holds.
+            {
+                "pool_size": driver.concurrency,
+                "max_overflow": driver.concurrency,
+                "pool_recycle": 1800,
+                "pool_timeout": 60,
+            }
             if loop is not None
             else {"poolclass": NullPool}
         )
