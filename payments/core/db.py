@@ -160,8 +160,19 @@ class _LoopEngine:
         self.sync = self.engine.sync_engine
         self.write = self.sync.execution_options(**{_WRITE: True})
         self.slots = asyncio.Semaphore(driver.concurrency) if loop is not None else None
+        event.listen(self.sync, "do_connect", _connect_or_unavailable)
         for name, fn in owner._listeners:
             event.listen(self.sync, name, fn)
+
+
+def _connect_or_unavailable(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """asyncpg's connection, or the driver's OperationalError when the server cannot be reached: asyncpg lets the
+    socket's own error through (connection refused, a timeout), which psycopg reports as OperationalError, and the
+    service answers that with 503 and Retry-After, not 500."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:
+        raise dialect.loaded_dbapi.OperationalError(f"cannot connect to the database server: {exc}", exc) from exc
 
 
 _on_loop: contextvars.ContextVar[_LoopEngine | None] = contextvars.ContextVar("lephi_db_on_loop", default=None)

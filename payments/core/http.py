@@ -101,7 +101,7 @@ def install_error_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None
         # A connection dropped by a server restart or failover (the pool then replaces every connection it held), or
         # a server not answering yet. A retry under the same Idempotency-Key finds the request's claim and resumes it,
         # or finds nothing and starts afresh: the client may send it again.
-        if not (exc.connection_invalidated or isinstance(exc, SqlOperationalError)):
+        if not (exc.connection_invalidated or isinstance(exc, SqlOperationalError) or server_unavailable(exc.orig)):
             return await _unexpected(request, exc)
         log.warning("http.database_unavailable", path=request.url.path, error_type=type(exc.orig).__name__)
         err = DatabaseUnavailable()
@@ -125,6 +125,18 @@ def install_error_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None
             "code": "internal_error",
         }
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+
+
+# SQLSTATEs of a server that cannot serve now: connection exceptions (class 08), shutting down or starting up (57P01,
+# 57P02, 57P03), out of connections (53300). psycopg raises them as OperationalError; asyncpg's adapter as a plain
+# DBAPIError, so the state itself is read.
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03", "53300")
+
+
+def server_unavailable(error: BaseException | None) -> bool:
+    """Whether a driver's error says the database server cannot serve now, rather than that the statement failed."""
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("08") or state in _UNAVAILABLE_STATES)
 
 
 def _allowed_methods(request: Request) -> str:
