@@ -264,9 +264,7 @@ class Database:
         Blocking on anything but this database would stop every request of the process."""
         if self._driver is not None:
             loop = self._loop_engine()
-            if loop.slots is None:
-                return await greenlet_spawn(contextvars.copy_context().run, _in_loop_context, loop, fn, args, kwargs)
-            async with loop.slots:
+            async with loop.slots or nullcontext():
                 return await greenlet_spawn(contextvars.copy_context().run, _in_loop_context, loop, fn, args, kwargs)
         if not self.threads:
             return fn(*args, **kwargs)
